@@ -1,0 +1,37 @@
+# Two entry points (see README): `make run` runs the whole pipeline on the embedded data,
+# `make test` runs the test suite. Both create .venv and install the pinned dependencies first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+export DAGSTER_HOME := $(CURDIR)
+export DAGSTER_DISABLE_TELEMETRY := 1
+
+.PHONY: run test ui install bench screenshot clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/allocator run
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+ui: $(STAMP)
+	mkdir -p .dagster_home
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $${PORT:-3000}
+
+bench: $(STAMP)
+	$(BIN)/python scripts/bench_labels.py
+
+screenshot: $(STAMP)
+	$(BIN)/python scripts/screenshot_report.py
+
+clean:
+	rm -rf step3_out .dagster_home catboost_info .pytest_cache .hypothesis

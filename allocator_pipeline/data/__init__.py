@@ -1,0 +1,1 @@
+"""Embedded market data (SPY, QQQ, VIX, 13-week T-bill yield) and its loader."""
