@@ -39,7 +39,8 @@ def _parse_sessions(raw: pd.Series, path: Path, column: str, first_row: int) -> 
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raise InputDataError(
-            "not a date YYYY-MM-DD", file=path, column=column, row=first_row + i, value=raw.iloc[i]
+            "not a date YYYY-MM-DD", file=path, column=column, row=first_row + int(raw.index[i]),
+            value=raw.iloc[i],
         )
     return parsed
 
@@ -49,7 +50,8 @@ def _numeric(raw: pd.Series, path: Path, column: str, first_row: int, *, allow_n
     bad = values.isna() & ~raw.isna() if allow_nan else values.isna()
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise InputDataError("not a number", file=path, column=column, row=first_row + i, value=raw.iloc[i])
+        raise InputDataError("not a number", file=path, column=column, row=first_row + int(raw.index[i]),
+                             value=raw.iloc[i])
     return values
 
 
@@ -88,7 +90,8 @@ def read_price_file(path: str | Path, symbol: str | None = None) -> pd.DataFrame
                 file=path, column=str(list(frame.columns)),
             )
     value_cols = [c for c in frame.columns if c != "Date"]
-    frame = frame[~frame[value_cols].isna().all(axis=1)].reset_index(drop=True)
+    # keep the original row numbers (holiday rows dropped here must not shift them in messages)
+    frame = frame[~frame[value_cols].isna().all(axis=1)]
     if frame.empty:
         raise InputDataError("no data rows", file=path)
     out = pd.DataFrame({"session": _parse_sessions(frame["Date"], path, "Date", 0)})
@@ -103,15 +106,16 @@ def read_price_file(path: str | Path, symbol: str | None = None) -> pd.DataFrame
             bad = out[col] <= 0
             if bad.any():
                 i = int(np.flatnonzero(bad.to_numpy())[0])
-                raise InputDataError("price must be > 0", file=path, column=cols[col], row=i,
+                raise InputDataError("price must be > 0", file=path, column=cols[col], row=int(out.index[i]),
                                      value=float(out[col].iloc[i]))
     step = out["session"].diff().dt.days
     bad = step <= 0
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         problem = "duplicate date" if step.iloc[i] == 0 else "dates not sorted ascending"
-        raise InputDataError(problem, file=path, column="Date", row=i, value=str(out["session"].iloc[i].date()))
-    return out[PRICE_COLUMNS]
+        raise InputDataError(problem, file=path, column="Date", row=int(out.index[i]),
+                             value=str(out["session"].iloc[i].date()))
+    return out[PRICE_COLUMNS].reset_index(drop=True)
 
 
 def load_embedded() -> pd.DataFrame:
