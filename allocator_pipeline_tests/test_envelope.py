@@ -1,0 +1,139 @@
+"""Risk envelope: each stage on a hand example, causality, and continuation from a state."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from allocator_pipeline.core.envelope import EnvelopeState, apply_envelope, envelope_end_state
+from allocator_pipeline.core.errors import InputDataError
+from allocator_pipeline.core.sessions import decision_ts_from_dates
+from allocator_pipeline.settings import EnvelopeSettings
+
+OFF = dict(dd_guard=False, vol_scaling=False, drift_throttle=False)
+
+
+def _ctx(r_q, r_s=None, r_c=None) -> pd.DataFrame:
+    n = len(r_q)
+    return pd.DataFrame(
+        {
+            "qqq_leg_return": np.asarray(r_q, float),
+            "spy_leg_return": np.zeros(n) if r_s is None else np.asarray(r_s, float),
+            "cash_return": np.full(n, 0.001) if r_c is None else np.asarray(r_c, float),
+        },
+        index=decision_ts_from_dates(pd.bdate_range("2022-03-01", periods=n)),
+    )
+
+
+def _random_ctx(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    ctx = _ctx(rng.normal(0.0, 0.02, n), rng.normal(0.0, 0.012, n), np.full(n, 0.0001))
+    ctx["qqq_drift_psi"] = rng.uniform(0, 0.5, n)
+    ctx["spy_drift_psi"] = rng.uniform(0, 0.5, n)
+    return ctx
+
+
+def test_drawdown_guard_hand_example():
+    ctx = _ctx([0.0, -0.05, -0.06, -0.12, -0.03, 0.30])
+    s = EnvelopeSettings(**{**OFF, "dd_guard": True}, dd_soft=0.10, dd_hard=0.20,
+                         dd_soft_exposure=0.75, dd_hard_exposure=0.5)
+    out = apply_envelope(np.ones(6), ctx, s, baseline_weight=0.5)
+    # Row d's return is earned by row d-1's exposure (w = 1: all QQQ; the rest in cash at 0.1%).
+    eq = [1.0]
+    eq.append(eq[-1] * (1 - 0.05))                         # exposure 1 (dd 0)
+    eq.append(eq[-1] * (1 - 0.06))                         # exposure 1 (dd 5%)  -> dd 10.7%
+    eq.append(eq[-1] * (1 + 0.75 * -0.12 + 0.25 * 0.001))  # exposure 0.75       -> dd 18.7%
+    eq.append(eq[-1] * (1 + 0.75 * -0.03 + 0.25 * 0.001))  # exposure 0.75       -> dd 20.5%
+    eq.append(eq[-1] * (1 + 0.5 * 0.30 + 0.5 * 0.001))     # exposure 0.5        -> dd 8.6%
+    np.testing.assert_allclose(out["equity"], eq, rtol=1e-14)
+    np.testing.assert_allclose(out["dd"], [1 - e / max(eq[: i + 1]) for i, e in enumerate(eq)], atol=1e-14)
+    np.testing.assert_array_equal(out["exposure_dd"], [1, 1, 0.75, 0.75, 0.5, 1])
+    np.testing.assert_array_equal(out["exposure"], out["exposure_dd"])
+    np.testing.assert_array_equal(out["w_final"], np.ones(6))
+
+    off = apply_envelope(np.ones(6), ctx, EnvelopeSettings(**OFF), baseline_weight=0.5)
+    assert (off["exposure"] == 1.0).all() and off["dd"].iloc[2] > 0.10  # tracked, not acted on
+
+
+def test_volatility_scaling_hand_example():
+    r_q = [0.01, -0.02, 0.015, 0.0, -0.01, 0.03, -0.025, 0.001]
+    r_s = [0.005, -0.01, 0.004, 0.002, -0.006, 0.01, -0.012, 0.0]
+    w = np.array([0.5] * 6 + [1.0, 0.0])
+    s = EnvelopeSettings(**{**OFF, "vol_scaling": True}, vol_window=5, vol_target=0.2)
+    out = apply_envelope(w, _ctx(r_q, r_s), s, baseline_weight=0.5)
+    assert out["vol"].iloc[:4].isna().all() and (out["exposure_vol"].iloc[:4] == 1.0).all()  # warm-up
+    for d in range(4, 8):
+        port = [w[d] * r_q[i] + (1 - w[d]) * r_s[i] for i in range(d - 4, d + 1)]  # today's weight
+        vol = statistics.stdev(port) * math.sqrt(252)
+        assert out["vol"].iloc[d] == pytest.approx(vol, rel=1e-12)
+        assert out["exposure_vol"].iloc[d] == pytest.approx(min(1.0, 0.2 / vol), rel=1e-12)
+    assert out["exposure_vol"].iloc[6] < 1.0 < out["vol"].iloc[6] / 0.2  # the all-QQQ row is scaled
+    np.testing.assert_allclose(out["exposure"], np.minimum(out["exposure_dd"], out["exposure_vol"]))
+
+
+def test_drift_throttle_hand_example_and_missing_data():
+    ctx = _ctx([0.0] * 4)
+    ctx["qqq_drift_psi"] = [0.1, 0.4, np.nan, 0.3]
+    ctx["spy_drift_psi"] = [0.1, 0.2, np.nan, 0.1]
+    s = EnvelopeSettings(**{**OFF, "drift_throttle": True}, drift_psi_threshold=0.25, drift_shrink=0.5)
+    w = np.array([0.9, 0.9, 0.9, 0.1])
+    out = apply_envelope(w, ctx, s, baseline_weight=0.5)
+    np.testing.assert_allclose(out["drift_psi"].iloc[[0, 1, 3]], [0.1, 0.3, 0.2])
+    assert out["drift_throttled"].tolist() == [False, True, False, False]
+    np.testing.assert_allclose(out["w_final"], [0.9, 0.9 + 0.5 * (0.5 - 0.9), 0.9, 0.1])
+    assert out["drift_status"].tolist() == ["ok", "throttled", "no drift data", "ok"]
+
+    passive = apply_envelope(w, ctx.drop(columns=["qqq_drift_psi", "spy_drift_psi"]), s, 0.5)
+    assert (passive["drift_status"] == "no drift data").all()
+    np.testing.assert_array_equal(passive["w_final"], w)
+
+    disabled = apply_envelope(w, ctx, EnvelopeSettings(**OFF), 0.5)
+    np.testing.assert_array_equal(disabled["w_final"], w)
+    assert not disabled["drift_throttled"].any()
+
+
+def test_envelope_is_causal():
+    n, d = 120, 70
+    ctx = _random_ctx(n, seed=11)
+    w = np.random.default_rng(11).uniform(0, 1, n)
+    s = EnvelopeSettings(dd_soft=0.03, dd_hard=0.06, vol_target=0.08, vol_window=15)
+    base = apply_envelope(w, ctx, s, 0.5)
+
+    future = ctx.copy()
+    future.iloc[d + 1:] = future.iloc[d + 1:].to_numpy() * -3.0 + 0.01  # every column after D
+    changed_future = apply_envelope(w, future, s, 0.5)
+    pd.testing.assert_frame_equal(changed_future.iloc[: d + 1], base.iloc[: d + 1], check_exact=True)
+    assert not changed_future.iloc[d + 1:].equals(base.iloc[d + 1:])
+
+    past = ctx.copy()
+    past.iloc[d - 3, past.columns.get_loc("qqq_leg_return")] += 0.05  # a change before D shows up
+    changed_past = apply_envelope(w, past, s, 0.5)
+    assert not np.array_equal(changed_past["exposure"].iloc[: d + 1], base["exposure"].iloc[: d + 1])
+
+
+def test_continuing_from_state_equals_full_path():
+    n, cut = 100, 61
+    ctx = _random_ctx(n, seed=4)
+    w = np.random.default_rng(4).uniform(0, 1, n)
+    s = EnvelopeSettings(dd_soft=0.03, dd_hard=0.06, vol_target=0.1, vol_window=20)
+    full = apply_envelope(w, ctx, s, 0.5)
+    head = apply_envelope(w[:cut], ctx.iloc[:cut], s, 0.5)
+    state = envelope_end_state(head, ctx.iloc[:cut], s.vol_window)
+    state = EnvelopeState.from_dict(json.loads(json.dumps(state.to_dict())))  # persisted as JSON
+    middle = apply_envelope(w[cut:cut + 3], ctx.iloc[cut:cut + 3], s, 0.5, state0=state)  # a short step
+    state2 = envelope_end_state(middle, ctx.iloc[cut:cut + 3], s.vol_window, state0=state)
+    tail = apply_envelope(w[cut + 3:], ctx.iloc[cut + 3:], s, 0.5, state0=state2)
+    pd.testing.assert_frame_equal(pd.concat([head, middle, tail]), full, check_exact=True)
+
+
+def test_envelope_refuses_bad_input():
+    ctx = _ctx([0.01, np.nan, 0.0])
+    with pytest.raises(InputDataError, match="qqq_leg_return"):
+        apply_envelope(np.full(3, 0.5), ctx, EnvelopeSettings(), 0.5)
+    with pytest.raises(InputDataError, match="w_smoothed"):
+        apply_envelope(np.array([0.5, 1.2, 0.5]), _ctx([0.0] * 3), EnvelopeSettings(), 0.5)

@@ -1,0 +1,124 @@
+"""Performance metrics on hand-computed series."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from allocator_pipeline.core.backtest import run_backtest
+from allocator_pipeline.core.costs import CostModel
+from allocator_pipeline.core.errors import InputDataError
+from allocator_pipeline.core.metrics import (
+    METRIC_NAMES,
+    drawdown_curve,
+    equity_curve,
+    monthly_returns,
+    performance_metrics,
+)
+from allocator_pipeline.core.sessions import decision_ts_from_dates
+
+
+def _bt(ret, realized=None, r_cash=None, traded=None, cost=None) -> pd.DataFrame:
+    n = len(ret)
+    ts = decision_ts_from_dates(pd.bdate_range("2024-03-04", periods=n)) if realized is None else realized
+    return pd.DataFrame(
+        {
+            "realized_ts": pd.DatetimeIndex(ts),
+            "ret": np.asarray(ret, float),
+            "r_cash": np.zeros(n) if r_cash is None else np.asarray(r_cash, float),
+            "traded": np.zeros(n) if traded is None else np.asarray(traded, float),
+            "cost": np.zeros(n) if cost is None else np.asarray(cost, float),
+        }
+    )
+
+
+def test_cagr_drawdown_calmar_by_hand():
+    m = performance_metrics(_bt([0.10, -0.20, 0.05, 0.10]), notional=1e6)
+    assert set(m) == set(METRIC_NAMES)
+    end = 1.1 * 0.8 * 1.05 * 1.1  # 1.0164
+    assert m["cagr"] == pytest.approx(end ** (252 / 4) - 1)
+    assert m["max_drawdown"] == pytest.approx(0.88 / 1.1 - 1)  # -0.2, from the 1.1 peak
+    assert m["calmar"] == pytest.approx(m["cagr"] / 0.2)
+    assert m["n_sessions"] == 4 and m["start"] == "2024-03-04" and m["end"] == "2024-03-07"
+    np.testing.assert_allclose(equity_curve(_bt([0.10, -0.20, 0.05, 0.10])), [1.1, 0.88, 0.924, end])
+
+
+def test_drawdown_counts_from_the_initial_capital():
+    bt = _bt([-0.1, 0.05, 0.02])
+    m = performance_metrics(bt, 1.0)
+    assert m["max_drawdown"] == pytest.approx(-0.1)  # the first day's loss is a drawdown from 1.0
+    np.testing.assert_allclose(drawdown_curve(bt), [-0.1, 0.9 * 1.05 - 1, 0.9 * 1.05 * 1.02 - 1])
+    up = performance_metrics(_bt([0.01, 0.02]), 1.0)
+    assert up["max_drawdown"] == 0.0 and up["calmar"] is None
+
+
+def test_monthly_pnl_across_a_month_boundary_in_new_york_time():
+    realized = pd.DatetimeIndex(
+        ["2024-01-30 21:00", "2024-02-01 02:00", "2024-02-01 21:00", "2024-02-02 21:00"], tz="UTC"
+    )  # 2024-02-01 02:00 UTC is 2024-01-31 21:00 in New York: a January session
+    bt = _bt([0.01, 0.02, -0.03, 0.01], realized=realized)
+    months = monthly_returns(bt)
+    jan, feb = 1.01 * 1.02 - 1, 0.97 * 1.01 - 1
+    assert [str(p) for p in months.index] == ["2024-01", "2024-02"]
+    np.testing.assert_allclose(months, [jan, feb])
+    m = performance_metrics(bt, notional=1e6)
+    assert m["avg_monthly_pnl"] == pytest.approx((jan + feb) / 2)  # 0.00495
+    assert m["avg_monthly_pnl_ccy"] == pytest.approx((jan + feb) / 2 * 1e6)
+    assert m["monthly_hit_rate"] == 0.5 and m["worst_month"] == pytest.approx(feb)
+
+
+def test_sharpe_volatility_cvar_turnover_and_cost_drag():
+    rng = np.random.default_rng(1)
+    ret = rng.normal(0.0005, 0.01, 40)
+    cash = np.full(40, 0.0001)
+    traded = rng.uniform(0, 0.2, 40)
+    cost = traded * 3e-4
+    m = performance_metrics(_bt(ret, r_cash=cash, traded=traded, cost=cost), 1.0)
+    excess = (ret - cash).tolist()
+    assert m["sharpe"] == pytest.approx(statistics.mean(excess) / statistics.stdev(excess) * math.sqrt(252))
+    assert m["volatility"] == pytest.approx(statistics.stdev(ret.tolist()) * math.sqrt(252))
+    worst_two = sorted(ret.tolist())[:2]  # 5% of 40 sessions
+    assert m["cvar_95"] == pytest.approx(sum(worst_two) / 2)
+    assert m["turnover"] == pytest.approx(traded.sum() * 252 / 40)
+    assert m["cost_drag"] == pytest.approx(cost.sum() * 252 / 40)
+    small = performance_metrics(_bt([0.01, -0.03, 0.02, 0.0, 0.01]), 1.0)
+    assert small["cvar_95"] == pytest.approx(-0.03)  # at least one session
+
+
+def test_turnover_and_costs_against_the_drifted_book_by_hand():
+    idx = decision_ts_from_dates(pd.bdate_range("2024-05-06", periods=4))
+    returns = pd.DataFrame({"qqq_leg_return": [0.0, 0.10, -0.05, 0.02],
+                            "spy_leg_return": [0.0, 0.00, 0.02, 0.01],
+                            "cash_return": [0.0, 0.0, 0.0, 0.0]}, index=idx)
+    decisions = pd.DataFrame({"w": [0.5, 0.6, 0.6], "exposure": [1.0, 1.0, 1.0]}, index=idx[:3])
+    costs = CostModel(fee_bps=1.0, slippage_bps=2.0, impact_bps=5.0)
+    bt = run_backtest(decisions, returns, costs, initial_book=(0.5, 0.5))
+    # Day 0: no trade; earns 0.5*10% = 5%; the book drifts to 0.55/1.05 QQQ, 0.5/1.05 SPY.
+    q1, s1 = 0.55 / 1.05, 0.5 / 1.05          # 0.5238, 0.4762
+    t1 = abs(0.6 - q1) + abs(0.4 - s1)         # 0.1524: the drift already did part of the trade
+    # Day 1 earns 0.6*(-5%) + 0.4*2% = -2.2%; the book drifts to 0.57/0.978, 0.408/0.978.
+    q2, s2 = 0.57 / 0.978, 0.408 / 0.978
+    t2 = abs(0.6 - q2) + abs(0.4 - s2)
+    np.testing.assert_allclose(bt["traded"], [0.0, t1, t2], rtol=1e-12, atol=1e-16)
+    c = [0.0, t1 * 3e-4 + 5e-4 * t1**2, t2 * 3e-4 + 5e-4 * t2**2]
+    np.testing.assert_allclose(bt["cost"], c, rtol=1e-12, atol=1e-16)
+    net = [0.05, -0.022 - c[1], 0.6 * 0.02 + 0.4 * 0.01 - c[2]]
+    np.testing.assert_allclose(bt["ret"], net, rtol=1e-12)
+    m = performance_metrics(bt, 1.0)
+    assert m["turnover"] == pytest.approx((t1 + t2) * 252 / 3)
+    assert m["cost_drag"] == pytest.approx(sum(c) * 252 / 3)
+    assert m["cagr"] == pytest.approx((1.05 * (1 + net[1]) * (1 + net[2])) ** (252 / 3) - 1)
+
+
+def test_bad_backtest_frames_are_refused():
+    with pytest.raises(InputDataError, match="empty"):
+        performance_metrics(_bt([]), 1.0)
+    with pytest.raises(InputDataError, match="'ret'"):
+        performance_metrics(_bt([0.01, np.nan]), 1.0)
+    naive = _bt([0.01]).assign(realized_ts=pd.DatetimeIndex(["2024-01-02 21:00"]))
+    with pytest.raises(InputDataError, match="tz-aware"):
+        performance_metrics(naive, 1.0)

@@ -1,0 +1,181 @@
+"""Output policy: utility matrix, expected utility, smoothing/cap, and the shared allocator path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings as hsettings
+from hypothesis import strategies as st
+
+from allocator_pipeline.core.errors import InputDataError
+from allocator_pipeline.core.grid import BUCKETS, UTILITY_COLUMNS
+from allocator_pipeline.core.policy import (
+    EU_COLUMNS,
+    allocator_end_state,
+    allocator_path,
+    expected_utility,
+    smooth_and_cap,
+    utility_matrix,
+)
+from allocator_pipeline.core.sessions import decision_ts_from_dates
+from allocator_pipeline.settings import EnvelopeSettings, PolicySettings, Settings
+
+
+def _index(n: int, start: str = "2021-01-04") -> pd.DatetimeIndex:
+    return decision_ts_from_dates(pd.bdate_range(start, periods=n))
+
+
+def _context(n: int, seed: int = 0, drift: bool = True) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    ctx = pd.DataFrame(
+        {
+            "qqq_leg_return": rng.normal(0.0003, 0.02, n),
+            "spy_leg_return": rng.normal(0.0002, 0.012, n),
+            "cash_return": np.full(n, 0.0001),
+        },
+        index=_index(n),
+    )
+    if drift:
+        ctx["qqq_drift_psi"] = rng.uniform(0.0, 0.5, n)
+        ctx["spy_drift_psi"] = rng.uniform(0.0, 0.5, n)
+    return ctx
+
+
+# ----------------------------------------------------------------------------- utility matrix
+
+def _utility_table() -> tuple[pd.DataFrame, pd.Series]:
+    idx = _index(5)
+    table = pd.DataFrame(99.0, index=idx, columns=UTILITY_COLUMNS)  # odd grid columns: never used
+    base = np.array([0.10, 0.30, -0.20, 0.05, np.nan])  # per-row level; the last row is unlabelled
+    for j in range(11):
+        table[UTILITY_COLUMNS[2 * j]] = base + 0.01 * j
+    table.iloc[4] = np.nan
+    classes = pd.Series(pd.array([0, 0, 3, 10, pd.NA], dtype="Int64"), index=idx)
+    return table, classes
+
+
+def test_utility_matrix_hand_example_with_missing_classes():
+    table, classes = _utility_table()
+    m = utility_matrix(table, classes)
+    assert m.shape == (11, 11)
+    for j in range(11):
+        assert m[j, 0] == pytest.approx((0.10 + 0.30) / 2 + 0.01 * j)
+        assert m[j, 3] == pytest.approx(-0.20 + 0.01 * j)
+        assert m[j, 10] == pytest.approx(0.05 + 0.01 * j)
+        unconditional = (0.10 + 0.30 - 0.20 + 0.05) / 4 + 0.01 * j  # classes never seen
+        for k in (1, 2, 4, 5, 6, 7, 8, 9):
+            assert m[j, k] == pytest.approx(unconditional)
+
+
+def test_utility_matrix_refuses_no_labels_and_bad_class():
+    table, classes = _utility_table()
+    with pytest.raises(InputDataError, match="no labelled row"):
+        utility_matrix(table, pd.Series(pd.array([pd.NA] * 5, dtype="Int64"), index=table.index))
+    bad = classes.copy()
+    bad.iloc[2] = 11
+    with pytest.raises(InputDataError, match="label_class"):
+        utility_matrix(table, bad)
+
+
+def test_expected_utility_is_probability_weighted_column_mix():
+    rng = np.random.default_rng(3)
+    m = rng.normal(size=(11, 11))
+    p = np.zeros((2, 11))
+    p[0, 4] = 1.0
+    p[1, 2], p[1, 9] = 0.25, 0.75
+    eu = expected_utility(p, m)
+    np.testing.assert_allclose(eu[0], m[:, 4])
+    np.testing.assert_allclose(eu[1], 0.25 * m[:, 2] + 0.75 * m[:, 9])
+    with pytest.raises(InputDataError):
+        expected_utility(np.ones((3, 10)), m)
+
+
+# ----------------------------------------------------------------------------- smoothing and cap
+
+def test_smooth_and_cap_hand_example():
+    out = smooth_and_cap(np.array([1.0, 1.0, 0.0, 0.4]), alpha=0.5, max_daily_change=0.1, w_prev0=0.5)
+    # 0.5*0.5+0.5*1 = 0.75 -> capped 0.6; 0.8 -> 0.7; 0.35 -> 0.6; 0.5*0.6+0.5*0.4 = 0.5 (step 0.1)
+    np.testing.assert_allclose(out, [0.6, 0.7, 0.6, 0.5])
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(
+    raw=st.lists(st.sampled_from(list(BUCKETS)), min_size=1, max_size=40),
+    alpha=st.floats(0.0, 0.99),
+    cap=st.floats(0.001, 1.0),
+    w0=st.floats(0.0, 1.0),
+)
+def test_smooth_and_cap_properties(raw, alpha, cap, w0):
+    w = smooth_and_cap(np.array(raw), alpha, cap, w0)
+    assert ((w >= 0.0) & (w <= 1.0)).all()
+    prev = np.concatenate([[w0], w[:-1]])
+    assert (np.abs(w - prev) <= cap + 1e-12).all()
+    lo, hi = np.minimum(prev, raw), np.maximum(prev, raw)
+    assert ((w >= lo - 1e-12) & (w <= hi + 1e-12)).all()  # between yesterday and today's target
+
+
+@hsettings(max_examples=30, deadline=None)
+@given(raw=st.lists(st.sampled_from(list(BUCKETS)), min_size=1, max_size=30), w0=st.floats(0.0, 1.0))
+def test_no_smoothing_and_huge_cap_returns_raw(raw, w0):
+    np.testing.assert_allclose(smooth_and_cap(np.array(raw), 0.0, 1.0, w0), raw, atol=1e-15)
+
+
+# ----------------------------------------------------------------------------- allocator path
+
+def _settings(**env) -> Settings:
+    return Settings(policy=PolicySettings(alpha=0.3, max_daily_change=0.15), envelope=EnvelopeSettings(**env))
+
+
+def test_allocator_path_without_smoothing_or_envelope_trades_argmax():
+    n = 30
+    ctx = _context(n, seed=1)
+    rng = np.random.default_rng(1)
+    proba = rng.dirichlet(np.ones(11), n)
+    m = rng.normal(size=(11, 11))
+    s = Settings(policy=PolicySettings(alpha=0.0, max_daily_change=1.0),
+                 envelope=EnvelopeSettings(dd_guard=False, vol_scaling=False, drift_throttle=False))
+    path = allocator_path(proba, m, ctx, s, w_prev0=0.5)
+    expected = BUCKETS[np.argmax(proba @ m.T, axis=1)]
+    np.testing.assert_allclose(path["w_raw"], expected)
+    np.testing.assert_allclose(path["w_final"], expected)
+    np.testing.assert_allclose(path[EU_COLUMNS].to_numpy(), proba @ m.T)
+    assert (path["exposure"] == 1.0).all()
+
+
+def test_argmax_ties_go_to_the_lower_bucket():
+    m = np.zeros((11, 11))
+    m[3, :] = 1.0
+    m[7, :] = 1.0
+    ctx = _context(2, drift=False)
+    path = allocator_path(np.full((2, 11), 1 / 11), m, ctx, _settings(), w_prev0=0.3)
+    assert (path["w_raw"] == 0.3).all()
+
+
+def test_allocator_path_continued_from_state_equals_full_path():
+    n, cut = 90, 55
+    ctx = _context(n, seed=5)
+    rng = np.random.default_rng(5)
+    proba = rng.dirichlet(np.ones(11) * 0.3, n)
+    m = rng.normal(size=(11, 11))
+    s = _settings(dd_soft=0.02, dd_hard=0.04, vol_target=0.12, vol_window=10)
+    full = allocator_path(proba, m, ctx, s, w_prev0=0.5)
+    assert full["exposure_dd"].lt(1.0).any() and full["exposure_vol"].lt(1.0).any()  # stages active
+    head = allocator_path(proba[:cut], m, ctx.iloc[:cut], s, w_prev0=0.5)
+    w_prev, state = allocator_end_state(head, ctx.iloc[:cut], s)
+    tail = allocator_path(proba[cut:], m, ctx.iloc[cut:], s, w_prev0=w_prev, state0=state)
+    pd.testing.assert_frame_equal(pd.concat([head, tail]), full, check_exact=True)
+
+    # The live decision: one session at a time, each continuing the previous day's state.
+    days = [head]
+    for i in range(cut, cut + 6):
+        day = allocator_path(proba[i:i + 1], m, ctx.iloc[i:i + 1], s, w_prev0=w_prev, state0=state)
+        w_prev, state = allocator_end_state(day, ctx.iloc[i:i + 1], s, state0=state)
+        days.append(day)
+    pd.testing.assert_frame_equal(pd.concat(days), full.iloc[: cut + 6], check_exact=True)
+
+
+def test_allocator_path_refuses_misaligned_probabilities():
+    ctx = _context(5)
+    with pytest.raises(InputDataError, match="shape"):
+        allocator_path(np.full((4, 11), 1 / 11), np.zeros((11, 11)), ctx, _settings(), 0.5)
