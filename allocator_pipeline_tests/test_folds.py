@@ -1,0 +1,260 @@
+"""Walk-forward fold plan: properties (hypothesis), the real calendar, validate_plan, fold datasets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings as hsettings, strategies as st
+
+from allocator_pipeline.core.errors import InputDataError
+from allocator_pipeline.core.folds import (
+    PLAN_COLUMNS,
+    FoldPlanError,
+    fold_dataset,
+    plan_folds,
+    split_labels,
+    usable_sessions,
+    validate_plan,
+)
+from allocator_pipeline.core.leakage import compare_up_to
+from allocator_pipeline.core.sessions import decision_ts_from_dates, session_dates
+from allocator_pipeline.data.market import load_embedded
+from allocator_pipeline.settings import FoldSettings, LabelSettings, Settings
+
+
+def make_settings(horizon: int = 20, **folds) -> Settings:
+    folds.setdefault("required_oos_years", ())
+    purge = folds.pop("purge", None)
+    return Settings(labels=LabelSettings(horizon=horizon), folds=FoldSettings(purge_sessions=purge, **folds))
+
+
+def calendar(start: str, years: int) -> pd.DatetimeIndex:
+    end = pd.Timestamp(start) + pd.DateOffset(years=years) - pd.Timedelta(days=1)
+    return decision_ts_from_dates(pd.bdate_range(start, end))
+
+
+def usable_mask(sessions: pd.DatetimeIndex, warm_up: int, horizon: int) -> pd.Series:
+    pos = np.arange(len(sessions))
+    return pd.Series((pos >= warm_up) & (pos < len(sessions) - horizon), index=sessions)
+
+
+@pytest.fixture(scope="module")
+def real_sessions() -> pd.DatetimeIndex:
+    spy = load_embedded().query("symbol == 'SPY'")["session"]
+    return decision_ts_from_dates(spy.sort_values())
+
+
+def real_usable(sessions: pd.DatetimeIndex, horizon: int = 20) -> pd.Series:
+    pos = np.arange(len(sessions))
+    return pd.Series((sessions >= pd.Timestamp("2002-01-01", tz="UTC")) & (pos < len(sessions) - horizon),
+                     index=sessions)
+
+
+def brute_force_violations(plan: pd.DataFrame, sessions: pd.DatetimeIndex, usable: pd.Series, horizon: int,
+                           purge: int) -> list[str]:
+    """An independent check of the plan, position by position, from split_labels."""
+    found = []
+    n = len(sessions)
+    outer_test = {}
+    for _, row in plan.iterrows():
+        split = split_labels(row, sessions).to_numpy()
+        pos = {name: np.flatnonzero(split == name) for name in ("train", "val", "test", "embargo")}
+        where = f"{row['fold']}/{row['inner']}"
+        for name, evaluated in (("train", ("val", "test")), ("val", ("test",))):
+            reach = np.zeros(n, dtype=bool)  # sessions some label window of `name` reads
+            for t in pos[name]:
+                reach[t + 1: t + horizon + 1] = True
+            for target in evaluated:
+                if reach[pos[target]].any():
+                    found.append(f"{where}: a {name} label reaches {target}")
+        if row["inner"] == -1:
+            outer_test[row["fold"]] = pos["test"]
+            if len(pos["test"]) != row["n_test"] or not (session_dates(sessions[pos["test"]]).year
+                                                         == int(row["fold"])).all():
+                found.append(f"{where}: test window is not the calendar year")
+        else:
+            first_test = outer_test[row["fold"]][0]
+            used = np.concatenate([pos["train"], pos["val"], pos["test"]])
+            if (used >= first_test - purge).any():
+                found.append(f"{where}: inner split touches the outer test window or its purge")
+            if row["scheme"] == "purged_kfold":
+                after = pos["train"][pos["train"] > pos["test"][-1]]
+                if len(after) and after[0] - pos["test"][-1] - 1 < row["embargo"]:
+                    found.append(f"{where}: embargo not respected")
+        fit = usable.to_numpy()
+        if fit[pos["train"]].sum() != row["n_train"] or fit[pos["val"]].sum() != row["n_val"]:
+            found.append(f"{where}: counts do not match the usable sessions")
+        if len(pos["val"]) != row["n_val"] or not fit[pos["val"]].all():
+            found.append(f"{where}: validation tail has unusable sessions")
+    windows = np.concatenate(list(outer_test.values()))
+    if len(np.unique(windows)) != len(windows):
+        found.append("outer test windows overlap")
+    if len(windows) and windows[-1] != n - 1:
+        found.append("the last fold does not end at the last session")
+    return found
+
+
+@hsettings(max_examples=30, deadline=None)
+@given(
+    years=st.integers(6, 8), warm_up=st.integers(0, 300), horizon=st.integers(1, 25), extra_purge=st.integers(0, 8),
+    validation=st.integers(63, 150), inner_len=st.integers(63, 130), n_inner=st.integers(1, 3),
+    embargo=st.integers(0, 30), scheme=st.sampled_from(["walk_forward", "purged_kfold"]),
+    window=st.sampled_from(["expanding", "rolling"]), rolling_years=st.integers(2, 3), start_day=st.integers(0, 200),
+)
+def test_plan_properties(years, warm_up, horizon, extra_purge, validation, inner_len, n_inner, embargo, scheme,
+                         window, rolling_years, start_day):
+    start = (pd.Timestamp("2003-01-01") + pd.Timedelta(days=start_day)).strftime("%Y-%m-%d")
+    sessions = calendar(start, years)
+    usable = usable_mask(sessions, warm_up, horizon)
+    s = make_settings(horizon, purge=horizon + extra_purge, min_train_years=2, validation_sessions=validation,
+                      inner_test_sessions=inner_len, n_inner_folds=n_inner, embargo_sessions=embargo,
+                      inner_scheme=scheme, window=window, rolling_years=rolling_years)
+    plan = plan_folds(sessions, usable, s)
+    assert list(plan.columns) == PLAN_COLUMNS
+    assert validate_plan(plan, sessions, horizon) == []
+    assert brute_force_violations(plan, sessions, usable, horizon, s.purge) == []
+    outer = plan[plan["inner"] == -1]
+    assert outer["n_train"].iloc[0] >= 2 * 252
+    assert (plan.groupby("fold")["inner"].count() == n_inner + 1).all()
+    if window == "rolling":
+        assert (outer["n_train"] <= rolling_years * 252).all()
+    if scheme == "walk_forward":
+        assert plan["train2_start"].isna().all() and (plan["embargo"] == 0).all()
+    else:
+        inner = plan[plan["inner"] >= 0]
+        assert (inner["embargo"] == embargo).all()
+        assert inner.loc[inner["inner"] < n_inner - 1, "train2_start"].notna().all()
+
+
+def test_real_calendar_covers_the_required_years(real_sessions):
+    usable = real_usable(real_sessions)
+    s = Settings()  # default folds: required_oos_years (2008, 2020, 2022)
+    plan = plan_folds(real_sessions, usable, s)
+    folds = plan.loc[plan["inner"] == -1, "fold"].tolist()
+    assert folds[0] == "2008" and {"2008", "2020", "2022"} <= set(folds)
+    assert folds[-1] == str(session_dates(real_sessions[-1:]).year[0])
+    assert plan.loc[plan["inner"] == -1, "test_end"].iloc[-1] == real_sessions[-1]
+    assert validate_plan(plan, real_sessions, s.labels.horizon) == []
+    assert brute_force_violations(plan, real_sessions, usable, 20, 20) == []
+    first = plan.iloc[0]
+    split = split_labels(first, real_sessions)
+    assert (split == "purge").sum() == 2 * s.purge and (split == "val").sum() == 252
+    assert split[real_sessions[real_sessions.get_loc(first["test_start"]) - 1]] == "purge"
+
+
+def test_a_new_year_of_sessions_adds_a_fold(real_sessions):
+    s = Settings()
+    plan = plan_folds(real_sessions, real_usable(real_sessions), s)
+    last = session_dates(real_sessions[-1:])[0]
+    extra = decision_ts_from_dates(pd.bdate_range(last + pd.Timedelta(days=1), f"{last.year + 1}-12-31"))
+    longer = real_sessions.append(extra)
+    plan2 = plan_folds(longer, real_usable(longer), s)
+    outer2 = plan2.loc[plan2["inner"] == -1, "fold"].tolist()
+    assert outer2 == plan.loc[plan["inner"] == -1, "fold"].tolist() + [str(last.year + 1)]
+    assert validate_plan(plan2, longer, 20) == []
+    earlier = plan2[plan2["fold"] < str(last.year)].reset_index(drop=True)
+    assert compare_up_to(plan[plan["fold"] < str(last.year)].reset_index(drop=True), earlier, None) == []
+
+
+def test_required_years_and_first_test_year_are_checked(real_sessions):
+    late = pd.Series(real_sessions >= pd.Timestamp("2005-01-01", tz="UTC"), index=real_sessions)
+    with pytest.raises(FoldPlanError, match=r"required_oos_years.*\[2008\]"):
+        plan_folds(real_sessions, late, Settings())
+    usable = real_usable(real_sessions)
+    with pytest.raises(FoldPlanError, match="first_test_year=2006 is not allowed.*2008"):
+        plan_folds(real_sessions, usable, make_settings(first_test_year=2006))
+    plan = plan_folds(real_sessions, usable, make_settings(first_test_year=2010))
+    assert plan["fold"].iloc[0] == "2010"
+    with pytest.raises(FoldPlanError, match="rolling_years=3"):
+        plan_folds(real_sessions, usable, make_settings(window="rolling", rolling_years=3))
+    with pytest.raises(FoldPlanError, match="not enough usable history"):
+        plan_folds(real_sessions[:900], usable.iloc[:900], make_settings())
+    with pytest.raises(FoldPlanError, match="too short"):
+        plan_folds(real_sessions, usable, make_settings(min_train_years=1, n_inner_folds=6, inner_test_sessions=400))
+
+
+@pytest.fixture(scope="module")
+def real_plan(real_sessions):
+    return plan_folds(real_sessions, real_usable(real_sessions),
+                      make_settings(inner_scheme="purged_kfold", embargo_sessions=10))
+
+
+def moved(sessions: pd.DatetimeIndex, ts: pd.Timestamp, by: int) -> pd.Timestamp:
+    return sessions[sessions.get_loc(ts) + by]
+
+
+@pytest.mark.parametrize("what", ["train_purge", "val_purge", "inner_purge", "embargo", "outer_overlap",
+                                  "inner_in_outer", "declared_purge"])
+def test_validate_plan_catches_a_broken_plan(real_sessions, real_plan, what):
+    plan = real_plan.copy()
+    assert validate_plan(plan, real_sessions, 20) == []
+    outer = plan.index[(plan["inner"] == -1) & (plan["fold"] == "2012")][0]
+    inner0 = outer + 1
+    if what == "train_purge":  # shorten the purge before validation by one session
+        plan.loc[outer, "train_end"] = moved(real_sessions, plan.loc[outer, "train_end"], 1)
+        expected = "label window"
+    elif what == "val_purge":  # shorten the purge before the test window by one session
+        plan.loc[outer, "val_end"] = moved(real_sessions, plan.loc[outer, "val_end"], 1)
+        expected = "purge"
+    elif what == "inner_purge":
+        plan.loc[inner0, "val_end"] = moved(real_sessions, plan.loc[inner0, "val_end"], 1)
+        expected = "label window"
+    elif what == "embargo":
+        plan.loc[inner0, "train2_start"] = moved(real_sessions, plan.loc[inner0, "train2_start"], -1)
+        expected = "embargo"
+    elif what == "outer_overlap":
+        nxt = plan.index[(plan["inner"] == -1) & (plan["fold"] == "2013")][0]
+        plan.loc[nxt, "test_start"] = plan.loc[outer, "test_end"]
+        expected = "overlap"
+    elif what == "inner_in_outer":
+        last_inner = plan.index[(plan["fold"] == "2012") & (plan["inner"] == 2)][0]
+        plan.loc[last_inner, "test_end"] = moved(real_sessions, plan.loc[outer, "test_start"], -5)
+        expected = "inside the outer test window or its purge"
+    else:
+        plan.loc[outer, "purge"] = 19
+        expected = "shorter than the label horizon"
+    problems = validate_plan(plan, real_sessions, 20)
+    assert problems and any(expected in p for p in problems), problems
+
+
+def synthetic_dataset(n: int = 1600, horizon: int = 10, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    sessions = decision_ts_from_dates(pd.bdate_range("2010-01-04", periods=n))
+    values = rng.normal(size=(n, 3))
+    values[:40] = np.nan  # warm-up
+    features = pd.DataFrame(values, index=sessions, columns=["f_a", "f_b", "f_c"])
+    best = rng.integers(0, 21, n) * 0.05
+    best[-horizon:] = np.nan
+    labels = pd.DataFrame({"best_weight": best,
+                           "label_class": pd.array(np.where(np.isnan(best), -1, np.floor(best * 10 + 0.5)),
+                                                   dtype="Int64")}, index=sessions)
+    labels.loc[labels["best_weight"].isna(), "label_class"] = pd.NA
+    return features, labels
+
+
+def test_fold_dataset_rows_and_columns():
+    features, labels = synthetic_dataset()
+    s = make_settings(horizon=10, min_train_years=1, validation_sessions=63, inner_test_sessions=63, n_inner_folds=2)
+    usable = usable_sessions(features, labels)
+    plan = plan_folds(features.index, usable, s)
+    last_fold = plan["fold"].iloc[-1]
+    for fold in plan.loc[plan["inner"] == -1, "fold"]:
+        for inner in (-1, 0, 1):
+            data = fold_dataset(features, labels, plan, fold, inner)
+            row = plan[(plan["fold"] == fold) & (plan["inner"] == inner)].iloc[0]
+            assert list(data.columns) == ["split", "f_a", "f_b", "f_c", "label_class", "best_weight"]
+            fit = data[data["split"].isin(["train", "val"])]
+            assert fit["label_class"].notna().all() and fit[["f_a", "f_b", "f_c"]].notna().all().all()
+            assert (data["split"] == "train").sum() == row["n_train"] and (data["split"] == "val").sum() == row["n_val"]
+            assert (data["split"] == "test").sum() == row["n_test"]
+            assert data.index.is_monotonic_increasing
+    tail = fold_dataset(features, labels, plan, last_fold)
+    assert tail.loc[tail["split"] == "test", "label_class"].iloc[-10:].isna().all()  # decisions without labels
+    with pytest.raises(ValueError, match="not in the plan"):
+        fold_dataset(features, labels, plan, "1990")
+    broken = features.copy()
+    broken.iloc[-3, 1] = np.nan
+    with pytest.raises(InputDataError, match="test session with a non-finite feature") as err:
+        fold_dataset(broken, labels, plan, last_fold)
+    assert err.value.column == "f_b"
