@@ -95,7 +95,7 @@ class Step3EngineSettings(_Section):
     fee_bps: float = Field(1.0, ge=0, le=100, description="Leg's own fee, bps of traded notional.")
     slippage_bps: float = Field(1.0, ge=0, le=100, description="Leg's own slippage, bps.")
     drift_window: int = Field(63, ge=10, le=504, description="Trailing sessions for causal PSI drift.")
-    drift_flag_psi: float = Field(0.25, gt=0, le=5, description="PSI above which drift_flag = 1.")
+    drift_flag_psi: float = Field(0.5, gt=0, le=5, description="PSI above which drift_flag = 1.")
 
 
 class LabelSettings(_Section):
@@ -127,7 +127,11 @@ class FeatureSettings(_Section):
     """Feature blocks of the daily feature table; each can be switched off."""
 
     blocks: tuple[str, ...] = Field(
-        FEATURE_BLOCKS, description=f"Enabled feature blocks, a subset of {FEATURE_BLOCKS}."
+        tuple(b for b in FEATURE_BLOCKS if b != "vix"),
+        description=f"Enabled feature blocks, a subset of {FEATURE_BLOCKS}. 'vix' is off by default: "
+        "the embedded VIX series ends 2025-09-02, before the prices; switch it on with VIX data "
+        "that reaches the last session. 'confidence' and 'drift' need a Step 3 source with those "
+        "columns (switch them off for passive legs).",
     )
     vix_max_stale_sessions: int = Field(
         5,
@@ -150,7 +154,7 @@ class FoldSettings(_Section):
     """Walk-forward folds (DESIGN.md section 3). Test windows are calendar years."""
 
     min_train_years: int = Field(
-        4, ge=1, le=20, description="Years of labelled training data before the first test year."
+        3, ge=1, le=20, description="Years of usable train-proper data (before the validation tail) before the first test year."
     )
     first_test_year: int | None = Field(
         None, ge=1995, le=2100, description="Force the first test year (None: earliest allowed)."
@@ -246,7 +250,7 @@ class EnvelopeSettings(_Section):
     vol_target: float = Field(0.22, gt=0, le=2, description="Annualised volatility target (fraction).")
     vol_window: int = Field(21, ge=5, le=252, description="Trailing sessions for realised volatility.")
     drift_throttle: bool = Field(True, description="Enable the drift safety throttle.")
-    drift_psi_threshold: float = Field(0.25, gt=0, le=5, description="Mean leg PSI that triggers it.")
+    drift_psi_threshold: float = Field(0.5, gt=0, le=5, description="Mean leg PSI that triggers it.")
     drift_shrink: float = Field(
         0.5, ge=0, le=1, description="Fraction of the way from w toward the baseline when throttled."
     )

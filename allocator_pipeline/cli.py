@@ -1,0 +1,257 @@
+"""The ``allocator`` command: a thin layer over the Dagster definitions.
+
+Global options (``--home``, ``--prices``, ``--step3``, ``--profile``, ``--config``) configure the
+settings resource exactly as the Dagster UI's resource config would. Every command materialises
+assets through Dagster, so runs, materialisations and checks show up in ``dagster dev``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from allocator_pipeline.settings import SettingsError
+
+PROFILES = ["quick", "default", "full"]
+
+
+class Context:
+    def __init__(self, **kwargs: str | None) -> None:
+        from allocator_pipeline.defs.execution import RunOptions
+
+        self.options = RunOptions(**kwargs)
+        try:
+            self.settings = self.options.settings()
+        except SettingsError as exc:
+            raise click.UsageError(str(exc)) from None
+        self._instance = None
+
+    def set_overrides(self, overrides: dict) -> None:
+        """Extra settings for this command only (validated like every other source)."""
+        from dataclasses import replace
+
+        self.options = replace(self.options, overrides=overrides)
+        try:
+            self.settings = self.options.settings()
+        except SettingsError as exc:
+            raise click.UsageError(str(exc)) from None
+
+    @property
+    def instance(self):
+        if self._instance is None:
+            from allocator_pipeline.defs.execution import get_instance
+
+            self._instance = get_instance(self.settings)
+        return self._instance
+
+
+def _echo_step(message: str) -> None:
+    click.echo(f"[allocator {time.strftime('%H:%M:%S')}] {message}", err=True)
+
+
+def _check(result, what: str) -> None:
+    """Fail the command, naming the failed steps and checks, when a Dagster run did not succeed."""
+    failed_checks = [
+        f"{e.asset_check_evaluation_data.asset_key.to_user_string()}:{e.asset_check_evaluation_data.check_name}"
+        for e in result.get_asset_check_evaluations()
+        if not e.passed
+    ] if hasattr(result, "get_asset_check_evaluations") else []
+    if not result.success:
+        failures = [e for e in result.all_events if e.is_step_failure]
+        detail = "; ".join(
+            f"{e.step_key}: {e.step_failure_data.error.message.strip().splitlines()[-1]}"
+            for e in failures if e.step_failure_data and e.step_failure_data.error
+        )
+        raise click.ClickException(f"{what} failed (run {result.run_id}). {detail}")
+    if failed_checks:
+        raise click.ClickException(f"{what}: blocking checks failed: {', '.join(failed_checks)}")
+
+
+def _build_dataset(ctx: Context) -> None:
+    from allocator_pipeline.defs.execution import DATASET_ASSETS, fold_keys, materialize
+
+    _echo_step(f"building the dataset ({', '.join(DATASET_ASSETS)}), profile {ctx.settings.profile}")
+    result = materialize(DATASET_ASSETS, ctx.options, ctx.instance)
+    _check(result, "build-dataset")
+    folds = fold_keys(ctx.instance)
+    paths = ctx.settings.paths
+    _echo_step(f"dataset written to {paths.dataset} ({len(folds)} folds: {folds[0]}..{folds[-1]})")
+
+
+def _run_folds(ctx: Context, names: list[str], folds_spec: str | None, what: str, workers: int | None) -> list[str]:
+    from tqdm import tqdm
+
+    from allocator_pipeline.defs.execution import fold_keys, materialize_folds, select_folds
+
+    try:
+        folds = select_folds(folds_spec, fold_keys(ctx.instance))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    n_workers = workers or ctx.settings.workers
+    _echo_step(f"{what}: {len(folds)} fold(s) {folds[0]}..{folds[-1]}, {n_workers} in parallel")
+    failed: list[str] = []
+    with tqdm(total=len(folds), desc=what, unit="fold", file=sys.stderr, dynamic_ncols=True) as bar:
+        def done(fold: str, ok: bool, run_id: str) -> None:
+            bar.update(1)
+            bar.set_postfix_str(f"{fold} {'ok' if ok else 'FAILED'}")
+            if not ok:
+                failed.append(f"{fold} (run {run_id})")
+
+        materialize_folds(names, folds, ctx.options, ctx.instance, workers=n_workers, on_done=done)
+    if failed:
+        raise click.ClickException(
+            f"{what} failed for fold(s): {', '.join(sorted(failed))}; see the runs in `make ui`"
+        )
+    return folds
+
+
+def _report(ctx: Context) -> None:
+    from allocator_pipeline.core.report import format_headline, headline_table
+    from allocator_pipeline.core.storage import read_json
+    from allocator_pipeline.defs.execution import REPORT_ASSETS, materialize
+
+    _echo_step("walk-forward report, gates and promotion")
+    result = materialize(REPORT_ASSETS, ctx.options, ctx.instance)
+    _check(result, "report")
+    paths = ctx.settings.paths
+    metrics = read_json(paths.backtest / "metrics.json")
+    promotion = read_json(paths.allocator / "promotion.json")
+    click.echo("")
+    click.echo(format_headline(headline_table(metrics)))
+    click.echo("")
+    verdict = "ACCEPTED" if metrics["accepted"] else "REJECTED"
+    click.echo(f"Verdict: {verdict}")
+    for gate in metrics["gates"]:
+        mark = "pass" if gate["passed"] else "FAIL"
+        click.echo(f"  [{mark}] {gate['name']}: value {gate['value']} vs threshold {gate['threshold']}")
+    if promotion.get("promoted"):
+        click.echo(f"Promoted allocator: {promotion['directory']}")
+    else:
+        click.echo("Nothing promoted (the allocator failed its gates; a rejection is a valid result).")
+    click.echo(f"Report: {paths.backtest / 'report.html'}")
+    click.echo(f"Metrics: {paths.backtest / 'metrics.json'}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--home", type=click.Path(file_okay=False), help="Artifact root (env ALLOCATOR_HOME; default: current directory).")
+@click.option("--prices", type=click.Path(exists=True, file_okay=False), help="Directory of user price files <SYMBOL>.csv (env ALLOCATOR_PRICES).")
+@click.option("--step3", type=click.Path(exists=True, file_okay=False), help="User Step 3 output directory (env ALLOCATOR_STEP3; default: the reference engine).")
+@click.option("--profile", type=click.Choice(PROFILES), help="quick / default / full (env ALLOCATOR_PROFILE).")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), help="TOML settings file (default: <home>/allocator.toml if present).")
+@click.pass_context
+def main(ctx: click.Context, **kwargs: str | None) -> None:
+    """Step 3b allocator: decide each session's capital split between the QQQ and SPY legs."""
+    ctx.obj = Context(**kwargs)
+
+
+@main.command("build-dataset")
+@click.pass_obj
+def build_dataset(ctx: Context) -> None:
+    """Prices, Step 3 legs, leg panel, features, utility labels and the fold plan."""
+    _build_dataset(ctx)
+
+
+@main.command()
+@click.option("--folds", "folds_spec", help="Folds: 2008,2009 or 2008..2012 (default: all).")
+@click.option("--workers", type=int, help="Folds in parallel (default: settings.workers).")
+@click.pass_obj
+def train(ctx: Context, folds_spec: str | None, workers: int | None) -> None:
+    """Per-fold datasets, tuning, models, calibrated ensembles and test predictions."""
+    from allocator_pipeline.defs.execution import TRAIN_ASSETS
+
+    _run_folds(ctx, TRAIN_ASSETS, folds_spec, "train", workers)
+
+
+@main.command()
+@click.option("--folds", "folds_spec", help="Folds: 2008,2009 or 2008..2012 (default: all).")
+@click.option("--trials", type=int, help="Optuna trials per fold (overrides the profile).")
+@click.option("--workers", type=int, help="Folds in parallel (default: settings.workers).")
+@click.pass_obj
+def optimize(ctx: Context, folds_spec: str | None, trials: int | None, workers: int | None) -> None:
+    """Nested walk-forward tuning with Optuna on each fold's inner splits."""
+    from allocator_pipeline.defs.execution import TUNING_ASSETS
+
+    if trials is not None:
+        ctx.set_overrides({"tuning": {"n_trials": trials}})
+    _run_folds(ctx, TUNING_ASSETS, folds_spec, "optimize", workers)
+
+
+@main.command()
+@click.option("--folds", "folds_spec", help="Folds to (re)backtest first: 2008..2012 (default: all).")
+@click.option("--workers", type=int, help="Folds in parallel (default: settings.workers).")
+@click.pass_obj
+def backtest(ctx: Context, folds_spec: str | None, workers: int | None) -> None:
+    """Per-fold backtests, the walk-forward report with its gates, and promotion."""
+    _run_folds(ctx, ["fold_backtest"], folds_spec, "backtest", workers)
+    _report(ctx)
+
+
+@main.command()
+@click.option("--workers", type=int, help="Folds in parallel (default: settings.workers).")
+@click.pass_obj
+def run(ctx: Context, workers: int | None) -> None:
+    """The whole pipeline on the configured data, ending with the report's path and headline table."""
+    from allocator_pipeline.defs.execution import FOLD_ASSETS
+
+    started = time.monotonic()
+    _build_dataset(ctx)
+    _run_folds(ctx, FOLD_ASSETS, None, "folds", workers)
+    _report(ctx)
+    click.echo(f"Total time: {time.monotonic() - started:.0f} s")
+
+
+@main.command()
+@click.pass_obj
+def ui(ctx: Context) -> None:
+    """Start the Dagster UI (dagster dev) on 127.0.0.1."""
+    from allocator_pipeline.defs.execution import default_dagster_home
+
+    env = dict(os.environ, DAGSTER_HOME=str(default_dagster_home(ctx.settings).resolve()),
+               DAGSTER_DISABLE_TELEMETRY="1")
+    workspace = Path(__file__).resolve().parents[1] / "workspace.yaml"
+    cmd = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", os.environ.get("PORT", "3000")]
+    if workspace.is_file():
+        cmd += ["-w", str(workspace)]
+    else:
+        cmd += ["-m", "allocator_pipeline.definitions"]
+    raise SystemExit(subprocess.call(cmd, env=env))
+
+
+GLOBAL_OPTIONS = ("--home", "--prices", "--step3", "--profile", "--config")
+
+
+def _alias(command: click.Command):
+    """A console script that runs ``allocator <command>``; global options may appear anywhere."""
+
+    def entry() -> None:
+        argv, leading, rest = sys.argv[1:], [], []
+        i = 0
+        while i < len(argv):
+            token = argv[i]
+            name = token.split("=", 1)[0]
+            if name in GLOBAL_OPTIONS:
+                leading.append(token)
+                if "=" not in token and i + 1 < len(argv):
+                    leading.append(argv[i + 1])
+                    i += 1
+            else:
+                rest.append(token)
+            i += 1
+        main.main(args=[*leading, command.name, *rest], prog_name=Path(sys.argv[0]).name)
+
+    return entry
+
+
+build_dataset_alias = _alias(build_dataset)
+train_alias = _alias(train)
+optimize_alias = _alias(optimize)
+backtest_alias = _alias(backtest)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The thin Dagster layer: assets load inputs, call the core, return values with metadata."""

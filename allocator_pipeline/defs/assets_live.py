@@ -1,0 +1,73 @@
+"""The daily rebalance decision: one partition per session date."""
+
+
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from allocator_pipeline.core.features import build_features
+from allocator_pipeline.core.fold_pipeline import FoldModel
+from allocator_pipeline.core.live import DecisionLog, NoDataForSession, decide_with_promoted_model, truncate_to_session
+from allocator_pipeline.core.storage import read_json
+from allocator_pipeline.data.market import load_prices, market_panel
+from allocator_pipeline.defs.assets_data import read_legs
+from allocator_pipeline.defs.partitions import daily_partitions
+from allocator_pipeline.defs.resources import AllocatorSettings
+from allocator_pipeline.settings import Settings
+
+
+class NoPromotedAllocator(FileNotFoundError):
+    """No accepted allocator has been promoted yet."""
+
+
+def live_inputs(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Market panel and leg panel read fresh from the configured sources (validated)."""
+    market = market_panel(load_prices(settings.data.prices_dir, settings.data.merge_return_tolerance),
+                          settings.data.qqq_symbol, settings.data.spy_symbol)
+    return market, read_legs(settings, market)
+
+
+def load_promoted(settings: Settings) -> tuple[FoldModel, dict]:
+    promotion = settings.paths.final / "promotion.json"
+    if not promotion.is_file():
+        raise NoPromotedAllocator(
+            f"no promoted allocator in {settings.paths.final}: run `allocator run` (or materialise "
+            "promoted_allocator) and get an accepted walk-forward report first"
+        )
+    manifest = read_json(promotion)
+    return FoldModel.load(Path(manifest["model_directory"])), manifest
+
+
+@dg.asset(
+    group_name="live",
+    partitions_def=daily_partitions,
+    kinds={"json"},
+    deps=["promoted_allocator"],
+    description="The session's allocation from the promoted allocator: features from data up to that "
+    "session, policy and envelope continued from the previous session's logged state. Writes "
+    "'final output/step3_allocator/decisions/<date>.json' and the decision log.",
+)
+def daily_allocation(context: dg.AssetExecutionContext, settings: AllocatorSettings) -> dg.MaterializeResult:
+    s = settings.load()
+    session = context.partition_key
+    model, manifest = load_promoted(s)
+    _, legs = live_inputs(s)
+    try:
+        inputs = truncate_to_session(build_features(legs, s.features), legs, session)
+    except NoDataForSession as exc:
+        raise dg.Failure(description=str(exc)) from None
+    log = DecisionLog(s.paths.decisions)
+    previous = log.previous(session, inputs.leg_panel.index)
+    decision = decide_with_promoted_model(model, inputs, s, manifest["model_id"], previous)
+    path = log.write(decision)
+    return dg.MaterializeResult(
+        metadata={
+            "w_qqq": decision["w_qqq"],
+            "w_spy": decision["w_spy"],
+            "exposure": decision["exposure"],
+            "mode": decision["mode"],
+            "model_id": decision["model_id"],
+            "decision": dg.MetadataValue.path(str(path)),
+        }
+    )
