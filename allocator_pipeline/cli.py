@@ -206,6 +206,64 @@ def run(ctx: Context, workers: int | None) -> None:
 
 
 @main.command()
+@click.option("--date", "session", help="Session date YYYY-MM-DD (default: the last session in the data).")
+@click.option("--model", "model_spec", default="promoted", show_default=True,
+              help="'promoted' (writes the decision and the log) or 'fold:<KEY>' (that fold's model; "
+              "reproduces the fold backtest's w_final; writes nothing).")
+@click.pass_obj
+def rebalance(ctx: Context, session: str | None, model_spec: str) -> None:
+    """The allocation for one session, printed as JSON."""
+    from allocator_pipeline.core.live import NoDataForSession
+    from allocator_pipeline.core.storage import read_json, to_json_text
+    from allocator_pipeline.defs.assets_live import NoPromotedAllocator, fold_decision, live_inputs, load_promoted
+    from allocator_pipeline.defs.execution import materialize
+    from allocator_pipeline.core.sessions import session_dates
+
+    s = ctx.settings
+    _, legs = live_inputs(s)
+    session = session or str(session_dates(legs.index[-1:])[0].date())
+    try:
+        if model_spec.startswith("fold:"):
+            decision = fold_decision(s, model_spec.split(":", 1)[1], session, legs)
+        elif model_spec == "promoted":
+            load_promoted(s)  # a clear error before any run is started
+            _check(materialize(["daily_allocation"], ctx.options, ctx.instance, partition_key=session),
+                   f"rebalance {session}")
+            decision = read_json(s.paths.decisions / f"{session}.json")
+        else:
+            raise click.UsageError(f"--model must be 'promoted' or 'fold:<KEY>', got {model_spec!r}")
+    except (NoDataForSession, NoPromotedAllocator, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(to_json_text({k: v for k, v in decision.items() if k != "state"}), nl=False)
+
+
+@main.command()
+@click.option("--folds", "folds_spec", required=True, help="Folds: 2008,2009 or 2008..2012.")
+@click.option("--workers", type=int, help="Folds in parallel (default: settings.workers).")
+@click.option("--submit", is_flag=True, help="Queue a Dagster backfill of fold_job on the instance instead "
+              "(launched by the daemon of `dagster dev` / `dagster-daemon run`).")
+@click.pass_obj
+def backfill(ctx: Context, folds_spec: str, workers: int | None, submit: bool) -> None:
+    """Materialise every fold stage for the folds (progress bar), or submit them to the instance."""
+    from allocator_pipeline.defs.execution import FOLD_ASSETS, fold_keys, select_folds
+
+    if not submit:
+        _run_folds(ctx, FOLD_ASSETS, folds_spec, "backfill", workers)
+        return
+    try:
+        folds = select_folds(folds_spec, fold_keys(ctx.instance))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    workspace = Path(__file__).resolve().parents[1] / "workspace.yaml"
+    cmd = [str(Path(sys.executable).with_name("dagster")), "job", "backfill", "-j", "fold_job",
+           "--partitions", ",".join(folds), "--noprompt"]
+    cmd += ["-w", str(workspace)] if workspace.is_file() else ["-m", "allocator_pipeline.definitions"]
+    env = dict(os.environ, ALLOCATOR_HOME=str(ctx.settings.home.resolve()))
+    _echo_step(f"submitting a backfill of fold_job for {len(folds)} fold(s): {' '.join(cmd)}")
+    raise SystemExit(subprocess.call(cmd, env=env))
+
+
+@main.command()
 @click.pass_obj
 def ui(ctx: Context) -> None:
     """Start the Dagster UI (dagster dev) on 127.0.0.1."""

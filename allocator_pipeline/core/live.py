@@ -22,6 +22,7 @@ import pandas as pd
 
 from allocator_pipeline.core.envelope import EnvelopeState
 from allocator_pipeline.core.errors import InputDataError
+from allocator_pipeline.core.features import build_features
 from allocator_pipeline.core.fold_pipeline import FoldModel, fold_path, probability_frame
 from allocator_pipeline.core.policy import allocator_end_state, allocator_path
 from allocator_pipeline.core.sessions import decision_ts_for, session_dates
@@ -47,13 +48,18 @@ class LiveInputs:
     decision_ts: pd.Timestamp
 
 
-def truncate_to_session(features: pd.DataFrame, leg_panel: pd.DataFrame, session: str | pd.Timestamp) -> LiveInputs:
-    """Keep rows up to ``session``'s decision time; fail with the last available session otherwise."""
+def truncate_to_session(leg_panel: pd.DataFrame, session: str | pd.Timestamp, settings: Settings) -> LiveInputs:
+    """The leg panel cut at ``session``'s decision time, and features computed from that cut only.
+
+    Raises :class:`NoDataForSession`, naming the last available session, when the data has no
+    row for ``session``.
+    """
     ts = decision_ts_for(pd.Timestamp(session))
     if ts not in leg_panel.index:
         last = session_dates(leg_panel.index[-1:])[0].date()
         raise NoDataForSession(f"no data for session {pd.Timestamp(session).date()}: the last available session is {last}")
-    return LiveInputs(features.loc[:ts], leg_panel.loc[:ts], ts)
+    cut = leg_panel.loc[:ts]
+    return LiveInputs(build_features(cut, settings.features), cut, ts)
 
 
 def _decision(path: pd.DataFrame, model_id: str, mode: str, inputs: LiveInputs, state: EnvelopeState) -> dict[str, Any]:

@@ -6,10 +6,16 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from allocator_pipeline.core.features import build_features
 from allocator_pipeline.core.fold_pipeline import FoldModel
-from allocator_pipeline.core.live import DecisionLog, NoDataForSession, decide_with_promoted_model, truncate_to_session
-from allocator_pipeline.core.storage import read_json
+from allocator_pipeline.core.live import (
+    DecisionLog,
+    NoDataForSession,
+    decide_with_fold_model,
+    decide_with_promoted_model,
+    truncate_to_session,
+)
+from allocator_pipeline.core.storage import read_json, read_parquet
+from allocator_pipeline.core.tuning import tuned_settings
 from allocator_pipeline.data.market import load_prices, market_panel
 from allocator_pipeline.defs.assets_data import read_legs
 from allocator_pipeline.defs.partitions import daily_partitions
@@ -39,6 +45,22 @@ def load_promoted(settings: Settings) -> tuple[FoldModel, dict]:
     return FoldModel.load(Path(manifest["model_directory"])), manifest
 
 
+def fold_decision(settings: Settings, fold: str, session: str, legs: pd.DataFrame) -> dict:
+    """The session's decision from fold ``fold``'s model: the fold backtest's own path through it."""
+    directory = settings.paths.fold_models(fold)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"fold {fold} has no trained model in {directory}: run `allocator train --folds {fold}`")
+    plan = read_parquet(settings.paths.dataset / "fold_plan.parquet")
+    outer = plan[(plan["fold"] == fold) & (plan["inner"] == -1)]
+    tuning = settings.paths.optuna / fold / "tuning.json"
+    params = read_json(tuning).get("best_params", {}) if tuning.is_file() else {}
+    s = tuned_settings(settings, params)
+    inputs = truncate_to_session(legs, session, s)
+    decision, _ = decide_with_fold_model(FoldModel.load(directory), inputs, outer["test_start"].iloc[0], s,
+                                         model_id=f"fold:{fold}")
+    return decision
+
+
 @dg.asset(
     group_name="live",
     partitions_def=daily_partitions,
@@ -54,7 +76,7 @@ def daily_allocation(context: dg.AssetExecutionContext, settings: AllocatorSetti
     model, manifest = load_promoted(s)
     _, legs = live_inputs(s)
     try:
-        inputs = truncate_to_session(build_features(legs, s.features), legs, session)
+        inputs = truncate_to_session(legs, session, s)
     except NoDataForSession as exc:
         raise dg.Failure(description=str(exc)) from None
     log = DecisionLog(s.paths.decisions)
