@@ -383,7 +383,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "tuning": {"n_trials": 3, "timeout_seconds": 30.0},
         "folds": {"n_inner_folds": 2},
     },
-    "default": {},
+    "default": {"tuning": {"n_trials": 24, "timeout_seconds": 90.0}},
     "full": {
         "step3": {"num_boost_round": 150, "n_bags": 10},
         "models": {
@@ -391,8 +391,8 @@ PROFILES: dict[str, dict[str, Any]] = {
             "linear": {"max_iter": 2000},
             "catboost": {"iterations": 600, "early_stopping_rounds": 50, "learning_rate": 0.05},
         },
-        "tuning": {"n_trials": 60, "timeout_seconds": 900.0},
-        "folds": {"n_inner_folds": 4},
+        "tuning": {"n_trials": 60, "timeout_seconds": 3600.0},
+        "folds": {"n_inner_folds": 3},
     },
 }
 
@@ -421,7 +421,7 @@ def _set_path(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     node[path[-1]] = value
 
 
-def _format_error(err: ValidationError, source: str) -> str:
+def format_validation_error(err: ValidationError, source: str) -> str:
     lines = [f"invalid settings ({source}):"]
     for e in err.errors():
         field = ".".join(str(p) for p in e["loc"]) or "<root>"
@@ -488,7 +488,7 @@ def load_settings(
     try:
         return Settings.model_validate(merged)
     except ValidationError as err:
-        raise SettingsError(_format_error(err, source)) from None
+        raise SettingsError(format_validation_error(err, source)) from None
 
 
 def describe_settings() -> list[dict[str, str]]:

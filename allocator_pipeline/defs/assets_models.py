@@ -23,16 +23,27 @@ from allocator_pipeline.core.metrics import performance_metrics
 from allocator_pipeline.core.models import load_members
 from allocator_pipeline.core.storage import write_json
 from allocator_pipeline.core.tuning import tuned_settings
+from allocator_pipeline.core.tuning_evaluation import relabel_frame
 from allocator_pipeline.defs.metadata import frame_metadata
 from allocator_pipeline.defs.partitions import fold_partitions
 from allocator_pipeline.defs.resources import AllocatorSettings
+from allocator_pipeline.settings import Settings
 
 GROUP = "folds"
 
 
-def _fold_settings(settings: AllocatorSettings, fold_tuning: dict):
+def _fold_settings(settings: AllocatorSettings, fold_tuning: dict) -> Settings:
     """The run's settings with the fold's tuned parameters applied (none when tuning is off)."""
     return tuned_settings(settings.load(), fold_tuning.get("best_params", {}))
+
+
+def _fold_inputs(s: Settings, fold_tuning: dict, fold_dataset: pd.DataFrame, leg_panel: pd.DataFrame,
+                 utility_table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The fold frame and utility table to train on: relabelled when tuning changed the label
+    lambdas (``labels.*``), else the run-wide ones."""
+    if any(name.startswith("labels.") for name in fold_tuning.get("best_params", {})):
+        return relabel_frame(fold_dataset, leg_panel, s)
+    return fold_dataset, utility_table
 
 
 @dg.asset(
@@ -47,15 +58,18 @@ def fold_models(
     settings: AllocatorSettings,
     fold_dataset: pd.DataFrame,
     fold_tuning: dict,
+    leg_panel: pd.DataFrame,
+    utility_table: pd.DataFrame,
 ) -> dict:
     s = _fold_settings(settings, fold_tuning)
     fold = context.partition_key
     directory = s.paths.fold_models(fold)
-    members = fit_fold_members(fold_dataset, s)
+    frame, _ = _fold_inputs(s, fold_tuning, fold_dataset, leg_panel, utility_table)
+    members = fit_fold_members(frame, s)
     files = {name: member.save(directory).name for name, member in members.items()}
     # Reload from disk: everything downstream uses the stored models, never the in-memory ones.
     reloaded = load_members(directory, members)
-    x_val, _ = xy(fold_dataset, "val")
+    x_val, _ = xy(frame, "val")
     for name, member in members.items():
         if not np.array_equal(member.predict_proba(x_val), reloaded[name].predict_proba(x_val)):
             raise RuntimeError(f"fold {fold}: reloaded {name} does not reproduce its probabilities")
@@ -96,13 +110,15 @@ def fold_ensemble(
     fold_dataset: pd.DataFrame,
     fold_models: dict,
     fold_tuning: dict,
+    leg_panel: pd.DataFrame,
     utility_table: pd.DataFrame,
 ) -> dict:
     s = _fold_settings(settings, fold_tuning)
     directory = s.paths.fold_models(context.partition_key)
+    frame, utilities = _fold_inputs(s, fold_tuning, fold_dataset, leg_panel, utility_table)
     members = load_members(directory, fold_models["members"])
-    ensemble = fit_fold_ensemble(fold_dataset, members, s)
-    m = policy_matrix(fold_dataset, utility_table)
+    ensemble = fit_fold_ensemble(frame, members, s)
+    m = policy_matrix(frame, utilities)
     write_json({"utility_matrix": m.tolist(), "rows": "bucket j (weight j/10)", "columns": "best bucket k"},
                directory / POLICY_FILE)
     before, after = ensemble.metrics_before, ensemble.metrics_after

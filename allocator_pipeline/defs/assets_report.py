@@ -10,7 +10,9 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from allocator_pipeline.core.costs import CostModel
 from allocator_pipeline.core.evaluation import assemble_walk_forward
+from allocator_pipeline.core.labels import utility_labels as compute_utility_labels
 from allocator_pipeline.core.fold_pipeline import FoldModel, feature_columns, fit_fold, promotion_frame
 from allocator_pipeline.core.gates import accepted, evaluate_gates, monotonic_response
 from allocator_pipeline.core.grid import BUCKETS
@@ -169,6 +171,7 @@ def promoted_allocator(
     allocator_features: pd.DataFrame,
     utility_labels: pd.DataFrame,
     utility_table: pd.DataFrame,
+    leg_panel: pd.DataFrame,
 ) -> dict:
     base = settings.load()
     if not walk_forward_report["accepted"]:
@@ -180,6 +183,8 @@ def promoted_allocator(
     last_fold = max(fold_tuning) if fold_tuning else None
     params = fold_tuning[last_fold].get("best_params", {}) if last_fold else {}
     s = tuned_settings(base, params)
+    if any(name.startswith("labels.") for name in params):  # tuned lambdas: labels to match them
+        utility_labels, utility_table = compute_utility_labels(leg_panel, s.labels, CostModel.from_settings(s.costs))
     usable = usable_sessions(allocator_features, utility_labels)
     frame = promotion_frame(allocator_features, utility_labels, usable, s)
     model = fit_fold(frame, utility_table, s)

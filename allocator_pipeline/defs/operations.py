@@ -8,7 +8,7 @@ import pandas as pd
 
 from allocator_pipeline.core.sessions import EXCHANGE_TZ, session_dates
 from allocator_pipeline.defs.assets_live import live_inputs
-from allocator_pipeline.defs.partitions import DAILY_START, daily_partitions, fold_partitions
+from allocator_pipeline.defs.partitions import DAILY_START
 from allocator_pipeline.settings import Settings, load_settings
 
 dataset_job = dg.define_asset_job(
@@ -19,7 +19,6 @@ dataset_job = dg.define_asset_job(
 fold_job = dg.define_asset_job(
     "fold_job",
     selection=dg.AssetSelection.assets("fold_dataset") | dg.AssetSelection.groups("folds"),
-    partitions_def=fold_partitions,
     description="One fold: dataset, tuning, models, ensemble, predictions, backtest (a partition per fold).",
 )
 report_job = dg.define_asset_job(
@@ -30,7 +29,6 @@ report_job = dg.define_asset_job(
 daily_rebalance_job = dg.define_asset_job(
     "daily_rebalance_job",
     selection=dg.AssetSelection.assets("daily_allocation"),
-    partitions_def=daily_partitions,
     description="The session's allocation from the promoted allocator.",
 )
 

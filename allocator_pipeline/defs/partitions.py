@@ -8,6 +8,7 @@ FOLD_PARTITIONS_NAME = "fold"
 fold_partitions = dg.DynamicPartitionsDefinition(name=FOLD_PARTITIONS_NAME)
 
 # Daily decisions: one partition per calendar day in New York; non-session days are skipped by the
-# schedule with a reason, and the asset refuses a date with no session data.
+# schedule with a reason, and the asset refuses a date with no session data. end_offset=1 makes
+# today's partition exist during the day, so the after-close schedule can request it.
 DAILY_START = "2024-01-01"
-daily_partitions = dg.DailyPartitionsDefinition(start_date=DAILY_START, timezone="America/New_York")
+daily_partitions = dg.DailyPartitionsDefinition(start_date=DAILY_START, timezone="America/New_York", end_offset=1)

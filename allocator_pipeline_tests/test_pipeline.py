@@ -1,0 +1,256 @@
+"""End to end through Dagster: the whole pipeline on the embedded data (quick profile, the last
+three folds), its artifacts, determinism, the gates' verdict and promotion, and the live decision."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from allocator_pipeline.core.storage import read_json, write_json
+from allocator_pipeline.defs.execution import (
+    DATASET_ASSETS,
+    FOLD_ASSETS,
+    REPORT_ASSETS,
+    RunOptions,
+    fold_keys,
+    materialize,
+    materialize_folds,
+)
+
+pytestmark = pytest.mark.slow
+
+FIRST_TEST_YEAR = 2023
+# Small but complete: quick models, 2 tuning trials on 2 inner splits, folds 2023..2025.
+TOML = f"""
+profile = "quick"
+[folds]
+first_test_year = {FIRST_TEST_YEAR}
+required_oos_years = [{FIRST_TEST_YEAR}]
+[tuning]
+n_trials = 2
+"""
+
+
+def write_config(home: Path, extra: str = "") -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "allocator.toml").write_text(TOML + extra)
+
+
+def run_pipeline(home: Path, instance: dg.DagsterInstance) -> RunOptions:
+    options = RunOptions(home=str(home))
+    assert materialize(DATASET_ASSETS, options, instance).success
+    folds = fold_keys(instance)
+    assert folds == ["2023", "2024", "2025"]
+    results = materialize_folds(FOLD_ASSETS, folds, options, instance)
+    assert all(results.values()), results
+    assert materialize(REPORT_ASSETS, options, instance).success
+    return options
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, monkeypatch_module):
+    home = tmp_path_factory.mktemp("home")
+    write_config(home)
+    monkeypatch_module.setenv("ALLOCATOR_HOME", str(home))
+    instance = dg.DagsterInstance.ephemeral()
+    options = run_pipeline(home, instance)
+    return home, instance, options
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    for var in ("ALLOCATOR_PRICES", "ALLOCATOR_STEP3", "ALLOCATOR_PROFILE"):
+        mp.delenv(var, raising=False)
+    yield mp
+    mp.undo()
+
+
+def test_artifacts_of_every_stage(pipeline):
+    home, _, _ = pipeline
+    out = home / "step3_out"
+    for symbol in ("QQQ", "SPY"):
+        assert (out / "backtest" / f"{symbol}.parquet").is_file()
+    for name in ("features", "labels", "utilities", "fold_plan"):
+        assert (out / "allocator" / "dataset" / f"{name}.parquet").is_file()
+    for fold in ("2023", "2024", "2025"):
+        models = out / "allocator" / "models" / fold
+        for name in ("lightgbm.txt", "catboost.json", "linear.json", "ensemble.json", "policy.json"):
+            assert (models / name).is_file(), models / name
+        assert (out / "allocator" / "optuna" / fold / "trials.parquet").is_file()
+    backtest = out / "allocator" / "backtest"
+    for name in ("oos_daily.parquet", "metrics.json", "report.html"):
+        assert (backtest / name).is_file()
+    # models are text and JSON, never pickles
+    assert not [p for p in out.rglob("*") if p.suffix in (".pkl", ".pickle", ".joblib")]
+
+
+def test_report_contract(pipeline):
+    home, _, _ = pipeline
+    backtest = home / "step3_out" / "allocator" / "backtest"
+    metrics = read_json(backtest / "metrics.json")
+    oos = pd.read_parquet(backtest / "oos_daily.parquet")
+    strategies = ["allocator", "baseline", "qqq_only", "spy_only", "inverse_vol", "oracle"]
+    assert set(strategies) <= set(metrics["strategies"])
+    assert set(metrics["folds"]) == {"2023", "2024", "2025"}
+    for column in ["fold", "w_raw", "w_smoothed", "w_final", "exposure", "qqq_leg_return", "spy_leg_return",
+                   "cash_return", "cost", *[f"ret_{s}" for s in strategies]]:
+        assert column in oos.columns, column
+    assert oos.index[0].year == FIRST_TEST_YEAR
+    # every figure is recomputable from oos_daily: the allocator's CAGR by hand
+    equity = float(np.prod(1.0 + oos["ret_allocator"].to_numpy()))
+    cagr = equity ** (252 / len(oos)) - 1.0
+    assert metrics["strategies"]["allocator"]["cagr"] == pytest.approx(cagr, rel=1e-12)
+    assert metrics["accepted"] == all(g["passed"] for g in metrics["gates"])
+    for gate in metrics["gates"]:
+        assert {"name", "value", "threshold", "passed"} <= set(gate)
+    assert set(metrics["tuning"]) == {"2023", "2024", "2025"}
+
+
+def test_rejected_configuration_promotes_nothing(pipeline):
+    home, instance, options = pipeline
+    final = home / "final output"
+    metrics = read_json(home / "step3_out" / "allocator" / "backtest" / "metrics.json")
+    if metrics["accepted"]:
+        pytest.skip("the small run was accepted; the forced rejection below covers the rule")
+    assert not final.exists()
+    promotion = read_json(home / "step3_out" / "allocator" / "promotion.json")
+    assert promotion["promoted"] is False
+    assert {g["name"] for g in promotion["failed_gates"]} == {g["name"] for g in metrics["gates"] if not g["passed"]}
+
+
+def test_forced_rejection_by_a_gate_promotes_nothing(pipeline, tmp_path):
+    home, _, _ = pipeline
+    other = tmp_path / "home"
+    shutil.copytree(home / "step3_out", other / "step3_out")
+    # a turnover cap no allocator can meet
+    write_config(other, "[gates]\nturnover_cap = 0.001\n")
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("fold", ["2023", "2024", "2025"])
+    result = materialize(REPORT_ASSETS, RunOptions(home=str(other)), instance)
+    assert result.success
+    metrics = read_json(other / "step3_out" / "allocator" / "backtest" / "metrics.json")
+    turnover = next(g for g in metrics["gates"] if g["name"] == "turnover")
+    assert turnover["passed"] is False and metrics["accepted"] is False
+    assert not (other / "final output").exists()
+
+
+@pytest.fixture(scope="module")
+def promoted(pipeline, tmp_path_factory):
+    """A copy of the run whose report is marked accepted, then promoted (to exercise promotion
+    and the live decision whatever the small run's verdict)."""
+    home, _, _ = pipeline
+    other = tmp_path_factory.mktemp("promoted")
+    shutil.copytree(home / "step3_out", other / "step3_out")
+    write_config(other)
+    metrics_path = other / "step3_out" / "allocator" / "backtest" / "metrics.json"
+    metrics = read_json(metrics_path)
+    metrics["accepted"] = True
+    write_json(metrics, metrics_path)
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("fold", ["2023", "2024", "2025"])
+    options = RunOptions(home=str(other))
+    assert materialize(["promoted_allocator"], options, instance).success
+    return other, instance, options
+
+
+def test_promotion_writes_the_final_allocator(promoted):
+    home, _, _ = promoted
+    final = home / "final output" / "step3_allocator"
+    for name in ("model/lightgbm.txt", "model/catboost.json", "model/linear.json", "model/ensemble.json",
+                 "model/policy.json", "settings.json", "report.html", "model_card.md", "promotion.json"):
+        assert (final / name).is_file(), name
+    manifest = read_json(final / "promotion.json")
+    assert manifest["promoted"] is True and manifest["model_id"].startswith("allocator-")
+
+
+def test_daily_decision_is_idempotent_and_continues_the_log(promoted):
+    home, instance, options = promoted
+    decisions = home / "final output" / "step3_allocator" / "decisions"
+    for session in ("2025-09-24", "2025-09-25"):
+        assert materialize(["daily_allocation"], options, instance, partition_key=session).success
+    first = (decisions / "2025-09-25.json").read_bytes()
+    second_day = read_json(decisions / "2025-09-25.json")
+    assert second_day["mode"] == "continued"
+    assert 0.0 <= second_day["w_qqq"] <= 1.0
+    assert second_day["w_qqq"] + second_day["w_spy"] == pytest.approx(1.0)
+    assert materialize(["daily_allocation"], options, instance, partition_key="2025-09-25").success
+    assert (decisions / "2025-09-25.json").read_bytes() == first
+    log = pd.read_parquet(decisions / "log.parquet")
+    assert list(log.index) == ["2025-09-24", "2025-09-25"]
+
+
+def test_daily_decision_without_data_fails_naming_the_last_session(promoted):
+    home, instance, options = promoted
+    result = materialize(["daily_allocation"], options, instance, partition_key="2025-09-29")
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "last available session is 2025-09-26" in failure.step_failure_data.error.message
+
+
+def test_backtest_and_live_share_one_code_path(pipeline):
+    from allocator_pipeline.defs.assets_live import fold_decision, live_inputs
+
+    home, _, options = pipeline
+    settings = options.settings()
+    _, legs = live_inputs(settings)
+    path = pd.read_parquet(home / "step3_out" / "allocator" / "backtest" / "folds" / "2024.parquet")
+    for ts in path.index[[0, 1, 57, 130, -1]]:
+        session = str(ts.tz_convert("America/New_York").date())
+        decision = fold_decision(settings, "2024", session, legs)
+        assert decision["w_qqq"] == path.loc[ts, "w_final"], session
+        assert decision["exposure"] == path.loc[ts, "exposure"], session
+
+
+def test_dataset_is_deterministic(pipeline, tmp_path):
+    home, _, _ = pipeline
+    other = tmp_path / "again"
+    write_config(other)
+    instance = dg.DagsterInstance.ephemeral()
+    assert materialize(DATASET_ASSETS, RunOptions(home=str(other)), instance).success
+    for rel in ("backtest/QQQ.parquet", "backtest/SPY.parquet", "allocator/dataset/features.parquet",
+                "allocator/dataset/labels.parquet", "allocator/dataset/utilities.parquet",
+                "allocator/dataset/fold_plan.parquet"):
+        assert (home / "step3_out" / rel).read_bytes() == (other / "step3_out" / rel).read_bytes(), rel
+
+
+def test_schedule_skips_a_day_without_data_and_requests_a_session(pipeline):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from allocator_pipeline.defs.operations import daily_rebalance_schedule
+
+    from allocator_pipeline.definitions import defs
+
+    repo = defs.get_repository_def()
+    ny = ZoneInfo("America/New_York")
+    context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 23, 17, 30, tzinfo=ny),
+                                        repository_def=repo)
+    result = daily_rebalance_schedule.evaluate_tick(context)
+    assert not result.run_requests
+    assert "no data for session 2026-11-23" in result.skip_message
+    assert "last available session is 2025-09-26" in result.skip_message
+    context = dg.build_schedule_context(scheduled_execution_time=datetime(2025, 9, 26, 17, 30, tzinfo=ny),
+                                        repository_def=repo)
+    result = daily_rebalance_schedule.evaluate_tick(context)
+    assert [r.partition_key for r in result.run_requests] == ["2025-09-26"]
+
+
+def test_sensor_requests_exactly_the_new_sessions(pipeline):
+    from allocator_pipeline.definitions import defs
+    from allocator_pipeline.defs.operations import new_data_sensor
+
+    repo = defs.get_repository_def()
+    context = dg.build_sensor_context(cursor="2025-09-22", repository_def=repo)
+    result = new_data_sensor.evaluate_tick(context)
+    assert [r.partition_key for r in result.run_requests] == ["2025-09-23", "2025-09-24", "2025-09-25", "2025-09-26"]
+    assert result.cursor == "2025-09-26"
+    context = dg.build_sensor_context(cursor="2025-09-26", repository_def=repo)
+    result = new_data_sensor.evaluate_tick(context)
+    assert not result.run_requests and "no new session" in result.skip_message
