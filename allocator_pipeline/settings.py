@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -501,12 +501,21 @@ def describe_settings() -> list[dict[str, str]]:
             if isinstance(ann, type) and issubclass(ann, BaseModel):
                 walk(ann, f"{prefix}{name}.")
                 continue
-            bounds = [str(m) for m in info.metadata]
+            bounds = [
+                f"{op} {getattr(m, attr)}"
+                for m in info.metadata
+                for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"), ("min_length", "len >="))
+                if getattr(m, attr, None) is not None
+            ]
+            choices = [a for a in get_args(ann) if isinstance(a, str)] if get_origin(ann) is Literal else []
+            if choices:
+                bounds.append(" / ".join(choices))
+            default = info.default
             rows.append(
                 {
                     "field": f"{prefix}{name}",
-                    "default": repr(info.default),
-                    "range": " ".join(bounds),
+                    "default": str(default) if isinstance(default, (Path, str)) else repr(default),
+                    "range": ", ".join(bounds),
                     "description": info.description or "",
                 }
             )

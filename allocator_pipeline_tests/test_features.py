@@ -16,6 +16,9 @@ from allocator_pipeline.settings import FEATURE_BLOCKS, FeatureSettings
 SQRT252 = np.sqrt(252.0)
 DRIFT_LEAD = 5  # leading NaN rows of the synthetic drift columns (the Step 3 drift window filling up)
 
+# every block on, VIX included (the project default leaves VIX off; see FeatureSettings.blocks)
+ALL_BLOCKS = FeatureSettings(blocks=FEATURE_BLOCKS)
+
 
 def synthetic_panel(n: int = 420, seed: int = 3) -> pd.DataFrame:
     """A full leg panel (all blocks' inputs) on business-day sessions, fixed seed."""
@@ -63,7 +66,7 @@ def panel() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def features(panel: pd.DataFrame) -> pd.DataFrame:
-    return build_features(panel, FeatureSettings())
+    return build_features(panel, ALL_BLOCKS)
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +203,7 @@ def test_vix_zscore_and_tbill_block(panel: pd.DataFrame, features: pd.DataFrame)
 # ---- switches, dictionary, errors -------------------------------------------------------------
 
 def test_block_switches_and_dictionary(panel: pd.DataFrame, features: pd.DataFrame):
-    dictionary = feature_dictionary(FeatureSettings(), panel.columns)
+    dictionary = feature_dictionary(ALL_BLOCKS, panel.columns)
     assert list(dictionary.columns) == ["name", "block", "formula", "window", "units"]
     assert list(dictionary["name"]) == list(features.columns)
     assert set(dictionary["block"]) == set(FEATURE_BLOCKS)
@@ -234,22 +237,22 @@ def test_bad_inputs_name_column_row_and_value(panel, column, row, value, match):
     bad = panel.copy()
     bad.loc[bad.index[row], column] = value
     with pytest.raises(InputDataError, match=match) as err:
-        build_features(bad, FeatureSettings())
+        build_features(bad, ALL_BLOCKS)
     assert err.value.column == column and err.value.row == str(panel.index[row])
 
 
 def test_bad_index_is_refused(panel):
     naive = panel.set_axis(panel.index.tz_localize(None))
     with pytest.raises(InputDataError, match="tz-aware UTC"):
-        build_features(naive, FeatureSettings())
+        build_features(naive, ALL_BLOCKS)
     with pytest.raises(InputDataError, match="strictly increasing"):
-        build_features(panel.iloc[::-1], FeatureSettings())
+        build_features(panel.iloc[::-1], ALL_BLOCKS)
 
 
 # ---- warm-up, causality, realism --------------------------------------------------------------
 
 def test_nan_only_during_warm_up(panel: pd.DataFrame, features: pd.DataFrame):
-    dictionary = feature_dictionary(FeatureSettings()).set_index("name")
+    dictionary = feature_dictionary(ALL_BLOCKS).set_index("name")
     for name in features.columns:
         warm = int(dictionary.loc[name, "window"]) - 1 + (DRIFT_LEAD if dictionary.loc[name, "block"] == "drift" else 0)
         values = features[name].to_numpy()
@@ -260,7 +263,7 @@ def test_nan_only_during_warm_up(panel: pd.DataFrame, features: pd.DataFrame):
 @pytest.mark.parametrize("cut", [260, 300, 419])
 def test_features_are_causal(panel: pd.DataFrame, features: pd.DataFrame, cut: int):
     cutoff = panel.index[cut]
-    perturbed = build_features(perturb_after(panel, cutoff, seed=cut), FeatureSettings())
+    perturbed = build_features(perturb_after(panel, cutoff, seed=cut), ALL_BLOCKS)
     assert compare_up_to(features, perturbed, cutoff) == []
     if cut < len(panel) - 1:  # the perturbation does reach the rows after the cutoff
         assert len(compare_up_to(features, perturbed, None)) >= len(features.columns) - 2

@@ -129,7 +129,8 @@ def test_plan_properties(years, warm_up, horizon, extra_purge, validation, inner
 
 def test_real_calendar_covers_the_required_years(real_sessions):
     usable = real_usable(real_sessions)
-    s = Settings()  # default folds: required_oos_years (2008, 2020, 2022)
+    # required_oos_years (2008, 2020, 2022) as by default; 4 years of train-proper data
+    s = Settings(folds=FoldSettings(min_train_years=4))
     plan = plan_folds(real_sessions, usable, s)
     folds = plan.loc[plan["inner"] == -1, "fold"].tolist()
     assert folds[0] == "2008" and {"2008", "2020", "2022"} <= set(folds)
@@ -144,7 +145,7 @@ def test_real_calendar_covers_the_required_years(real_sessions):
 
 
 def test_a_new_year_of_sessions_adds_a_fold(real_sessions):
-    s = Settings()
+    s = Settings(folds=FoldSettings(min_train_years=4))
     plan = plan_folds(real_sessions, real_usable(real_sessions), s)
     last = session_dates(real_sessions[-1:])[0]
     extra = decision_ts_from_dates(pd.bdate_range(last + pd.Timedelta(days=1), f"{last.year + 1}-12-31"))
@@ -160,16 +161,16 @@ def test_a_new_year_of_sessions_adds_a_fold(real_sessions):
 def test_required_years_and_first_test_year_are_checked(real_sessions):
     late = pd.Series(real_sessions >= pd.Timestamp("2005-01-01", tz="UTC"), index=real_sessions)
     with pytest.raises(FoldPlanError, match=r"required_oos_years.*\[2008\]"):
-        plan_folds(real_sessions, late, Settings())
+        plan_folds(real_sessions, late, Settings(folds=FoldSettings(min_train_years=4)))
     usable = real_usable(real_sessions)
     with pytest.raises(FoldPlanError, match="first_test_year=2006 is not allowed.*2008"):
-        plan_folds(real_sessions, usable, make_settings(first_test_year=2006))
-    plan = plan_folds(real_sessions, usable, make_settings(first_test_year=2010))
+        plan_folds(real_sessions, usable, make_settings(first_test_year=2006, min_train_years=4))
+    plan = plan_folds(real_sessions, usable, make_settings(first_test_year=2010, min_train_years=4))
     assert plan["fold"].iloc[0] == "2010"
     with pytest.raises(FoldPlanError, match="rolling_years=3"):
-        plan_folds(real_sessions, usable, make_settings(window="rolling", rolling_years=3))
+        plan_folds(real_sessions, usable, make_settings(window="rolling", rolling_years=3, min_train_years=4))
     with pytest.raises(FoldPlanError, match="not enough usable history"):
-        plan_folds(real_sessions[:900], usable.iloc[:900], make_settings())
+        plan_folds(real_sessions[:900], usable.iloc[:900], make_settings(min_train_years=4))
     with pytest.raises(FoldPlanError, match="too short"):
         plan_folds(real_sessions, usable, make_settings(min_train_years=1, n_inner_folds=6, inner_test_sessions=400))
 
