@@ -2,8 +2,8 @@
 
 Unpartitioned stages run as one in-process Dagster run. Fold stages run as one Dagster run per
 fold (a fold is a partition); with ``workers > 1`` the folds run in parallel, one process per
-fold at a time, each recording its run in the same Dagster instance. ``submit_fold_runs`` instead
-queues the runs on the instance (QueuedRunCoordinator) for the daemon to launch.
+fold at a time, each recording its run in the same Dagster instance. (``allocator backfill
+--submit`` instead queues a Dagster backfill for the daemon to launch.)
 """
 
 from __future__ import annotations
@@ -157,19 +157,3 @@ def materialize_folds(
             if on_done:
                 on_done(fold, ok, run_id)
     return results
-
-
-def submit_fold_runs(job_name: str, folds: Iterable[str], instance: dg.DagsterInstance) -> list[str]:
-    """Queue one run of ``job_name`` per fold on the instance (launched by `dagster-daemon`)."""
-    from allocator_pipeline.definitions import defs
-
-    job = defs.get_job_def(job_name)
-    run_ids = []
-    for fold in folds:
-        run = instance.create_run_for_job(
-            job_def=job,
-            tags={"dagster/partition": fold, "allocator/command": "backfill"},
-        )
-        instance.submit_run(run.run_id, workspace=None)  # type: ignore[arg-type]
-        run_ids.append(run.run_id)
-    return run_ids

@@ -1,0 +1,52 @@
+"""Settings: validation at load time with clear messages, precedence, and documentation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from allocator_pipeline.settings import SettingsError, describe_settings, load_settings
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_out_of_range_value_is_refused_naming_field_value_and_range():
+    with pytest.raises(SettingsError) as err:
+        load_settings(overrides={"labels": {"horizon": 500}}, environ={})
+    message = str(err.value)
+    assert "labels.horizon" in message and "500" in message and "le 126" in message
+
+
+def test_unknown_field_and_inconsistent_values_are_refused(tmp_path):
+    with pytest.raises(SettingsError, match="policy.alhpa"):
+        load_settings(overrides={"policy": {"alhpa": 0.3}}, environ={})
+    with pytest.raises(SettingsError, match="dd_hard"):
+        load_settings(overrides={"envelope": {"dd_soft": 0.3, "dd_hard": 0.2}}, environ={})
+    with pytest.raises(SettingsError, match="purge_sessions"):
+        load_settings(overrides={"folds": {"purge_sessions": 5}}, environ={})
+    with pytest.raises(SettingsError, match="unknown feature blocks"):
+        load_settings(overrides={"features": {"blocks": ["returns", "astrology"]}}, environ={})
+    with pytest.raises(SettingsError, match="profile"):
+        load_settings(profile="huge", environ={})
+
+
+def test_precedence_defaults_profile_file_environment_arguments(tmp_path):
+    assert load_settings(environ={}).tuning.n_trials == 24
+    assert load_settings(profile="quick", environ={}).tuning.n_trials == 3
+    (tmp_path / "allocator.toml").write_text("[tuning]\nn_trials = 7\n[labels]\nhorizon = 10\n")
+    s = load_settings(home=tmp_path, profile="quick", environ={})
+    assert s.tuning.n_trials == 7 and s.labels.horizon == 10 and s.purge == 10
+    env = {"ALLOCATOR_HOME": str(tmp_path), "ALLOCATOR_PROFILE": "full"}
+    assert load_settings(environ=env).profile == "full"
+    assert load_settings(profile="quick", environ=env).profile == "quick"
+    (tmp_path / "allocator.toml").write_text("[labels]\nhorizon = 0\n")
+    with pytest.raises(SettingsError, match=r"allocator.toml.*\n.*labels.horizon = 0"):
+        load_settings(home=tmp_path, environ={})
+
+
+def test_every_setting_is_documented_in_the_readme():
+    text = README.read_text()
+    missing = [row["field"] for row in describe_settings() if f"| {row['field']} " not in text]
+    assert not missing, f"README lacks settings rows for {missing}"
+    assert all(row["description"] for row in describe_settings())
