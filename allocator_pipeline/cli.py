@@ -128,7 +128,8 @@ def _report(ctx: Context) -> None:
     click.echo(f"Verdict: {verdict}")
     for gate in metrics["gates"]:
         mark = "pass" if gate["passed"] else "FAIL"
-        click.echo(f"  [{mark}] {gate['name']}: value {gate['value']} vs threshold {gate['threshold']}")
+        value = "n/a" if gate["value"] is None else f"{gate['value']:.4g}"
+        click.echo(f"  [{mark}] {gate['name']}: value {value} vs threshold {gate['threshold']:.4g}")
     if promotion.get("promoted"):
         click.echo(f"Promoted allocator: {promotion['directory']}")
     else:
