@@ -286,3 +286,14 @@ def test_real_passive_prices_check(real_passive_panel: pd.DataFrame):
     assert crisis["spy_dd_252"].max() > 0.4 and crisis["spy_vol_21"].max() > 0.6
     assert crisis["vix"].max() > 60 and crisis["spy_trend"].min() < -0.3
     assert f.loc["2006-06-01":"2006-12-31", "spy_vol_21"].max() < crisis["spy_vol_21"].max() / 3
+
+
+def test_feature_docs_are_up_to_date():
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("write_feature_docs", root / "scripts" / "write_feature_docs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert (root / "docs" / "FEATURES.md").read_text() == module.render(), "run scripts/write_feature_docs.py"
