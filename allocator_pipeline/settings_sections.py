@@ -1,0 +1,299 @@
+"""The sections of the pipeline's settings model (see ``allocator_pipeline.settings``).
+
+Every field states its unit and allowed range; pydantic refuses a value out of range when the
+settings are loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Profile = Literal["quick", "default", "full"]
+FEATURE_BLOCKS = (
+    "returns",
+    "volatility",
+    "drawdown",
+    "hit_rate",
+    "confidence",
+    "drift",
+    "regime",
+    "vix",
+    "tbill",
+)
+
+
+class SettingsError(ValueError):
+    """A settings value was refused; the message names the field, the value and the range."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class DataSettings(_Section):
+    """Where the inputs come from."""
+
+    prices_dir: Path | None = Field(
+        None,
+        description="Directory of user price files <SYMBOL>.csv merged over the embedded data "
+        "(env ALLOCATOR_PRICES). None: embedded data only.",
+    )
+    step3_dir: Path | None = Field(
+        None,
+        description="Directory with user Step 3 outputs (backtest/<SYMBOL>.parquet, ...) "
+        "(env ALLOCATOR_STEP3). None: the reference Step 3 engine writes <home>/step3_out.",
+    )
+    step3_mode: Literal["reference", "passive"] = Field(
+        "reference",
+        description="Reference Step 3 engine used when step3_dir is None: 'reference' (walk-forward "
+        "LightGBM legs with confidence columns) or 'passive' (buy-and-hold total-return legs).",
+    )
+    qqq_symbol: str = Field("QQQ", min_length=1, description="Symbol of the growth leg (w).")
+    spy_symbol: str = Field("SPY", min_length=1, description="Symbol of the core leg (1 - w).")
+    merge_return_tolerance: float = Field(
+        1e-4,
+        gt=0,
+        le=0.01,
+        description="Max absolute difference of daily returns (fraction) allowed between a user "
+        "price file and the embedded data on overlapping dates.",
+    )
+
+
+class Step3EngineSettings(_Section):
+    """The reference Step 3 engine (per-symbol walk-forward LightGBM direction model)."""
+
+    min_train_years: int = Field(3, ge=1, le=15, description="Years of history before its first fold.")
+    n_bags: int = Field(5, ge=5, le=50, description="Bagged seeds giving the uncertainty quantiles.")
+    num_boost_round: int = Field(60, ge=10, le=2000, description="Boosting rounds per bag.")
+    learning_rate: float = Field(0.05, gt=0, le=1.0, description="LightGBM learning rate.")
+    num_leaves: int = Field(7, ge=2, le=255, description="LightGBM leaves per tree.")
+    min_data_in_leaf: int = Field(100, ge=5, le=5000, description="LightGBM min rows per leaf.")
+    calibration_sessions: int = Field(
+        252, ge=63, le=1260, description="Validation tail (sessions) for isotonic calibration."
+    )
+    long_bias: float = Field(0.8, ge=0, le=1, description="Position when prob_up = 0.5.")
+    position_slope: float = Field(
+        2.0, ge=0, le=20, description="Position change per unit of (prob_up - 0.5); clipped to [0, 1]."
+    )
+    fee_bps: float = Field(1.0, ge=0, le=100, description="Leg's own fee, bps of traded notional.")
+    slippage_bps: float = Field(1.0, ge=0, le=100, description="Leg's own slippage, bps.")
+    drift_window: int = Field(63, ge=10, le=504, description="Trailing sessions for causal PSI drift.")
+    drift_flag_psi: float = Field(0.5, gt=0, le=5, description="PSI above which drift_flag = 1.")
+
+
+class LabelSettings(_Section):
+    """Utility labels (DESIGN.md section 5)."""
+
+    horizon: int = Field(20, ge=1, le=126, description="H: label horizon in sessions.")
+    lambda_dd: float = Field(1.0, ge=0, le=50, description="Penalty per unit of future drawdown.")
+    lambda_tc: float = Field(1.0, ge=0, le=50, description="Penalty per unit of turnover cost.")
+    baseline_weight: float = Field(
+        0.5, ge=0, le=1, description="Step 3 baseline static w_qqq; first day's w_prev."
+    )
+
+
+class CostSettings(_Section):
+    """One cost model for labels, tuning and backtest.
+
+    cost(traded) = traded * (fee_bps + slippage_bps) / 1e4 + impact_bps * traded**2 / 1e4,
+    with ``traded`` the sum over legs of |target - drifted| weight (fraction of capital).
+    """
+
+    fee_bps: float = Field(1.0, ge=0, le=100, description="Fee, bps of traded notional.")
+    slippage_bps: float = Field(2.0, ge=0, le=100, description="Slippage, bps of traded notional.")
+    impact_bps: float = Field(
+        5.0, ge=0, le=1000, description="Quadratic turnover impact: impact_bps * traded^2 / 1e4."
+    )
+
+
+class FeatureSettings(_Section):
+    """Feature blocks of the daily feature table; each can be switched off."""
+
+    blocks: tuple[str, ...] = Field(
+        tuple(b for b in FEATURE_BLOCKS if b != "vix"),
+        description=f"Enabled feature blocks, a subset of {FEATURE_BLOCKS}. 'vix' is off by default: "
+        "the embedded VIX series ends 2025-09-02, before the prices; switch it on with VIX data "
+        "that reaches the last session. 'confidence' and 'drift' need a Step 3 source with those "
+        "columns (switch them off for passive legs).",
+    )
+    vix_max_stale_sessions: int = Field(
+        5,
+        ge=0,
+        le=63,
+        description="VIX is forward-filled for at most this many sessions (a staleness feature "
+        "counts them); past that the VIX features are NaN and the block must be off.",
+    )
+    long_ma_sessions: int = Field(200, ge=20, le=504, description="Long moving average for trend.")
+
+    @model_validator(mode="after")
+    def _known_blocks(self) -> "FeatureSettings":
+        unknown = sorted(set(self.blocks) - set(FEATURE_BLOCKS))
+        if unknown:
+            raise ValueError(f"unknown feature blocks {unknown}; allowed: {list(FEATURE_BLOCKS)}")
+        return self
+
+
+class FoldSettings(_Section):
+    """Walk-forward folds (DESIGN.md section 3). Test windows are calendar years."""
+
+    min_train_years: int = Field(
+        3, ge=1, le=20, description="Years of usable train-proper data (before the validation tail) before the first test year."
+    )
+    first_test_year: int | None = Field(
+        None, ge=1995, le=2100, description="Force the first test year (None: earliest allowed)."
+    )
+    window: Literal["expanding", "rolling"] = Field("expanding", description="Training window type.")
+    rolling_years: int = Field(8, ge=2, le=30, description="Training years when window = rolling.")
+    validation_sessions: int = Field(
+        252, ge=63, le=756, description="Validation tail of the training window, in sessions."
+    )
+    purge_sessions: int | None = Field(
+        None, ge=1, le=252, description="Purge between train/validation/test (None: H). Must be >= H."
+    )
+    embargo_sessions: int = Field(
+        10, ge=0, le=252, description="Sessions after a held-out block dropped from later training."
+    )
+    n_inner_folds: int = Field(3, ge=1, le=10, description="Inner splits for tuning.")
+    inner_scheme: Literal["walk_forward", "purged_kfold"] = Field(
+        "walk_forward",
+        description="Inner splits: 'walk_forward' trains only on sessions before each held-out "
+        "block; 'purged_kfold' also trains on sessions after it, minus the embargo.",
+    )
+    inner_test_sessions: int = Field(
+        252, ge=63, le=756, description="Length of each inner held-out block, in sessions."
+    )
+    required_oos_years: tuple[int, ...] = Field(
+        (2008, 2020, 2022), description="Years the out-of-sample span must include (checked)."
+    )
+
+
+class LightGBMSettings(_Section):
+    num_leaves: int = Field(15, ge=2, le=255, description="Max leaves per tree.")
+    max_depth: int = Field(4, ge=1, le=16, description="Max tree depth.")
+    min_data_in_leaf: int = Field(80, ge=5, le=5000, description="Min rows per leaf.")
+    lambda_l2: float = Field(5.0, ge=0, le=1000, description="L2 regularisation.")
+    learning_rate: float = Field(0.05, gt=0, le=1, description="Shrinkage.")
+    feature_fraction: float = Field(0.8, gt=0, le=1, description="Column subsample per tree.")
+    num_boost_round: int = Field(200, ge=5, le=5000, description="Max boosting rounds.")
+    early_stopping_rounds: int = Field(20, ge=1, le=500, description="Stop after rounds without gain.")
+
+
+class LinearSettings(_Section):
+    C: float = Field(0.05, gt=0, le=1e4, description="Inverse regularisation strength.")
+    l1_ratio: float = Field(0.5, ge=0, le=1, description="Elastic-net mix (0 = L2, 1 = L1).")
+    max_iter: int = Field(300, ge=50, le=20000, description="Solver iterations (saga).")
+
+
+class CatBoostSettings(_Section):
+    depth: int = Field(4, ge=1, le=10, description="Tree depth.")
+    l2_leaf_reg: float = Field(5.0, gt=0, le=1000, description="L2 regularisation.")
+    iterations: int = Field(150, ge=10, le=5000, description="Max boosting iterations.")
+    learning_rate: float = Field(0.08, gt=0, le=1, description="Shrinkage.")
+    early_stopping_rounds: int = Field(20, ge=1, le=500, description="Stop after rounds without gain.")
+
+
+class ModelSettings(_Section):
+    members: tuple[Literal["lightgbm", "linear", "catboost"], ...] = Field(
+        ("lightgbm", "linear", "catboost"), min_length=1, description="Ensemble members."
+    )
+    seed: int = Field(7, ge=0, le=2**31 - 1, description="Random seed of every model.")
+    threads: int = Field(1, ge=1, le=64, description="Threads per model fit.")
+    lightgbm: LightGBMSettings = LightGBMSettings()
+    linear: LinearSettings = LinearSettings()
+    catboost: CatBoostSettings = CatBoostSettings()
+
+
+class EnsembleSettings(_Section):
+    calibration: Literal["auto", "none", "temperature", "isotonic"] = Field(
+        "auto", description="Calibrator; 'auto' picks the best validation log loss of the three."
+    )
+    blend_temperature: float = Field(
+        0.02,
+        gt=0,
+        le=10,
+        description="Blend weights are softmax(-validation_log_loss / blend_temperature).",
+    )
+    ece_bins: int = Field(10, ge=2, le=50, description="Bins of the expected calibration error.")
+
+
+class PolicySettings(_Section):
+    alpha: float = Field(0.5, ge=0, lt=1, description="Smoothing: w_t = a*w_{t-1} + (1-a)*w_raw.")
+    max_daily_change: float = Field(0.10, gt=0, le=1, description="Cap on |w_t - w_{t-1}| per session.")
+
+
+class EnvelopeSettings(_Section):
+    """Risk envelope, applied in order: drawdown guard, volatility scaling, drift throttle."""
+
+    dd_guard: bool = Field(True, description="Enable drawdown guard rails.")
+    dd_soft: float = Field(0.10, gt=0, lt=1, description="Own drawdown (fraction) where exposure is cut.")
+    dd_hard: float = Field(0.20, gt=0, lt=1, description="Own drawdown where exposure is cut further.")
+    dd_soft_exposure: float = Field(0.75, ge=0, le=1, description="Max exposure beyond dd_soft.")
+    dd_hard_exposure: float = Field(0.50, ge=0, le=1, description="Max exposure beyond dd_hard.")
+    vol_scaling: bool = Field(True, description="Enable volatility scaling of gross exposure.")
+    vol_target: float = Field(0.22, gt=0, le=2, description="Annualised volatility target (fraction).")
+    vol_window: int = Field(21, ge=5, le=252, description="Trailing sessions for realised volatility.")
+    drift_throttle: bool = Field(True, description="Enable the drift safety throttle.")
+    drift_psi_threshold: float = Field(0.5, gt=0, le=5, description="Mean leg PSI that triggers it.")
+    drift_shrink: float = Field(
+        0.5, ge=0, le=1, description="Fraction of the way from w toward the baseline when throttled."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "EnvelopeSettings":
+        if self.dd_hard <= self.dd_soft:
+            raise ValueError(f"dd_hard ({self.dd_hard}) must be greater than dd_soft ({self.dd_soft})")
+        return self
+
+
+class TuningSettings(_Section):
+    enabled: bool = Field(True, description="Run the nested Optuna study per fold.")
+    n_trials: int = Field(12, ge=1, le=5000, description="Trials per fold.")
+    timeout_seconds: float = Field(90.0, gt=0, le=86400, description="Wall-clock budget per fold.")
+    seed: int = Field(11, ge=0, le=2**31 - 1, description="TPE sampler seed.")
+    pruning: bool = Field(True, description="Median pruning on inner folds.")
+    storage: str | None = Field(
+        None,
+        description="Optuna storage URL (RDB URL or 'journal:<path>'); None: a SQLite file per fold "
+        "under step3_out/allocator/optuna/.",
+    )
+    w_calmar: float = Field(1.0, ge=0, le=100, description="Weight of median inner-fold Calmar.")
+    w_monthly_pnl: float = Field(
+        50.0, ge=0, le=10000, description="Weight of average monthly PnL (fraction of capital)."
+    )
+    w_dd_penalty: float = Field(5.0, ge=0, le=1000, description="Penalty per unit of drawdown over cap.")
+    dd_cap: float = Field(0.25, gt=0, lt=1, description="Drawdown cap for the penalty (fraction).")
+    w_turnover_penalty: float = Field(0.05, ge=0, le=100, description="Penalty per unit of turnover over cap.")
+    turnover_cap: float = Field(12.0, gt=0, le=1000, description="Annualised turnover cap for the penalty.")
+    w_tail_penalty: float = Field(
+        0.5, ge=0, le=100, description="Penalty per unit of (median - min) inner-fold Calmar spread."
+    )
+
+
+class GateSettings(_Section):
+    """Acceptance gates (DESIGN.md section 8)."""
+
+    max_dd_tolerance: float = Field(
+        0.02, ge=0, le=1, description="Allowed excess of allocator |max DD| over baseline (fraction)."
+    )
+    turnover_cap: float = Field(
+        12.0, gt=0, le=1000, description="Annualised turnover cap (sum over legs, fraction per year)."
+    )
+    max_negative_fold_rate: float = Field(
+        0.35, ge=0, le=1, description="Max share of folds with negative allocator return."
+    )
+    min_p25_fold_calmar: float = Field(0.0, ge=-100, le=100, description="Min 25th pct of fold Calmar.")
+    min_importance_stability: float = Field(
+        0.3, ge=-1, le=1, description="Min mean Spearman correlation of LightGBM gain across folds."
+    )
+    monotonic_features: tuple[str, ...] = Field(
+        ("qqq_vol_21", "qqq_dd_63"),
+        description="Key risk features whose rise must not raise the mean predicted w_qqq.",
+    )
+
+
+class ReportSettings(_Section):
+    notional: float = Field(1_000_000.0, gt=0, description="Capital for currency PnL figures.")
+    currency: str = Field("USD", min_length=1, max_length=8, description="Currency label.")
