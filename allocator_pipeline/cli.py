@@ -15,9 +15,10 @@ from pathlib import Path
 
 import click
 
+from allocator_pipeline.settings import PROFILES as SETTINGS_PROFILES
 from allocator_pipeline.settings import SettingsError
 
-PROFILES = ["quick", "default", "full"]
+PROFILES = sorted(SETTINGS_PROFILES)
 
 
 class Context:
@@ -30,6 +31,17 @@ class Context:
         except SettingsError as exc:
             raise click.UsageError(str(exc)) from None
         self._instance = None
+
+    def settings_environment(self) -> dict[str, str]:
+        """The environment that gives a Dagster process (UI, daemon) this command's settings."""
+        env = dict(os.environ, ALLOCATOR_HOME=str(self.settings.home.resolve()),
+                   ALLOCATOR_PROFILE=self.settings.profile)
+        for var, value in (("ALLOCATOR_PRICES", self.settings.data.prices_dir),
+                           ("ALLOCATOR_STEP3", self.settings.data.step3_dir),
+                           ("ALLOCATOR_CONFIG", self.options.config_file)):
+            if value is not None:
+                env[var] = str(Path(value).resolve())
+        return env
 
     def set_overrides(self, overrides: dict) -> None:
         """Extra settings for this command only (validated like every other source)."""
@@ -57,10 +69,8 @@ def _echo_step(message: str) -> None:
 def _check(result, what: str) -> None:
     """Fail the command, naming the failed steps and checks, when a Dagster run did not succeed."""
     failed_checks = [
-        f"{e.asset_check_evaluation_data.asset_key.to_user_string()}:{e.asset_check_evaluation_data.check_name}"
-        for e in result.get_asset_check_evaluations()
-        if not e.passed
-    ] if hasattr(result, "get_asset_check_evaluations") else []
+        f"{e.asset_key.to_user_string()}:{e.check_name}" for e in result.get_asset_check_evaluations() if not e.passed
+    ]
     if not result.success:
         failures = [e for e in result.all_events if e.is_step_failure]
         detail = "; ".join(
@@ -214,6 +224,9 @@ def run(ctx: Context, workers: int | None) -> None:
 @click.pass_obj
 def rebalance(ctx: Context, session: str | None, model_spec: str) -> None:
     """The allocation for one session, printed as JSON."""
+    import pandas as pd
+
+    from allocator_pipeline.core.errors import InputDataError
     from allocator_pipeline.core.live import NoDataForSession
     from allocator_pipeline.core.storage import read_json, to_json_text
     from allocator_pipeline.defs.assets_live import NoPromotedAllocator, fold_decision, live_inputs, load_promoted
@@ -222,7 +235,10 @@ def rebalance(ctx: Context, session: str | None, model_spec: str) -> None:
 
     s = ctx.settings
     _, legs = live_inputs(s)
-    session = session or str(session_dates(legs.index[-1:])[0].date())
+    try:
+        session = str(pd.Timestamp(session).date()) if session else str(session_dates(legs.index[-1:])[0].date())
+    except ValueError:
+        raise click.UsageError(f"--date must be a date YYYY-MM-DD, got {session!r}") from None
     try:
         if model_spec.startswith("fold:"):
             decision = fold_decision(s, model_spec.split(":", 1)[1], session, legs)
@@ -233,7 +249,7 @@ def rebalance(ctx: Context, session: str | None, model_spec: str) -> None:
             decision = read_json(s.paths.decisions / f"{session}.json")
         else:
             raise click.UsageError(f"--model must be 'promoted' or 'fold:<KEY>', got {model_spec!r}")
-    except (NoDataForSession, NoPromotedAllocator, FileNotFoundError) as exc:
+    except (NoDataForSession, NoPromotedAllocator, FileNotFoundError, InputDataError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(to_json_text({k: v for k, v in decision.items() if k != "state"}), nl=False)
 
@@ -259,7 +275,7 @@ def backfill(ctx: Context, folds_spec: str, workers: int | None, submit: bool) -
     cmd = [str(Path(sys.executable).with_name("dagster")), "job", "backfill", "-j", "fold_job",
            "--partitions", ",".join(folds), "--noprompt"]
     cmd += ["-w", str(workspace)] if workspace.is_file() else ["-m", "allocator_pipeline.definitions"]
-    env = dict(os.environ, ALLOCATOR_HOME=str(ctx.settings.home.resolve()))
+    env = ctx.settings_environment()
     _echo_step(f"submitting a backfill of fold_job for {len(folds)} fold(s): {' '.join(cmd)}")
     raise SystemExit(subprocess.call(cmd, env=env))
 
@@ -270,7 +286,7 @@ def ui(ctx: Context) -> None:
     """Start the Dagster UI (dagster dev) on 127.0.0.1."""
     from allocator_pipeline.defs.execution import default_dagster_home
 
-    env = dict(os.environ, DAGSTER_HOME=str(default_dagster_home(ctx.settings).resolve()),
+    env = dict(ctx.settings_environment(), DAGSTER_HOME=str(default_dagster_home(ctx.settings).resolve()),
                DAGSTER_DISABLE_TELEMETRY="1")
     workspace = Path(__file__).resolve().parents[1] / "workspace.yaml"
     cmd = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", os.environ.get("PORT", "3000")]

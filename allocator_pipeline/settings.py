@@ -4,8 +4,8 @@ Every field states its unit and allowed range; a value out of range is refused w
 are loaded, with a message naming the field (dotted path), the value and the allowed range.
 
 Precedence, lowest first: field defaults < profile (quick/default/full) < TOML file
-(``allocator.toml`` in the home directory, or ``--config``) < environment variables
-(``ALLOCATOR_HOME``, ``ALLOCATOR_PRICES``, ``ALLOCATOR_STEP3``, ``ALLOCATOR_PROFILE``) <
+(``allocator.toml`` in the home directory, or ``--config`` / ``ALLOCATOR_CONFIG``) < environment
+variables (``ALLOCATOR_HOME``, ``ALLOCATOR_PRICES``, ``ALLOCATOR_STEP3``, ``ALLOCATOR_PROFILE``) <
 explicit arguments (command-line options, Dagster resource config).
 
 Conventions used throughout the project:
@@ -199,14 +199,10 @@ def load_settings(
         if value is not None:
             _set_path(tree, path, value)
 
-    chosen_profile = tree.get("profile", "default")
-    if chosen_profile not in PROFILES:
-        raise SettingsError(
-            f"invalid settings: profile = {chosen_profile!r}: allowed {sorted(PROFILES)}"
-        )
     home_dir = Path(tree.get("home", "."))
     file_tree: dict[str, Any] = {}
     source = "defaults"
+    config_file = config_file if config_file is not None else env.get("ALLOCATOR_CONFIG") or None
     cfg = Path(config_file) if config_file is not None else home_dir / "allocator.toml"
     if config_file is not None and not cfg.is_file():
         raise SettingsError(f"settings file {cfg} does not exist")
@@ -216,6 +212,10 @@ def load_settings(
         except tomllib.TOMLDecodeError as exc:
             raise SettingsError(f"settings file {cfg}: {exc}") from exc
         source = str(cfg)
+    # the profile may come from the file too (arguments and environment win over it)
+    chosen_profile = tree.get("profile", file_tree.get("profile", "default"))
+    if chosen_profile not in PROFILES:
+        raise SettingsError(f"invalid settings ({source}): profile = {chosen_profile!r}: allowed {sorted(PROFILES)}")
     merged = _deep_merge(PROFILES[chosen_profile], file_tree)
     merged = _deep_merge(merged, tree)
     if overrides:

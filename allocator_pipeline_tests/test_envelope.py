@@ -137,3 +137,19 @@ def test_envelope_refuses_bad_input():
         apply_envelope(np.full(3, 0.5), ctx, EnvelopeSettings(), 0.5)
     with pytest.raises(InputDataError, match="w_smoothed"):
         apply_envelope(np.array([0.5, 1.2, 0.5]), _ctx([0.0] * 3), EnvelopeSettings(), 0.5)
+
+
+def test_a_fresh_state_with_history_earns_nothing_on_its_first_row():
+    from allocator_pipeline.settings import EnvelopeSettings
+
+    index = decision_ts_from_dates(pd.bdate_range("2024-01-02", periods=3))
+    context = pd.DataFrame({"qqq_leg_return": [-0.30, 0.01, 0.0], "spy_leg_return": [-0.30, 0.01, 0.0],
+                            "cash_return": [0.0, 0.0, 0.0]}, index=index)
+    history = EnvelopeState(fresh=True, qqq_history=(0.01, -0.01), spy_history=(0.0, 0.01))
+    path = apply_envelope(np.full(3, 0.5), context, EnvelopeSettings(vol_scaling=False), 0.5, history)
+    # the -30% of row 0 was realised before the first decision: no equity loss, no drawdown cut
+    assert path["equity"].iloc[0] == 1.0 and path["exposure_dd"].iloc[0] == 1.0
+    assert path["equity"].iloc[1] == pytest.approx(1.01)
+    held = apply_envelope(np.full(3, 0.5), context, EnvelopeSettings(vol_scaling=False), 0.5,
+                          EnvelopeState(qqq_history=(0.01, -0.01), spy_history=(0.0, 0.01)))
+    assert held["equity"].iloc[0] == pytest.approx(0.70)  # a continuing state did hold the book

@@ -50,3 +50,10 @@ def test_every_setting_is_documented_in_the_readme():
     missing = [row["field"] for row in describe_settings() if f"| {row['field']} " not in text]
     assert not missing, f"README lacks settings rows for {missing}"
     assert all(row["description"] for row in describe_settings())
+
+
+def test_profile_chosen_in_the_settings_file_applies_its_values(tmp_path):
+    (tmp_path / "allocator.toml").write_text('profile = "quick"\n')
+    s = load_settings(home=tmp_path, environ={})
+    assert s.profile == "quick" and s.tuning.n_trials == 3
+    assert load_settings(home=tmp_path, profile="default", environ={}).tuning.n_trials == 24

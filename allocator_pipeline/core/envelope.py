@@ -81,6 +81,9 @@ class EnvelopeState:
         The previous row's traded weight and gross exposure (they earn the next row's returns).
     qqq_history, spy_history : tuple of float
         The last (up to ``vol_window - 1``) leg returns before the next row, oldest first.
+    fresh : bool
+        True for a path that has not started yet (only trailing history is known): its first
+        row earns no return, like ``state0=None``.
     """
 
     equity: float = 1.0
@@ -89,6 +92,7 @@ class EnvelopeState:
     exposure: float = 1.0
     qqq_history: tuple[float, ...] = field(default_factory=tuple)
     spy_history: tuple[float, ...] = field(default_factory=tuple)
+    fresh: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (for the live decision's persisted state; no pickle)."""
@@ -99,6 +103,7 @@ class EnvelopeState:
             "exposure": self.exposure,
             "qqq_history": list(self.qqq_history),
             "spy_history": list(self.spy_history),
+            "fresh": self.fresh,
         }
 
     @classmethod
@@ -110,6 +115,7 @@ class EnvelopeState:
             exposure=float(data["exposure"]),
             qqq_history=tuple(float(x) for x in data.get("qqq_history", ())),
             spy_history=tuple(float(x) for x in data.get("spy_history", ())),
+            fresh=bool(data.get("fresh", False)),
         )
 
 
@@ -220,7 +226,9 @@ def apply_envelope(
         i = int(np.flatnonzero(~(np.isfinite(w) & (w >= 0.0) & (w <= 1.0)))[0])
         raise InputDataError("weight must be in [0, 1]", column="w_smoothed", row=context.index[i], value=w[i])
     r_q, r_s, r_c = (_finite_column(context, c) for c in RETURN_COLUMNS)
-    fresh = state0 is None
+    # A fresh start (no state, or a state carrying only trailing history) earns nothing on row 0:
+    # the allocator held no book before its first decision.
+    fresh = state0 is None or state0.fresh
     state = state0 if state0 is not None else EnvelopeState()
 
     # b) volatility of the leg portfolio at the current weight (vectorised; history from state0).

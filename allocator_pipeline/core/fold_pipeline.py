@@ -148,6 +148,7 @@ def fresh_state(context: pd.DataFrame, first: pd.Timestamp, settings: Settings) 
     """
     before = context.loc[context.index < first].tail(settings.envelope.vol_window - 1)
     return EnvelopeState(
+        fresh=True,
         w_final=settings.labels.baseline_weight,
         qqq_history=tuple(float(x) for x in before["qqq_leg_return"]),
         spy_history=tuple(float(x) for x in before["spy_leg_return"]),

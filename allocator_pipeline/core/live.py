@@ -8,7 +8,7 @@ on features computed from data up to that session only:
 * ``promoted`` mode, continuing: the decision log holds the previous session's decision with
   its smoothing state (``w_smoothed``) and envelope state; the path continues one row from there.
 * ``promoted`` mode, cold start (no decision for the previous session in the log): the path runs
-  from a fresh start over the ``warmup_sessions`` sessions before ``D`` (deterministic), and the
+  from a fresh start over the ````warmup_sessions`` sessions ending at ``D`` (deterministic), and the
   decision says so.
 """
 
@@ -83,11 +83,12 @@ def _decision(path: pd.DataFrame, model_id: str, mode: str, inputs: LiveInputs, 
     }
 
 
-def decide_with_fold_model(model: FoldModel, inputs: LiveInputs, test_start: pd.Timestamp,
+def decide_with_fold_model(model: FoldModel, inputs: LiveInputs, test_start: pd.Timestamp, test_end: pd.Timestamp,
                            settings: Settings, model_id: str) -> tuple[dict[str, Any], pd.DataFrame]:
     """``fold`` mode: the fold backtest's path from ``test_start`` through the session."""
-    if inputs.decision_ts < test_start:
-        raise InputDataError(f"session {inputs.decision_ts} is before the fold's test window ({test_start})")
+    if not test_start <= inputs.decision_ts <= test_end:
+        raise InputDataError(f"session {inputs.decision_ts.date()} is outside the fold's test window "
+                             f"({test_start.date()} .. {test_end.date()})")
     block = inputs.features.loc[test_start:]
     proba = probability_frame(model.predict_proba(block[model.feature_names]), block.index)
     path = fold_path(proba, model.m, inputs.leg_panel, settings)

@@ -90,6 +90,8 @@ def fold_plan(
     new = [f for f in folds if f not in existing]
     if new:
         context.instance.add_dynamic_partitions(FOLD_PARTITIONS_NAME, new)
+    for stale in sorted(existing - set(folds)):  # folds of an earlier plan (other data or settings)
+        context.instance.delete_dynamic_partition(FOLD_PARTITIONS_NAME, stale)
     problems = validate_plan(plan, allocator_features.index, s.labels.horizon)
     yield dg.Output(
         plan,

@@ -56,7 +56,8 @@ def fold_decision(settings: Settings, fold: str, session: str, legs: pd.DataFram
     params = read_json(tuning).get("best_params", {}) if tuning.is_file() else {}
     s = tuned_settings(settings, params)
     inputs = truncate_to_session(legs, session, s)
-    decision, _ = decide_with_fold_model(FoldModel.load(directory), inputs, outer["test_start"].iloc[0], s,
+    decision, _ = decide_with_fold_model(FoldModel.load(directory), inputs, outer["test_start"].iloc[0],
+                                         outer["test_end"].iloc[0], s,
                                          model_id=f"fold:{fold}")
     return decision
 
@@ -71,9 +72,10 @@ def fold_decision(settings: Settings, fold: str, session: str, legs: pd.DataFram
     "'final output/step3_allocator/decisions/<date>.json' and the decision log.",
 )
 def daily_allocation(context: dg.AssetExecutionContext, settings: AllocatorSettings) -> dg.MaterializeResult:
-    s = settings.load()
     session = context.partition_key
-    model, manifest = load_promoted(s)
+    model, manifest = load_promoted(settings.load())
+    # decide with exactly the settings the promoted allocator was trained and evaluated with
+    s = tuned_settings(settings.load(), manifest.get("tuned_params", {}))
     _, legs = live_inputs(s)
     try:
         inputs = truncate_to_session(legs, session, s)
@@ -81,6 +83,8 @@ def daily_allocation(context: dg.AssetExecutionContext, settings: AllocatorSetti
         raise dg.Failure(description=str(exc)) from None
     log = DecisionLog(s.paths.decisions)
     previous = log.previous(session, inputs.leg_panel.index)
+    if previous is not None and previous.get("model_id") != manifest["model_id"]:
+        previous = None  # a new model starts its own path (cold start)
     decision = decide_with_promoted_model(model, inputs, s, manifest["model_id"], previous)
     path = log.write(decision)
     return dg.MaterializeResult(

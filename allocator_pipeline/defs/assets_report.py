@@ -20,7 +20,7 @@ from allocator_pipeline.core.policy import expected_utility
 from allocator_pipeline.core.report import render_report
 from allocator_pipeline.core.report_charts import headline_figure_png
 from allocator_pipeline.core.report_tables import failed_gates, format_headline, headline_table
-from allocator_pipeline.core.storage import to_json_text, write_json, write_parquet, write_text
+from allocator_pipeline.core.storage import to_json_text, write_bytes, write_json, write_parquet, write_text
 from allocator_pipeline.core.tuning import tuned_settings
 from allocator_pipeline.core.folds import usable_sessions
 from allocator_pipeline.defs.resources import AllocatorSettings
@@ -209,11 +209,11 @@ def promoted_allocator(
         "val_start": str(val[0]), "val_end": str(val[-1]),
         "n_train": len(train), "n_val": len(val),
         "params_from_fold": last_fold, "tuned_params": params,
-        "feature_names": [c for c in frame.columns if c not in ("split", "label_class", "best_weight")],
+        "feature_names": feature_columns(frame),
     }
     _replace_dir(staging, final / "model")
     write_json(s.model_dump(mode="json"), final / "settings.json")
-    shutil.copyfile(s.paths.backtest / "report.html", final / "report.html")
+    write_bytes((s.paths.backtest / "report.html").read_bytes(), final / "report.html")
     write_json(walk_forward_report, final / "metrics.json")
     write_text(model_card(walk_forward_report, manifest, s), final / "model_card.md")
     write_json(manifest, final / "promotion.json")

@@ -4,8 +4,7 @@
 import dagster as dg
 import pandas as pd
 
-from allocator_pipeline.core.folds import fold_dataset as build_fold_dataset
-from allocator_pipeline.core.tuning import export_ledger, run_study
+from allocator_pipeline.core.tuning import export_ledger, inner_fold_frames, run_study
 from allocator_pipeline.defs.partitions import fold_partitions
 from allocator_pipeline.defs.resources import AllocatorSettings
 
@@ -32,8 +31,7 @@ def fold_tuning(
     if not s.tuning.enabled:
         context.add_output_metadata({"enabled": False})
         return {"enabled": False, "best_params": {}, "reason": "tuning.enabled is false: default parameters"}
-    inner_ids = sorted(fold_plan.loc[(fold_plan["fold"] == fold) & (fold_plan["inner"] >= 0), "inner"].unique())
-    inner_frames = [build_fold_dataset(allocator_features, utility_labels, fold_plan, fold, int(i)) for i in inner_ids]
+    inner_frames = inner_fold_frames(allocator_features, utility_labels, fold_plan, fold)
     result = run_study(fold, inner_frames, utility_table, leg_panel, s, progress=context.log.info)
     ledger_path = export_ledger(result, s.paths.optuna / fold / "trials.parquet")
     summary = {"enabled": True, **result.to_dict(), "ledger": str(ledger_path)}

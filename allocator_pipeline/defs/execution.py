@@ -9,6 +9,7 @@ fold at a time, each recording its run in the same Dagster instance. (``allocato
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -149,7 +150,8 @@ def materialize_folds(
                 on_done(fold, result.success, result.run_id)
         return results
     home = os.environ["DAGSTER_HOME"]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # spawn, not fork: the parent already runs Dagster, SQLite connections and threads
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_run_fold_in_worker, list(names), options, fold, home) for fold in folds]
         for future in as_completed(futures):
             fold, ok, run_id = future.result()

@@ -29,6 +29,8 @@ report_job = dg.define_asset_job(
 daily_rebalance_job = dg.define_asset_job(
     "daily_rebalance_job",
     selection=dg.AssetSelection.assets("daily_allocation"),
+    # one decision at a time (dagster.yaml limits this tag to 1), so each continues the previous one
+    tags={"allocator/daily": "rebalance"},
     description="The session's allocation from the promoted allocator.",
 )
 
