@@ -83,7 +83,10 @@ def all_assets() -> list:
 
 def materialize(names: Sequence[str], options: RunOptions, instance: dg.DagsterInstance,
                 partition_key: str | None = None) -> dg.ExecuteInProcessResult:
-    """Materialise the named assets (upstream assets are read from their stored artifacts)."""
+    """Materialise the named assets in one run (upstream assets are read from their artifacts)."""
+    tags = {"allocator/command": "cli"}
+    if partition_key is not None:
+        tags["allocator/partition"] = partition_key
     return dg.materialize(
         all_assets(),
         run_config=RUN_CONFIG,
@@ -92,7 +95,7 @@ def materialize(names: Sequence[str], options: RunOptions, instance: dg.DagsterI
         instance=instance,
         resources=options.resources(),
         raise_on_error=False,
-        tags={"allocator/command": "cli"},
+        tags=tags,
     )
 
 
@@ -122,10 +125,7 @@ def select_folds(spec: str | None, available: Sequence[str]) -> list[str]:
 
 def _run_fold_in_worker(names: Sequence[str], options: RunOptions, fold: str, dagster_home: str) -> tuple[str, bool, str]:
     os.environ["DAGSTER_HOME"] = dagster_home
-    instance = dg.DagsterInstance.get()
-    result = dg.materialize(all_assets(), run_config=RUN_CONFIG, selection=list(names), partition_key=fold, instance=instance,
-                            resources=options.resources(), raise_on_error=False,
-                            tags={"allocator/command": "cli", "allocator/fold": fold})
+    result = materialize(names, options, dg.DagsterInstance.get(), partition_key=fold)
     return fold, result.success, result.run_id
 
 
@@ -142,9 +142,7 @@ def materialize_folds(
     results: dict[str, bool] = {}
     if workers <= 1 or len(folds) <= 1 or instance.is_ephemeral:
         for fold in folds:
-            result = dg.materialize(all_assets(), run_config=RUN_CONFIG, selection=list(names), partition_key=fold, instance=instance,
-                                    resources=options.resources(), raise_on_error=False,
-                                    tags={"allocator/command": "cli", "allocator/fold": fold})
+            result = materialize(names, options, instance, partition_key=fold)
             results[fold] = result.success
             if on_done:
                 on_done(fold, result.success, result.run_id)
