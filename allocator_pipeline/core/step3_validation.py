@@ -9,6 +9,8 @@ checked before anything is written).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pathlib import Path
 
 import numpy as np
@@ -135,6 +137,14 @@ def _check_calendar(ts: pd.DatetimeIndex, calendar: pd.DatetimeIndex, file: Path
         )
 
 
+def require_columns(frame: pd.DataFrame, columns: Sequence[str], file: Path) -> None:
+    """Raise naming the first missing column (row "header", value: the columns present)."""
+    for column in columns:
+        if column not in frame.columns:
+            raise InputDataError("required column missing", file=file, column=column, row="header",
+                                 value=[str(c) for c in frame.columns])
+
+
 def validate_leg_frame(
     frame: pd.DataFrame,
     *,
@@ -175,11 +185,7 @@ def validate_leg_frame(
         frame = frame.reset_index()
     else:
         frame = frame.reset_index(drop=True)
-    present = [str(c) for c in frame.columns]
-    for column in BASE_COLUMNS:
-        if column not in frame.columns:
-            raise InputDataError("required column missing", file=file, column=column, row="header",
-                                 value=present)
+    require_columns(frame, BASE_COLUMNS, file)
     n_conf = sum(c in frame.columns for c in CONFIDENCE_COLUMNS)
     if 0 < n_conf < len(CONFIDENCE_COLUMNS) or (n_conf == 0 and require_confidence):
         column = next(c for c in CONFIDENCE_COLUMNS if c not in frame.columns)
@@ -187,7 +193,7 @@ def validate_leg_frame(
                 "from features.blocks, which reads the legs with require_confidence=False)."
                 if n_conf == 0 else " The four confidence columns come together.")
         raise InputDataError("required column missing." + hint, file=file, column=column,
-                             row="header", value=present)
+                             row="header", value=[str(c) for c in frame.columns])
     if frame.empty:
         raise InputDataError("no rows", file=file, column="decision_ts", row=0, value=None)
 
@@ -246,11 +252,7 @@ def validate_summary(frame: pd.DataFrame, file: str | Path) -> pd.DataFrame:
     """Validate ``folds/summary.parquet`` (schema, one row per fold and symbol, ranges, drift)."""
     file = Path(file)
     frame = frame.reset_index(drop=True)
-    present = [str(c) for c in frame.columns]
-    for column in SUMMARY_COLUMNS:
-        if column not in frame.columns:
-            raise InputDataError("required column missing", file=file, column=column, row="header",
-                                 value=present)
+    require_columns(frame, SUMMARY_COLUMNS, file)
     out = frame.copy()
     out["step3_fold"] = _str_column(frame, "step3_fold", file).to_numpy()
     out["symbol"] = _str_column(frame, "symbol", file).to_numpy()
