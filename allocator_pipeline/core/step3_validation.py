@@ -137,6 +137,17 @@ def _check_calendar(ts: pd.DatetimeIndex, calendar: pd.DatetimeIndex, file: Path
         )
 
 
+def _flag_column(frame: pd.DataFrame, file: Path) -> np.ndarray:
+    """``drift_flag`` as int64 0/1; raises naming the first row that is neither."""
+    flag = _float_column(frame, "drift_flag", file)
+    bad = (flag != 0.0) & (flag != 1.0)
+    if bad.any():
+        i = first_index(bad)
+        raise InputDataError("drift_flag must be 0 or 1", file=file, column="drift_flag", row=i,
+                             value=float(flag[i]))
+    return flag.astype("int64")
+
+
 def require_columns(frame: pd.DataFrame, columns: Sequence[str], file: Path) -> None:
     """Raise naming the first missing column (row "header", value: the columns present)."""
     for column in columns:
@@ -238,13 +249,7 @@ def validate_leg_frame(
     if "drift_flag" in frame.columns:
         if pd.api.types.is_bool_dtype(frame["drift_flag"].dtype):  # True/False is a fine 0/1 flag
             frame = frame.assign(drift_flag=frame["drift_flag"].astype("int64"))
-        flag = _float_column(frame, "drift_flag", file)
-        bad = (flag != 0.0) & (flag != 1.0)
-        if bad.any():
-            i = first_index(bad)
-            raise InputDataError("drift_flag must be 0 or 1", file=file, column="drift_flag", row=i,
-                                 value=float(flag[i]))
-        out["drift_flag"] = flag.astype("int64")
+        out["drift_flag"] = _flag_column(frame, file)
     return out
 
 
@@ -271,14 +276,8 @@ def validate_summary(frame: pd.DataFrame, file: str | Path) -> pd.DataFrame:
                              value=out["step3_fold"].iloc[i])
     psi = _float_column(frame, "drift_psi", file, allow_nan=True)
     _range_check(psi, 0.0, np.inf, "drift_psi", file)
-    flag = _float_column(frame, "drift_flag", file)
-    bad = (flag != 0.0) & (flag != 1.0)
-    if bad.any():
-        i = first_index(bad)
-        raise InputDataError("drift_flag must be 0 or 1", file=file, column="drift_flag", row=i,
-                             value=float(flag[i]))
     out["drift_psi"] = psi
-    out["drift_flag"] = flag.astype("int64")
+    out["drift_flag"] = _flag_column(frame, file)
     return out
 
 
