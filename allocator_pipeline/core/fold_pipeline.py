@@ -88,8 +88,7 @@ class FoldModel:
         directory = Path(directory)
         files = {name: str(member.save(directory).name) for name, member in self.members.items()}
         save_ensemble(self.ensemble, directory / ENSEMBLE_FILE)
-        write_json({"utility_matrix": self.m.tolist(), "rows": "bucket j (weight j/10)",
-                    "columns": "best bucket k", **(extra or {})}, directory / POLICY_FILE)
+        save_policy(self.m, directory, extra)
         return {"directory": str(directory), "members": files, "ensemble": ENSEMBLE_FILE,
                 "policy": POLICY_FILE}
 
@@ -100,6 +99,12 @@ class FoldModel:
         members = load_members(directory, ensemble.member_names)
         policy = read_json(directory / POLICY_FILE)
         return cls(members=members, ensemble=ensemble, m=np.asarray(policy["utility_matrix"], dtype=float))
+
+
+def save_policy(m: np.ndarray, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Write the utility matrix ``M`` as ``policy.json`` in a model directory (atomic)."""
+    return write_json({"utility_matrix": m.tolist(), "rows": "bucket j (weight j/10)",
+                       "columns": "best bucket k", **(extra or {})}, Path(directory) / POLICY_FILE)
 
 
 def policy_matrix(frame: pd.DataFrame, utilities: pd.DataFrame) -> np.ndarray:

@@ -231,6 +231,11 @@ def search_space_table(space: Mapping[str, BaseDistribution] | None = None) -> l
     return rows
 
 
+def tunes_labels(params: Mapping[str, Any]) -> bool:
+    """True when ``params`` change the label lambdas (labels must then be recomputed)."""
+    return any(name.startswith("labels.") for name in params)
+
+
 def tuned_settings(settings: Settings, params: Mapping[str, Any]) -> Settings:
     """``settings`` with the dotted parameters applied, re-validated as a whole.
 

@@ -21,6 +21,12 @@ MARKET_COLUMNS = [
 ]
 
 
+def load_market(settings: Settings) -> pd.DataFrame:
+    """The validated market panel: embedded data merged with the user's price files."""
+    return market_panel(load_prices(settings.data.prices_dir, settings.data.merge_return_tolerance),
+                        settings.data.qqq_symbol, settings.data.spy_symbol)
+
+
 def step3_directory(settings: Settings) -> Path:
     """The Step 3 directory read by the allocator: the user's, or the reference engine's output."""
     return Path(settings.data.step3_dir) if settings.data.step3_dir else settings.paths.step3_out
@@ -59,9 +65,7 @@ def index_problems(frame: pd.DataFrame, name: str) -> list[str]:
 )
 def market_prices(context: dg.AssetExecutionContext, settings: AllocatorSettings) -> Iterator:
     s = settings.load()
-    panel = market_panel(
-        load_prices(s.data.prices_dir, s.data.merge_return_tolerance), s.data.qqq_symbol, s.data.spy_symbol
-    )
+    panel = load_market(s)
     problems = index_problems(panel, "market_prices")
     problems += [f"missing column {c}" for c in MARKET_COLUMNS if c not in panel.columns]
     if panel["spy_adj_close"].isna().any():

@@ -15,9 +15,8 @@ from allocator_pipeline.core.live import (
     truncate_to_session,
 )
 from allocator_pipeline.core.storage import read_json, read_parquet
-from allocator_pipeline.core.tuning import tuned_settings
-from allocator_pipeline.data.market import load_prices, market_panel
-from allocator_pipeline.defs.assets_data import read_legs
+from allocator_pipeline.core.tuning_space import tuned_settings
+from allocator_pipeline.defs.assets_data import load_market, read_legs
 from allocator_pipeline.defs.partitions import daily_partitions
 from allocator_pipeline.defs.resources import AllocatorSettings
 from allocator_pipeline.settings import Settings
@@ -29,8 +28,7 @@ class NoPromotedAllocator(FileNotFoundError):
 
 def live_inputs(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Market panel and leg panel read fresh from the configured sources (validated)."""
-    market = market_panel(load_prices(settings.data.prices_dir, settings.data.merge_return_tolerance),
-                          settings.data.qqq_symbol, settings.data.spy_symbol)
+    market = load_market(settings)
     return market, read_legs(settings, market)
 
 

@@ -8,7 +8,6 @@ import pandas as pd
 from allocator_pipeline.core.backtest import RETURN_COLUMNS, baseline_decisions, run_backtest
 from allocator_pipeline.core.costs import CostModel
 from allocator_pipeline.core.fold_pipeline import (
-    POLICY_FILE,
     FoldModel,
     fit_fold_ensemble,
     fit_fold_members,
@@ -16,13 +15,13 @@ from allocator_pipeline.core.fold_pipeline import (
     importance_of,
     policy_matrix,
     predict_split,
+    save_policy,
     xy,
 )
 from allocator_pipeline.core.grid import PROBA_COLUMNS
 from allocator_pipeline.core.metrics import performance_metrics
 from allocator_pipeline.core.models import load_members
-from allocator_pipeline.core.storage import write_json
-from allocator_pipeline.core.tuning import tuned_settings
+from allocator_pipeline.core.tuning_space import tunes_labels, tuned_settings
 from allocator_pipeline.core.tuning_evaluation import relabel_frame
 from allocator_pipeline.defs.metadata import frame_metadata
 from allocator_pipeline.defs.partitions import fold_partitions
@@ -41,7 +40,7 @@ def _fold_inputs(s: Settings, fold_tuning: dict, fold_dataset: pd.DataFrame, leg
                  utility_table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The fold frame and utility table to train on: relabelled when tuning changed the label
     lambdas (``labels.*``), else the run-wide ones."""
-    if any(name.startswith("labels.") for name in fold_tuning.get("best_params", {})):
+    if tunes_labels(fold_tuning.get("best_params", {})):
         return relabel_frame(fold_dataset, leg_panel, s)
     return fold_dataset, utility_table
 
@@ -119,8 +118,7 @@ def fold_ensemble(
     members = load_members(directory, fold_models["members"])
     ensemble = fit_fold_ensemble(frame, members, s)
     m = policy_matrix(frame, utilities)
-    write_json({"utility_matrix": m.tolist(), "rows": "bucket j (weight j/10)", "columns": "best bucket k"},
-               directory / POLICY_FILE)
+    save_policy(m, directory)
     before, after = ensemble.metrics_before, ensemble.metrics_after
     table = "| metric | before | after |\n|---|---|---|\n" + "\n".join(
         f"| {k} | {before[k]:.4f} | {after[k]:.4f} |" for k in before

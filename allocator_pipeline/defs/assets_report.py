@@ -21,7 +21,7 @@ from allocator_pipeline.core.report import render_report
 from allocator_pipeline.core.report_charts import headline_figure_png
 from allocator_pipeline.core.report_tables import failed_gates, format_headline, headline_table
 from allocator_pipeline.core.storage import to_json_text, write_bytes, write_json, write_parquet, write_text
-from allocator_pipeline.core.tuning import tuned_settings
+from allocator_pipeline.core.tuning_space import tunes_labels, tuned_settings
 from allocator_pipeline.core.folds import usable_sessions
 from allocator_pipeline.defs.resources import AllocatorSettings
 from allocator_pipeline.settings import Settings
@@ -183,7 +183,7 @@ def promoted_allocator(
     last_fold = max(fold_tuning) if fold_tuning else None
     params = fold_tuning[last_fold].get("best_params", {}) if last_fold else {}
     s = tuned_settings(base, params)
-    if any(name.startswith("labels.") for name in params):  # tuned lambdas: labels to match them
+    if tunes_labels(params):  # tuned lambdas: labels to match them
         utility_labels, utility_table = compute_utility_labels(leg_panel, s.labels, CostModel.from_settings(s.costs))
     usable = usable_sessions(allocator_features, utility_labels)
     frame = promotion_frame(allocator_features, utility_labels, usable, s)
