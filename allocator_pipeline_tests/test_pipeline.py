@@ -3,7 +3,6 @@ three folds), its artifacts, determinism, the gates' verdict and promotion, and 
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
