@@ -211,6 +211,17 @@ def test_linear_numpy_path_matches_sklearn(fitted, fold):
     assert member.describe()["converged"] is True
 
 
+def test_linear_parameters_have_the_layout_a_reload_gives(fitted):
+    """A fitted linear member holds C-ordered arrays, as ``from_dict`` builds them, so the matrix
+    product runs the same BLAS kernel before and after a reload (sklearn's ``coef_`` is
+    Fortran-ordered; on some processors the two layouts differ in the last bit)."""
+    member = fitted["linear"]
+    reloaded = type(member).from_dict(json.loads(json.dumps(member.to_dict())))
+    for name in ("mean", "scale", "coef", "intercept"):
+        assert getattr(member, name).flags.c_contiguous == getattr(reloaded, name).flags.c_contiguous
+        assert getattr(member, name).flags.c_contiguous
+
+
 def test_linear_member_handles_two_seen_classes(fold, tmp_path):
     x_train, _, x_val, y_val = fold
     y_two = np.where(x_train["feat_00"].to_numpy() > 0, 7, 3)

@@ -139,10 +139,13 @@ class LinearMember(Member):
             raise RuntimeError(f"linear: unexpected classes {model.classes_} (expected {seen})")
         return cls(
             feature_names=names,
-            mean=scaler.mean_,
-            scale=scaler.scale_,
-            coef=model.coef_,
-            intercept=model.intercept_,
+            # C-ordered copies, as ``from_dict`` builds them: the matrix product then runs the same
+            # BLAS kernel before and after a reload (sklearn's coef_ is Fortran-ordered, and the two
+            # layouts can differ in the last bit on some processors).
+            mean=np.ascontiguousarray(scaler.mean_),
+            scale=np.ascontiguousarray(scaler.scale_),
+            coef=np.ascontiguousarray(model.coef_),
+            intercept=np.ascontiguousarray(model.intercept_),
             classes=seen,
             converged=converged,
             n_iter=int(np.max(model.n_iter_)),
