@@ -121,8 +121,8 @@ def _run_folds(ctx: Context, names: list[str], folds_spec: str | None, what: str
 
 
 def _report(ctx: Context) -> None:
-    from allocator_pipeline.core.report import format_headline, headline_table
-    from allocator_pipeline.core.storage import read_json
+    from allocator_pipeline.report.page import format_headline, headline_table
+    from allocator_pipeline.core.common.storage import read_json
     from allocator_pipeline.defs.execution import REPORT_ASSETS, materialize
 
     _echo_step("walk-forward report, gates and promotion")
@@ -226,12 +226,12 @@ def rebalance(ctx: Context, session: str | None, model_spec: str) -> None:
     """The allocation for one session, printed as JSON."""
     import pandas as pd
 
-    from allocator_pipeline.core.errors import InputDataError
-    from allocator_pipeline.core.live import NoDataForSession
-    from allocator_pipeline.core.storage import read_json, to_json_text
+    from allocator_pipeline.core.common.errors import InputDataError
+    from allocator_pipeline.core.allocation.live import NoDataForSession
+    from allocator_pipeline.core.common.storage import read_json, to_json_text
     from allocator_pipeline.defs.assets_live import NoPromotedAllocator, fold_decision, live_inputs, load_promoted
     from allocator_pipeline.defs.execution import materialize
-    from allocator_pipeline.core.sessions import session_dates
+    from allocator_pipeline.core.common.sessions import session_dates
 
     s = ctx.settings
     _, legs = live_inputs(s)

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from allocator_pipeline.core.sessions import SESSIONS_PER_YEAR, decision_ts_from_dates
-from allocator_pipeline.data.market import load_prices, market_panel
+from allocator_pipeline.core.common.sessions import SESSIONS_PER_YEAR, decision_ts_from_dates
+from allocator_pipeline.core.inputs.market import load_prices, market_panel
 from allocator_pipeline.settings import Settings, load_settings
 
 

@@ -8,15 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from allocator_pipeline.core.backtest import (
+from allocator_pipeline.core.evaluation.backtest import (
     BACKTEST_COLUMNS,
     baseline_decisions,
     inverse_vol_weight,
     run_backtest,
 )
-from allocator_pipeline.core.costs import CostModel
-from allocator_pipeline.core.errors import InputDataError
-from allocator_pipeline.core.sessions import decision_ts_from_dates
+from allocator_pipeline.core.common.costs import CostModel
+from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.common.sessions import decision_ts_from_dates
 
 COSTS = CostModel(fee_bps=1.0, slippage_bps=2.0, impact_bps=5.0)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.isotonic import IsotonicRegression
 
-from allocator_pipeline.core.calibration import (
+from allocator_pipeline.core.ensemble.calibration import (
     ISOTONIC_FLOOR,
     calibrator_from_dict,
     classification_metrics,
@@ -18,7 +18,7 @@ from allocator_pipeline.core.calibration import (
     log_loss,
     reliability_table,
 )
-from allocator_pipeline.core.ensemble import (
+from allocator_pipeline.core.ensemble.blend import (
     Ensemble,
     blend,
     blend_weights,
@@ -26,10 +26,10 @@ from allocator_pipeline.core.ensemble import (
     load_ensemble,
     save_ensemble,
 )
-from allocator_pipeline.core.errors import InputDataError
-from allocator_pipeline.core.grid import N_CLASSES
-from allocator_pipeline.core.models import fit_members, load_members
-from allocator_pipeline.core.storage import to_json_text
+from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.common.grid import N_CLASSES
+from allocator_pipeline.core.models.members import fit_members, load_members
+from allocator_pipeline.core.common.storage import to_json_text
 from allocator_pipeline.settings import EnsembleSettings
 from allocator_pipeline_tests.test_models import quick_settings, synthetic_fold
 

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from allocator_pipeline.core.envelope import EnvelopeState, apply_envelope, envelope_end_state
-from allocator_pipeline.core.errors import InputDataError
-from allocator_pipeline.core.sessions import decision_ts_from_dates
+from allocator_pipeline.core.allocation.envelope import EnvelopeState, apply_envelope, envelope_end_state
+from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.common.sessions import decision_ts_from_dates
 from allocator_pipeline.settings import EnvelopeSettings
 
 OFF = dict(dd_guard=False, vol_scaling=False, drift_throttle=False)

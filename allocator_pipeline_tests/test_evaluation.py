@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from allocator_pipeline.core.costs import CostModel
-from allocator_pipeline.core.errors import InputDataError
-from allocator_pipeline.core.evaluation import STRATEGIES, assemble_walk_forward, strategy_frame
-from allocator_pipeline.core.metrics import performance_metrics
-from allocator_pipeline.core.policy import allocator_path
-from allocator_pipeline.core.sessions import decision_ts_from_dates
+from allocator_pipeline.core.common.costs import CostModel
+from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.evaluation.walk_forward import STRATEGIES, assemble_walk_forward, strategy_frame
+from allocator_pipeline.core.evaluation.metrics import performance_metrics
+from allocator_pipeline.core.allocation.policy import allocator_path
+from allocator_pipeline.core.common.sessions import decision_ts_from_dates
 from allocator_pipeline.settings import Settings
 
 SETTINGS = Settings()

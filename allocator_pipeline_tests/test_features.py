@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from allocator_pipeline.core.errors import InputDataError
-from allocator_pipeline.core.features import available_blocks, build_features, feature_dictionary
-from allocator_pipeline.core.leakage import compare_up_to, perturb_after
-from allocator_pipeline.core.sessions import decision_ts_from_dates
-from allocator_pipeline.data.market import load_prices, market_panel
+from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.features.table import available_blocks, build_features, feature_dictionary
+from allocator_pipeline_tests.support.leakage import compare_up_to, perturb_after
+from allocator_pipeline.core.common.sessions import decision_ts_from_dates
+from allocator_pipeline.core.inputs.market import load_prices, market_panel
 from allocator_pipeline.settings import FEATURE_BLOCKS, FeatureSettings
 
 SQRT252 = np.sqrt(252.0)

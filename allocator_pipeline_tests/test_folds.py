@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from allocator_pipeline.core.errors import InputDataError
-from allocator_pipeline.core.folds import (
+from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.folds.plan import (
     PLAN_COLUMNS,
     FoldPlanError,
     fold_dataset,
@@ -17,9 +17,9 @@ from allocator_pipeline.core.folds import (
     usable_sessions,
     validate_plan,
 )
-from allocator_pipeline.core.leakage import compare_up_to
-from allocator_pipeline.core.sessions import decision_ts_from_dates, session_dates
-from allocator_pipeline.data.market import load_embedded
+from allocator_pipeline_tests.support.leakage import compare_up_to
+from allocator_pipeline.core.common.sessions import decision_ts_from_dates, session_dates
+from allocator_pipeline.core.inputs.market import load_embedded
 from allocator_pipeline.settings import FoldSettings, LabelSettings, Settings
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from allocator_pipeline.core.gates import (
+from allocator_pipeline.core.evaluation.gates import (
     accepted,
     evaluate_gates,
     importance_stability,

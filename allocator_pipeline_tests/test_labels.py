@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from allocator_pipeline.core.costs import CostModel
-from allocator_pipeline.core.errors import InputDataError
-from allocator_pipeline.core.grid import UTILITY_COLUMNS
-from allocator_pipeline.core.labels import utility_labels, utility_labels_loop
-from allocator_pipeline.core.leakage import compare_up_to
-from allocator_pipeline.core.sessions import decision_ts_from_dates
+from allocator_pipeline.core.common.costs import CostModel
+from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.common.grid import UTILITY_COLUMNS
+from allocator_pipeline.core.labels.utility import utility_labels, utility_labels_loop
+from allocator_pipeline_tests.support.leakage import compare_up_to
+from allocator_pipeline.core.common.sessions import decision_ts_from_dates
 from allocator_pipeline.settings import LabelSettings
 
 

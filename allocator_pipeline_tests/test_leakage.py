@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from allocator_pipeline.core.costs import CostModel
-from allocator_pipeline.core.features import build_features
-from allocator_pipeline.core.folds import plan_folds, usable_sessions
-from allocator_pipeline.core.labels import utility_labels
-from allocator_pipeline.core.leakage import compare_up_to, perturb_after
-from allocator_pipeline.core.sessions import decision_ts_from_dates
+from allocator_pipeline.core.common.costs import CostModel
+from allocator_pipeline.core.features.table import build_features
+from allocator_pipeline.core.folds.plan import plan_folds, usable_sessions
+from allocator_pipeline.core.labels.utility import utility_labels
+from allocator_pipeline_tests.support.leakage import compare_up_to, perturb_after
+from allocator_pipeline.core.common.sessions import decision_ts_from_dates
 from allocator_pipeline.settings import FeatureSettings, FoldSettings, LabelSettings, Settings
 
 H = 10

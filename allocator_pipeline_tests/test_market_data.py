@@ -1,4 +1,4 @@
-"""The embedded market data, users' price files, and the market panel (data/market.py)."""
+"""The embedded market data, users' price files, and the market panel (core/inputs/market.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from allocator_pipeline.core.errors import InputDataError
-from allocator_pipeline.core.sessions import SESSIONS_PER_YEAR
-from allocator_pipeline.data.market import load_prices, market_panel, read_price_file
+from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.common.sessions import SESSIONS_PER_YEAR
+from allocator_pipeline.core.inputs.market import load_prices, market_panel, read_price_file
 
 PANEL_COLUMNS = ["spy_adj_close", "spy_close", "spy_volume", "qqq_adj_close", "qqq_close", "qqq_volume",
                  "vix", "tbill_yield_pct", "cash_return"]

@@ -9,17 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from allocator_pipeline.core.backtest import run_backtest
-from allocator_pipeline.core.costs import CostModel
-from allocator_pipeline.core.errors import InputDataError
-from allocator_pipeline.core.metrics import (
+from allocator_pipeline.core.evaluation.backtest import run_backtest
+from allocator_pipeline.core.common.costs import CostModel
+from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.evaluation.metrics import (
     METRIC_NAMES,
     drawdown_curve,
     equity_curve,
     monthly_returns,
     performance_metrics,
 )
-from allocator_pipeline.core.sessions import decision_ts_from_dates
+from allocator_pipeline.core.common.sessions import decision_ts_from_dates
 
 
 def _bt(ret, realized=None, r_cash=None, traded=None, cost=None) -> pd.DataFrame:

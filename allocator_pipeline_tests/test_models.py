@@ -10,9 +10,9 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from allocator_pipeline.core.errors import InputDataError
-from allocator_pipeline.core.grid import N_CLASSES
-from allocator_pipeline.core.models import (
+from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.common.grid import N_CLASSES
+from allocator_pipeline.core.models.members import (
     PROBABILITY_FLOOR,
     LinearMember,
     fit_member,

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from allocator_pipeline.core.storage import read_json, write_json
+from allocator_pipeline.core.common.storage import read_json, write_json
 from allocator_pipeline.defs.execution import (
     DATASET_ASSETS,
     FOLD_ASSETS,

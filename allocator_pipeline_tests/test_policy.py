@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings as hsettings
 from hypothesis import strategies as st
 
-from allocator_pipeline.core.errors import InputDataError
-from allocator_pipeline.core.grid import BUCKETS, UTILITY_COLUMNS
-from allocator_pipeline.core.policy import (
+from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.common.grid import BUCKETS, UTILITY_COLUMNS
+from allocator_pipeline.core.allocation.policy import (
     EU_COLUMNS,
     allocator_end_state,
     allocator_path,
@@ -18,7 +18,7 @@ from allocator_pipeline.core.policy import (
     smooth_and_cap,
     utility_matrix,
 )
-from allocator_pipeline.core.sessions import decision_ts_from_dates
+from allocator_pipeline.core.common.sessions import decision_ts_from_dates
 from allocator_pipeline.settings import EnvelopeSettings, PolicySettings, Settings
 
 

@@ -8,18 +8,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import allocator_pipeline.core.reference_engine as engine
-from allocator_pipeline.core.errors import InputDataError
-from allocator_pipeline.core.reference_engine import (
+import allocator_pipeline.core.inputs.reference_engine as engine
+from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.inputs.reference_engine import (
     isotonic_calibration,
     leg_returns,
     plan_year_folds,
     position_events,
     run_reference_engine,
 )
-from allocator_pipeline.core.sessions import decision_ts_for, session_dates
-from allocator_pipeline.core.step3 import CONFIDENCE_COLUMNS, Step3Data, read_step3_dir
-from allocator_pipeline.core.step3_features import direction_target, price_features, trailing_psi
+from allocator_pipeline.core.common.sessions import decision_ts_for, session_dates
+from allocator_pipeline.core.inputs.step3 import CONFIDENCE_COLUMNS, Step3Data, read_step3_dir
+from allocator_pipeline.core.inputs.reference_features import direction_target, price_features, trailing_psi
 from allocator_pipeline.settings import Settings, load_settings
 
 SMALL_ENGINE = {"num_boost_round": 10, "calibration_sessions": 126, "min_data_in_leaf": 50, "min_train_years": 3}

@@ -12,18 +12,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from allocator_pipeline.core.errors import InputDataError
-from allocator_pipeline.core.report import format_headline, headline_figure_png, headline_table, render_report
-from allocator_pipeline.core.report_charts import equity_and_drawdown, sample_rows
-from allocator_pipeline.core.report_diagnostics import (
+from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.report.page import format_headline, headline_figure_png, headline_table, render_report
+from allocator_pipeline.report.charts import equity_and_drawdown, sample_rows
+from allocator_pipeline.report.diagnostics import (
     importance_matrix,
     mean_pairwise_spearman,
     parameter_stability,
     pooled_reliability,
     tuning_table,
 )
-from allocator_pipeline.core.report_tables import STRATEGIES, headline_cells
-from allocator_pipeline.core.sessions import decision_ts_from_dates, session_dates
+from allocator_pipeline.report.tables import STRATEGIES, headline_cells
+from allocator_pipeline.core.common.sessions import decision_ts_from_dates, session_dates
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "screenshot_report.py"
@@ -376,8 +376,8 @@ def test_screenshot_script_explains_missing_chromium(tmp_path: Path) -> None:
 
 
 def test_report_reads_the_evaluation_metrics_contract(oos: pd.DataFrame) -> None:
-    """metrics from core/evaluation.py render as-is, and the charts' drawdowns agree with them."""
-    from allocator_pipeline.core.evaluation import walk_forward_metrics
+    """metrics from core/evaluation/walk_forward.py render as-is, and the charts' drawdowns agree with them."""
+    from allocator_pipeline.core.evaluation.walk_forward import walk_forward_metrics
 
     metrics = {"accepted": True, "gates": [], **walk_forward_metrics(oos, 1_000_000.0)}
     _, equity, drawdown = equity_and_drawdown(oos)

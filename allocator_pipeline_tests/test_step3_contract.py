@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from allocator_pipeline.core.errors import InputDataError
-from allocator_pipeline.core.step3 import (
+from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.inputs.step3 import (
     Step3Data,
     build_leg_panel,
     read_step3_dir,

@@ -12,17 +12,17 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings as hsettings, strategies as st
 from optuna.distributions import FloatDistribution
 
-from allocator_pipeline.core import tuning as tuning_module
-from allocator_pipeline.core.backtest import RETURN_COLUMNS, run_backtest
-from allocator_pipeline.core.costs import CostModel
-from allocator_pipeline.core.fold_pipeline import fit_fold, fold_path, predict_split
-from allocator_pipeline.core.folds import FoldPlanError, plan_folds, usable_sessions
-from allocator_pipeline.core.labels import utility_labels
-from allocator_pipeline.core.leakage import perturb_after
-from allocator_pipeline.core.metrics import performance_metrics
-from allocator_pipeline.core.sessions import decision_ts_from_dates
-from allocator_pipeline.core.storage import read_parquet
-from allocator_pipeline.core.tuning import (
+from allocator_pipeline.core.tuning import study as tuning_module
+from allocator_pipeline.core.evaluation.backtest import RETURN_COLUMNS, run_backtest
+from allocator_pipeline.core.common.costs import CostModel
+from allocator_pipeline.core.allocation.fold_model import fit_fold, fold_path, predict_split
+from allocator_pipeline.core.folds.plan import FoldPlanError, plan_folds, usable_sessions
+from allocator_pipeline.core.labels.utility import utility_labels
+from allocator_pipeline_tests.support.leakage import perturb_after
+from allocator_pipeline.core.evaluation.metrics import performance_metrics
+from allocator_pipeline.core.common.sessions import decision_ts_from_dates
+from allocator_pipeline.core.common.storage import read_parquet
+from allocator_pipeline.core.tuning.study import (
     OBJECTIVE_FORMULA,
     export_ledger,
     inner_fold_frames,
@@ -30,8 +30,8 @@ from allocator_pipeline.core.tuning import (
     run_study,
     tuned_settings,
 )
-from allocator_pipeline.core.tuning_evaluation import evaluate_params, objective_terms
-from allocator_pipeline.core.tuning_space import (
+from allocator_pipeline.core.tuning.objective import evaluate_params, objective_terms
+from allocator_pipeline.core.tuning.space import (
     GROUPS,
     SEARCH_PARAMETERS,
     default_params,

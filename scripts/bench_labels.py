@@ -16,10 +16,10 @@ from typing import Callable
 
 import pandas as pd
 
-from allocator_pipeline.core.costs import CostModel
-from allocator_pipeline.core.labels import utility_labels, utility_labels_loop
-from allocator_pipeline.core.leakage import compare_up_to
-from allocator_pipeline.data.market import load_prices, market_panel
+from allocator_pipeline.core.common.costs import CostModel
+from allocator_pipeline.core.labels.utility import utility_labels, utility_labels_loop
+from allocator_pipeline_tests.support.leakage import compare_up_to
+from allocator_pipeline.core.inputs.market import load_prices, market_panel
 from allocator_pipeline.settings import CostSettings, LabelSettings
 
 HORIZON = 20

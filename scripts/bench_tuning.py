@@ -30,15 +30,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from allocator_pipeline.core.costs import CostModel
-from allocator_pipeline.core.features import available_blocks, build_features
-from allocator_pipeline.core.folds import plan_folds, usable_sessions
-from allocator_pipeline.core.labels import utility_labels
-from allocator_pipeline.core.step3 import build_leg_panel, read_step3_dir
-from allocator_pipeline.core.tuning import inner_fold_frames, run_study
-from allocator_pipeline.core.tuning_evaluation import InnerFitCache, evaluate_params
-from allocator_pipeline.core.tuning_space import MODEL_GROUPS, search_space
-from allocator_pipeline.data.market import load_prices, market_panel
+from allocator_pipeline.core.common.costs import CostModel
+from allocator_pipeline.core.features.table import available_blocks, build_features
+from allocator_pipeline.core.folds.plan import plan_folds, usable_sessions
+from allocator_pipeline.core.labels.utility import utility_labels
+from allocator_pipeline.core.inputs.step3 import build_leg_panel, read_step3_dir
+from allocator_pipeline.core.tuning.study import inner_fold_frames, run_study
+from allocator_pipeline.core.tuning.objective import InnerFitCache, evaluate_params
+from allocator_pipeline.core.tuning.space import MODEL_GROUPS, search_space
+from allocator_pipeline.core.inputs.market import load_prices, market_panel
 from allocator_pipeline.settings import Settings, load_settings
 
 
@@ -66,7 +66,7 @@ def passive_panel(market: pd.DataFrame) -> pd.DataFrame:
 
 def reference_panel(market: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     """Leg panel of the reference Step 3 engine (run once, cached under ``settings.home``)."""
-    from allocator_pipeline.core.reference_engine import run_reference_engine
+    from allocator_pipeline.core.inputs.reference_engine import run_reference_engine
 
     out = settings.paths.step3_out
     if not (out / "backtest").is_dir():

@@ -18,7 +18,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from allocator_pipeline.data.market import EMBEDDED_PATH, EMBEDDED_SYMBOLS, read_price_file  # noqa: E402
+from allocator_pipeline.core.inputs.market import EMBEDDED_PATH, EMBEDDED_SYMBOLS, read_price_file  # noqa: E402
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from allocator_pipeline.core.features import feature_dictionary  # noqa: E402
+from allocator_pipeline.core.features.table import feature_dictionary  # noqa: E402
 from allocator_pipeline.settings import FEATURE_BLOCKS, FeatureSettings  # noqa: E402
 
 OUT = ROOT / "docs" / "FEATURES.md"

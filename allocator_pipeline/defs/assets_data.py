@@ -7,9 +7,9 @@ from typing import Iterator
 import dagster as dg
 import pandas as pd
 
-from allocator_pipeline.core.step3 import build_leg_panel, read_step3_dir
-from allocator_pipeline.core.reference_engine import run_reference_engine
-from allocator_pipeline.data.market import load_prices, market_panel
+from allocator_pipeline.core.inputs.step3 import build_leg_panel, read_step3_dir
+from allocator_pipeline.core.inputs.reference_engine import run_reference_engine
+from allocator_pipeline.core.inputs.market import load_prices, market_panel
 from allocator_pipeline.defs.metadata import check_result, frame_metadata
 from allocator_pipeline.defs.resources import AllocatorSettings
 from allocator_pipeline.settings import Settings

@@ -7,11 +7,11 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from allocator_pipeline.core.costs import CostModel
-from allocator_pipeline.core.features import build_features, feature_dictionary
-from allocator_pipeline.core.folds import fold_dataset as build_fold_dataset
-from allocator_pipeline.core.folds import plan_folds, usable_sessions, validate_plan
-from allocator_pipeline.core.labels import utility_labels as compute_utility_labels
+from allocator_pipeline.core.common.costs import CostModel
+from allocator_pipeline.core.features.table import build_features, feature_dictionary
+from allocator_pipeline.core.folds.plan import fold_dataset as build_fold_dataset
+from allocator_pipeline.core.folds.plan import plan_folds, usable_sessions, validate_plan
+from allocator_pipeline.core.labels.utility import utility_labels as compute_utility_labels
 from allocator_pipeline.defs.metadata import check_result, frame_metadata
 from allocator_pipeline.defs.partitions import FOLD_PARTITIONS_NAME, fold_partitions
 from allocator_pipeline.defs.resources import AllocatorSettings

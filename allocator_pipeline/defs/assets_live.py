@@ -6,16 +6,16 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from allocator_pipeline.core.fold_pipeline import FoldModel
-from allocator_pipeline.core.live import (
+from allocator_pipeline.core.allocation.fold_model import FoldModel
+from allocator_pipeline.core.allocation.live import (
     DecisionLog,
     NoDataForSession,
     decide_with_fold_model,
     decide_with_promoted_model,
     truncate_to_session,
 )
-from allocator_pipeline.core.storage import read_json, read_parquet
-from allocator_pipeline.core.tuning_space import tuned_settings
+from allocator_pipeline.core.common.storage import read_json, read_parquet
+from allocator_pipeline.core.tuning.space import tuned_settings
 from allocator_pipeline.defs.assets_data import load_market, read_legs
 from allocator_pipeline.defs.partitions import daily_partitions
 from allocator_pipeline.defs.resources import AllocatorSettings

@@ -5,9 +5,9 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from allocator_pipeline.core.backtest import RETURN_COLUMNS, baseline_decisions, run_backtest
-from allocator_pipeline.core.costs import CostModel
-from allocator_pipeline.core.fold_pipeline import (
+from allocator_pipeline.core.evaluation.backtest import RETURN_COLUMNS, baseline_decisions, run_backtest
+from allocator_pipeline.core.common.costs import CostModel
+from allocator_pipeline.core.allocation.fold_model import (
     FoldModel,
     fit_fold_ensemble,
     fit_fold_members,
@@ -18,11 +18,11 @@ from allocator_pipeline.core.fold_pipeline import (
     save_policy,
     xy,
 )
-from allocator_pipeline.core.grid import PROBA_COLUMNS
-from allocator_pipeline.core.metrics import performance_metrics
-from allocator_pipeline.core.models import load_members
-from allocator_pipeline.core.tuning_space import tunes_labels, tuned_settings
-from allocator_pipeline.core.tuning_evaluation import relabel_frame
+from allocator_pipeline.core.common.grid import PROBA_COLUMNS
+from allocator_pipeline.core.evaluation.metrics import performance_metrics
+from allocator_pipeline.core.models.members import load_members
+from allocator_pipeline.core.tuning.space import tunes_labels, tuned_settings
+from allocator_pipeline.core.tuning.objective import relabel_frame
 from allocator_pipeline.defs.metadata import frame_metadata
 from allocator_pipeline.defs.partitions import fold_partitions
 from allocator_pipeline.defs.resources import AllocatorSettings

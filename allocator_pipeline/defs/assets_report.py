@@ -10,19 +10,19 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from allocator_pipeline.core.costs import CostModel
-from allocator_pipeline.core.evaluation import assemble_walk_forward
-from allocator_pipeline.core.labels import utility_labels as compute_utility_labels
-from allocator_pipeline.core.fold_pipeline import FoldModel, feature_columns, fit_fold, promotion_frame
-from allocator_pipeline.core.gates import accepted, evaluate_gates, monotonic_response
-from allocator_pipeline.core.grid import BUCKETS
-from allocator_pipeline.core.policy import expected_utility
-from allocator_pipeline.core.report import render_report
-from allocator_pipeline.core.report_charts import headline_figure_png
-from allocator_pipeline.core.report_tables import failed_gates, format_headline, headline_table
-from allocator_pipeline.core.storage import to_json_text, write_bytes, write_json, write_parquet, write_text
-from allocator_pipeline.core.tuning_space import tunes_labels, tuned_settings
-from allocator_pipeline.core.folds import usable_sessions
+from allocator_pipeline.core.common.costs import CostModel
+from allocator_pipeline.core.evaluation.walk_forward import assemble_walk_forward
+from allocator_pipeline.core.labels.utility import utility_labels as compute_utility_labels
+from allocator_pipeline.core.allocation.fold_model import FoldModel, feature_columns, fit_fold, promotion_frame
+from allocator_pipeline.core.evaluation.gates import accepted, evaluate_gates, monotonic_response
+from allocator_pipeline.core.common.grid import BUCKETS
+from allocator_pipeline.core.allocation.policy import expected_utility
+from allocator_pipeline.report.page import render_report
+from allocator_pipeline.report.charts import headline_figure_png
+from allocator_pipeline.report.tables import failed_gates, format_headline, headline_table
+from allocator_pipeline.core.common.storage import to_json_text, write_bytes, write_json, write_parquet, write_text
+from allocator_pipeline.core.tuning.space import tunes_labels, tuned_settings
+from allocator_pipeline.core.folds.plan import usable_sessions
 from allocator_pipeline.defs.resources import AllocatorSettings
 from allocator_pipeline.settings import Settings
 

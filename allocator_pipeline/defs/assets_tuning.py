@@ -4,7 +4,7 @@
 import dagster as dg
 import pandas as pd
 
-from allocator_pipeline.core.tuning import export_ledger, inner_fold_frames, run_study
+from allocator_pipeline.core.tuning.study import export_ledger, inner_fold_frames, run_study
 from allocator_pipeline.defs.partitions import fold_partitions
 from allocator_pipeline.defs.resources import AllocatorSettings
 

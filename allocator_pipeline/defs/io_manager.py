@@ -1,6 +1,6 @@
 """IO manager storing asset values as the artifacts of DESIGN.md section 9.
 
-DataFrames are written as parquet, dicts as JSON, atomically (core/storage.py); nothing is
+DataFrames are written as parquet, dicts as JSON, atomically (core/common/storage.py); nothing is
 pickled. Paths are relative to the settings' home directory; ``{partition}`` is the fold key or
 the session date.
 """
@@ -12,7 +12,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from allocator_pipeline.core.storage import read_json, read_parquet, write_json, write_parquet
+from allocator_pipeline.core.common.storage import read_json, read_parquet, write_json, write_parquet
 from allocator_pipeline.defs.resources import AllocatorSettings
 
 ARTIFACT_PATHS: dict[str, str] = {

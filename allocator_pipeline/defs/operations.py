@@ -6,7 +6,7 @@ from datetime import datetime
 import dagster as dg
 import pandas as pd
 
-from allocator_pipeline.core.sessions import EXCHANGE_TZ, session_dates
+from allocator_pipeline.core.common.sessions import EXCHANGE_TZ, session_dates
 from allocator_pipeline.defs.assets_live import live_inputs
 from allocator_pipeline.defs.partitions import DAILY_START
 from allocator_pipeline.settings import Settings, load_settings

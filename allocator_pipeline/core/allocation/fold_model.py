@@ -1,0 +1,232 @@
+"""One fold, end to end: members, ensemble, policy matrix, test probabilities, allocator path.
+
+These functions are shared by the per-fold Dagster assets, the inner splits of the tuner, the
+promotion of the final allocator and the live daily decision, so that all of them run the same
+code on the same kind of input: a *fold frame* (``core/folds.fold_dataset``) with a ``split``
+column in {train, val, test}, the feature columns, ``label_class`` and ``best_weight``.
+
+Conventions: the ``train`` rows fit the members; the ``val`` rows early-stop them, weight the
+blend and fit the calibrator; the utility matrix ``M`` of the policy is estimated on ``train``
+and ``val`` rows (all labelled, all before the purge that precedes the test window); the
+``test`` rows are predicted and traded. Each fold's allocator path starts from the baseline
+weight with a fresh envelope state, so folds are independent (and can run in parallel).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from allocator_pipeline.core.ensemble.blend import Ensemble, fit_ensemble, load_ensemble, save_ensemble
+from allocator_pipeline.core.allocation.envelope import EnvelopeState
+from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.common.grid import N_CLASSES, PROBA_COLUMNS, UTILITY_COLUMNS
+from allocator_pipeline.core.models.members import (
+    Member,
+    fit_members,
+    lightgbm_gain_importance,
+    load_members,
+)
+from allocator_pipeline.core.allocation.policy import allocator_path, utility_matrix
+from allocator_pipeline.core.common.storage import read_json, write_json
+from allocator_pipeline.settings import Settings
+
+SPLIT_COLUMN = "split"
+TARGET_COLUMNS = ("label_class", "best_weight")
+POLICY_FILE = "policy.json"
+ENSEMBLE_FILE = "ensemble.json"
+
+
+def feature_columns(frame: pd.DataFrame) -> list[str]:
+    """The model inputs of a fold frame: every column but the split and the targets."""
+    return [c for c in frame.columns if c not in (SPLIT_COLUMN, *TARGET_COLUMNS)]
+
+
+def split_rows(frame: pd.DataFrame, split: str) -> pd.DataFrame:
+    rows = frame[frame[SPLIT_COLUMN] == split]
+    if rows.empty:
+        raise InputDataError(f"the fold has no {split!r} rows", column=SPLIT_COLUMN, value=split)
+    return rows
+
+
+def xy(frame: pd.DataFrame, split: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """Features and integer bucket classes of one split (train/val rows are all labelled)."""
+    rows = split_rows(frame, split)
+    y = rows["label_class"]
+    if y.isna().any():
+        raise InputDataError(f"{split} row without a label", column="label_class", row=y.index[y.isna()][0])
+    return rows[feature_columns(frame)], y.to_numpy(dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class FoldModel:
+    """A fitted fold: members, calibrated ensemble and the policy's utility matrix ``M``."""
+
+    members: dict[str, Member]
+    ensemble: Ensemble
+    m: np.ndarray
+
+    @property
+    def feature_names(self) -> list[str]:
+        """The model inputs, in the order the members were trained on."""
+        return list(next(iter(self.members.values())).feature_names)
+
+    def member_probabilities(self, features: pd.DataFrame) -> dict[str, np.ndarray]:
+        return {name: member.predict_proba(features) for name, member in self.members.items()}
+
+    def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
+        """Calibrated ensemble probabilities, ``(n, 11)`` in bucket order."""
+        return self.ensemble.predict(self.member_probabilities(features))
+
+    def save(self, directory: str | Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Write members (LightGBM text, CatBoost JSON, linear JSON), ``ensemble.json`` and
+        ``policy.json``; returns the manifest."""
+        directory = Path(directory)
+        files = {name: str(member.save(directory).name) for name, member in self.members.items()}
+        save_ensemble(self.ensemble, directory / ENSEMBLE_FILE)
+        save_policy(self.m, directory, extra)
+        return {"directory": str(directory), "members": files, "ensemble": ENSEMBLE_FILE,
+                "policy": POLICY_FILE}
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "FoldModel":
+        directory = Path(directory)
+        ensemble = load_ensemble(directory / ENSEMBLE_FILE)
+        members = load_members(directory, ensemble.member_names)
+        policy = read_json(directory / POLICY_FILE)
+        return cls(members=members, ensemble=ensemble, m=np.asarray(policy["utility_matrix"], dtype=float))
+
+
+def save_policy(m: np.ndarray, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Write the utility matrix ``M`` as ``policy.json`` in a model directory (atomic)."""
+    return write_json({"utility_matrix": m.tolist(), "rows": "bucket j (weight j/10)",
+                       "columns": "best bucket k", **(extra or {})}, Path(directory) / POLICY_FILE)
+
+
+def policy_matrix(frame: pd.DataFrame, utilities: pd.DataFrame) -> np.ndarray:
+    """``M[j, k]`` from the fold's labelled train and validation rows."""
+    rows = frame[frame[SPLIT_COLUMN].isin(["train", "val"])]
+    return utility_matrix(utilities.loc[rows.index, UTILITY_COLUMNS], rows["label_class"])
+
+
+def fit_fold_members(frame: pd.DataFrame, settings: Settings) -> dict[str, Member]:
+    x_train, y_train = xy(frame, "train")
+    x_val, y_val = xy(frame, "val")
+    return fit_members(x_train, y_train, x_val, y_val, settings.models)
+
+
+def fit_fold_ensemble(frame: pd.DataFrame, members: dict[str, Member], settings: Settings) -> Ensemble:
+    x_val, y_val = xy(frame, "val")
+    val_probs = {name: member.predict_proba(x_val) for name, member in members.items()}
+    return fit_ensemble(val_probs, y_val, settings.ensemble)
+
+
+def fit_fold(frame: pd.DataFrame, utilities: pd.DataFrame, settings: Settings) -> FoldModel:
+    """Members, ensemble and utility matrix of one fold frame."""
+    members = fit_fold_members(frame, settings)
+    ensemble = fit_fold_ensemble(frame, members, settings)
+    return FoldModel(members=members, ensemble=ensemble, m=policy_matrix(frame, utilities))
+
+
+def probability_frame(proba: np.ndarray, index: pd.Index) -> pd.DataFrame:
+    if proba.shape[1] != N_CLASSES:
+        raise ValueError(f"expected {N_CLASSES} probability columns, got {proba.shape[1]}")
+    return pd.DataFrame(proba, index=index, columns=PROBA_COLUMNS)
+
+
+def predict_split(model: FoldModel, frame: pd.DataFrame, split: str = "test") -> pd.DataFrame:
+    """Calibrated probabilities (``p_00..p_10``) of a split's rows."""
+    rows = split_rows(frame, split)
+    return probability_frame(model.predict_proba(rows[feature_columns(frame)]), rows.index)
+
+
+def fresh_state(context: pd.DataFrame, first: pd.Timestamp, settings: Settings) -> EnvelopeState:
+    """The envelope state at the start of a block beginning at ``first``.
+
+    The allocator's own equity starts at 1.0 (no drawdown), the previous book is the baseline
+    weight fully invested, and the volatility window is seeded with the legs' returns of the
+    ``vol_window - 1`` sessions before ``first`` (causal: strictly earlier rows).
+    """
+    before = context.loc[context.index < first].tail(settings.envelope.vol_window - 1)
+    return EnvelopeState(
+        fresh=True,
+        w_final=settings.labels.baseline_weight,
+        qqq_history=tuple(float(x) for x in before["qqq_leg_return"]),
+        spy_history=tuple(float(x) for x in before["spy_leg_return"]),
+    )
+
+
+def fold_path(
+    probabilities: pd.DataFrame, m: np.ndarray, context: pd.DataFrame, settings: Settings
+) -> pd.DataFrame:
+    """The allocator path (policy + envelope) of a block of consecutive sessions.
+
+    The first decision smooths from the baseline weight and the envelope starts from
+    :func:`fresh_state`. ``context`` is the leg panel; row ``d`` of the path uses context rows
+    ``<= d`` only.
+    """
+    missing = probabilities.index.difference(context.index)
+    if len(missing):
+        raise InputDataError("a decision session is missing from the leg panel",
+                             column="decision_ts", row=missing[0])
+    return allocator_path(
+        probabilities[PROBA_COLUMNS].to_numpy(),
+        m,
+        context.loc[probabilities.index],
+        settings,
+        w_prev0=settings.labels.baseline_weight,
+        state0=fresh_state(context, probabilities.index[0], settings),
+    )
+
+
+def promotion_frame(
+    features: pd.DataFrame, labels: pd.DataFrame, usable: pd.Series, settings: Settings
+) -> pd.DataFrame:
+    """The final allocator's training frame: every usable session, laid out like a fold.
+
+    The last ``folds.validation_sessions`` usable sessions are ``val``; the ``purge`` sessions
+    (calendar sessions, not only usable ones) before them are dropped; every earlier usable
+    session is ``train``. There is no test split: the promoted model decides live sessions.
+    """
+    sessions = features.index
+    usable_pos = np.flatnonzero(usable.reindex(sessions, fill_value=False).to_numpy())
+    n_val = settings.folds.validation_sessions
+    if len(usable_pos) <= n_val + settings.purge:
+        raise InputDataError(f"only {len(usable_pos)} usable sessions: too few to train the final allocator")
+    val_pos = usable_pos[-n_val:]
+    train_pos = usable_pos[usable_pos < val_pos[0] - settings.purge]
+    split = pd.Series("", index=sessions, dtype=object)
+    split.iloc[train_pos] = "train"
+    split.iloc[val_pos] = "val"
+    rows = split[split != ""].index
+    frame = features.loc[rows].copy()
+    frame.insert(0, SPLIT_COLUMN, split.loc[rows].astype(str).to_numpy())
+    frame["label_class"] = labels.loc[rows, "label_class"]
+    frame["best_weight"] = labels.loc[rows, "best_weight"]
+    return frame
+
+
+def importance_of(members: dict[str, Member]) -> dict[str, float]:
+    """Normalised LightGBM gain importance (empty when LightGBM is not a member)."""
+    member = members.get("lightgbm")
+    return {} if member is None else {k: float(v) for k, v in lightgbm_gain_importance(member).items()}
+
+
+__all__ = [
+    "FoldModel",
+    "feature_columns",
+    "fit_fold",
+    "fit_fold_members",
+    "fit_fold_ensemble",
+    "fold_path",
+    "importance_of",
+    "policy_matrix",
+    "predict_split",
+    "promotion_frame",
+    "probability_frame",
+    "xy",
+]

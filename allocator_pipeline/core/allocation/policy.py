@@ -1,0 +1,177 @@
+"""Output policy: expected utility per bucket, argmax, smoothing and the daily change cap.
+
+The one code path from bucket probabilities to the traded weight is :func:`allocator_path`; the
+walk-forward backtest and the live daily decision both call it (DESIGN.md section 6)::
+
+    EU_j      = sum_k p_k * M[j, k]                       (expected utility of bucket j)
+    w_raw     = BUCKETS[argmax_j EU_j]                    (ties -> the lower bucket)
+    w_s,t     = alpha * w_s,t-1 + (1 - alpha) * w_raw,t  then |w_s,t - w_s,t-1| <= max_daily_change
+    w_final, exposure = risk envelope (core/allocation/envelope.py)
+
+``M[j, k]`` is the mean realised utility of bucket ``j`` on training days whose best bucket was
+``k`` (:func:`utility_matrix`). Weights are the QQQ leg's share of capital, fractions in [0, 1].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from allocator_pipeline.core.allocation.envelope import (
+    EnvelopeState,
+    apply_envelope,
+    envelope_end_state,
+)
+from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.common.grid import BUCKETS, GRID_INDEX_OF_BUCKET, N_CLASSES, UTILITY_COLUMNS
+from allocator_pipeline.settings import Settings
+
+EU_COLUMNS: list[str] = [f"eu_{k:02d}" for k in range(N_CLASSES)]
+
+
+def utility_matrix(utilities: pd.DataFrame, label_class: pd.Series) -> np.ndarray:
+    """Mean realised utility of each bucket conditional on the day's best bucket.
+
+    Parameters
+    ----------
+    utilities : DataFrame
+        The utility table (``grid.UTILITY_COLUMNS``, utility per candidate weight, a fraction of
+        capital), indexed by ``decision_ts``; NaN on unlabelled rows.
+    label_class : Series
+        Best bucket (0..10, nullable) per ``decision_ts``; ``<NA>`` on unlabelled rows.
+
+    Returns
+    -------
+    ndarray, shape (11, 11)
+        ``M[j, k]`` = mean utility of bucket ``j`` (column ``UTILITY_COLUMNS[2 j]``) over the
+        labelled rows whose class is ``k``. A class ``k`` with no training row gets the
+        unconditional mean utility of each bucket ``j`` over all labelled rows (the policy then
+        treats probability mass on an unseen class as "no information").
+
+    Raises
+    ------
+    InputDataError
+        No labelled row, a missing utility column, or a class outside 0..10.
+    """
+    missing = [c for c in UTILITY_COLUMNS if c not in utilities.columns]
+    if missing:
+        raise InputDataError("utility table lacks columns", column=missing[0])
+    cols = [UTILITY_COLUMNS[g] for g in GRID_INDEX_OF_BUCKET]
+    classes = label_class.reindex(utilities.index)
+    u = utilities[cols].to_numpy(dtype=float, na_value=np.nan)
+    k = classes.to_numpy(dtype=float, na_value=np.nan)
+    rows = np.isfinite(k) & np.isfinite(u).all(axis=1)
+    if not rows.any():
+        raise InputDataError("no labelled row to build the utility matrix from", column="label_class")
+    k_int = k[rows].astype(np.int64)
+    if (k_int != k[rows]).any() or k_int.min() < 0 or k_int.max() >= N_CLASSES:
+        i = int(np.flatnonzero((k_int != k[rows]) | (k_int < 0) | (k_int >= N_CLASSES))[0])
+        raise InputDataError("class must be an integer in 0..10", column="label_class",
+                             row=utilities.index[np.flatnonzero(rows)[i]], value=k[rows][i])
+    u_lab = u[rows]
+    one_hot = np.zeros((len(k_int), N_CLASSES))
+    one_hot[np.arange(len(k_int)), k_int] = 1.0
+    counts = one_hot.sum(axis=0)
+    sums = u_lab.T @ one_hot  # (bucket j, class k)
+    unconditional = u_lab.mean(axis=0)
+    seen = counts > 0
+    m = np.repeat(unconditional[:, None], N_CLASSES, axis=1)
+    m[:, seen] = sums[:, seen] / counts[seen]
+    return m
+
+
+def expected_utility(proba: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """``EU[i, j] = sum_k proba[i, k] * M[j, k]``, shape (n, 11), in the utility's units.
+
+    Computed as an elementwise product and a sum over ``k`` (not a BLAS matrix product) so each
+    row's result does not depend on how many rows are evaluated together: the live one-row
+    decision reproduces the backtest's row bit for bit.
+    """
+    p = np.asarray(proba, dtype=float)
+    if p.ndim != 2 or p.shape[1] != N_CLASSES or np.shape(m) != (N_CLASSES, N_CLASSES):
+        raise InputDataError(f"expected proba (n, 11) and M (11, 11), got {p.shape} and {np.shape(m)}")
+    return (p[:, None, :] * np.asarray(m, dtype=float)[None, :, :]).sum(axis=2)
+
+
+def smooth_and_cap(
+    w_raw: np.ndarray, alpha: float, max_daily_change: float, w_prev0: float
+) -> np.ndarray:
+    """Exponential smoothing then a cap on the daily change.
+
+    ``s_t = alpha * w_{t-1} + (1 - alpha) * w_raw_t``; ``w_t = w_{t-1} + clip(s_t - w_{t-1},
+    -max_daily_change, +max_daily_change)``, with ``w_{-1} = w_prev0``. The state carried from
+    one session to the next is the previous output ``w_{t-1}``. Each ``w_t`` lies between
+    ``w_{t-1}`` and ``w_raw_t``, so inputs in [0, 1] give outputs in [0, 1].
+    """
+    raw = np.asarray(w_raw, dtype=float)
+    out = np.empty(len(raw))
+    prev = float(w_prev0)
+    a, b, cap = float(alpha), 1.0 - float(alpha), float(max_daily_change)
+    for i, x in enumerate(raw.tolist()):
+        step = a * prev + b * x - prev
+        if step > cap:
+            step = cap
+        elif step < -cap:
+            step = -cap
+        prev = prev + step
+        out[i] = prev
+    return out
+
+
+def allocator_path(
+    proba: np.ndarray,
+    m: np.ndarray,
+    context: pd.DataFrame,
+    settings: Settings,
+    w_prev0: float,
+    state0: EnvelopeState | None = None,
+) -> pd.DataFrame:
+    """Probabilities -> traded weight and exposure, for the backtest and the live decision.
+
+    Parameters
+    ----------
+    proba : ndarray, shape (n, 11)
+        Calibrated bucket probabilities decided at each context row (bucket order).
+    m : ndarray, shape (11, 11)
+        :func:`utility_matrix` of the fold's training rows.
+    context : DataFrame
+        ``n`` rows indexed by ``decision_ts``: ``qqq_leg_return``, ``spy_leg_return``,
+        ``cash_return`` and optionally ``qqq_drift_psi``, ``spy_drift_psi`` (see
+        :func:`allocator_pipeline.core.allocation.envelope.apply_envelope`).
+    settings : Settings
+        Uses ``policy`` (alpha, max_daily_change), ``envelope`` and ``labels.baseline_weight``.
+    w_prev0 : float
+        The smoothed weight of the session before the first row (the smoothing state).
+    state0 : EnvelopeState, optional
+        The envelope state at the end of the preceding path (None: a fresh start).
+
+    Returns
+    -------
+    DataFrame
+        Index of ``context``; ``eu_00 .. eu_10``, ``w_raw``, ``w_smoothed`` and the envelope's
+        columns (``equity, peak, dd, exposure_dd, w_dd, vol, exposure_vol, drift_psi,
+        drift_throttled, drift_status, w_drift, w_final, exposure``).
+    """
+    p = np.asarray(proba, dtype=float)
+    if p.shape != (len(context), N_CLASSES):
+        raise InputDataError(f"proba has shape {p.shape}, expected ({len(context)}, {N_CLASSES})")
+    if len(p) and not np.isfinite(p).all():
+        i = int(np.flatnonzero(~np.isfinite(p).all(axis=1))[0])
+        raise InputDataError("probability is not finite", column="proba", row=context.index[i])
+    eu = expected_utility(p, m)
+    w_raw = BUCKETS[np.argmax(eu, axis=1)] if len(eu) else np.empty(0)
+    w_s = smooth_and_cap(w_raw, settings.policy.alpha, settings.policy.max_daily_change, w_prev0)
+    env = apply_envelope(w_s, context, settings.envelope, settings.labels.baseline_weight, state0)
+    head = pd.DataFrame(eu, index=context.index, columns=EU_COLUMNS)
+    head["w_raw"] = w_raw.astype(float)
+    return pd.concat([head, env], axis=1)
+
+
+def allocator_end_state(
+    path: pd.DataFrame, context: pd.DataFrame, settings: Settings, state0: EnvelopeState | None = None
+) -> tuple[float, EnvelopeState]:
+    """``(w_prev0, state0)`` to continue :func:`allocator_path` after the last row of ``path``."""
+    if len(path) == 0:
+        raise InputDataError("cannot take the end state of an empty allocator path")
+    w_prev = float(path["w_smoothed"].iloc[-1])
+    return w_prev, envelope_end_state(path, context, settings.envelope.vol_window, state0)

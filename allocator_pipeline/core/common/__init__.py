@@ -1,0 +1,54 @@
+"""Small shared pieces of the domain: sessions, the weight grid, costs, errors, atomic storage.
+"""
+
+from allocator_pipeline.core.common.costs import CostModel
+from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.common.grid import (
+    BUCKETS,
+    GRID_INDEX_OF_BUCKET,
+    N_CLASSES,
+    PROBA_COLUMNS,
+    UTILITY_COLUMNS,
+    WEIGHT_GRID,
+    nearest_bucket,
+)
+from allocator_pipeline.core.common.sessions import (
+    EXCHANGE_TZ,
+    SESSIONS_PER_YEAR,
+    decision_ts_for,
+    decision_ts_from_dates,
+    session_dates,
+)
+from allocator_pipeline.core.common.storage import (
+    read_json,
+    read_parquet,
+    to_json_text,
+    write_bytes,
+    write_json,
+    write_parquet,
+    write_text,
+)
+
+__all__ = [
+    "BUCKETS",
+    "CostModel",
+    "EXCHANGE_TZ",
+    "GRID_INDEX_OF_BUCKET",
+    "InputDataError",
+    "N_CLASSES",
+    "PROBA_COLUMNS",
+    "SESSIONS_PER_YEAR",
+    "UTILITY_COLUMNS",
+    "WEIGHT_GRID",
+    "decision_ts_for",
+    "decision_ts_from_dates",
+    "nearest_bucket",
+    "read_json",
+    "read_parquet",
+    "session_dates",
+    "to_json_text",
+    "write_bytes",
+    "write_json",
+    "write_parquet",
+    "write_text",
+]

@@ -1,0 +1,170 @@
+"""Walk-forward evaluation: one continuous out-of-sample backtest over all folds (DESIGN.md 7-8).
+
+The folds' test windows are adjacent blocks of sessions. Their allocator paths (the
+:func:`allocator_pipeline.core.allocation.policy.allocator_path` output of each fold) are concatenated in
+time and backtested as ONE book: the book is continuous across fold boundaries (the first
+decision of a fold trades against the drifted book of the previous fold's last decision), and
+the very first decision trades from the baseline book ``(baseline_weight, 1 - baseline_weight)``,
+fully invested. Every baseline is backtested on the same sessions, from the same initial book,
+with the same cost model. Per-fold metrics are computed on the continuous backtest's rows of
+that fold (so a fold's first-day trade cost is the one the continuous book really paid).
+
+``oos_daily`` (index ``decision_ts``; a row per decision that has a next session) holds
+everything needed to recompute each metric by hand: ``realized_ts``, ``fold``, the allocator's
+``w_raw, w_smoothed, w_final, exposure``, the next session's ``qqq_leg_return, spy_leg_return,
+cash_return``, the allocator's ``traded, cost``, ``ret_<strategy>`` for every strategy and, for
+each baseline, ``w_<baseline>, traded_<baseline>, cost_<baseline>``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from allocator_pipeline.core.evaluation.backtest import RETURN_COLUMNS, baseline_decisions, run_backtest
+from allocator_pipeline.core.common.costs import CostModel
+from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.evaluation.metrics import performance_metrics
+from allocator_pipeline.settings import Settings
+
+ALLOCATOR = "allocator"
+BASELINES: tuple[str, ...] = ("baseline", "qqq_only", "spy_only", "inverse_vol", "oracle")
+STRATEGIES: tuple[str, ...] = (ALLOCATOR, *BASELINES)
+PATH_COLUMNS = ("w_raw", "w_smoothed", "w_final", "exposure")
+
+
+def _concat_fold_paths(fold_paths: dict[str, pd.DataFrame], context: pd.DataFrame) -> pd.DataFrame:
+    if not fold_paths:
+        raise InputDataError("no fold path to evaluate")
+    ordered = []
+    for fold, path in fold_paths.items():
+        missing = [c for c in PATH_COLUMNS if c not in path.columns]
+        if missing:
+            raise InputDataError(f"allocator path of fold {fold} lacks a column", column=missing[0])
+        if len(path) == 0:
+            raise InputDataError(f"allocator path of fold {fold} is empty")
+        ordered.append((path.index[0], fold, path))
+    ordered.sort(key=lambda item: item[0])
+    parts = []
+    for _, fold, path in ordered:
+        part = path[list(PATH_COLUMNS)].copy()
+        part.insert(0, "fold", pd.array([str(fold)] * len(part), dtype="string"))
+        parts.append(part)
+    paths = pd.concat(parts)
+    pos = context.index.get_indexer(paths.index)
+    if (pos < 0).any():
+        i = int(np.flatnonzero(pos < 0)[0])
+        raise InputDataError(f"fold {paths['fold'].iloc[i]} decides on a session absent from the context",
+                             column="decision_ts", row=paths.index[i])
+    gaps = np.flatnonzero(np.diff(pos) != 1)
+    if len(gaps):
+        i = int(gaps[0]) + 1
+        raise InputDataError(
+            f"fold test windows must be adjacent and disjoint: fold {paths['fold'].iloc[i - 1]} ends at "
+            f"{paths.index[i - 1]}, fold {paths['fold'].iloc[i]} continues at {paths.index[i]}",
+            column="decision_ts", row=paths.index[i])
+    return paths
+
+
+def strategy_frame(oos_daily: pd.DataFrame, strategy: str) -> pd.DataFrame:
+    """One strategy's rows of ``oos_daily`` in the ``run_backtest`` layout metrics expect.
+
+    Columns: ``realized_ts, ret, r_cash, traded, cost`` (the allocator's ``traded``/``cost`` are
+    the unsuffixed columns, a baseline's are ``traded_<baseline>``/``cost_<baseline>``).
+    """
+    suffix = "" if strategy == ALLOCATOR else f"_{strategy}"
+    return pd.DataFrame(
+        {
+            "realized_ts": oos_daily["realized_ts"],
+            "ret": oos_daily[f"ret_{strategy}"],
+            "r_cash": oos_daily["cash_return"],
+            "traded": oos_daily[f"traded{suffix}"],
+            "cost": oos_daily[f"cost{suffix}"],
+        },
+        index=oos_daily.index,
+    )
+
+
+def walk_forward_metrics(oos_daily: pd.DataFrame, notional: float) -> dict[str, Any]:
+    """``{"strategies": {strategy: metrics}, "folds": {fold: {strategy: metrics}}}`` of ``oos_daily``."""
+    strategies = [s for s in STRATEGIES if f"ret_{s}" in oos_daily.columns]
+    overall = {s: performance_metrics(strategy_frame(oos_daily, s), notional) for s in strategies}
+    folds: dict[str, dict[str, Any]] = {}
+    for fold in pd.unique(oos_daily["fold"].to_numpy()):
+        rows = oos_daily[oos_daily["fold"] == fold]
+        folds[str(fold)] = {s: performance_metrics(strategy_frame(rows, s), notional) for s in strategies}
+    return {"strategies": overall, "folds": folds}
+
+
+def assemble_walk_forward(
+    fold_paths: dict[str, pd.DataFrame],
+    context: pd.DataFrame,
+    labels: pd.DataFrame,
+    settings: Settings,
+    inverse_vol_window: int = 63,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Continuous out-of-sample backtest of the allocator and every baseline.
+
+    Parameters
+    ----------
+    fold_paths : dict
+        fold -> allocator path of that fold's test window (``w_raw, w_smoothed, w_final,
+        exposure``, indexed by ``decision_ts``). The windows must be adjacent and disjoint.
+    context : DataFrame
+        The leg panel (or any frame on its sessions) with ``qqq_leg_return``, ``spy_leg_return``,
+        ``cash_return``, covering the test windows, the session after the last one, and (for the
+        inverse-volatility warm-up) the history before them.
+    labels : DataFrame
+        ``best_weight`` per ``decision_ts`` (the oracle's hindsight path).
+    settings : Settings
+        ``costs``, ``labels.baseline_weight`` (static baseline and initial book), ``report.notional``.
+    inverse_vol_window : int
+        Trailing sessions of the inverse-volatility baseline.
+
+    Returns
+    -------
+    oos_daily : DataFrame
+        See the module docstring.
+    metrics : dict
+        ``{"strategies": {strategy: metrics}, "folds": {fold: {strategy: metrics}}}``.
+    """
+    paths = _concat_fold_paths(fold_paths, context)
+    returns = context[list(RETURN_COLUMNS)]
+    cost_model = CostModel.from_settings(settings.costs)
+    bw = float(settings.labels.baseline_weight)
+    book0 = (bw, 1.0 - bw)
+    decisions = {ALLOCATOR: pd.DataFrame({"w": paths["w_final"], "exposure": paths["exposure"]})}
+    for kind in BASELINES:
+        decisions[kind] = baseline_decisions(paths.index, kind, returns, labels=labels, weight=bw,
+                                             vol_window=inverse_vol_window)
+    bts = {s: run_backtest(d, returns, cost_model, initial_book=book0) for s, d in decisions.items()}
+    alloc = bts[ALLOCATOR]
+    if len(alloc) == 0:
+        raise InputDataError("no out-of-sample decision has a next session to earn")
+    head = paths.loc[alloc.index]
+    oos = pd.DataFrame(
+        {
+            "realized_ts": alloc["realized_ts"],
+            "fold": head["fold"],
+            "w_raw": head["w_raw"].astype(float),
+            "w_smoothed": head["w_smoothed"].astype(float),
+            "w_final": head["w_final"].astype(float),
+            "exposure": head["exposure"].astype(float),
+            "qqq_leg_return": alloc["r_qqq"],
+            "spy_leg_return": alloc["r_spy"],
+            "cash_return": alloc["r_cash"],
+            "traded": alloc["traded"],
+            "cost": alloc["cost"],
+        },
+        index=alloc.index,
+    )
+    for s in STRATEGIES:
+        oos[f"ret_{s}"] = bts[s]["ret"]
+    for s in BASELINES:
+        oos[f"w_{s}"] = bts[s]["w"]
+        oos[f"traded_{s}"] = bts[s]["traded"]
+        oos[f"cost_{s}"] = bts[s]["cost"]
+    oos.index.name = "decision_ts"
+    return oos, walk_forward_metrics(oos, settings.report.notional)

@@ -1,0 +1,206 @@
+"""Fold plan rows as per-session splits, fold datasets, and the plan's leakage checks.
+
+Conventions as in ``core/folds/plan.py``: ranges are inclusive decision_ts ranges on the session
+calendar; a label at session ``t`` reads sessions ``t + 1 .. t + H``.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from allocator_pipeline.core.common.errors import InputDataError
+
+SPLITS = ("train", "val", "test", "purge", "embargo", "")
+_RANGES = (("train", "train_start", "train_end"), ("train2", "train2_start", "train2_end"),
+           ("val", "val_start", "val_end"), ("test", "test_start", "test_end"))
+
+
+def _get(row: Mapping[str, Any] | pd.Series, key: str) -> Any:
+    value = row.get(key, pd.NaT) if hasattr(row, "get") else row[key]
+    return pd.NaT if value is None else value
+
+
+def usable_sessions(features: pd.DataFrame, labels: pd.DataFrame) -> pd.Series:
+    """True where a session can train or validate: labelled and every feature finite."""
+    complete = np.isfinite(features.to_numpy(dtype=np.float64)).all(axis=1)
+    labelled = labels["label_class"].reindex(features.index).notna().to_numpy(dtype=bool)
+    return pd.Series(complete & labelled, index=features.index, name="usable")
+
+
+def split_labels(plan_row: Mapping[str, Any] | pd.Series, sessions: pd.DatetimeIndex) -> pd.Series:
+    """Per-session split of one plan row: "train", "val", "test", "purge", "embargo" or "".
+
+    "train" covers both training ranges (``train_*`` and ``train2_*``); "purge" the sessions
+    strictly between train-proper and validation and between validation and the test window;
+    "embargo" the sessions strictly between the test window and ``train2_start``. Unusable
+    sessions inside a training range are still labelled "train" here; ``fold_dataset`` drops them.
+    """
+    idx = pd.DatetimeIndex(sessions)
+    out = np.full(len(idx), "", dtype=object)
+
+    def between(start: Any, end: Any, inclusive: bool) -> np.ndarray:
+        if pd.isna(start) or pd.isna(end):
+            return np.zeros(len(idx), dtype=bool)
+        start, end = pd.Timestamp(start), pd.Timestamp(end)
+        if inclusive:
+            return np.asarray((idx >= start) & (idx <= end))
+        return np.asarray((idx > start) & (idx < end))
+
+    out[between(_get(plan_row, "train_end"), _get(plan_row, "val_start"), False)] = "purge"
+    out[between(_get(plan_row, "val_end"), _get(plan_row, "test_start"), False)] = "purge"
+    out[between(_get(plan_row, "test_end"), _get(plan_row, "train2_start"), False)] = "embargo"
+    for name, start, end in _RANGES:
+        out[between(_get(plan_row, start), _get(plan_row, end), True)] = "train" if name == "train2" else name
+    return pd.Series(out, index=idx, name="split", dtype="str")
+
+
+def fold_dataset(features: pd.DataFrame, labels: pd.DataFrame, plan: pd.DataFrame, fold: str,
+                 inner: int = -1) -> pd.DataFrame:
+    """The rows of one fold (or inner split) with their split, features and labels.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index decision_ts; ``split`` ("train"/"val"/"test"), the feature columns, ``label_class``
+        (Int64), ``best_weight``. Train and validation rows are the usable sessions of their ranges
+        (labelled, every feature finite); test rows are every session of the test window (the
+        last H sessions of the data have no label).
+
+    Raises
+    ------
+    ValueError
+        ``(fold, inner)`` is not in the plan.
+    InputDataError
+        Features and labels do not share their index, or a test row has a non-finite feature.
+    """
+    match = plan[(plan["fold"].astype(str) == str(fold)) & (plan["inner"] == inner)]
+    if len(match) != 1:
+        known = sorted(plan.loc[plan["inner"] == -1, "fold"].astype(str).unique())
+        raise ValueError(f"fold {fold!r} inner split {inner} is not in the plan (folds: {known})")
+    if not features.index.equals(labels.index):
+        raise InputDataError("features and labels must share the same decision_ts index", column="decision_ts")
+    split = split_labels(match.iloc[0], features.index).to_numpy(dtype=object)
+    usable = usable_sessions(features, labels).to_numpy()
+    fit = np.isin(split, ["train", "val"]) & usable
+    test = split == "test"
+    values = features.to_numpy(dtype=np.float64)
+    bad = test[:, None] & ~np.isfinite(values)
+    if bad.any():
+        i, j = (int(a[0]) for a in np.nonzero(bad))
+        raise InputDataError(
+            f"fold {fold} has a test session with a non-finite feature; features must be complete after "
+            "warm-up (switch off the block, or end the data where its inputs end)",
+            column=str(features.columns[j]), row=str(features.index[i]), value=float(values[i, j]),
+        )
+    keep = fit | test
+    out = features.loc[keep].copy()
+    out.insert(0, "split", pd.Series(split[keep], index=out.index, dtype="str"))
+    out["label_class"] = labels["label_class"].loc[keep].astype("Int64")
+    out["best_weight"] = labels["best_weight"].loc[keep].astype(np.float64)
+    return out
+
+
+def _ranges(row: pd.Series, idx: pd.DatetimeIndex, where: str, problems: list[str]) -> dict[str, tuple[int, int]]:
+    found: dict[str, tuple[int, int]] = {}
+    for name, start_col, end_col in _RANGES:
+        start, end = _get(row, start_col), _get(row, end_col)
+        if pd.isna(start) and pd.isna(end):
+            if name != "train2":
+                problems.append(f"{where}: the {name} range is missing")
+            continue
+        if pd.isna(start) or pd.isna(end):
+            problems.append(f"{where}: the {name} range has only one end ({start} .. {end})")
+            continue
+        pos = idx.get_indexer([pd.Timestamp(start), pd.Timestamp(end)])
+        if (pos < 0).any():
+            problems.append(f"{where}: the {name} range {start} .. {end} does not start and end on sessions")
+            continue
+        if pos[0] > pos[1]:
+            problems.append(f"{where}: the {name} range starts ({start}) after it ends ({end})")
+            continue
+        found[name] = (int(pos[0]), int(pos[1]))
+    return found
+
+
+def _row_problems(row: pd.Series, idx: pd.DatetimeIndex, horizon: int, outer: pd.Series | None) -> list[str]:
+    where = f"fold {row['fold']} inner {int(row['inner'])}"
+    problems: list[str] = []
+    r = _ranges(row, idx, where, problems)
+    purge, embargo = int(row["purge"]), int(row["embargo"])
+    if purge < horizon:
+        problems.append(f"{where}: declared purge {purge} is shorter than the label horizon H={horizon}")
+    for a, b in combinations(r, 2):
+        (s1, e1), (s2, e2) = r[a], r[b]
+        if s1 <= e2 and s2 <= e1:
+            problems.append(f"{where}: the {a} and {b} ranges overlap ({idx[max(s1, s2)]} .. {idx[min(e1, e2)]})")
+    for src, dst in (("train", "val"), ("train", "test"), ("train2", "val"), ("train2", "test"), ("val", "test")):
+        if src in r and dst in r:
+            lo, hi = max(r[src][0], r[dst][0] - horizon), min(r[src][1], r[dst][0] - 1)
+            if lo <= hi:
+                problems.append(
+                    f"{where}: {src} decisions {idx[lo]} .. {idx[hi]} have label windows (t+1..t+{horizon}) "
+                    f"reaching the {dst} decision {idx[r[dst][0]]}: the purge is too short"
+                )
+    for a, b in (("train", "val"), ("val", "test")):
+        if a in r and b in r and r[a][1] < r[b][0]:
+            gap = r[b][0] - r[a][1] - 1
+            if gap < purge:
+                problems.append(f"{where}: the purge between {a} and {b} is {gap} sessions, "
+                                f"shorter than the declared purge of {purge}")
+    if "test" in r:
+        for name in ("train", "val"):
+            if name in r and r[name][1] >= r["test"][0]:
+                problems.append(f"{where}: the {name} range ends ({idx[r[name][1]]}) after the test window "
+                                f"starts ({idx[r['test'][0]]})")
+        if "train2" in r:
+            if int(row["inner"]) == -1:
+                problems.append(f"{where}: an outer fold must not train after its test window (train2 is set)")
+            gap = r["train2"][0] - r["test"][1] - 1
+            if gap < embargo:
+                problems.append(f"{where}: the embargo after the held-out block is {gap} sessions, "
+                                f"shorter than the declared embargo of {embargo}")
+    if int(row["inner"]) >= 0:
+        if outer is None:
+            problems.append(f"{where}: no outer fold row (inner = -1) for fold {row['fold']}")
+        else:
+            start = idx.get_indexer([pd.Timestamp(outer["test_start"])])[0]
+            if start >= 0:
+                limit = start - max(int(outer["purge"]), horizon)
+                for name, (_, end) in r.items():
+                    if end >= limit:
+                        problems.append(
+                            f"{where}: the {name} range reaches {idx[end]}, inside the outer test window or "
+                            f"its purge (which starts {idx[max(limit, 0)]})"
+                        )
+    return problems
+
+
+def validate_plan(plan: pd.DataFrame, sessions: pd.DatetimeIndex, horizon: int) -> list[str]:
+    """Every violation of the fold plan's rules (empty list when the plan is sound).
+
+    Checks, per row: ranges lie on sessions and are ordered; train / train2 / val / test do not
+    overlap; no train or validation label window (t+1..t+H) reaches a validation or test decision;
+    the gaps honour the declared purge (itself >= H) and, after a held-out block, the declared
+    embargo; train and validation end before the test window; outer folds have no ``train2``;
+    inner splits stay before the outer test window and its purge. Across folds: no two outer test
+    windows overlap and no (fold, inner) pair repeats.
+    """
+    idx = pd.DatetimeIndex(sessions)
+    problems: list[str] = []
+    duplicated = plan.duplicated(subset=["fold", "inner"], keep=False)
+    for fold, inner in plan.loc[duplicated, ["fold", "inner"]].drop_duplicates().itertuples(index=False):
+        problems.append(f"fold {fold} inner {inner}: the plan has this split more than once")
+    outer_rows = plan[plan["inner"] == -1]
+    outer_by_fold = {str(r["fold"]): r for _, r in outer_rows.iterrows()}
+    for _, row in plan.iterrows():
+        problems.extend(_row_problems(row, idx, horizon, outer_by_fold.get(str(row["fold"]))))
+    ordered = outer_rows.sort_values("test_start", kind="mergesort")
+    for (_, a), (_, b) in zip(ordered.iloc[:-1].iterrows(), ordered.iloc[1:].iterrows()):
+        if b["test_start"] <= a["test_end"]:
+            problems.append(f"the test windows of folds {a['fold']} and {b['fold']} overlap "
+                            f"({b['test_start']} .. {min(a['test_end'], b['test_end'])})")
+    return problems

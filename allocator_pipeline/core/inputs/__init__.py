@@ -1,0 +1,50 @@
+"""Inputs: market data, the Step 3 contract and its validation, the leg panel, the reference Step 3 engine.
+
+Asset group ``inputs``: ``market_prices``, ``step3_legs``, ``leg_panel``.
+"""
+
+from allocator_pipeline.core.inputs.market import (
+    EMBEDDED_PATH,
+    EMBEDDED_SYMBOLS,
+    load_embedded,
+    load_prices,
+    market_panel,
+    read_price_file,
+)
+from allocator_pipeline.core.inputs.reference_engine import (
+    isotonic_calibration,
+    leg_returns,
+    plan_year_folds,
+    position_events,
+    run_reference_engine,
+)
+from allocator_pipeline.core.inputs.reference_features import direction_target, price_features, trailing_psi
+from allocator_pipeline.core.inputs.step3 import (
+    CONFIDENCE_COLUMNS,
+    Step3Data,
+    build_leg_panel,
+    read_step3_dir,
+    write_step3_dir,
+)
+
+__all__ = [
+    "CONFIDENCE_COLUMNS",
+    "EMBEDDED_PATH",
+    "EMBEDDED_SYMBOLS",
+    "Step3Data",
+    "build_leg_panel",
+    "direction_target",
+    "isotonic_calibration",
+    "leg_returns",
+    "load_embedded",
+    "load_prices",
+    "market_panel",
+    "plan_year_folds",
+    "position_events",
+    "price_features",
+    "read_price_file",
+    "read_step3_dir",
+    "run_reference_engine",
+    "trailing_psi",
+    "write_step3_dir",
+]

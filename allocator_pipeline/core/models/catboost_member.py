@@ -1,0 +1,157 @@
+"""CatBoost multiclass member, saved as CatBoost's JSON model (``catboost.json``).
+
+CatBoost only knows the classes present in the training labels, and refuses a validation set
+holding any other class. So:
+
+* the model's columns (``class_params.class_names`` of the JSON model, increasing) are mapped
+  into the 11 buckets (unseen ones at 0), then every bucket is floored at
+  :data:`PROBABILITY_FLOOR` and rows renormalised;
+* early stopping (``use_best_model``) runs on the validation rows whose class occurs in training;
+  if there is none, the model trains the full ``iterations`` without early stopping.
+
+Exact reload. CatBoost 1.2's JSON *reader* does not parse every leaf value to the double that was
+written: about one leaf value in ten comes back one ulp away (the writer prints the shortest
+exact representation; writing 17, 20 or 30 significant digits changes nothing; a second
+save/load cycle drifts again). The effect on probabilities is of the order of 1e-16. To make the
+saved file the source of truth, the fitted member predicts from the model parsed back from the
+JSON text it saves, and :meth:`CatBoostMember.save` writes that text unchanged; loading parses the
+same text with the same parser, so the probabilities are identical bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+import pandas as pd
+from catboost import CatBoost, CatBoostClassifier, CatBoostError, Pool
+
+from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.models.base import (
+    PROBABILITY_FLOOR,
+    Member,
+    expand_to_buckets,
+    require_two_classes,
+    split_arrays,
+)
+from allocator_pipeline.core.common.storage import write_text
+from allocator_pipeline.settings import CatBoostSettings
+
+
+def _model_from_json_text(text: str) -> CatBoost:
+    """Parse a CatBoost JSON model (CatBoost reads JSON models from files only)."""
+    with tempfile.TemporaryDirectory(prefix="catboost-json-") as tmp:
+        path = Path(tmp) / "model.json"
+        path.write_text(text, encoding="utf-8")
+        model = CatBoost()
+        model.load_model(str(path), format="json")
+    return model
+
+
+class CatBoostMember(Member):
+    """A CatBoost ``MultiClass`` model over the classes seen in training.
+
+    Parameters
+    ----------
+    model_text : str
+        CatBoost's JSON model, as written to ``catboost.json``.
+    """
+
+    name = "catboost"
+    file_name = "catboost.json"
+
+    def __init__(self, model_text: str) -> None:
+        self.model_text = model_text
+        self.model = _model_from_json_text(model_text)
+        self.feature_names = tuple(str(f) for f in self.model.feature_names_)
+        info = json.loads(model_text)["model_info"]
+        self.classes = np.asarray(info["class_params"]["class_names"], dtype=np.int64)
+        self.floor = PROBABILITY_FLOOR
+        self.tree_count = int(self.model.tree_count_)
+
+    @classmethod
+    def fit(
+        cls,
+        features: pd.DataFrame,
+        labels: np.ndarray | pd.Series,
+        val_features: pd.DataFrame,
+        val_labels: np.ndarray | pd.Series,
+        settings: CatBoostSettings,
+        *,
+        seed: int,
+        threads: int,
+    ) -> "CatBoostMember":
+        """Train ``MultiClass`` with early stopping on the validation rows of seen classes.
+
+        ``settings`` is a ``CatBoostSettings`` section (depth, l2_leaf_reg, iterations,
+        learning_rate, early_stopping_rounds).
+        """
+        x_train, y_train = split_arrays(features, labels, member=cls.name, split="training")
+        names = [str(c) for c in features.columns]
+        x_val, y_val = split_arrays(
+            val_features, val_labels, member=cls.name, split="validation", names=names
+        )
+        seen = require_two_classes(y_train, member=cls.name)
+        keep = np.isin(y_val, seen)
+        model = CatBoostClassifier(
+            loss_function="MultiClass",
+            depth=settings.depth,
+            l2_leaf_reg=settings.l2_leaf_reg,
+            iterations=settings.iterations,
+            learning_rate=settings.learning_rate,
+            random_seed=seed,
+            thread_count=threads,
+            allow_writing_files=False,
+            verbose=0,
+        )
+        train_pool = Pool(x_train, label=y_train, feature_names=names)
+        if keep.any():
+            model.fit(
+                train_pool,
+                eval_set=Pool(x_val[keep], label=y_val[keep], feature_names=names),
+                early_stopping_rounds=settings.early_stopping_rounds,
+                use_best_model=True,
+            )
+        else:
+            model.fit(train_pool)
+        with tempfile.TemporaryDirectory(prefix="catboost-json-") as tmp:
+            path = Path(tmp) / "model.json"
+            model.save_model(str(path), format="json")
+            text = path.read_text(encoding="utf-8")
+        member = cls(text)
+        if not np.array_equal(member.classes, seen) or list(member.feature_names) != names:
+            raise RuntimeError(
+                f"catboost: the JSON model holds classes {member.classes.tolist()} and features "
+                f"{list(member.feature_names)[:5]}..., expected {seen.tolist()} and {names[:5]}..."
+            )
+        return member
+
+    def _predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        proba = self.model.predict(matrix, prediction_type="Probability", thread_count=1)
+        proba = np.asarray(proba, dtype=np.float64).reshape(len(matrix), len(self.classes))
+        return expand_to_buckets(proba, self.classes, self.floor)
+
+    def save(self, directory: str | Path) -> Path:
+        return write_text(self.model_text, Path(directory) / self.file_name)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Self:
+        path = Path(directory) / cls.file_name
+        if not path.is_file():
+            raise InputDataError("catboost model file not found", file=path)
+        text = path.read_text(encoding="utf-8")
+        try:
+            return cls(text)
+        except (CatBoostError, json.JSONDecodeError, KeyError) as exc:
+            raise InputDataError(f"not a readable CatBoost JSON model: {exc!r}", file=path) from exc
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "member": self.name,
+            "trees": self.tree_count,
+            "seen_classes": self.classes.tolist(),
+            "features": len(self.feature_names),
+        }

@@ -1,0 +1,168 @@
+"""LightGBM multiclass member: capped complexity, early stopping on the validation split.
+
+Every bucket's probability is raised to :data:`PROBABILITY_FLOOR` and rows renormalised, as for
+the other members. Saved as LightGBM's own text model (``lightgbm.txt``), truncated at the best iteration. The
+fitted member predicts from the Booster parsed back from that text, so a loaded file reproduces
+its probabilities exactly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Self
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.common.grid import N_CLASSES
+from allocator_pipeline.core.models.base import (
+    PROBABILITY_FLOOR,
+    Member,
+    floor_probabilities,
+    split_arrays,
+)
+from allocator_pipeline.core.common.storage import write_text
+from allocator_pipeline.settings import LightGBMSettings
+
+
+def lightgbm_params(settings: LightGBMSettings, *, seed: int, threads: int) -> dict[str, object]:
+    """The ``lgb.train`` parameters of a :class:`LightGBMSettings` section.
+
+    ``num_class`` is always 11 so that every bucket has an output, seen in training or not.
+    ``deterministic`` + ``force_row_wise`` + a fixed ``seed`` make two fits bit-identical.
+    """
+    return {
+        "objective": "multiclass",
+        "num_class": N_CLASSES,
+        "metric": "multi_logloss",
+        "num_leaves": settings.num_leaves,
+        "max_depth": settings.max_depth,
+        "min_data_in_leaf": settings.min_data_in_leaf,
+        "lambda_l2": settings.lambda_l2,
+        "feature_fraction": settings.feature_fraction,
+        "learning_rate": settings.learning_rate,
+        "deterministic": True,
+        "force_row_wise": True,
+        "seed": seed,
+        "num_threads": threads,
+        "verbosity": -1,
+    }
+
+
+_UNSAFE_NAME_CHARS = frozenset('",:[]{}')
+
+
+def _check_feature_names(names: list[str]) -> None:
+    """LightGBM refuses JSON special characters in feature names and rewrites whitespace."""
+    for name in names:
+        if any(ch in _UNSAFE_NAME_CHARS or ch.isspace() for ch in name):
+            raise InputDataError(
+                "lightgbm: feature names may not contain whitespace or any of \" , : [ ] { }",
+                column=name,
+            )
+
+
+class LightGBMMember(Member):
+    """A LightGBM multiclass Booster over the 11 buckets.
+
+    Parameters
+    ----------
+    model_text : str
+        The Booster's text model (``Booster.model_to_string``), as written to ``lightgbm.txt``.
+    """
+
+    name = "lightgbm"
+    file_name = "lightgbm.txt"
+
+    def __init__(self, model_text: str) -> None:
+        self.model_text = model_text
+        self.booster = lgb.Booster(model_str=model_text)
+        self.feature_names = tuple(self.booster.feature_name())
+        if self.booster.num_model_per_iteration() != N_CLASSES:
+            raise InputDataError(
+                f"lightgbm: the model has {self.booster.num_model_per_iteration()} classes, "
+                f"expected {N_CLASSES}"
+            )
+
+    @classmethod
+    def fit(
+        cls,
+        features: pd.DataFrame,
+        labels: np.ndarray | pd.Series,
+        val_features: pd.DataFrame,
+        val_labels: np.ndarray | pd.Series,
+        settings: LightGBMSettings,
+        *,
+        seed: int,
+        threads: int,
+    ) -> "LightGBMMember":
+        """Train with early stopping on the validation split (multi log loss).
+
+        Parameters
+        ----------
+        features, labels : training split (float features without NaN, class indices 0..10).
+        val_features, val_labels : validation split, same columns.
+        settings : LightGBMSettings
+        seed, threads : ModelSettings.seed and ModelSettings.threads.
+        """
+        x_train, y_train = split_arrays(features, labels, member=cls.name, split="training")
+        names = [str(c) for c in features.columns]
+        x_val, y_val = split_arrays(
+            val_features, val_labels, member=cls.name, split="validation", names=names
+        )
+        _check_feature_names(names)
+        params = lightgbm_params(settings, seed=seed, threads=threads)
+        train_set = lgb.Dataset(x_train, label=y_train, feature_name=names, params={"verbosity": -1})
+        val_set = lgb.Dataset(x_val, label=y_val, reference=train_set)
+        booster = lgb.train(
+            params,
+            train_set,
+            num_boost_round=settings.num_boost_round,
+            valid_sets=[val_set],
+            valid_names=["validation"],
+            callbacks=[
+                lgb.early_stopping(settings.early_stopping_rounds, verbose=False)
+            ],
+        )
+        if list(booster.feature_name()) != names:
+            raise InputDataError(
+                "lightgbm: feature names must survive LightGBM unchanged (no spaces or JSON "
+                f"special characters); got {booster.feature_name()[:5]} for {names[:5]}"
+            )
+        best = booster.best_iteration if booster.best_iteration > 0 else booster.current_iteration()
+        return cls(booster.model_to_string(num_iteration=best))
+
+    def _predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        raw = self.booster.predict(matrix, num_threads=1)
+        proba = np.asarray(raw, dtype=np.float64).reshape(len(matrix), N_CLASSES)
+        return floor_probabilities(proba, PROBABILITY_FLOOR)
+
+    def save(self, directory: str | Path) -> Path:
+        return write_text(self.model_text, Path(directory) / self.file_name)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Self:
+        path = Path(directory) / cls.file_name
+        if not path.is_file():
+            raise InputDataError("lightgbm model file not found", file=path)
+        try:
+            return cls(path.read_text())
+        except lgb.basic.LightGBMError as exc:
+            raise InputDataError(f"not a readable LightGBM text model: {exc}", file=path) from exc
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "member": self.name,
+            "iterations": int(self.booster.current_iteration()),
+            "trees": int(self.booster.num_trees()),
+            "features": len(self.feature_names),
+        }
+
+    def gain_importance(self) -> pd.Series:
+        """Total split gain per feature, normalised to sum to 1 (all zeros if the model never split)."""
+        gain = np.asarray(self.booster.feature_importance(importance_type="gain"), dtype=np.float64)
+        total = gain.sum()
+        share = gain / total if total > 0 else np.zeros_like(gain)
+        return pd.Series(share, index=pd.Index(self.feature_names, name="feature"), name="gain_share")

@@ -1,0 +1,404 @@
+"""Nested walk-forward tuning: one Optuna study per outer fold, on that fold's inner splits only.
+
+The study of fold ``YYYY`` sees the fold's inner walk-forward splits (``core/folds/plan.py``: inner
+held-out blocks, each with its own purged train/validation layout, all before the outer test
+window and its purge) and the leg panel rows up to the last inner block + H sessions: the outer
+test window is never read. Each trial evaluates one parameter set (``core/tuning/space.py``) on
+every inner split in order (``core/tuning/objective.py``) and scores it with the robust objective
+(:data:`OBJECTIVE_FORMULA`); the study maximises it.
+
+Search
+    TPE sampler seeded per trial with ``tuning.seed + number of finished trials``, so each
+    proposal is a deterministic function of the seed and the finished trials: a study interrupted
+    and resumed proposes what the uninterrupted study would have. The run's own parameters are
+    enqueued as the first trial (role ``defaults``), so the best trial is never worse than the
+    defaults on the inner splits. Median pruning (after the second inner split, once 5 trials are
+    complete) when ``tuning.pruning``. Startup (random) trials: ``max(3, min(10, n_trials // 3))``.
+Budget
+    ``tuning.n_trials`` finished (complete or pruned) trials per fold, in total over all runs, and
+    ``tuning.timeout_seconds`` of wall time per call (checked before each trial; the defaults
+    trial always runs). Results are reproducible when the trial budget, not the timeout, ends the
+    study.
+Storage
+    ``tuning.storage`` None: a SQLite file per fold, ``<home>/step3_out/allocator/optuna/<fold>.db``
+    (one process per fold file: trials left ``RUNNING`` by a killed process are marked failed and
+    redone). ``"journal:<path>"``: Optuna's journal file storage (relative paths under ``home``);
+    any other value: an RDB URL (e.g. ``postgresql://...``). With a shared storage several workers
+    (processes or machines) can run the same fold's study: together they stop at ``n_trials``
+    (running trials count), and each worker salts its sampler seed with its process id so they do
+    not propose the same points (parallel studies are not bit-reproducible). The study name is
+    ``allocator-fold-<fold>``. A study stores a fingerprint of its problem (settings that change
+    the objective, search space, inner frames, the leg panel rows it reads); a stored study with
+    another fingerprint is started afresh in a per-fold file and refused in a shared storage.
+Ledger
+    :func:`export_ledger` writes every trial (number, state, role, objective, duration, parameters,
+    per-inner-split metrics, objective terms, error) as parquet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.distributions import BaseDistribution
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState
+
+from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.folds.plan import fold_dataset
+from allocator_pipeline.core.common.storage import write_parquet
+from allocator_pipeline.core.tuning.objective import (
+    INNER_METRICS,
+    OBJECTIVE_FORMULA,
+    InnerFitCache,
+    evaluate_params,
+    robust_objective,
+)
+from allocator_pipeline.core.tuning.space import (
+    default_params,
+    resolve_groups,
+    search_space,
+    search_space_table,
+    tuned_settings,
+)
+from allocator_pipeline.settings import Settings, SettingsError
+
+__all__ = [
+    "OBJECTIVE_FORMULA",
+    "StudyMismatchError",
+    "TuningResult",
+    "evaluate_params",
+    "export_ledger",
+    "inner_fold_frames",
+    "robust_objective",
+    "run_study",
+    "study_name",
+    "tuned_settings",
+]
+
+Progress = Callable[[str], None] | None
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+LEDGER_HEAD = ["trial", "state", "role", "objective", "duration_s", "error"]
+OBJECTIVE_SECTIONS = ("labels", "costs", "models", "ensemble", "policy", "envelope")
+"""Settings sections a trial's objective depends on (with the objective's weights in ``tuning``);
+features and folds enter the fingerprint through the inner frames themselves."""
+
+
+class StudyMismatchError(ValueError):
+    """A stored study was created for another problem (settings, space or data)."""
+
+
+def study_name(fold: str) -> str:
+    """``allocator-fold-<fold>``."""
+    return f"allocator-fold-{fold}"
+
+
+@dataclass
+class TuningResult:
+    """The outcome of one fold's study (all its trials, over every run that added to it)."""
+
+    fold: str
+    study_name: str
+    storage: str
+    groups: tuple[str, ...]
+    space: dict[str, BaseDistribution]
+    best_params: dict[str, Any]
+    best_value: float
+    best_trial: int
+    default_value: float | None
+    n_complete: int
+    n_pruned: int
+    n_failed: int
+    n_new: int
+    duration_s: float
+    ledger: pd.DataFrame = field(repr=False)
+
+    @property
+    def n_trials(self) -> dict[str, int]:
+        return {"complete": self.n_complete, "pruned": self.n_pruned, "failed": self.n_failed, "new": self.n_new}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (the ledger itself goes to parquet)."""
+        return {
+            "fold": self.fold,
+            "study_name": self.study_name,
+            "storage": self.storage,
+            "groups": list(self.groups),
+            "search_space": search_space_table(self.space),
+            "best_params": dict(self.best_params),
+            "best_value": float(self.best_value),
+            "best_trial": int(self.best_trial),
+            "default_value": self.default_value,
+            "improvement_over_defaults": None if self.default_value is None
+            else float(self.best_value - self.default_value),
+            "n_trials": self.n_trials,
+            "duration_s": float(self.duration_s),
+            "objective_formula": OBJECTIVE_FORMULA,
+        }
+
+
+def inner_fold_frames(features: pd.DataFrame, labels: pd.DataFrame, plan: pd.DataFrame,
+                      fold: str) -> list[pd.DataFrame]:
+    """The fold's inner split frames (``fold_dataset(..., inner=k)``, k = 0, 1, ...), in order."""
+    rows = plan[(plan["fold"].astype(str) == str(fold)) & (plan["inner"] >= 0)]
+    if rows.empty:
+        raise ValueError(f"fold {fold!r} has no inner splits in the plan")
+    return [fold_dataset(features, labels, plan, str(fold), int(k)) for k in sorted(rows["inner"])]
+
+
+def _storage(fold: str, settings: Settings) -> tuple[BaseStorage, str, bool]:
+    """(storage, description without secrets, shared?) for the fold's study."""
+    url = settings.tuning.storage
+    if url is None:
+        path = settings.paths.optuna / f"{fold}.db"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return RDBStorage(f"sqlite:///{path}"), f"sqlite:///{path}", False
+    if url.startswith("journal:"):
+        path = Path(url[len("journal:"):]).expanduser()
+        path = path if path.is_absolute() else settings.home.resolve() / path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path))), f"journal:{path}", True
+    from sqlalchemy.engine import make_url  # optuna's RDB storage depends on SQLAlchemy
+
+    return RDBStorage(url), make_url(url).render_as_string(hide_password=True), True
+
+
+def _frame_digest(frame: pd.DataFrame) -> bytes:
+    values = pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes()
+    return values + ",".join(map(str, frame.columns)).encode()
+
+
+def problem_fingerprint(inner_frames: Sequence[pd.DataFrame], utilities: pd.DataFrame, context: pd.DataFrame,
+                        settings: Settings, space: Mapping[str, BaseDistribution]) -> str:
+    """SHA-256 of what a trial's objective depends on (see the module docstring)."""
+    full = settings.model_dump(mode="json")
+    tree = {key: full[key] for key in OBJECTIVE_SECTIONS}
+    tree["tuning"] = {k: v for k, v in full["tuning"].items()
+                      if k not in ("enabled", "n_trials", "timeout_seconds", "seed", "pruning", "storage")}
+    h = hashlib.sha256(json.dumps({"settings": tree, "space": {k: repr(v) for k, v in space.items()}},
+                                  sort_keys=True).encode())
+    last = max(f.index[-1] for f in inner_frames)
+    end = context.index.get_indexer([last])[0] + settings.labels.horizon + 1
+    for frame in inner_frames:
+        h.update(_frame_digest(frame))
+        h.update(_frame_digest(utilities.reindex(frame.index)))
+    h.update(_frame_digest(context.iloc[:end].select_dtypes("number")))
+    return h.hexdigest()
+
+
+def _open_study(fold: str, storage: BaseStorage, described: str, shared: bool, settings: Settings,
+                fingerprint: str, progress: Progress) -> optuna.Study:
+    name = study_name(fold)
+    pruner: optuna.pruners.BasePruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1) if settings.tuning.pruning
+        else optuna.pruners.NopPruner()
+    )
+
+    def create() -> optuna.Study:
+        return optuna.create_study(storage=storage, sampler=optuna.samplers.TPESampler(seed=settings.tuning.seed),
+                                   pruner=pruner, study_name=name, direction="maximize", load_if_exists=True)
+
+    study = create()
+    stored = study.user_attrs.get("fingerprint")
+    if study.trials and stored != fingerprint:
+        if shared:
+            raise StudyMismatchError(
+                f"study {name!r} in {described} was created for another problem (settings, search space or "
+                f"data differ); delete it or point tuning.storage elsewhere"
+            )
+        _say(progress, f"fold {fold}: stored study was made for other settings or data; starting afresh")
+        optuna.delete_study(study_name=name, storage=storage)
+        study = create()
+    study.set_user_attr("fingerprint", fingerprint)
+    study.set_user_attr("fold", str(fold))
+    if not shared:  # one process per fold file: a RUNNING trial is a leftover of a killed run
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            study.tell(trial.number, state=TrialState.FAIL)
+    return study
+
+
+def _say(progress: Progress, message: str) -> None:
+    if progress is not None:
+        progress(message)
+
+
+def _enqueue_defaults(study: optuna.Study, defaults: dict[str, Any]) -> None:
+    trials = study.get_trials(deepcopy=False)
+    done = any(t.user_attrs.get("role") == "defaults" and t.state in FINISHED for t in trials)
+    waiting = any(t.state in (TrialState.WAITING, TrialState.RUNNING) and t.user_attrs.get("role") == "defaults"
+                  for t in trials)
+    if not done and not waiting:
+        study.enqueue_trial(defaults, user_attrs={"role": "defaults"})
+
+
+def _sampler(settings: Settings, finished: int, total: int, shared: bool) -> optuna.samplers.TPESampler:
+    n_trials = settings.tuning.n_trials
+    seed = settings.tuning.seed + (total + os.getpid() if shared else finished)
+    return optuna.samplers.TPESampler(seed=seed % (2**32), n_startup_trials=max(3, min(10, n_trials // 3)))
+
+
+def _duration(trial: FrozenTrial) -> float | None:
+    if trial.datetime_start is None or trial.datetime_complete is None:
+        return None
+    return (trial.datetime_complete - trial.datetime_start).total_seconds()
+
+
+def trial_ledger(trials: Sequence[FrozenTrial], space: Mapping[str, BaseDistribution]) -> pd.DataFrame:
+    """One row per trial: head columns, ``param.<name>``, ``inner<k>.<metric>``, ``term.<name>``."""
+    names = list(space) + sorted({n for t in trials for n in t.params} - set(space))
+    n_inner = max((len(t.user_attrs.get("inner_metrics", [])) for t in trials), default=0)
+    rows = []
+    for t in sorted(trials, key=lambda t: t.number):
+        row: dict[str, Any] = {
+            "trial": t.number, "state": t.state.name, "role": t.user_attrs.get("role", "tpe"),
+            "objective": t.value if t.state == TrialState.COMPLETE else None,
+            "duration_s": _duration(t), "error": t.user_attrs.get("error"),
+        }
+        row.update({f"param.{n}": t.params.get(n) for n in names})
+        inner = t.user_attrs.get("inner_metrics", [])
+        for k in range(n_inner):
+            for key in INNER_METRICS:
+                row[f"inner{k}.{key}"] = inner[k].get(key) if k < len(inner) else None
+        row.update({f"term.{k}": v for k, v in t.user_attrs.get("terms", {}).items()})
+        rows.append(row)
+    ledger = pd.DataFrame(rows, columns=list(dict.fromkeys(k for r in rows for k in r)) or LEDGER_HEAD)
+    numeric = [c for c in ledger.columns if c in ("objective", "duration_s") or c.startswith(("inner", "term."))]
+    ledger[numeric] = ledger[numeric].astype("float64")
+    return ledger
+
+
+def export_ledger(result: TuningResult, path: str | Path) -> Path:
+    """Write the fold's trial ledger as parquet, atomically."""
+    return write_parquet(result.ledger, path)
+
+
+def _run_trial(study: optuna.Study, space: dict[str, BaseDistribution], inner_frames: Sequence[pd.DataFrame],
+               utilities: pd.DataFrame, context: pd.DataFrame, settings: Settings,
+               cache: InnerFitCache) -> FrozenTrial:
+    trial = study.ask(space)
+    defaults = trial.user_attrs.get("role") == "defaults"
+    try:
+        out = evaluate_params(trial.params, inner_frames, utilities, context, settings, trial=trial, cache=cache)
+    except optuna.TrialPruned:
+        return study.tell(trial, state=TrialState.PRUNED)
+    except (InputDataError, SettingsError) as exc:
+        if defaults:  # the run's own settings must work: a real error
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+        return study.tell(trial, state=TrialState.FAIL)
+    except BaseException:  # interrupted (KeyboardInterrupt) or a bug: record, then propagate
+        study.tell(trial, state=TrialState.FAIL)
+        raise
+    trial.set_user_attr("inner_metrics", out["inner"])
+    trial.set_user_attr("terms", out["terms"])
+    value = out["objective"]
+    if not np.isfinite(value):
+        trial.set_user_attr("error", f"non-finite objective {value}")
+        return study.tell(trial, state=TrialState.FAIL)
+    return study.tell(trial, value)
+
+
+def run_study(
+    fold: str,
+    inner_frames: Sequence[pd.DataFrame],
+    utilities: pd.DataFrame,
+    context: pd.DataFrame,
+    settings: Settings,
+    progress: Progress = None,
+    groups: Sequence[str] | None = None,
+    space: Mapping[str, BaseDistribution] | None = None,
+) -> TuningResult:
+    """Run (or resume) the fold's Optuna study and return its result.
+
+    Parameters
+    ----------
+    fold : str
+        The outer fold key (test year, e.g. ``"2015"``).
+    inner_frames : sequence of DataFrame
+        The fold's inner split frames, in order (:func:`inner_fold_frames`).
+    utilities : DataFrame
+        The run's utility table (``UTILITY_COLUMNS`` by decision_ts).
+    context : DataFrame
+        The leg panel by decision_ts (returns, cash, drift; read up to the last inner row + H).
+    settings : Settings
+        The run's settings; ``settings.tuning`` holds budget, seed, pruning, storage, objective.
+    progress : callable, optional
+        Receives one line per trial (Optuna's own per-trial logging is silenced).
+    groups : sequence of str, optional
+        Search groups (``core/tuning_space.GROUPS``); None: the profile's.
+    space : mapping, optional
+        An explicit name -> distribution space (overrides ``groups``).
+
+    Returns
+    -------
+    TuningResult
+
+    Raises
+    ------
+    StudyMismatchError
+        A shared storage holds this study for another problem.
+    RuntimeError
+        No trial completed.
+    """
+    optuna.logging.set_verbosity(logging.WARNING)
+    if not inner_frames:
+        raise ValueError(f"fold {fold}: no inner splits to tune on")
+    started = time.monotonic()
+    chosen = tuple(resolve_groups(settings, groups)) if space is None else ("custom",)
+    space = dict(space) if space is not None else search_space(settings, groups)
+    fingerprint = problem_fingerprint(inner_frames, utilities, context, settings, space)
+    storage, described, shared = _storage(str(fold), settings)
+    try:
+        study = _open_study(str(fold), storage, described, shared, settings, fingerprint, progress)
+        _enqueue_defaults(study, default_params(settings, space))
+        cache = InnerFitCache()
+        budget, timeout = settings.tuning.n_trials, settings.tuning.timeout_seconds
+        n_new = 0
+        while True:
+            trials = study.get_trials(deepcopy=False)
+            finished = sum(t.state in FINISHED for t in trials)
+            taken = finished + (sum(t.state == TrialState.RUNNING for t in trials) if shared else 0)
+            any_complete = any(t.state == TrialState.COMPLETE for t in trials)
+            if taken >= budget or (any_complete and time.monotonic() - started >= timeout):
+                break
+            study.sampler = _sampler(settings, finished, len(trials), shared)
+            frozen = _run_trial(study, space, inner_frames, utilities, context, settings, cache)
+            n_new += 1
+            value = "-" if frozen.value is None else f"{frozen.value:.4f}"
+            best = f"{study.best_value:.4f}" if any_complete or frozen.state == TrialState.COMPLETE else "-"
+            _say(progress, f"fold {fold}: trial {frozen.number} ({finished + 1}/{budget}) {frozen.state.name}, "
+                           f"objective {value}, best {best} ({_duration(frozen) or 0.0:.1f} s)")
+        return _result(str(fold), study, described, chosen, space, n_new, time.monotonic() - started)
+    finally:
+        if isinstance(storage, RDBStorage):  # release the database file / connections
+            storage.engine.dispose()
+
+
+def _result(fold: str, study: optuna.Study, described: str, groups: tuple[str, ...],
+            space: dict[str, BaseDistribution], n_new: int, duration: float) -> TuningResult:
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not complete:
+        raise RuntimeError(f"fold {fold}: no trial of study {study.study_name!r} completed "
+                           f"({len(trials)} trials; see their errors in the ledger)")
+    best = max(complete, key=lambda t: (t.value, -t.number))  # ties: the earliest (the defaults first)
+    defaults = [t for t in complete if t.user_attrs.get("role") == "defaults"]
+    return TuningResult(
+        fold=fold, study_name=study.study_name, storage=described, groups=groups, space=space,
+        best_params=dict(best.params), best_value=float(best.value), best_trial=best.number,
+        default_value=float(defaults[0].value) if defaults else None,
+        n_complete=len(complete), n_pruned=sum(t.state == TrialState.PRUNED for t in trials),
+        n_failed=sum(t.state == TrialState.FAIL for t in trials), n_new=n_new, duration_s=duration,
+        ledger=trial_ledger(trials, space),
+    )

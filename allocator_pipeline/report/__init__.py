@@ -1,0 +1,36 @@
+"""Presentation of the walk-forward report: the HTML page, its tables, charts and diagnostics.
+"""
+
+from allocator_pipeline.report.charts import equity_and_drawdown, headline_figure_png, sample_rows
+from allocator_pipeline.report.diagnostics import (
+    importance_matrix,
+    mean_pairwise_spearman,
+    parameter_stability,
+    pooled_reliability,
+    tuning_table,
+)
+from allocator_pipeline.report.page import format_headline, headline_figure_png, headline_table, render_report
+from allocator_pipeline.report.tables import (
+    STRATEGIES,
+    failed_gates,
+    format_headline,
+    headline_cells,
+    headline_table,
+)
+
+__all__ = [
+    "STRATEGIES",
+    "equity_and_drawdown",
+    "failed_gates",
+    "format_headline",
+    "headline_cells",
+    "headline_figure_png",
+    "headline_table",
+    "importance_matrix",
+    "mean_pairwise_spearman",
+    "parameter_stability",
+    "pooled_reliability",
+    "render_report",
+    "sample_rows",
+    "tuning_table",
+]
