@@ -7,54 +7,79 @@ assets through Dagster, so runs, materialisations and checks show up in ``dagste
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from allocator_pipeline.settings import PROFILES as SETTINGS_PROFILES
-from allocator_pipeline.settings import SettingsError
+if TYPE_CHECKING:
+    import dagster as dg
 
-PROFILES = sorted(SETTINGS_PROFILES)
+    from allocator_pipeline.defs.execution import Selection
+
+from allocator_pipeline.settings import PROFILES, RunOptions, Settings, SettingsError, global_options
+
+GLOBAL_OPTIONS = global_options()
+"""The global options (declared once, in ``allocator_pipeline.settings.RunOptions``)."""
+_CLICK_TYPES = {
+    "home": click.Path(file_okay=False),
+    "dir": click.Path(exists=True, file_okay=False),
+    "file": click.Path(exists=True, dir_okay=False),
+    "profile": click.Choice(sorted(PROFILES)),
+}
+
+
+def _global_option(name: str, option: dict[str, Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        option["flag"],
+        name,
+        type=_CLICK_TYPES[option["kind"]],
+        help=f"{option['description'].rstrip('.')} (env {option['env']}).",
+    )
 
 
 class Context:
-    def __init__(self, **kwargs: str | None) -> None:
-        from allocator_pipeline.defs.execution import RunOptions
+    def __init__(self, options: RunOptions) -> None:
+        self.options = options
+        self.settings = self._load()
+        self._instance: dg.DagsterInstance | None = None
 
-        self.options = RunOptions(**kwargs)
+    def _load(self) -> Settings:
         try:
-            self.settings = self.options.settings()
+            return self.options.load()
         except SettingsError as exc:
             raise click.UsageError(str(exc)) from None
-        self._instance = None
 
     def settings_environment(self) -> dict[str, str]:
-        """The environment that gives a Dagster process (UI, daemon) this command's settings."""
-        env = dict(os.environ, ALLOCATOR_HOME=str(self.settings.home.resolve()),
-                   ALLOCATOR_PROFILE=self.settings.profile)
-        for var, value in (("ALLOCATOR_PRICES", self.settings.data.prices_dir),
-                           ("ALLOCATOR_STEP3", self.settings.data.step3_dir),
-                           ("ALLOCATOR_CONFIG", self.options.config_file)):
+        """The environment that gives a Dagster process (UI, daemon) this command's settings: every
+        global option as its environment variable, resolved against this command's settings."""
+        resolved = {
+            "home": self.settings.home,
+            "prices": self.settings.data.prices_dir,
+            "step3": self.settings.data.step3_dir,
+            "profile": self.settings.profile,
+            "config_file": self.options.config_file,
+        }
+        env = dict(os.environ)
+        for name, option in GLOBAL_OPTIONS.items():
+            value = resolved[name]
             if value is not None:
-                env[var] = str(Path(value).resolve())
+                env[option["env"]] = str(value) if option["kind"] == "profile" else str(Path(value).resolve())
         return env
 
     def set_overrides(self, overrides: dict) -> None:
         """Extra settings for this command only (validated like every other source)."""
-        from dataclasses import replace
-
-        self.options = replace(self.options, overrides=overrides)
-        try:
-            self.settings = self.options.settings()
-        except SettingsError as exc:
-            raise click.UsageError(str(exc)) from None
+        self.options = self.options.model_copy(update={"overrides_json": json.dumps(overrides, sort_keys=True)})
+        self.settings = self._load()
 
     @property
-    def instance(self):
+    def instance(self) -> dg.DagsterInstance:
         if self._instance is None:
             from allocator_pipeline.defs.execution import get_instance
 
@@ -75,7 +100,8 @@ def _check(result, what: str) -> None:
         failures = [e for e in result.all_events if e.is_step_failure]
         detail = "; ".join(
             f"{e.step_key}: {e.step_failure_data.error.message.strip().splitlines()[-1]}"
-            for e in failures if e.step_failure_data and e.step_failure_data.error
+            for e in failures
+            if e.step_failure_data and e.step_failure_data.error
         )
         raise click.ClickException(f"{what} failed (run {result.run_id}). {detail}")
     if failed_checks:
@@ -83,17 +109,17 @@ def _check(result, what: str) -> None:
 
 
 def _build_dataset(ctx: Context) -> None:
-    from allocator_pipeline.defs.execution import DATASET_ASSETS, fold_keys, materialize
+    from allocator_pipeline.defs.execution import DATASET, asset_names, fold_keys, materialize
 
-    _echo_step(f"building the dataset ({', '.join(DATASET_ASSETS)}), profile {ctx.settings.profile}")
-    result = materialize(DATASET_ASSETS, ctx.options, ctx.instance)
+    _echo_step(f"building the dataset ({', '.join(asset_names(DATASET))}), profile {ctx.settings.profile}")
+    result = materialize(DATASET, ctx.options, ctx.instance)
     _check(result, "build-dataset")
     folds = fold_keys(ctx.instance)
     paths = ctx.settings.paths
     _echo_step(f"dataset written to {paths.dataset} ({len(folds)} folds: {folds[0]}..{folds[-1]})")
 
 
-def _run_folds(ctx: Context, names: list[str], folds_spec: str | None, what: str, workers: int | None) -> list[str]:
+def _run_folds(ctx: Context, selection: Selection, folds_spec: str | None, what: str, workers: int | None) -> list[str]:
     from tqdm import tqdm
 
     from allocator_pipeline.defs.execution import fold_keys, materialize_folds, select_folds
@@ -106,27 +132,26 @@ def _run_folds(ctx: Context, names: list[str], folds_spec: str | None, what: str
     _echo_step(f"{what}: {len(folds)} fold(s) {folds[0]}..{folds[-1]}, {n_workers} in parallel")
     failed: list[str] = []
     with tqdm(total=len(folds), desc=what, unit="fold", file=sys.stderr, dynamic_ncols=True) as bar:
+
         def done(fold: str, ok: bool, run_id: str) -> None:
             bar.update(1)
             bar.set_postfix_str(f"{fold} {'ok' if ok else 'FAILED'}")
             if not ok:
                 failed.append(f"{fold} (run {run_id})")
 
-        materialize_folds(names, folds, ctx.options, ctx.instance, workers=n_workers, on_done=done)
+        materialize_folds(selection, folds, ctx.options, ctx.instance, workers=n_workers, on_done=done)
     if failed:
-        raise click.ClickException(
-            f"{what} failed for fold(s): {', '.join(sorted(failed))}; see the runs in `make ui`"
-        )
+        raise click.ClickException(f"{what} failed for fold(s): {', '.join(sorted(failed))}; see the runs in `make ui`")
     return folds
 
 
 def _report(ctx: Context) -> None:
-    from allocator_pipeline.report.page import format_headline, headline_table
     from allocator_pipeline.core.common.storage import read_json
-    from allocator_pipeline.defs.execution import REPORT_ASSETS, materialize
+    from allocator_pipeline.defs.execution import REPORT, materialize
+    from allocator_pipeline.report import format_headline, headline_table
 
     _echo_step("walk-forward report, gates and promotion")
-    result = materialize(REPORT_ASSETS, ctx.options, ctx.instance)
+    result = materialize(REPORT, ctx.options, ctx.instance)
     _check(result, "report")
     paths = ctx.settings.paths
     metrics = read_json(paths.backtest / "metrics.json")
@@ -149,15 +174,14 @@ def _report(ctx: Context) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--home", type=click.Path(file_okay=False), help="Artifact root (env ALLOCATOR_HOME; default: current directory).")
-@click.option("--prices", type=click.Path(exists=True, file_okay=False), help="Directory of user price files <SYMBOL>.csv (env ALLOCATOR_PRICES).")
-@click.option("--step3", type=click.Path(exists=True, file_okay=False), help="User Step 3 output directory (env ALLOCATOR_STEP3; default: the reference engine).")
-@click.option("--profile", type=click.Choice(PROFILES), help="quick / default / full (env ALLOCATOR_PROFILE).")
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), help="TOML settings file (default: <home>/allocator.toml if present).")
 @click.pass_context
-def main(ctx: click.Context, **kwargs: str | None) -> None:
+def main(ctx: click.Context, **options: str | None) -> None:
     """Step 3b allocator: decide each session's capital split between the QQQ and SPY legs."""
-    ctx.obj = Context(**kwargs)
+    ctx.obj = Context(RunOptions(**options))
+
+
+for _name, _option in GLOBAL_OPTIONS.items():
+    _global_option(_name, _option)(main)  # click.option adds the parameter to the group in place
 
 
 @main.command("build-dataset")
@@ -173,9 +197,9 @@ def build_dataset(ctx: Context) -> None:
 @click.pass_obj
 def train(ctx: Context, folds_spec: str | None, workers: int | None) -> None:
     """Per-fold datasets, tuning, models, calibrated ensembles and test predictions."""
-    from allocator_pipeline.defs.execution import TRAIN_ASSETS
+    from allocator_pipeline.defs.execution import TRAIN
 
-    _run_folds(ctx, TRAIN_ASSETS, folds_spec, "train", workers)
+    _run_folds(ctx, TRAIN, folds_spec, "train", workers)
 
 
 @main.command()
@@ -185,11 +209,11 @@ def train(ctx: Context, folds_spec: str | None, workers: int | None) -> None:
 @click.pass_obj
 def optimize(ctx: Context, folds_spec: str | None, trials: int | None, workers: int | None) -> None:
     """Nested walk-forward tuning with Optuna on each fold's inner splits."""
-    from allocator_pipeline.defs.execution import TUNING_ASSETS
+    from allocator_pipeline.defs.execution import TUNING
 
     if trials is not None:
         ctx.set_overrides({"tuning": {"n_trials": trials}})
-    _run_folds(ctx, TUNING_ASSETS, folds_spec, "optimize", workers)
+    _run_folds(ctx, TUNING, folds_spec, "optimize", workers)
 
 
 @main.command()
@@ -207,31 +231,38 @@ def backtest(ctx: Context, folds_spec: str | None, workers: int | None) -> None:
 @click.pass_obj
 def run(ctx: Context, workers: int | None) -> None:
     """The whole pipeline on the configured data, ending with the report's path and headline table."""
-    from allocator_pipeline.defs.execution import FOLD_ASSETS
+    from allocator_pipeline.defs.execution import FOLD_STAGES
 
     started = time.monotonic()
     _build_dataset(ctx)
-    _run_folds(ctx, FOLD_ASSETS, None, "folds", workers)
+    _run_folds(ctx, FOLD_STAGES, None, "folds", workers)
     _report(ctx)
     click.echo(f"Total time: {time.monotonic() - started:.0f} s")
 
 
 @main.command()
 @click.option("--date", "session", help="Session date YYYY-MM-DD (default: the last session in the data).")
-@click.option("--model", "model_spec", default="promoted", show_default=True,
-              help="'promoted' (writes the decision and the log) or 'fold:<KEY>' (that fold's model; "
-              "reproduces the fold backtest's w_final; writes nothing).")
+@click.option(
+    "--model",
+    "model_spec",
+    default="promoted",
+    show_default=True,
+    help="'promoted' (writes the decision and the log) or 'fold:<KEY>' (that fold's model; "
+    "reproduces the fold backtest's w_final; writes nothing).",
+)
 @click.pass_obj
 def rebalance(ctx: Context, session: str | None, model_spec: str) -> None:
     """The allocation for one session, printed as JSON."""
     import pandas as pd
 
+    from allocator_pipeline.core.allocation import NoDataForSession
     from allocator_pipeline.core.common.errors import InputDataError
-    from allocator_pipeline.core.allocation.live import NoDataForSession
-    from allocator_pipeline.core.common.storage import read_json, to_json_text
-    from allocator_pipeline.defs.assets_live import NoPromotedAllocator, fold_decision, live_inputs, load_promoted
-    from allocator_pipeline.defs.execution import materialize
     from allocator_pipeline.core.common.sessions import session_dates
+    from allocator_pipeline.core.common.storage import read_json, to_json_text
+    from allocator_pipeline.core.inputs import live_inputs
+    from allocator_pipeline.defs.allocation import NoPromotedAllocator, fold_decision, load_promoted
+    from allocator_pipeline.defs.execution import DAILY, materialize
+    from allocator_pipeline.defs.resources import AllocatorSettings
 
     s = ctx.settings
     _, legs = live_inputs(s)
@@ -241,11 +272,12 @@ def rebalance(ctx: Context, session: str | None, model_spec: str) -> None:
         raise click.UsageError(f"--date must be a date YYYY-MM-DD, got {session!r}") from None
     try:
         if model_spec.startswith("fold:"):
-            decision = fold_decision(s, model_spec.split(":", 1)[1], session, legs)
+            decision = fold_decision(
+                AllocatorSettings(**ctx.options.model_dump()), model_spec.split(":", 1)[1], session, legs
+            )
         elif model_spec == "promoted":
             load_promoted(s)  # a clear error before any run is started
-            _check(materialize(["daily_allocation"], ctx.options, ctx.instance, partition_key=session),
-                   f"rebalance {session}")
+            _check(materialize(DAILY, ctx.options, ctx.instance, partition_key=session), f"rebalance {session}")
             decision = read_json(s.paths.decisions / f"{session}.json")
         else:
             raise click.UsageError(f"--model must be 'promoted' or 'fold:<KEY>', got {model_spec!r}")
@@ -257,23 +289,35 @@ def rebalance(ctx: Context, session: str | None, model_spec: str) -> None:
 @main.command()
 @click.option("--folds", "folds_spec", required=True, help="Folds: 2008,2009 or 2008..2012.")
 @click.option("--workers", type=int, help="Folds in parallel (default: settings.workers).")
-@click.option("--submit", is_flag=True, help="Queue a Dagster backfill of fold_job on the instance instead "
-              "(launched by the daemon of `dagster dev` / `dagster-daemon run`).")
+@click.option(
+    "--submit",
+    is_flag=True,
+    help="Queue a Dagster backfill of fold_job on the instance instead "
+    "(launched by the daemon of `dagster dev` / `dagster-daemon run`).",
+)
 @click.pass_obj
 def backfill(ctx: Context, folds_spec: str, workers: int | None, submit: bool) -> None:
     """Materialise every fold stage for the folds (progress bar), or submit them to the instance."""
-    from allocator_pipeline.defs.execution import FOLD_ASSETS, fold_keys, select_folds
+    from allocator_pipeline.defs.execution import FOLD_STAGES, fold_keys, select_folds
 
     if not submit:
-        _run_folds(ctx, FOLD_ASSETS, folds_spec, "backfill", workers)
+        _run_folds(ctx, FOLD_STAGES, folds_spec, "backfill", workers)
         return
     try:
         folds = select_folds(folds_spec, fold_keys(ctx.instance))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     workspace = Path(__file__).resolve().parents[1] / "workspace.yaml"
-    cmd = [str(Path(sys.executable).with_name("dagster")), "job", "backfill", "-j", "fold_job",
-           "--partitions", ",".join(folds), "--noprompt"]
+    cmd = [
+        str(Path(sys.executable).with_name("dagster")),
+        "job",
+        "backfill",
+        "-j",
+        "fold_job",
+        "--partitions",
+        ",".join(folds),
+        "--noprompt",
+    ]
     cmd += ["-w", str(workspace)] if workspace.is_file() else ["-m", "allocator_pipeline.definitions"]
     env = ctx.settings_environment()
     _echo_step(f"submitting a backfill of fold_job for {len(folds)} fold(s): {' '.join(cmd)}")
@@ -286,8 +330,11 @@ def ui(ctx: Context) -> None:
     """Start the Dagster UI (dagster dev) on 127.0.0.1."""
     from allocator_pipeline.defs.execution import default_dagster_home
 
-    env = dict(ctx.settings_environment(), DAGSTER_HOME=str(default_dagster_home(ctx.settings).resolve()),
-               DAGSTER_DISABLE_TELEMETRY="1")
+    env = dict(
+        ctx.settings_environment(),
+        DAGSTER_HOME=str(default_dagster_home(ctx.settings).resolve()),
+        DAGSTER_DISABLE_TELEMETRY="1",
+    )
     workspace = Path(__file__).resolve().parents[1] / "workspace.yaml"
     cmd = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", os.environ.get("PORT", "3000")]
     if workspace.is_file():
@@ -297,10 +344,10 @@ def ui(ctx: Context) -> None:
     raise SystemExit(subprocess.call(cmd, env=env))
 
 
-GLOBAL_OPTIONS = ("--home", "--prices", "--step3", "--profile", "--config")
+GLOBAL_FLAGS = {option["flag"] for option in GLOBAL_OPTIONS.values()}
 
 
-def _alias(command: click.Command):
+def _alias(command: click.Command) -> Callable[[], None]:
     """A console script that runs ``allocator <command>``; global options may appear anywhere."""
 
     def entry() -> None:
@@ -309,7 +356,7 @@ def _alias(command: click.Command):
         while i < len(argv):
             token = argv[i]
             name = token.split("=", 1)[0]
-            if name in GLOBAL_OPTIONS:
+            if name in GLOBAL_FLAGS:
                 leading.append(token)
                 if "=" not in token and i + 1 < len(argv):
                     leading.append(argv[i + 1])
@@ -317,7 +364,7 @@ def _alias(command: click.Command):
             else:
                 rest.append(token)
             i += 1
-        main.main(args=[*leading, command.name, *rest], prog_name=Path(sys.argv[0]).name)
+        main.main(args=[*leading, str(command.name), *rest], prog_name=Path(sys.argv[0]).name)
 
     return entry
 

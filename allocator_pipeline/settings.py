@@ -18,12 +18,14 @@ Conventions used throughout the project:
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from allocator_pipeline.settings_sections import (  # noqa: F401  (re-exported: the settings API)
     FEATURE_BLOCKS,
@@ -70,7 +72,7 @@ class Settings(_Section):
     report: ReportSettings = ReportSettings()
 
     @model_validator(mode="after")
-    def _purge_covers_horizon(self) -> "Settings":
+    def _purge_covers_horizon(self) -> Settings:
         if self.folds.purge_sessions is not None and self.folds.purge_sessions < self.labels.horizon:
             raise ValueError(
                 f"folds.purge_sessions ({self.folds.purge_sessions}) must be >= labels.horizon "
@@ -84,7 +86,7 @@ class Settings(_Section):
         return self.folds.purge_sessions if self.folds.purge_sessions is not None else self.labels.horizon
 
     @property
-    def paths(self) -> "ArtifactPaths":
+    def paths(self) -> ArtifactPaths:
         return ArtifactPaths(self.home.resolve())
 
 
@@ -132,11 +134,81 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
 }
 
-ENV_VARS = {
-    "ALLOCATOR_HOME": ("home",),
-    "ALLOCATOR_PRICES": ("data", "prices_dir"),
-    "ALLOCATOR_STEP3": ("data", "step3_dir"),
-    "ALLOCATOR_PROFILE": ("profile",),
+
+class RunOptions(BaseModel):
+    """The global options of a run: the one declaration behind the ``allocator`` command's global
+    flags, the Dagster settings resource's config and :func:`load_settings`.
+
+    Each field's ``json_schema_extra`` gives its command-line ``flag``, its environment variable
+    ``env``, the settings field it sets (``setting``, a dotted path; none for the settings file)
+    and the ``kind`` of value the command line accepts (``home``: a directory that may not exist
+    yet, ``dir``/``file``: an existing directory/file, ``profile``: one of :data:`PROFILES`).
+    Unset (None) options fall back to the environment, then to the settings file and defaults.
+
+    >>> options = RunOptions(profile="quick")
+    >>> options.load(environ={}).models.lightgbm.num_boost_round
+    40
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    home: str | None = Field(
+        None,
+        description="Artifact root (default: the current directory).",
+        json_schema_extra={"flag": "--home", "env": "ALLOCATOR_HOME", "setting": "home", "kind": "home"},
+    )
+    prices: str | None = Field(
+        None,
+        description="Directory of user price files <SYMBOL>.csv.",
+        json_schema_extra={"flag": "--prices", "env": "ALLOCATOR_PRICES", "setting": "data.prices_dir", "kind": "dir"},
+    )
+    step3: str | None = Field(
+        None,
+        description="User Step 3 output directory (default: the reference engine).",
+        json_schema_extra={"flag": "--step3", "env": "ALLOCATOR_STEP3", "setting": "data.step3_dir", "kind": "dir"},
+    )
+    profile: str | None = Field(
+        None,
+        description="Settings profile: quick / default / full.",
+        json_schema_extra={"flag": "--profile", "env": "ALLOCATOR_PROFILE", "setting": "profile", "kind": "profile"},
+    )
+    config_file: str | None = Field(
+        None,
+        description="TOML settings file (default: <home>/allocator.toml if present).",
+        json_schema_extra={"flag": "--config", "env": "ALLOCATOR_CONFIG", "setting": None, "kind": "file"},
+    )
+    overrides_json: str | None = Field(
+        None,
+        description="A JSON object of nested settings sections that wins "
+        "over every other source (set by commands such as `optimize --trials`).",
+    )
+
+    def load(self, environ: Mapping[str, str] | None = None) -> Settings:
+        """Validated settings for these options (see :func:`load_settings`)."""
+        return load_settings(
+            home=self.home,
+            prices=self.prices,
+            step3=self.step3,
+            profile=self.profile,
+            config_file=self.config_file,
+            overrides=json.loads(self.overrides_json) if self.overrides_json else None,
+            environ=environ,
+        )
+
+
+def global_options() -> dict[str, dict[str, Any]]:
+    """The global options that are flags and environment variables: name -> its ``json_schema_extra``
+    plus ``description``."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, info in RunOptions.model_fields.items():
+        extra = info.json_schema_extra
+        if isinstance(extra, dict):
+            out[name] = {**extra, "description": info.description}
+    return out
+
+
+ENV_VARS: dict[str, tuple[str, ...]] = {
+    str(o["env"]): tuple(str(o["setting"]).split(".")) for o in global_options().values() if o["setting"]
 }
 
 
@@ -179,7 +251,7 @@ def load_settings(
     profile: str | None = None,
     config_file: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
-    environ: dict[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Settings:
     """Build validated settings from defaults, profile, TOML file, environment and arguments.
 
@@ -193,8 +265,7 @@ def load_settings(
     for var, path in ENV_VARS.items():
         if env.get(var):
             _set_path(tree, path, env[var])
-    explicit = {("home",): home, ("data", "prices_dir"): prices, ("data", "step3_dir"): step3,
-                ("profile",): profile}
+    explicit = {("home",): home, ("data", "prices_dir"): prices, ("data", "step3_dir"): step3, ("profile",): profile}
     for path, value in explicit.items():
         if value is not None:
             _set_path(tree, path, value)
@@ -202,7 +273,8 @@ def load_settings(
     home_dir = Path(tree.get("home", "."))
     file_tree: dict[str, Any] = {}
     source = "defaults"
-    config_file = config_file if config_file is not None else env.get("ALLOCATOR_CONFIG") or None
+    config_env = str(global_options()["config_file"]["env"])
+    config_file = config_file if config_file is not None else env.get(config_env) or None
     cfg = Path(config_file) if config_file is not None else home_dir / "allocator.toml"
     if config_file is not None and not cfg.is_file():
         raise SettingsError(f"settings file {cfg} does not exist")

@@ -12,17 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Profile = Literal["quick", "default", "full"]
-FEATURE_BLOCKS = (
-    "returns",
-    "volatility",
-    "drawdown",
-    "hit_rate",
-    "confidence",
-    "drift",
-    "regime",
-    "vix",
-    "tbill",
-)
+FEATURE_BLOCKS = ("returns", "volatility", "drawdown", "hit_rate", "confidence", "drift", "regime", "vix", "tbill")
 
 
 class SettingsError(ValueError):
@@ -90,9 +80,7 @@ class LabelSettings(_Section):
     horizon: int = Field(20, ge=1, le=126, description="H: label horizon in sessions.")
     lambda_dd: float = Field(1.0, ge=0, le=50, description="Penalty per unit of future drawdown.")
     lambda_tc: float = Field(1.0, ge=0, le=50, description="Penalty per unit of turnover cost.")
-    baseline_weight: float = Field(
-        0.5, ge=0, le=1, description="Step 3 baseline static w_qqq; first day's w_prev."
-    )
+    baseline_weight: float = Field(0.5, ge=0, le=1, description="Step 3 baseline static w_qqq; first day's w_prev.")
 
 
 class CostSettings(_Section):
@@ -104,9 +92,7 @@ class CostSettings(_Section):
 
     fee_bps: float = Field(1.0, ge=0, le=100, description="Fee, bps of traded notional.")
     slippage_bps: float = Field(2.0, ge=0, le=100, description="Slippage, bps of traded notional.")
-    impact_bps: float = Field(
-        5.0, ge=0, le=1000, description="Quadratic turnover impact: impact_bps * traded^2 / 1e4."
-    )
+    impact_bps: float = Field(5.0, ge=0, le=1000, description="Quadratic turnover impact: impact_bps * traded^2 / 1e4.")
 
 
 class FeatureSettings(_Section):
@@ -129,7 +115,7 @@ class FeatureSettings(_Section):
     long_ma_sessions: int = Field(200, ge=20, le=504, description="Long moving average for trend.")
 
     @model_validator(mode="after")
-    def _known_blocks(self) -> "FeatureSettings":
+    def _known_blocks(self) -> FeatureSettings:
         unknown = sorted(set(self.blocks) - set(FEATURE_BLOCKS))
         if unknown:
             raise ValueError(f"unknown feature blocks {unknown}; allowed: {list(FEATURE_BLOCKS)}")
@@ -140,7 +126,10 @@ class FoldSettings(_Section):
     """Walk-forward folds (DESIGN.md section 3). Test windows are calendar years."""
 
     min_train_years: int = Field(
-        3, ge=1, le=20, description="Years of usable train-proper data (before the validation tail) before the first test year."
+        3,
+        ge=1,
+        le=20,
+        description="Years of usable train-proper data (before the validation tail) before the first test year.",
     )
     first_test_year: int | None = Field(
         None, ge=1995, le=2100, description="Force the first test year (None: earliest allowed)."
@@ -211,10 +200,7 @@ class EnsembleSettings(_Section):
         "auto", description="Calibrator; 'auto' picks the best validation log loss of the three."
     )
     blend_temperature: float = Field(
-        0.02,
-        gt=0,
-        le=10,
-        description="Blend weights are softmax(-validation_log_loss / blend_temperature).",
+        0.02, gt=0, le=10, description="Blend weights are softmax(-validation_log_loss / blend_temperature)."
     )
     ece_bins: int = Field(10, ge=2, le=50, description="Bins of the expected calibration error.")
 
@@ -242,7 +228,7 @@ class EnvelopeSettings(_Section):
     )
 
     @model_validator(mode="after")
-    def _ordered(self) -> "EnvelopeSettings":
+    def _ordered(self) -> EnvelopeSettings:
         if self.dd_hard <= self.dd_soft:
             raise ValueError(f"dd_hard ({self.dd_hard}) must be greater than dd_soft ({self.dd_soft})")
         return self
@@ -289,8 +275,7 @@ class GateSettings(_Section):
         0.3, ge=-1, le=1, description="Min mean Spearman correlation of LightGBM gain across folds."
     )
     monotonic_features: tuple[str, ...] = Field(
-        ("qqq_vol_21", "qqq_dd_63"),
-        description="Key risk features whose rise must not raise the mean predicted w_qqq.",
+        ("qqq_vol_21", "qqq_dd_63"), description="Key risk features whose rise must not raise the mean predicted w_qqq."
     )
 
 

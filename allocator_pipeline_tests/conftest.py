@@ -5,8 +5,9 @@ Only generally useful fixtures live here; a test module's own data stays in that
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd

@@ -8,15 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from allocator_pipeline.core.common.costs import CostModel
+from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.common.sessions import decision_ts_from_dates
 from allocator_pipeline.core.evaluation.backtest import (
     BACKTEST_COLUMNS,
     baseline_decisions,
     inverse_vol_weight,
     run_backtest,
 )
-from allocator_pipeline.core.common.costs import CostModel
-from allocator_pipeline.core.common.errors import InputDataError
-from allocator_pipeline.core.common.sessions import decision_ts_from_dates
 
 COSTS = CostModel(fee_bps=1.0, slippage_bps=2.0, impact_bps=5.0)
 
@@ -35,8 +35,7 @@ def _returns(r_q, r_s, r_c=None) -> pd.DataFrame:
 
 def _decisions(index, w, e=None) -> pd.DataFrame:
     w = np.asarray(w, float)
-    return pd.DataFrame({"w": w, "exposure": np.ones(len(w)) if e is None else np.asarray(e, float)},
-                        index=index)
+    return pd.DataFrame({"w": w, "exposure": np.ones(len(w)) if e is None else np.asarray(e, float)}, index=index)
 
 
 def _cost(traded: float) -> float:
@@ -79,8 +78,7 @@ def test_qqq_only_is_the_qqq_leg_minus_costs():
 
 def test_partial_exposure_earns_cash_and_trades_per_leg():
     rets = _returns([0.0, 0.04, 0.0], [0.0, -0.02, 0.0], [0.0, 0.001, 0.001])
-    bt = run_backtest(_decisions(rets.index[:2], [0.5, 0.5], [0.5, 0.5]), rets, COSTS,
-                      initial_book=(0.5, 0.5))
+    bt = run_backtest(_decisions(rets.index[:2], [0.5, 0.5], [0.5, 0.5]), rets, COSTS, initial_book=(0.5, 0.5))
     # Day 0: sell 0.25 of each leg into cash; earns 0.25*4% - 0.25*2% + 0.5*0.1% = 0.55%.
     assert bt["traded"].iloc[0] == pytest.approx(0.5)
     assert bt["gross_return"].iloc[0] == pytest.approx(0.0055)
@@ -127,8 +125,8 @@ def test_inverse_vol_is_causal_and_matches_hand_value():
     w = inverse_vol_weight(rets, vol_window=4)
     assert (w.iloc[:3] == 0.5).all()  # warm-up
     for d in range(3, 12):
-        vq = statistics.stdev(rets["qqq_leg_return"].iloc[d - 3:d + 1])
-        vs = statistics.stdev(rets["spy_leg_return"].iloc[d - 3:d + 1])
+        vq = statistics.stdev(rets["qqq_leg_return"].iloc[d - 3 : d + 1])
+        vs = statistics.stdev(rets["spy_leg_return"].iloc[d - 3 : d + 1])
         assert w.iloc[d] == pytest.approx((1 / vq) / (1 / vq + 1 / vs), rel=1e-10)
     changed = rets.copy()
     changed.iloc[8:] = changed.iloc[8:] * 5.0 + 0.01

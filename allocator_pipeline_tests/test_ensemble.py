@@ -9,6 +9,17 @@ import numpy as np
 import pytest
 from sklearn.isotonic import IsotonicRegression
 
+from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.common.grid import N_CLASSES
+from allocator_pipeline.core.common.storage import to_json_text
+from allocator_pipeline.core.ensemble.blend import (
+    Ensemble,
+    blend,
+    blend_weights,
+    fit_ensemble,
+    load_ensemble,
+    save_ensemble,
+)
 from allocator_pipeline.core.ensemble.calibration import (
     ISOTONIC_FLOOR,
     calibrator_from_dict,
@@ -18,18 +29,7 @@ from allocator_pipeline.core.ensemble.calibration import (
     log_loss,
     reliability_table,
 )
-from allocator_pipeline.core.ensemble.blend import (
-    Ensemble,
-    blend,
-    blend_weights,
-    fit_ensemble,
-    load_ensemble,
-    save_ensemble,
-)
-from allocator_pipeline.core.common.errors import InputDataError
-from allocator_pipeline.core.common.grid import N_CLASSES
 from allocator_pipeline.core.models.members import fit_members, load_members
-from allocator_pipeline.core.common.storage import to_json_text
 from allocator_pipeline.settings import EnsembleSettings
 from allocator_pipeline_tests.test_models import quick_settings, synthetic_fold
 
@@ -128,8 +128,9 @@ def test_isotonic_breakpoints_reproduce_sklearn_then_floor():
     for k in (0, 5, 10):
         iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(reported[:, k], y == k)
         probe = np.linspace(-0.1, 1.1, 57)
-        np.testing.assert_allclose(np.interp(probe, cal.x_thresholds[k], cal.y_thresholds[k]),
-                                   iso.predict(probe), atol=1e-12)
+        np.testing.assert_allclose(
+            np.interp(probe, cal.x_thresholds[k], cal.y_thresholds[k]), iso.predict(probe), atol=1e-12
+        )
     out = cal.apply(reported)
     np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-12)
     assert out.min() >= ISOTONIC_FLOOR / N_CLASSES  # every one-vs-rest score is <= 1 before renormalising

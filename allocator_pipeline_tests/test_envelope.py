@@ -40,16 +40,17 @@ def _random_ctx(n: int, seed: int) -> pd.DataFrame:
 
 def test_drawdown_guard_hand_example():
     ctx = _ctx([0.0, -0.05, -0.06, -0.12, -0.03, 0.30])
-    s = EnvelopeSettings(**{**OFF, "dd_guard": True}, dd_soft=0.10, dd_hard=0.20,
-                         dd_soft_exposure=0.75, dd_hard_exposure=0.5)
+    s = EnvelopeSettings(
+        **{**OFF, "dd_guard": True}, dd_soft=0.10, dd_hard=0.20, dd_soft_exposure=0.75, dd_hard_exposure=0.5
+    )
     out = apply_envelope(np.ones(6), ctx, s, baseline_weight=0.5)
     # Row d's return is earned by row d-1's exposure (w = 1: all QQQ; the rest in cash at 0.1%).
     eq = [1.0]
-    eq.append(eq[-1] * (1 - 0.05))                         # exposure 1 (dd 0)
-    eq.append(eq[-1] * (1 - 0.06))                         # exposure 1 (dd 5%)  -> dd 10.7%
+    eq.append(eq[-1] * (1 - 0.05))  # exposure 1 (dd 0)
+    eq.append(eq[-1] * (1 - 0.06))  # exposure 1 (dd 5%)  -> dd 10.7%
     eq.append(eq[-1] * (1 + 0.75 * -0.12 + 0.25 * 0.001))  # exposure 0.75       -> dd 18.7%
     eq.append(eq[-1] * (1 + 0.75 * -0.03 + 0.25 * 0.001))  # exposure 0.75       -> dd 20.5%
-    eq.append(eq[-1] * (1 + 0.5 * 0.30 + 0.5 * 0.001))     # exposure 0.5        -> dd 8.6%
+    eq.append(eq[-1] * (1 + 0.5 * 0.30 + 0.5 * 0.001))  # exposure 0.5        -> dd 8.6%
     np.testing.assert_allclose(out["equity"], eq, rtol=1e-14)
     np.testing.assert_allclose(out["dd"], [1 - e / max(eq[: i + 1]) for i, e in enumerate(eq)], atol=1e-14)
     np.testing.assert_array_equal(out["exposure_dd"], [1, 1, 0.75, 0.75, 0.5, 1])
@@ -105,10 +106,10 @@ def test_envelope_is_causal():
     base = apply_envelope(w, ctx, s, 0.5)
 
     future = ctx.copy()
-    future.iloc[d + 1:] = future.iloc[d + 1:].to_numpy() * -3.0 + 0.01  # every column after D
+    future.iloc[d + 1 :] = future.iloc[d + 1 :].to_numpy() * -3.0 + 0.01  # every column after D
     changed_future = apply_envelope(w, future, s, 0.5)
     pd.testing.assert_frame_equal(changed_future.iloc[: d + 1], base.iloc[: d + 1], check_exact=True)
-    assert not changed_future.iloc[d + 1:].equals(base.iloc[d + 1:])
+    assert not changed_future.iloc[d + 1 :].equals(base.iloc[d + 1 :])
 
     past = ctx.copy()
     past.iloc[d - 3, past.columns.get_loc("qqq_leg_return")] += 0.05  # a change before D shows up
@@ -125,9 +126,9 @@ def test_continuing_from_state_equals_full_path():
     head = apply_envelope(w[:cut], ctx.iloc[:cut], s, 0.5)
     state = envelope_end_state(head, ctx.iloc[:cut], s.vol_window)
     state = EnvelopeState.from_dict(json.loads(json.dumps(state.to_dict())))  # persisted as JSON
-    middle = apply_envelope(w[cut:cut + 3], ctx.iloc[cut:cut + 3], s, 0.5, state0=state)  # a short step
-    state2 = envelope_end_state(middle, ctx.iloc[cut:cut + 3], s.vol_window, state0=state)
-    tail = apply_envelope(w[cut + 3:], ctx.iloc[cut + 3:], s, 0.5, state0=state2)
+    middle = apply_envelope(w[cut : cut + 3], ctx.iloc[cut : cut + 3], s, 0.5, state0=state)  # a short step
+    state2 = envelope_end_state(middle, ctx.iloc[cut : cut + 3], s.vol_window, state0=state)
+    tail = apply_envelope(w[cut + 3 :], ctx.iloc[cut + 3 :], s, 0.5, state0=state2)
     pd.testing.assert_frame_equal(pd.concat([head, middle, tail]), full, check_exact=True)
 
 
@@ -143,13 +144,20 @@ def test_a_fresh_state_with_history_earns_nothing_on_its_first_row():
     from allocator_pipeline.settings import EnvelopeSettings
 
     index = decision_ts_from_dates(pd.bdate_range("2024-01-02", periods=3))
-    context = pd.DataFrame({"qqq_leg_return": [-0.30, 0.01, 0.0], "spy_leg_return": [-0.30, 0.01, 0.0],
-                            "cash_return": [0.0, 0.0, 0.0]}, index=index)
+    context = pd.DataFrame(
+        {"qqq_leg_return": [-0.30, 0.01, 0.0], "spy_leg_return": [-0.30, 0.01, 0.0], "cash_return": [0.0, 0.0, 0.0]},
+        index=index,
+    )
     history = EnvelopeState(fresh=True, qqq_history=(0.01, -0.01), spy_history=(0.0, 0.01))
     path = apply_envelope(np.full(3, 0.5), context, EnvelopeSettings(vol_scaling=False), 0.5, history)
     # the -30% of row 0 was realised before the first decision: no equity loss, no drawdown cut
     assert path["equity"].iloc[0] == 1.0 and path["exposure_dd"].iloc[0] == 1.0
     assert path["equity"].iloc[1] == pytest.approx(1.01)
-    held = apply_envelope(np.full(3, 0.5), context, EnvelopeSettings(vol_scaling=False), 0.5,
-                          EnvelopeState(qqq_history=(0.01, -0.01), spy_history=(0.0, 0.01)))
+    held = apply_envelope(
+        np.full(3, 0.5),
+        context,
+        EnvelopeSettings(vol_scaling=False),
+        0.5,
+        EnvelopeState(qqq_history=(0.01, -0.01), spy_history=(0.0, 0.01)),
+    )
     assert held["equity"].iloc[0] == pytest.approx(0.70)  # a continuing state did hold the book

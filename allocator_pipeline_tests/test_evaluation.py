@@ -6,27 +6,48 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from allocator_pipeline.core.allocation.policy import allocator_path
 from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.errors import InputDataError
-from allocator_pipeline.core.evaluation.walk_forward import STRATEGIES, assemble_walk_forward, strategy_frame
-from allocator_pipeline.core.evaluation.metrics import performance_metrics
-from allocator_pipeline.core.allocation.policy import allocator_path
 from allocator_pipeline.core.common.sessions import decision_ts_from_dates
+from allocator_pipeline.core.evaluation.metrics import performance_metrics
+from allocator_pipeline.core.evaluation.walk_forward import STRATEGIES, assemble_walk_forward, strategy_frame
 from allocator_pipeline.settings import Settings
 
 SETTINGS = Settings()
 COSTS = CostModel.from_settings(SETTINGS.costs)
-REQUIRED = ["realized_ts", "fold", "w_raw", "w_smoothed", "w_final", "exposure", "qqq_leg_return",
-            "spy_leg_return", "cash_return", "traded", "cost", "ret_allocator", "ret_baseline",
-            "ret_qqq_only", "ret_spy_only", "ret_inverse_vol", "ret_oracle"]
+REQUIRED = [
+    "realized_ts",
+    "fold",
+    "w_raw",
+    "w_smoothed",
+    "w_final",
+    "exposure",
+    "qqq_leg_return",
+    "spy_leg_return",
+    "cash_return",
+    "traded",
+    "cost",
+    "ret_allocator",
+    "ret_baseline",
+    "ret_qqq_only",
+    "ret_spy_only",
+    "ret_inverse_vol",
+    "ret_oracle",
+]
 
 
 def _world(n: int = 200, seed: int = 3):
     rng = np.random.default_rng(seed)
     idx = decision_ts_from_dates(pd.bdate_range("2019-10-01", periods=n))
-    context = pd.DataFrame({"qqq_leg_return": rng.normal(0.0006, 0.018, n),
-                            "spy_leg_return": rng.normal(0.0004, 0.011, n),
-                            "cash_return": np.full(n, 0.00008)}, index=idx)
+    context = pd.DataFrame(
+        {
+            "qqq_leg_return": rng.normal(0.0006, 0.018, n),
+            "spy_leg_return": rng.normal(0.0004, 0.011, n),
+            "cash_return": np.full(n, 0.00008),
+        },
+        index=idx,
+    )
     labels = pd.DataFrame({"best_weight": np.round(rng.integers(0, 21, n) * 0.05, 2)}, index=idx)
     labels.iloc[-20:] = np.nan  # the last H rows have no label
     m = rng.normal(0.0, 0.01, (11, 11))
@@ -66,8 +87,9 @@ def test_oos_daily_is_one_continuous_book():
     assert oos["ret_qqq_only"].iloc[0] == pytest.approx(oos["qqq_leg_return"].iloc[0] - float(COSTS.cost(1.0)))
     np.testing.assert_allclose(oos["ret_qqq_only"].iloc[1:], oos["qqq_leg_return"].iloc[1:], atol=1e-17)
     np.testing.assert_allclose(oos["ret_spy_only"].iloc[1:], oos["spy_leg_return"].iloc[1:], atol=1e-17)
-    assert oos["ret_baseline"].iloc[0] == pytest.approx(0.5 * (oos["qqq_leg_return"].iloc[0]
-                                                               + oos["spy_leg_return"].iloc[0]))
+    assert oos["ret_baseline"].iloc[0] == pytest.approx(
+        0.5 * (oos["qqq_leg_return"].iloc[0] + oos["spy_leg_return"].iloc[0])
+    )
     expected_oracle = labels["best_weight"].reindex(oos.index).ffill()
     np.testing.assert_array_equal(oos["w_oracle"], expected_oracle)
     assert set(metrics["strategies"]) == set(STRATEGIES)
@@ -83,7 +105,8 @@ def test_metrics_are_recomputable_from_oos_daily():
     assert alloc["cagr"] == pytest.approx(np.prod(1 + r) ** (252 / len(r)) - 1)
     assert alloc["turnover"] == pytest.approx(oos["traded"].sum() * 252 / len(r))
     assert metrics["strategies"]["inverse_vol"]["turnover"] == pytest.approx(
-        oos["traded_inverse_vol"].sum() * 252 / len(r))
+        oos["traded_inverse_vol"].sum() * 252 / len(r)
+    )
     for fold in ("2019", "2020a", "2020b"):
         rows = oos[oos["fold"] == fold]
         fr = rows["ret_allocator"].to_numpy()

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 
 from allocator_pipeline.core.common.errors import InputDataError
-from allocator_pipeline.core.features.table import available_blocks, build_features, feature_dictionary
-from allocator_pipeline_tests.support.leakage import compare_up_to, perturb_after
 from allocator_pipeline.core.common.sessions import decision_ts_from_dates
+from allocator_pipeline.core.features.table import available_blocks, build_features, feature_dictionary
 from allocator_pipeline.core.inputs.market import load_prices, market_panel
 from allocator_pipeline.settings import FEATURE_BLOCKS, FeatureSettings
+from allocator_pipeline_tests.support.leakage import compare_up_to, perturb_after
 
 SQRT252 = np.sqrt(252.0)
 DRIFT_LEAD = 5  # leading NaN rows of the synthetic drift columns (the Step 3 drift window filling up)
@@ -52,8 +52,15 @@ def leg_panel(qqq: list[float], spy: list[float] | None = None, **extra: list[fl
     """A minimal leg panel with the given returns (and extra columns) on business-day sessions."""
     n = len(qqq)
     index = decision_ts_from_dates(pd.bdate_range("2020-01-02", periods=n))
-    frame = pd.DataFrame({"qqq_leg_return": qqq, "spy_leg_return": spy if spy is not None else [0.0] * n,
-                          "qqq_position": 1.0, "spy_position": 1.0}, index=index)
+    frame = pd.DataFrame(
+        {
+            "qqq_leg_return": qqq,
+            "spy_leg_return": spy if spy is not None else [0.0] * n,
+            "qqq_position": 1.0,
+            "spy_position": 1.0,
+        },
+        index=index,
+    )
     for name, values in extra.items():
         frame[name] = values
     return frame
@@ -88,13 +95,14 @@ def only(*blocks: str, **kw) -> FeatureSettings:
 
 # ---- hand-checked values per block -------------------------------------------------------------
 
+
 def test_returns_block_by_hand():
     r = [0.01, -0.02, 0.03, 0.0, 0.01, 0.02]
     f = build_features(leg_panel(r, [0.005] * 6), only("returns"))
     # (1.01)(0.98)(1.03)(1.00)(1.01) - 1 = 1.02968894 - 1
     assert f["qqq_ret_5"].iloc[4] == pytest.approx(0.02968894, abs=1e-12)
     assert f["qqq_ret_1"].iloc[5] == 0.02
-    assert f["spread_ret_5"].iloc[4] == pytest.approx(0.02968894 - (1.005 ** 5 - 1), abs=1e-12)
+    assert f["spread_ret_5"].iloc[4] == pytest.approx(0.02968894 - (1.005**5 - 1), abs=1e-12)
     assert f["qqq_ret_5"].iloc[:4].isna().all() and f["qqq_ret_21"].isna().all()
 
 
@@ -138,9 +146,18 @@ def test_confidence_and_drift_blocks_by_hand():
     n = 25
     p_up = [0.5 + 0.01 * i for i in range(n)]
     psi = [0.01 * i for i in range(n)]
-    cols = {f"{leg}_{c}": v for leg in ("qqq", "spy") for c, v in
-            (("prob_up", p_up), ("prob_q10", [0.3] * n), ("prob_q50", [0.5] * n), ("prob_q90", [0.75] * n),
-             ("drift_psi", psi), ("drift_flag", [0.0] * 20 + [1.0] * 5))}
+    cols = {
+        f"{leg}_{c}": v
+        for leg in ("qqq", "spy")
+        for c, v in (
+            ("prob_up", p_up),
+            ("prob_q10", [0.3] * n),
+            ("prob_q50", [0.5] * n),
+            ("prob_q90", [0.75] * n),
+            ("drift_psi", psi),
+            ("drift_flag", [0.0] * 20 + [1.0] * 5),
+        )
+    }
     f = build_features(leg_panel([0.0] * n, **cols), only("confidence", "drift"))
     assert f["qqq_prob_spread"].iloc[0] == pytest.approx(0.45, abs=1e-15)
     assert f["qqq_prob_up_chg_5"].iloc[10] == pytest.approx(0.05, abs=1e-12)
@@ -162,8 +179,9 @@ def test_regime_block_by_hand():
     assert f["corr_21"].iloc[-1] == pytest.approx(1.0, abs=1e-12)
     assert f["log_vol_ratio_63"].isna().all()
     assert f["rel_strength_trend"].iloc[-1] == pytest.approx(2.2 / 2.01 - 1, rel=1e-12)
-    flat = build_features(leg_panel(r_s, [0.0] * n, qqq_adj_close=close, spy_adj_close=[50.0] * n),
-                          only("regime", long_ma_sessions=20))
+    flat = build_features(
+        leg_panel(r_s, [0.0] * n, qqq_adj_close=close, spy_adj_close=[50.0] * n), only("regime", long_ma_sessions=20)
+    )
     assert flat["corr_21"].iloc[-1] == 0.0  # a flat leg gives no co-movement information
 
 
@@ -189,18 +207,18 @@ def test_vix_beyond_the_staleness_limit_is_refused():
 
 def test_vix_zscore_and_tbill_block(panel: pd.DataFrame, features: pd.DataFrame):
     filled = panel["vix"].ffill().to_numpy()
-    window = filled[300 - 251: 301]
+    window = filled[300 - 251 : 301]
     expected = (filled[300] - window.mean()) / window.std(ddof=1)
     assert features["vix_z_252"].iloc[300] == pytest.approx(expected, rel=1e-10)
     assert features["vix_z_252"].iloc[:251].isna().all() and np.isfinite(features["vix_z_252"].iloc[251])
     r = [0.001] * 70
-    f = build_features(leg_panel(r, tbill_yield_pct=[1.0] * 40 + [1.5] * 30, cash_return=[1e-4] * 70),
-                       only("tbill"))
-    assert f["qqq_excess_63"].iloc[62] == pytest.approx((1.001 ** 63 - 1) - (1.0001 ** 63 - 1), rel=1e-10)
+    f = build_features(leg_panel(r, tbill_yield_pct=[1.0] * 40 + [1.5] * 30, cash_return=[1e-4] * 70), only("tbill"))
+    assert f["qqq_excess_63"].iloc[62] == pytest.approx((1.001**63 - 1) - (1.0001**63 - 1), rel=1e-10)
     assert f["tbill_chg_21"].iloc[45] == pytest.approx(0.5) and f["tbill_chg_21"].iloc[39] == 0.0
 
 
 # ---- switches, dictionary, errors -------------------------------------------------------------
+
 
 def test_block_switches_and_dictionary(panel: pd.DataFrame, features: pd.DataFrame):
     dictionary = feature_dictionary(ALL_BLOCKS, panel.columns)
@@ -224,14 +242,25 @@ def test_absent_block_inputs_raise_a_clear_error(real_passive_panel: pd.DataFram
             build_features(real_passive_panel, only("returns", block))
         with pytest.raises(InputDataError, match=f"feature block '{block}' needs"):
             feature_dictionary(only(block), real_passive_panel.columns)
-    assert available_blocks(real_passive_panel) == ("returns", "volatility", "drawdown", "hit_rate", "regime",
-                                                    "vix", "tbill")
+    assert available_blocks(real_passive_panel) == (
+        "returns",
+        "volatility",
+        "drawdown",
+        "hit_rate",
+        "regime",
+        "vix",
+        "tbill",
+    )
 
 
 @pytest.mark.parametrize(
     "column, row, value, match",
-    [("qqq_leg_return", 7, np.nan, "finite"), ("spy_leg_return", 3, -1.2, "> -1"),
-     ("tbill_yield_pct", 9, np.nan, "after the column's first value"), ("qqq_adj_close", 2, -5.0, "> 0")],
+    [
+        ("qqq_leg_return", 7, np.nan, "finite"),
+        ("spy_leg_return", 3, -1.2, "> -1"),
+        ("tbill_yield_pct", 9, np.nan, "after the column's first value"),
+        ("qqq_adj_close", 2, -5.0, "> 0"),
+    ],
 )
 def test_bad_inputs_name_column_row_and_value(panel, column, row, value, match):
     bad = panel.copy()
@@ -250,6 +279,7 @@ def test_bad_index_is_refused(panel):
 
 
 # ---- warm-up, causality, realism --------------------------------------------------------------
+
 
 def test_nan_only_during_warm_up(panel: pd.DataFrame, features: pd.DataFrame):
     dictionary = feature_dictionary(ALL_BLOCKS).set_index("name")
@@ -274,12 +304,15 @@ def test_real_passive_prices_check(real_passive_panel: pd.DataFrame):
     f = build_features(p, FeatureSettings(blocks=available_blocks(p)))
     # passive legs: the compounded 63-session leg return is the adjusted-close ratio (the panel's
     # first price has no return row, so the price ratio starts one row later)
-    pd.testing.assert_series_equal(f["qqq_ret_63"].iloc[63:], p["qqq_adj_close"].pct_change(63).iloc[63:],
-                                   check_names=False, rtol=1e-9, atol=1e-12)
-    pd.testing.assert_series_equal(f["spy_vol_21"], p["spy_leg_return"].rolling(21).std() * SQRT252,
-                                   check_names=False, rtol=1e-8)
-    pd.testing.assert_series_equal(f["corr_63"], p["qqq_leg_return"].rolling(63).corr(p["spy_leg_return"]),
-                                   check_names=False, rtol=1e-8)
+    pd.testing.assert_series_equal(
+        f["qqq_ret_63"].iloc[63:], p["qqq_adj_close"].pct_change(63).iloc[63:], check_names=False, rtol=1e-9, atol=1e-12
+    )
+    pd.testing.assert_series_equal(
+        f["spy_vol_21"], p["spy_leg_return"].rolling(21).std() * SQRT252, check_names=False, rtol=1e-8
+    )
+    pd.testing.assert_series_equal(
+        f["corr_63"], p["qqq_leg_return"].rolling(63).corr(p["spy_leg_return"]), check_names=False, rtol=1e-8
+    )
     trend = p["spy_adj_close"] / p["spy_adj_close"].rolling(200).mean() - 1
     pd.testing.assert_series_equal(f["spy_trend"], trend, check_names=False, rtol=1e-9)
     crisis = f.loc["2008-09-01":"2009-03-31"]

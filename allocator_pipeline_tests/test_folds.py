@@ -5,22 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from allocator_pipeline.core.common.errors import InputDataError
-from allocator_pipeline.core.folds.plan import (
-    PLAN_COLUMNS,
-    FoldPlanError,
-    fold_dataset,
-    plan_folds,
-    split_labels,
-    usable_sessions,
-    validate_plan,
-)
-from allocator_pipeline_tests.support.leakage import compare_up_to
 from allocator_pipeline.core.common.sessions import decision_ts_from_dates, session_dates
+from allocator_pipeline.core.folds.checks import fold_dataset, split_labels, usable_sessions, validate_plan
+from allocator_pipeline.core.folds.plan import PLAN_COLUMNS, FoldPlanError, plan_folds
 from allocator_pipeline.core.inputs.market import load_embedded
 from allocator_pipeline.settings import FoldSettings, LabelSettings, Settings
+from allocator_pipeline_tests.support.leakage import compare_up_to
 
 
 def make_settings(horizon: int = 20, **folds) -> Settings:
@@ -47,12 +42,14 @@ def real_sessions() -> pd.DatetimeIndex:
 
 def real_usable(sessions: pd.DatetimeIndex, horizon: int = 20) -> pd.Series:
     pos = np.arange(len(sessions))
-    return pd.Series((sessions >= pd.Timestamp("2002-01-01", tz="UTC")) & (pos < len(sessions) - horizon),
-                     index=sessions)
+    return pd.Series(
+        (sessions >= pd.Timestamp("2002-01-01", tz="UTC")) & (pos < len(sessions) - horizon), index=sessions
+    )
 
 
-def brute_force_violations(plan: pd.DataFrame, sessions: pd.DatetimeIndex, usable: pd.Series, horizon: int,
-                           purge: int) -> list[str]:
+def brute_force_violations(
+    plan: pd.DataFrame, sessions: pd.DatetimeIndex, usable: pd.Series, horizon: int, purge: int
+) -> list[str]:
     """An independent check of the plan, position by position, from split_labels."""
     found = []
     n = len(sessions)
@@ -64,14 +61,16 @@ def brute_force_violations(plan: pd.DataFrame, sessions: pd.DatetimeIndex, usabl
         for name, evaluated in (("train", ("val", "test")), ("val", ("test",))):
             reach = np.zeros(n, dtype=bool)  # sessions some label window of `name` reads
             for t in pos[name]:
-                reach[t + 1: t + horizon + 1] = True
+                reach[t + 1 : t + horizon + 1] = True
             for target in evaluated:
                 if reach[pos[target]].any():
                     found.append(f"{where}: a {name} label reaches {target}")
         if row["inner"] == -1:
             outer_test[row["fold"]] = pos["test"]
-            if len(pos["test"]) != row["n_test"] or not (session_dates(sessions[pos["test"]]).year
-                                                         == int(row["fold"])).all():
+            if (
+                len(pos["test"]) != row["n_test"]
+                or not (session_dates(sessions[pos["test"]]).year == int(row["fold"])).all()
+            ):
                 found.append(f"{where}: test window is not the calendar year")
         else:
             first_test = outer_test[row["fold"]][0]
@@ -97,19 +96,48 @@ def brute_force_violations(plan: pd.DataFrame, sessions: pd.DatetimeIndex, usabl
 
 @hsettings(max_examples=30, deadline=None)
 @given(
-    years=st.integers(6, 8), warm_up=st.integers(0, 300), horizon=st.integers(1, 25), extra_purge=st.integers(0, 8),
-    validation=st.integers(63, 150), inner_len=st.integers(63, 130), n_inner=st.integers(1, 3),
-    embargo=st.integers(0, 30), scheme=st.sampled_from(["walk_forward", "purged_kfold"]),
-    window=st.sampled_from(["expanding", "rolling"]), rolling_years=st.integers(2, 3), start_day=st.integers(0, 200),
+    years=st.integers(6, 8),
+    warm_up=st.integers(0, 300),
+    horizon=st.integers(1, 25),
+    extra_purge=st.integers(0, 8),
+    validation=st.integers(63, 150),
+    inner_len=st.integers(63, 130),
+    n_inner=st.integers(1, 3),
+    embargo=st.integers(0, 30),
+    scheme=st.sampled_from(["walk_forward", "purged_kfold"]),
+    window=st.sampled_from(["expanding", "rolling"]),
+    rolling_years=st.integers(2, 3),
+    start_day=st.integers(0, 200),
 )
-def test_plan_properties(years, warm_up, horizon, extra_purge, validation, inner_len, n_inner, embargo, scheme,
-                         window, rolling_years, start_day):
+def test_plan_properties(
+    years,
+    warm_up,
+    horizon,
+    extra_purge,
+    validation,
+    inner_len,
+    n_inner,
+    embargo,
+    scheme,
+    window,
+    rolling_years,
+    start_day,
+):
     start = (pd.Timestamp("2003-01-01") + pd.Timedelta(days=start_day)).strftime("%Y-%m-%d")
     sessions = calendar(start, years)
     usable = usable_mask(sessions, warm_up, horizon)
-    s = make_settings(horizon, purge=horizon + extra_purge, min_train_years=2, validation_sessions=validation,
-                      inner_test_sessions=inner_len, n_inner_folds=n_inner, embargo_sessions=embargo,
-                      inner_scheme=scheme, window=window, rolling_years=rolling_years)
+    s = make_settings(
+        horizon,
+        purge=horizon + extra_purge,
+        min_train_years=2,
+        validation_sessions=validation,
+        inner_test_sessions=inner_len,
+        n_inner_folds=n_inner,
+        embargo_sessions=embargo,
+        inner_scheme=scheme,
+        window=window,
+        rolling_years=rolling_years,
+    )
     plan = plan_folds(sessions, usable, s)
     assert list(plan.columns) == PLAN_COLUMNS
     assert validate_plan(plan, sessions, horizon) == []
@@ -177,16 +205,28 @@ def test_required_years_and_first_test_year_are_checked(real_sessions):
 
 @pytest.fixture(scope="module")
 def real_plan(real_sessions):
-    return plan_folds(real_sessions, real_usable(real_sessions),
-                      make_settings(inner_scheme="purged_kfold", embargo_sessions=10))
+    return plan_folds(
+        real_sessions, real_usable(real_sessions), make_settings(inner_scheme="purged_kfold", embargo_sessions=10)
+    )
 
 
 def moved(sessions: pd.DatetimeIndex, ts: pd.Timestamp, by: int) -> pd.Timestamp:
     return sessions[sessions.get_loc(ts) + by]
 
 
-@pytest.mark.parametrize("what", ["train_purge", "val_purge", "inner_purge", "embargo", "outer_overlap",
-                                  "inner_in_outer", "declared_purge"])
+# the structured rule each broken plan must be reported under (checks select violations by rule)
+RULES = {
+    "train_purge": {"label_window"},
+    "val_purge": {"purge_gap"},
+    "inner_purge": {"label_window"},
+    "embargo": {"embargo"},
+    "outer_overlap": {"test_overlap"},
+    "inner_in_outer": {"inner_in_outer"},
+    "declared_purge": {"declared_purge"},
+}
+
+
+@pytest.mark.parametrize("what", sorted(RULES))
 def test_validate_plan_catches_a_broken_plan(real_sessions, real_plan, what):
     plan = real_plan.copy()
     assert validate_plan(plan, real_sessions, 20) == []
@@ -216,7 +256,8 @@ def test_validate_plan_catches_a_broken_plan(real_sessions, real_plan, what):
         plan.loc[outer, "purge"] = 19
         expected = "shorter than the label horizon"
     problems = validate_plan(plan, real_sessions, 20)
-    assert problems and any(expected in p for p in problems), problems
+    assert problems and any(expected in p.message for p in problems), problems
+    assert {p.rule for p in problems} & RULES[what], problems
 
 
 def synthetic_dataset(n: int = 1600, horizon: int = 10, seed: int = 0):
@@ -227,9 +268,13 @@ def synthetic_dataset(n: int = 1600, horizon: int = 10, seed: int = 0):
     features = pd.DataFrame(values, index=sessions, columns=["f_a", "f_b", "f_c"])
     best = rng.integers(0, 21, n) * 0.05
     best[-horizon:] = np.nan
-    labels = pd.DataFrame({"best_weight": best,
-                           "label_class": pd.array(np.where(np.isnan(best), -1, np.floor(best * 10 + 0.5)),
-                                                   dtype="Int64")}, index=sessions)
+    labels = pd.DataFrame(
+        {
+            "best_weight": best,
+            "label_class": pd.array(np.where(np.isnan(best), -1, np.floor(best * 10 + 0.5)), dtype="Int64"),
+        },
+        index=sessions,
+    )
     labels.loc[labels["best_weight"].isna(), "label_class"] = pd.NA
     return features, labels
 

@@ -8,17 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from allocator_pipeline.core.evaluation.gates import (
-    accepted,
-    evaluate_gates,
-    importance_stability,
-    monotonic_response,
-)
+from allocator_pipeline.core.evaluation.gates import accepted, evaluate_gates, importance_stability, monotonic_response
 from allocator_pipeline.settings import GateSettings
 
-SETTINGS = GateSettings(max_dd_tolerance=0.02, turnover_cap=12.0, max_negative_fold_rate=0.35,
-                        min_p25_fold_calmar=0.0, min_importance_stability=0.3,
-                        monotonic_features=("qqq_vol_21", "qqq_dd_63"))
+SETTINGS = GateSettings(
+    max_dd_tolerance=0.02,
+    turnover_cap=12.0,
+    max_negative_fold_rate=0.35,
+    min_p25_fold_calmar=0.0,
+    min_importance_stability=0.3,
+    monotonic_features=("qqq_vol_21", "qqq_dd_63"),
+)
 
 
 def _m(**kw) -> dict:
@@ -34,8 +34,11 @@ def _inputs():
         "2021": {"allocator": _m(cagr=0.20, calmar=2.0)},
         "2022": {"allocator": _m(cagr=0.05, calmar=0.4)},
     }
-    importance = pd.DataFrame([[0.5, 0.3, 0.2, 0.0], [0.4, 0.35, 0.15, 0.1], [0.45, 0.25, 0.2, 0.1]],
-                              index=["2019", "2020", "2021"], columns=["a", "b", "c", "d"])
+    importance = pd.DataFrame(
+        [[0.5, 0.3, 0.2, 0.0], [0.4, 0.35, 0.15, 0.1], [0.45, 0.25, 0.2, 0.1]],
+        index=["2019", "2020", "2021"],
+        columns=["a", "b", "c", "d"],
+    )
     monotonic = {"qqq_vol_21": -0.04, "qqq_dd_63": 0.0}
     return overall, folds, importance, monotonic
 
@@ -47,9 +50,16 @@ def _by_name(gates):
 def test_all_gates_pass_on_a_good_allocator():
     gates = evaluate_gates(*_inputs(), SETTINGS)
     g = _by_name(gates)
-    assert list(g) == ["avg_monthly_pnl_vs_baseline", "calmar_vs_baseline", "max_drawdown_vs_baseline",
-                       "turnover", "negative_fold_rate", "p25_fold_calmar", "importance_stability",
-                       "monotonic_sanity"]
+    assert list(g) == [
+        "avg_monthly_pnl_vs_baseline",
+        "calmar_vs_baseline",
+        "max_drawdown_vs_baseline",
+        "turnover",
+        "negative_fold_rate",
+        "p25_fold_calmar",
+        "importance_stability",
+        "monotonic_sanity",
+    ]
     assert all(set(x) == {"name", "value", "threshold", "passed", "detail"} for x in gates)
     assert g["avg_monthly_pnl_vs_baseline"]["value"] == pytest.approx(0.002)
     assert g["calmar_vs_baseline"]["value"] == pytest.approx(0.3)
@@ -115,6 +125,7 @@ def test_monotonic_response_of_a_linear_predictor():
     std = X["qqq_vol_21"].std(ddof=1)
     assert monotonic_response(predict_w, X, "qqq_vol_21") == pytest.approx(-0.4 * std, rel=1e-6)
     assert monotonic_response(predict_w, X, "other", bump_std=2.0) == pytest.approx(
-        0.01 * 2.0 * X["other"].std(ddof=1), rel=1e-6)
+        0.01 * 2.0 * X["other"].std(ddof=1), rel=1e-6
+    )
     X["flat"] = 1.0
     assert math.isnan(monotonic_response(predict_w, X, "flat"))

@@ -5,21 +5,24 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.grid import UTILITY_COLUMNS
-from allocator_pipeline.core.labels.utility import utility_labels, utility_labels_loop
-from allocator_pipeline_tests.support.leakage import compare_up_to
 from allocator_pipeline.core.common.sessions import decision_ts_from_dates
+from allocator_pipeline.core.labels.utility import utility_labels, utility_labels_loop
 from allocator_pipeline.settings import LabelSettings
+from allocator_pipeline_tests.support.leakage import compare_up_to
 
 
 def leg_panel(r_qqq, r_spy) -> pd.DataFrame:
     index = decision_ts_from_dates(pd.bdate_range("2021-03-01", periods=len(r_qqq)))
-    return pd.DataFrame({"qqq_leg_return": np.asarray(r_qqq, float), "spy_leg_return": np.asarray(r_spy, float)},
-                        index=index)
+    return pd.DataFrame(
+        {"qqq_leg_return": np.asarray(r_qqq, float), "spy_leg_return": np.asarray(r_spy, float)}, index=index
+    )
 
 
 def random_panel(n: int, seed: int, scale: float = 0.015) -> pd.DataFrame:
@@ -35,8 +38,12 @@ def assert_identical(a: tuple[pd.DataFrame, pd.DataFrame], b: tuple[pd.DataFrame
 
 @pytest.mark.parametrize(
     "horizon, lambda_dd, lambda_tc, costs, baseline",
-    [(1, 0.0, 0.0, CostModel(0, 0, 0), 0.5), (5, 1.0, 1.0, CostModel(), 0.5), (20, 2.5, 10.0, CostModel(5, 5, 50), 0.3),
-     (7, 0.3, 50.0, CostModel(100, 100, 1000), 1.0)],
+    [
+        (1, 0.0, 0.0, CostModel(0, 0, 0), 0.5),
+        (5, 1.0, 1.0, CostModel(), 0.5),
+        (20, 2.5, 10.0, CostModel(5, 5, 50), 0.3),
+        (7, 0.3, 50.0, CostModel(100, 100, 1000), 1.0),
+    ],
 )
 def test_vectorised_equals_loop_reference(horizon, lambda_dd, lambda_tc, costs, baseline):
     panel = random_panel(160, seed=horizon)
@@ -46,9 +53,15 @@ def test_vectorised_equals_loop_reference(horizon, lambda_dd, lambda_tc, costs, 
 
 @hsettings(max_examples=25, deadline=None)
 @given(
-    n=st.integers(1, 45), horizon=st.integers(1, 12), seed=st.integers(0, 10_000),
-    lambda_dd=st.floats(0, 50), lambda_tc=st.floats(0, 50), fee=st.floats(0, 100), impact=st.floats(0, 1000),
-    baseline=st.sampled_from([0.0, 0.25, 0.5, 0.8, 1.0]), scale=st.sampled_from([0.0, 0.001, 0.03]),
+    n=st.integers(1, 45),
+    horizon=st.integers(1, 12),
+    seed=st.integers(0, 10_000),
+    lambda_dd=st.floats(0, 50),
+    lambda_tc=st.floats(0, 50),
+    fee=st.floats(0, 100),
+    impact=st.floats(0, 1000),
+    baseline=st.sampled_from([0.0, 0.25, 0.5, 0.8, 1.0]),
+    scale=st.sampled_from([0.0, 0.001, 0.03]),
 )
 def test_vectorised_equals_loop_property(n, horizon, seed, lambda_dd, lambda_tc, fee, impact, baseline, scale):
     panel = random_panel(n, seed, scale)
@@ -108,8 +121,9 @@ def test_ties_go_to_the_lower_weight():
 
 def test_turnover_cost_follows_the_previous_label():
     panel = random_panel(80, seed=5, scale=0.002)
-    sticky, _ = utility_labels(panel, LabelSettings(horizon=5, lambda_tc=50.0, baseline_weight=0.35),
-                               CostModel(100, 100, 1000))
+    sticky, _ = utility_labels(
+        panel, LabelSettings(horizon=5, lambda_tc=50.0, baseline_weight=0.35), CostModel(100, 100, 1000)
+    )
     assert (sticky["best_weight"].dropna() == 0.35).all()  # moving costs more than any small return
     assert sticky["label_class"].dropna().eq(3).all()  # 0.35 -> nearest bucket, ties to the lower (0.3)
 
@@ -130,7 +144,7 @@ def test_labels_read_exactly_rows_d_plus_1_to_d_plus_h():
     s = LabelSettings(horizon=h)
     labels, utilities = utility_labels(panel, s, CostModel())
     changed = panel.copy()
-    changed.iloc[d + h + 1:, :] *= -3.0
+    changed.iloc[d + h + 1 :, :] *= -3.0
     labels2, utilities2 = utility_labels(changed, s, CostModel())
     assert compare_up_to(labels, labels2, panel.index[d]) == []
     assert compare_up_to(utilities, utilities2, panel.index[d]) == []
@@ -145,4 +159,3 @@ def test_bad_returns_are_refused():
     assert err.value.column == "spy_leg_return" and err.value.row == str(panel.index[4])
     with pytest.raises(InputDataError, match="no leg return column"):
         utility_labels(panel.drop(columns="qqq_leg_return"), LabelSettings(horizon=3), CostModel())
-

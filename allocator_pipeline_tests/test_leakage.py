@@ -7,19 +7,26 @@ import pandas as pd
 import pytest
 
 from allocator_pipeline.core.common.costs import CostModel
-from allocator_pipeline.core.features.table import build_features
-from allocator_pipeline.core.folds.plan import plan_folds, usable_sessions
-from allocator_pipeline.core.labels.utility import utility_labels
-from allocator_pipeline_tests.support.leakage import compare_up_to, perturb_after
 from allocator_pipeline.core.common.sessions import decision_ts_from_dates
+from allocator_pipeline.core.features.table import build_features
+from allocator_pipeline.core.folds.checks import usable_sessions
+from allocator_pipeline.core.folds.plan import plan_folds
+from allocator_pipeline.core.labels.utility import utility_labels
 from allocator_pipeline.settings import FeatureSettings, FoldSettings, LabelSettings, Settings
+from allocator_pipeline_tests.support.leakage import compare_up_to, perturb_after
 
 H = 10
 SETTINGS = Settings(
     labels=LabelSettings(horizon=H),
     features=FeatureSettings(long_ma_sessions=50),
-    folds=FoldSettings(min_train_years=1, validation_sessions=63, inner_test_sessions=63, n_inner_folds=2,
-                       inner_scheme="purged_kfold", required_oos_years=()),
+    folds=FoldSettings(
+        min_train_years=1,
+        validation_sessions=63,
+        inner_test_sessions=63,
+        n_inner_folds=2,
+        inner_scheme="purged_kfold",
+        required_oos_years=(),
+    ),
 )
 
 
@@ -80,8 +87,10 @@ def test_no_forward_leakage(panel, original, cut):
     assert compare_up_to(utilities, utilities2, label_cut) == []
     done = plan["test_end"] < cutoff
     assert done.sum() >= 3  # at least one outer fold with its inner splits ended before the cutoff
-    assert compare_up_to(plan[done].reset_index(drop=True), plan2[plan2["test_end"] < cutoff].reset_index(drop=True),
-                         None) == []
+    assert (
+        compare_up_to(plan[done].reset_index(drop=True), plan2[plan2["test_end"] < cutoff].reset_index(drop=True), None)
+        == []
+    )
     # the proof is not vacuous: the perturbation changes what comes after
     assert len(compare_up_to(features, features2, None)) > len(features.columns) // 2
     assert compare_up_to(utilities, utilities2, panel.index[cut - H + 1]) != []
@@ -122,8 +131,10 @@ def test_perturb_after_changes_every_numeric_value_after_the_cutoff(panel):
 
 def test_perturb_after_other_dtypes():
     index = decision_ts_from_dates(pd.bdate_range("2020-01-01", periods=6))
-    frame = pd.DataFrame({"i": np.arange(6), "n": pd.array([1, None, 3, 4, None, 6], dtype="Int64"),
-                          "b": [True, False] * 3, "c": 7.0}, index=index)
+    frame = pd.DataFrame(
+        {"i": np.arange(6), "n": pd.array([1, None, 3, 4, None, 6], dtype="Int64"), "b": [True, False] * 3, "c": 7.0},
+        index=index,
+    )
     out = perturb_after(frame, index[2], seed=0)
     assert (out["i"].iloc[3:] != frame["i"].iloc[3:]).all() and out["i"].iloc[:3].tolist() == [0, 1, 2]
     assert out["n"].iloc[4] is pd.NA and (out["n"].iloc[[3, 5]] != frame["n"].iloc[[3, 5]]).all()

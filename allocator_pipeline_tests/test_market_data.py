@@ -12,8 +12,17 @@ from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.sessions import SESSIONS_PER_YEAR
 from allocator_pipeline.core.inputs.market import load_prices, market_panel, read_price_file
 
-PANEL_COLUMNS = ["spy_adj_close", "spy_close", "spy_volume", "qqq_adj_close", "qqq_close", "qqq_volume",
-                 "vix", "tbill_yield_pct", "cash_return"]
+PANEL_COLUMNS = [
+    "spy_adj_close",
+    "spy_close",
+    "spy_volume",
+    "qqq_adj_close",
+    "qqq_close",
+    "qqq_volume",
+    "vix",
+    "tbill_yield_pct",
+    "cash_return",
+]
 NEW_SESSIONS = pd.to_datetime(["2025-09-29", "2025-09-30", "2025-10-01"])
 NEW_RETURNS = np.array([0.01, -0.005, 0.002])
 
@@ -24,12 +33,17 @@ def series(long: pd.DataFrame, symbol: str) -> pd.DataFrame:
 
 def write_yahoo(path: Path, frame: pd.DataFrame, symbol: str) -> Path:
     """Yahoo layout A: four header lines, then Date,AdjClose,Close,High,Low,Open,Volume."""
-    lines = ["Price,Price,Close,High,Low,Open,Volume", f"Ticker,{','.join([symbol] * 6)}",
-             f"Ticker,{','.join([symbol] * 6)}", "Date,,,,,,"]
+    lines = [
+        "Price,Price,Close,High,Low,Open,Volume",
+        f"Ticker,{','.join([symbol] * 6)}",
+        f"Ticker,{','.join([symbol] * 6)}",
+        "Date,,,,,,",
+    ]
     for row in frame.itertuples(index=False):
         session = row.session if isinstance(row.session, str) else f"{row.session:%Y-%m-%d} 00:00:00"
-        lines.append(f"{session},{row.adj_close!r},{row.close!r},{row.close!r},{row.close!r},{row.close!r},"
-                     f"{row.volume}")
+        lines.append(
+            f"{session},{row.adj_close!r},{row.close!r},{row.close!r},{row.close!r},{row.close!r},{row.volume}"
+        )
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -47,8 +61,7 @@ def extended(base: pd.DataFrame, factor: float, n_overlap: int = 80) -> pd.DataF
     tail["close"] *= factor
     last = tail["adj_close"].iloc[-1]
     new_prices = last * np.cumprod(1.0 + NEW_RETURNS)
-    new = pd.DataFrame({"session": NEW_SESSIONS, "adj_close": new_prices, "close": new_prices,
-                        "volume": 1_000_000.0})
+    new = pd.DataFrame({"session": NEW_SESSIONS, "adj_close": new_prices, "close": new_prices, "volume": 1_000_000.0})
     return pd.concat([tail, new], ignore_index=True)
 
 
@@ -71,10 +84,12 @@ def test_embedded_vix_has_no_holiday_rows(market_long: pd.DataFrame) -> None:
 
 def test_holiday_rows_are_dropped_and_row_numbers_kept(tmp_path: Path) -> None:
     path = tmp_path / "VIX.csv"
-    path.write_text("Date,Open,High,Low,Close,Adj Close,Volume\n"
-                    "2020-01-02,12,12,12,12.5,12.5,0\n"
-                    "2020-01-03,,,,,,\n"
-                    "2020-01-06,13,13,13,13.5,13.5,0\n")
+    path.write_text(
+        "Date,Open,High,Low,Close,Adj Close,Volume\n"
+        "2020-01-02,12,12,12,12.5,12.5,0\n"
+        "2020-01-03,,,,,,\n"
+        "2020-01-06,13,13,13,13.5,13.5,0\n"
+    )
     frame = read_price_file(path)
     assert list(frame["session"]) == [pd.Timestamp("2020-01-02"), pd.Timestamp("2020-01-06")]
     path.write_text(path.read_text().replace("13.5,13.5", "x13,13.5"))
@@ -182,10 +197,10 @@ BAD_FILES = [
 ]
 
 
-@pytest.mark.parametrize(("rows", "column", "row", "value", "problem"), [c[1:] for c in BAD_FILES],
-                         ids=[c[0] for c in BAD_FILES])
-def test_bad_two_column_file(tmp_path: Path, rows: list, column: str, row: int, value: object,
-                             problem: str) -> None:
+@pytest.mark.parametrize(
+    ("rows", "column", "row", "value", "problem"), [c[1:] for c in BAD_FILES], ids=[c[0] for c in BAD_FILES]
+)
+def test_bad_two_column_file(tmp_path: Path, rows: list, column: str, row: int, value: object, problem: str) -> None:
     path = write_two_columns(tmp_path / "TLT.csv", [r[0] for r in rows], [r[1] for r in rows])
     with pytest.raises(InputDataError) as info:
         read_price_file(path)
@@ -194,16 +209,29 @@ def test_bad_two_column_file(tmp_path: Path, rows: list, column: str, row: int, 
     assert problem in str(err) and str(path) in str(err) and f"row {row}" in str(err)
 
 
-@pytest.mark.parametrize(("rows", "column", "row", "value", "problem"), [c[1:] for c in BAD_FILES],
-                         ids=[c[0] for c in BAD_FILES])
+@pytest.mark.parametrize(
+    ("rows", "column", "row", "value", "problem"), [c[1:] for c in BAD_FILES], ids=[c[0] for c in BAD_FILES]
+)
 def test_bad_yahoo_file(tmp_path: Path, rows: list, column: str, row: int, value: object, problem: str) -> None:
-    frame = pd.DataFrame({"session": [f"{d} 00:00:00" for d, _ in rows], "adj_close": [v for _, v in rows],
-                          "close": [v for _, v in rows], "volume": 1000})
+    frame = pd.DataFrame(
+        {
+            "session": [f"{d} 00:00:00" for d, _ in rows],
+            "adj_close": [v for _, v in rows],
+            "close": [v for _, v in rows],
+            "volume": 1000,
+        }
+    )
     path = tmp_path / "QQQ.csv"
-    lines = ["Price,Price,Close,High,Low,Open,Volume", "Ticker,QQQ,QQQ,QQQ,QQQ,QQQ,QQQ",
-             "Ticker,QQQ,QQQ,QQQ,QQQ,QQQ,QQQ", "Date,,,,,,"]
-    lines += [f"{r.session},{r.adj_close},{r.close},{r.close},{r.close},{r.close},{r.volume}"
-              for r in frame.itertuples(index=False)]
+    lines = [
+        "Price,Price,Close,High,Low,Open,Volume",
+        "Ticker,QQQ,QQQ,QQQ,QQQ,QQQ,QQQ",
+        "Ticker,QQQ,QQQ,QQQ,QQQ,QQQ,QQQ",
+        "Date,,,,,,",
+    ]
+    lines += [
+        f"{r.session},{r.adj_close},{r.close},{r.close},{r.close},{r.close},{r.volume}"
+        for r in frame.itertuples(index=False)
+    ]
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(InputDataError) as info:
         read_price_file(path)

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from allocator_pipeline.core.evaluation.backtest import run_backtest
 from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.common.sessions import decision_ts_from_dates
+from allocator_pipeline.core.evaluation.backtest import run_backtest
 from allocator_pipeline.core.evaluation.metrics import (
     METRIC_NAMES,
     drawdown_curve,
@@ -19,7 +20,6 @@ from allocator_pipeline.core.evaluation.metrics import (
     monthly_returns,
     performance_metrics,
 )
-from allocator_pipeline.core.common.sessions import decision_ts_from_dates
 
 
 def _bt(ret, realized=None, r_cash=None, traded=None, cost=None) -> pd.DataFrame:
@@ -91,15 +91,20 @@ def test_sharpe_volatility_cvar_turnover_and_cost_drag():
 
 def test_turnover_and_costs_against_the_drifted_book_by_hand():
     idx = decision_ts_from_dates(pd.bdate_range("2024-05-06", periods=4))
-    returns = pd.DataFrame({"qqq_leg_return": [0.0, 0.10, -0.05, 0.02],
-                            "spy_leg_return": [0.0, 0.00, 0.02, 0.01],
-                            "cash_return": [0.0, 0.0, 0.0, 0.0]}, index=idx)
+    returns = pd.DataFrame(
+        {
+            "qqq_leg_return": [0.0, 0.10, -0.05, 0.02],
+            "spy_leg_return": [0.0, 0.00, 0.02, 0.01],
+            "cash_return": [0.0, 0.0, 0.0, 0.0],
+        },
+        index=idx,
+    )
     decisions = pd.DataFrame({"w": [0.5, 0.6, 0.6], "exposure": [1.0, 1.0, 1.0]}, index=idx[:3])
     costs = CostModel(fee_bps=1.0, slippage_bps=2.0, impact_bps=5.0)
     bt = run_backtest(decisions, returns, costs, initial_book=(0.5, 0.5))
     # Day 0: no trade; earns 0.5*10% = 5%; the book drifts to 0.55/1.05 QQQ, 0.5/1.05 SPY.
-    q1, s1 = 0.55 / 1.05, 0.5 / 1.05          # 0.5238, 0.4762
-    t1 = abs(0.6 - q1) + abs(0.4 - s1)         # 0.1524: the drift already did part of the trade
+    q1, s1 = 0.55 / 1.05, 0.5 / 1.05  # 0.5238, 0.4762
+    t1 = abs(0.6 - q1) + abs(0.4 - s1)  # 0.1524: the drift already did part of the trade
     # Day 1 earns 0.6*(-5%) + 0.4*2% = -2.2%; the book drifts to 0.57/0.978, 0.408/0.978.
     q2, s2 = 0.57 / 0.978, 0.408 / 0.978
     t2 = abs(0.6 - q2) + abs(0.4 - s2)

@@ -179,8 +179,7 @@ def test_lightgbm_refuses_feature_names_it_would_rewrite(fold, bad_name):
     rename = {"feat_00": bad_name}
     with pytest.raises(InputDataError, match="feature names may not contain") as err:
         fit_member(
-            "lightgbm", x_train.rename(columns=rename), y_train, x_val.rename(columns=rename), y_val,
-            quick_settings(),
+            "lightgbm", x_train.rename(columns=rename), y_train, x_val.rename(columns=rename), y_val, quick_settings()
         )
     assert err.value.column == bad_name
 

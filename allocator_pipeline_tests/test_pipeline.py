@@ -13,14 +13,15 @@ import pytest
 
 from allocator_pipeline.core.common.storage import read_json, write_json
 from allocator_pipeline.defs.execution import (
-    DATASET_ASSETS,
-    FOLD_ASSETS,
-    REPORT_ASSETS,
-    RunOptions,
+    DAILY,
+    DATASET,
+    FOLD_STAGES,
+    REPORT,
     fold_keys,
     materialize,
     materialize_folds,
 )
+from allocator_pipeline.settings import RunOptions
 
 pytestmark = pytest.mark.slow
 
@@ -43,12 +44,12 @@ def write_config(home: Path, extra: str = "") -> None:
 
 def run_pipeline(home: Path, instance: dg.DagsterInstance) -> RunOptions:
     options = RunOptions(home=str(home))
-    assert materialize(DATASET_ASSETS, options, instance).success
+    assert materialize(DATASET, options, instance).success
     folds = fold_keys(instance)
     assert folds == ["2023", "2024", "2025"]
-    results = materialize_folds(FOLD_ASSETS, folds, options, instance)
+    results = materialize_folds(FOLD_STAGES, folds, options, instance)
     assert all(results.values()), results
-    assert materialize(REPORT_ASSETS, options, instance).success
+    assert materialize(REPORT, options, instance).success
     return options
 
 
@@ -98,8 +99,18 @@ def test_report_contract(pipeline):
     strategies = ["allocator", "baseline", "qqq_only", "spy_only", "inverse_vol", "oracle"]
     assert set(strategies) <= set(metrics["strategies"])
     assert set(metrics["folds"]) == {"2023", "2024", "2025"}
-    for column in ["fold", "w_raw", "w_smoothed", "w_final", "exposure", "qqq_leg_return", "spy_leg_return",
-                   "cash_return", "cost", *[f"ret_{s}" for s in strategies]]:
+    for column in [
+        "fold",
+        "w_raw",
+        "w_smoothed",
+        "w_final",
+        "exposure",
+        "qqq_leg_return",
+        "spy_leg_return",
+        "cash_return",
+        "cost",
+        *[f"ret_{s}" for s in strategies],
+    ]:
         assert column in oos.columns, column
     assert oos.index[0].year == FIRST_TEST_YEAR
     # every figure is recomputable from oos_daily: the allocator's CAGR by hand
@@ -113,7 +124,7 @@ def test_report_contract(pipeline):
 
 
 def test_rejected_configuration_promotes_nothing(pipeline):
-    home, instance, options = pipeline
+    home, _instance, _options = pipeline
     final = home / "final output"
     metrics = read_json(home / "step3_out" / "allocator" / "backtest" / "metrics.json")
     if metrics["accepted"]:
@@ -132,7 +143,7 @@ def test_forced_rejection_by_a_gate_promotes_nothing(pipeline, tmp_path):
     write_config(other, "[gates]\nturnover_cap = 0.001\n")
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("fold", ["2023", "2024", "2025"])
-    result = materialize(REPORT_ASSETS, RunOptions(home=str(other)), instance)
+    result = materialize(REPORT, RunOptions(home=str(other)), instance)
     assert result.success
     metrics = read_json(other / "step3_out" / "allocator" / "backtest" / "metrics.json")
     turnover = next(g for g in metrics["gates"] if g["name"] == "turnover")
@@ -162,8 +173,17 @@ def promoted(pipeline, tmp_path_factory):
 def test_promotion_writes_the_final_allocator(promoted):
     home, _, _ = promoted
     final = home / "final output" / "step3_allocator"
-    for name in ("model/lightgbm.txt", "model/catboost.json", "model/linear.json", "model/ensemble.json",
-                 "model/policy.json", "settings.json", "report.html", "model_card.md", "promotion.json"):
+    for name in (
+        "model/lightgbm.txt",
+        "model/catboost.json",
+        "model/linear.json",
+        "model/ensemble.json",
+        "model/policy.json",
+        "settings.json",
+        "report.html",
+        "model_card.md",
+        "promotion.json",
+    ):
         assert (final / name).is_file(), name
     manifest = read_json(final / "promotion.json")
     assert manifest["promoted"] is True and manifest["model_id"].startswith("allocator-")
@@ -173,36 +193,38 @@ def test_daily_decision_is_idempotent_and_continues_the_log(promoted):
     home, instance, options = promoted
     decisions = home / "final output" / "step3_allocator" / "decisions"
     for session in ("2025-09-24", "2025-09-25"):
-        assert materialize(["daily_allocation"], options, instance, partition_key=session).success
+        assert materialize(DAILY, options, instance, partition_key=session).success
     first = (decisions / "2025-09-25.json").read_bytes()
     second_day = read_json(decisions / "2025-09-25.json")
     assert second_day["mode"] == "continued"
     assert 0.0 <= second_day["w_qqq"] <= 1.0
     assert second_day["w_qqq"] + second_day["w_spy"] == pytest.approx(1.0)
-    assert materialize(["daily_allocation"], options, instance, partition_key="2025-09-25").success
+    assert materialize(DAILY, options, instance, partition_key="2025-09-25").success
     assert (decisions / "2025-09-25.json").read_bytes() == first
     log = pd.read_parquet(decisions / "log.parquet")
     assert list(log.index) == ["2025-09-24", "2025-09-25"]
 
 
 def test_daily_decision_without_data_fails_naming_the_last_session(promoted):
-    home, instance, options = promoted
-    result = materialize(["daily_allocation"], options, instance, partition_key="2025-09-29")
+    _home, instance, options = promoted
+    result = materialize(DAILY, options, instance, partition_key="2025-09-29")
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "last available session is 2025-09-26" in failure.step_failure_data.error.message
 
 
 def test_backtest_and_live_share_one_code_path(pipeline):
-    from allocator_pipeline.defs.assets_live import fold_decision, live_inputs
+    from allocator_pipeline.core.inputs import live_inputs
+    from allocator_pipeline.defs.allocation import fold_decision
+    from allocator_pipeline.defs.resources import AllocatorSettings
 
     home, _, options = pipeline
-    settings = options.settings()
-    _, legs = live_inputs(settings)
+    resource = AllocatorSettings(**options.model_dump())
+    _, legs = live_inputs(options.load())
     path = pd.read_parquet(home / "step3_out" / "allocator" / "backtest" / "folds" / "2024.parquet")
     for ts in path.index[[0, 1, 57, 130, -1]]:
         session = str(ts.tz_convert("America/New_York").date())
-        decision = fold_decision(settings, "2024", session, legs)
+        decision = fold_decision(resource, "2024", session, legs)
         assert decision["w_qqq"] == path.loc[ts, "w_final"], session
         assert decision["exposure"] == path.loc[ts, "exposure"], session
 
@@ -212,10 +234,15 @@ def test_dataset_is_deterministic(pipeline, tmp_path):
     other = tmp_path / "again"
     write_config(other)
     instance = dg.DagsterInstance.ephemeral()
-    assert materialize(DATASET_ASSETS, RunOptions(home=str(other)), instance).success
-    for rel in ("backtest/QQQ.parquet", "backtest/SPY.parquet", "allocator/dataset/features.parquet",
-                "allocator/dataset/labels.parquet", "allocator/dataset/utilities.parquet",
-                "allocator/dataset/fold_plan.parquet"):
+    assert materialize(DATASET, RunOptions(home=str(other)), instance).success
+    for rel in (
+        "backtest/QQQ.parquet",
+        "backtest/SPY.parquet",
+        "allocator/dataset/features.parquet",
+        "allocator/dataset/labels.parquet",
+        "allocator/dataset/utilities.parquet",
+        "allocator/dataset/fold_plan.parquet",
+    ):
         assert (home / "step3_out" / rel).read_bytes() == (other / "step3_out" / rel).read_bytes(), rel
 
 
@@ -223,27 +250,28 @@ def test_schedule_skips_a_day_without_data_and_requests_a_session(pipeline):
     from datetime import datetime
     from zoneinfo import ZoneInfo
 
-    from allocator_pipeline.defs.operations import daily_rebalance_schedule
-
     from allocator_pipeline.definitions import defs
+    from allocator_pipeline.defs.allocation import daily_rebalance_schedule
 
     repo = defs.get_repository_def()
     ny = ZoneInfo("America/New_York")
-    context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 23, 17, 30, tzinfo=ny),
-                                        repository_def=repo)
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 23, 17, 30, tzinfo=ny), repository_def=repo
+    )
     result = daily_rebalance_schedule.evaluate_tick(context)
     assert not result.run_requests
     assert "no data for session 2026-11-23" in result.skip_message
     assert "last available session is 2025-09-26" in result.skip_message
-    context = dg.build_schedule_context(scheduled_execution_time=datetime(2025, 9, 26, 17, 30, tzinfo=ny),
-                                        repository_def=repo)
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2025, 9, 26, 17, 30, tzinfo=ny), repository_def=repo
+    )
     result = daily_rebalance_schedule.evaluate_tick(context)
     assert [r.partition_key for r in result.run_requests] == ["2025-09-26"]
 
 
 def test_sensor_requests_exactly_the_new_sessions(pipeline):
     from allocator_pipeline.definitions import defs
-    from allocator_pipeline.defs.operations import new_data_sensor
+    from allocator_pipeline.defs.allocation import new_data_sensor
 
     repo = defs.get_repository_def()
     context = dg.build_sensor_context(cursor="2025-09-22", repository_def=repo)

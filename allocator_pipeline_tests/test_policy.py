@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings as hsettings
+from hypothesis import given
+from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from allocator_pipeline.core.common.errors import InputDataError
-from allocator_pipeline.core.common.grid import BUCKETS, UTILITY_COLUMNS
 from allocator_pipeline.core.allocation.policy import (
     EU_COLUMNS,
     allocator_end_state,
@@ -18,6 +17,8 @@ from allocator_pipeline.core.allocation.policy import (
     smooth_and_cap,
     utility_matrix,
 )
+from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.common.grid import BUCKETS, UTILITY_COLUMNS
 from allocator_pipeline.core.common.sessions import decision_ts_from_dates
 from allocator_pipeline.settings import EnvelopeSettings, PolicySettings, Settings
 
@@ -43,6 +44,7 @@ def _context(n: int, seed: int = 0, drift: bool = True) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- utility matrix
+
 
 def _utility_table() -> tuple[pd.DataFrame, pd.Series]:
     idx = _index(5)
@@ -93,6 +95,7 @@ def test_expected_utility_is_probability_weighted_column_mix():
 
 # ----------------------------------------------------------------------------- smoothing and cap
 
+
 def test_smooth_and_cap_hand_example():
     out = smooth_and_cap(np.array([1.0, 1.0, 0.0, 0.4]), alpha=0.5, max_daily_change=0.1, w_prev0=0.5)
     # 0.5*0.5+0.5*1 = 0.75 -> capped 0.6; 0.8 -> 0.7; 0.35 -> 0.6; 0.5*0.6+0.5*0.4 = 0.5 (step 0.1)
@@ -123,6 +126,7 @@ def test_no_smoothing_and_huge_cap_returns_raw(raw, w0):
 
 # ----------------------------------------------------------------------------- allocator path
 
+
 def _settings(**env) -> Settings:
     return Settings(policy=PolicySettings(alpha=0.3, max_daily_change=0.15), envelope=EnvelopeSettings(**env))
 
@@ -133,8 +137,10 @@ def test_allocator_path_without_smoothing_or_envelope_trades_argmax():
     rng = np.random.default_rng(1)
     proba = rng.dirichlet(np.ones(11), n)
     m = rng.normal(size=(11, 11))
-    s = Settings(policy=PolicySettings(alpha=0.0, max_daily_change=1.0),
-                 envelope=EnvelopeSettings(dd_guard=False, vol_scaling=False, drift_throttle=False))
+    s = Settings(
+        policy=PolicySettings(alpha=0.0, max_daily_change=1.0),
+        envelope=EnvelopeSettings(dd_guard=False, vol_scaling=False, drift_throttle=False),
+    )
     path = allocator_path(proba, m, ctx, s, w_prev0=0.5)
     expected = BUCKETS[np.argmax(proba @ m.T, axis=1)]
     np.testing.assert_allclose(path["w_raw"], expected)
@@ -169,8 +175,8 @@ def test_allocator_path_continued_from_state_equals_full_path():
     # The live decision: one session at a time, each continuing the previous day's state.
     days = [head]
     for i in range(cut, cut + 6):
-        day = allocator_path(proba[i:i + 1], m, ctx.iloc[i:i + 1], s, w_prev0=w_prev, state0=state)
-        w_prev, state = allocator_end_state(day, ctx.iloc[i:i + 1], s, state0=state)
+        day = allocator_path(proba[i : i + 1], m, ctx.iloc[i : i + 1], s, w_prev0=w_prev, state0=state)
+        w_prev, state = allocator_end_state(day, ctx.iloc[i : i + 1], s, state0=state)
         days.append(day)
     pd.testing.assert_frame_equal(pd.concat(days), full.iloc[: cut + 6], check_exact=True)
 

@@ -10,6 +10,7 @@ import pytest
 
 import allocator_pipeline.core.inputs.reference_engine as engine
 from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.common.sessions import decision_ts_for, session_dates
 from allocator_pipeline.core.inputs.reference_engine import (
     isotonic_calibration,
     leg_returns,
@@ -17,9 +18,8 @@ from allocator_pipeline.core.inputs.reference_engine import (
     position_events,
     run_reference_engine,
 )
-from allocator_pipeline.core.common.sessions import decision_ts_for, session_dates
-from allocator_pipeline.core.inputs.step3 import CONFIDENCE_COLUMNS, Step3Data, read_step3_dir
 from allocator_pipeline.core.inputs.reference_features import direction_target, price_features, trailing_psi
+from allocator_pipeline.core.inputs.step3 import CONFIDENCE_COLUMNS, Step3Data, read_step3_dir
 from allocator_pipeline.settings import Settings, load_settings
 
 SMALL_ENGINE = {"num_boost_round": 10, "calibration_sessions": 126, "min_data_in_leaf": 50, "min_train_years": 3}
@@ -28,8 +28,9 @@ CUTOFF = decision_ts_for("2010-06-30")
 
 
 def settings_for(home: Path, **data: str) -> Settings:
-    return load_settings(home=home, profile="quick", environ={},
-                         overrides={"step3": SMALL_ENGINE, **({"data": data} if data else {})})
+    return load_settings(
+        home=home, profile="quick", environ={}, overrides={"step3": SMALL_ENGINE, **({"data": data} if data else {})}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +66,13 @@ def assert_step3_equal(a: Step3Data, b: Step3Data) -> None:
 
 def test_output_is_the_step3_contract(reference_run: tuple[Path, Step3Data], market_slice: pd.DataFrame) -> None:
     out, data = reference_run
-    for name in ("backtest/QQQ.parquet", "backtest/SPY.parquet", "folds/summary.parquet",
-                 "events/QQQ.parquet", "events/SPY.parquet"):
+    for name in (
+        "backtest/QQQ.parquet",
+        "backtest/SPY.parquet",
+        "folds/summary.parquet",
+        "events/QQQ.parquet",
+        "events/SPY.parquet",
+    ):
         assert (out / name).is_file(), name
     assert_step3_equal(data, read_step3_dir(out, SYMBOLS, market_slice.index))
     assert data.has_confidence and data.has_drift
@@ -78,22 +84,25 @@ def test_output_is_the_step3_contract(reference_run: tuple[Path, Step3Data], mar
         assert (leg["symbol"] == SYMBOLS[role]).all()
     summary = data.summary
     assert sorted(zip(summary["symbol"], summary["step3_fold"])) == sorted(
-        (s, str(y)) for s in ("QQQ", "SPY") for y in range(2008, 2013))
+        (s, str(y)) for s in ("QQQ", "SPY") for y in range(2008, 2013)
+    )
     assert (summary["train_end"] < summary["calibration_start"]).all()
     assert (summary["calibration_end"] < summary["test_start"]).all()
     assert set(data.events["qqq"]["event"]) <= {"entry", "increase", "decrease", "drift_on", "drift_off"}
 
 
-def test_probabilities_positions_and_leg_returns(reference_run: tuple[Path, Step3Data],
-                                                  market_slice: pd.DataFrame, tmp_path: Path) -> None:
+def test_probabilities_positions_and_leg_returns(
+    reference_run: tuple[Path, Step3Data], market_slice: pd.DataFrame, tmp_path: Path
+) -> None:
     _, data = reference_run
     cfg = settings_for(tmp_path).step3
     for role, leg in data.legs.items():
         q10, q50, q90, up = (leg[c].to_numpy() for c in ("prob_q10", "prob_q50", "prob_q90", "prob_up"))
         assert (q10 <= q50).all() and (q50 <= q90).all()
         assert ((up > 0) & (up < 1)).all() and (q10 < q90).any()
-        np.testing.assert_array_equal(leg["position"].to_numpy(),
-                                      np.clip(cfg.long_bias + cfg.position_slope * (up - 0.5), 0.0, 1.0))
+        np.testing.assert_array_equal(
+            leg["position"].to_numpy(), np.clip(cfg.long_bias + cfg.position_slope * (up - 0.5), 0.0, 1.0)
+        )
         # leg return recomputed independently: yesterday's position earns today's total return,
         # minus the cost of yesterday's trade; flat before the first row
         asset = market_slice[f"{role}_adj_close"].pct_change().reindex(leg.index)
@@ -105,23 +114,26 @@ def test_probabilities_positions_and_leg_returns(reference_run: tuple[Path, Step
         assert ((leg["drift_psi"] > cfg.drift_flag_psi) == (leg["drift_flag"] == 1)).all()
 
 
-def test_two_runs_are_identical(reference_run: tuple[Path, Step3Data], market_slice: pd.DataFrame,
-                                tmp_path: Path) -> None:
+def test_two_runs_are_identical(
+    reference_run: tuple[Path, Step3Data], market_slice: pd.DataFrame, tmp_path: Path
+) -> None:
     _, first = reference_run
     second = run_reference_engine(market_slice, settings_for(tmp_path), tmp_path / "again")
     assert_step3_equal(first, second)
 
 
-def test_prices_after_a_date_do_not_change_earlier_rows(reference_run: tuple[Path, Step3Data],
-                                                        market_slice: pd.DataFrame, tmp_path: Path) -> None:
+def test_prices_after_a_date_do_not_change_earlier_rows(
+    reference_run: tuple[Path, Step3Data], market_slice: pd.DataFrame, tmp_path: Path
+) -> None:
     _, base = reference_run
     changed = run_reference_engine(perturbed_after(market_slice, CUTOFF), settings_for(tmp_path), tmp_path / "p")
     for role in base.legs:
         before, after = base.legs[role], changed.legs[role]
         pd.testing.assert_frame_equal(before.loc[:CUTOFF], after.loc[:CUTOFF], check_exact=True)
         ev_a, ev_b = base.events[role], changed.events[role]
-        pd.testing.assert_frame_equal(ev_a[ev_a["decision_ts"] <= CUTOFF], ev_b[ev_b["decision_ts"] <= CUTOFF],
-                                      check_exact=True)
+        pd.testing.assert_frame_equal(
+            ev_a[ev_a["decision_ts"] <= CUTOFF], ev_b[ev_b["decision_ts"] <= CUTOFF], check_exact=True
+        )
         # the check has power: the perturbation does reach every later row's inputs
         late_a, late_b = before.loc[before.index > CUTOFF], after.loc[after.index > CUTOFF]
         assert (late_a["leg_return"].to_numpy() != late_b["leg_return"].to_numpy()).mean() > 0.9
@@ -134,6 +146,7 @@ def test_causality_check_catches_a_forward_looking_feature(
     market_slice: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A feature that peeks one session ahead makes the same check fail (the test is not vacuous)."""
+
     def leaky(adj_close: pd.Series, volume: pd.Series) -> pd.DataFrame:
         feats = price_features(adj_close, volume)
         feats["ret_1"] = feats["ret_1"].shift(-1)
@@ -191,8 +204,12 @@ def test_year_folds_on_the_real_calendar(market: pd.DataFrame) -> None:
 
 def _toy_prices(n: int = 400, seed: int = 5) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({"adj_close": 50.0 * np.cumprod(1.0 + rng.normal(0.0004, 0.012, n)),
-                         "volume": rng.integers(1_000, 5_000, n).astype("float64")})
+    return pd.DataFrame(
+        {
+            "adj_close": 50.0 * np.cumprod(1.0 + rng.normal(0.0004, 0.012, n)),
+            "volume": rng.integers(1_000, 5_000, n).astype("float64"),
+        }
+    )
 
 
 def test_price_features_are_causal_and_target_looks_one_session_ahead() -> None:
@@ -241,14 +258,27 @@ def test_isotonic_calibration_is_monotone_and_shrunk() -> None:
 def test_leg_returns_and_events_follow_their_conventions() -> None:
     pos = np.array([0.5, 0.5, 1.0, 0.0, 0.05])
     ret = np.array([0.01, 0.02, -0.01, 0.03, 0.01])
-    np.testing.assert_allclose(leg_returns(pos, ret, cost_bps=10.0),
-                               [0.0, 0.5 * 0.02 - 0.5e-3, 0.5 * -0.01, 1.0 * 0.03 - 0.5e-3, 0.0 - 1e-3])
+    np.testing.assert_allclose(
+        leg_returns(pos, ret, cost_bps=10.0), [0.0, 0.5 * 0.02 - 0.5e-3, 0.5 * -0.01, 1.0 * 0.03 - 0.5e-3, 0.0 - 1e-3]
+    )
     ts = pd.date_range("2024-01-02 21:00", periods=6, freq="D", tz="UTC")
-    leg = pd.DataFrame({"decision_ts": ts, "symbol": "X", "step3_fold": "2024",
-                        "position": [0.8, 0.85, 0.95, 0.9, 0.7, 0.75], "drift_flag": [0, 0, 1, 1, 0, 0]})
+    leg = pd.DataFrame(
+        {
+            "decision_ts": ts,
+            "symbol": "X",
+            "step3_fold": "2024",
+            "position": [0.8, 0.85, 0.95, 0.9, 0.7, 0.75],
+            "drift_flag": [0, 0, 1, 1, 0, 0],
+        }
+    )
     events = position_events(leg, min_change=0.1)
     kinds = list(zip(events["decision_ts"], events["event"]))
-    assert kinds == [(ts[0], "entry"), (ts[2], "drift_on"), (ts[2], "increase"), (ts[4], "decrease"),
-                     (ts[4], "drift_off")]
+    assert kinds == [
+        (ts[0], "entry"),
+        (ts[2], "drift_on"),
+        (ts[2], "increase"),
+        (ts[4], "decrease"),
+        (ts[4], "drift_off"),
+    ]
     later = position_events(leg.assign(position=[0.8, 0.85, 0.95, 0.9, 0.2, 0.9]), min_change=0.1)
     pd.testing.assert_frame_equal(events[events["decision_ts"] < ts[4]], later[later["decision_ts"] < ts[4]])

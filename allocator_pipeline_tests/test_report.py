@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from allocator_pipeline.core.common.errors import InputDataError
-from allocator_pipeline.report.page import format_headline, headline_figure_png, headline_table, render_report
+from allocator_pipeline.core.common.sessions import decision_ts_from_dates, session_dates
 from allocator_pipeline.report.charts import equity_and_drawdown, sample_rows
 from allocator_pipeline.report.diagnostics import (
     importance_matrix,
@@ -22,17 +22,15 @@ from allocator_pipeline.report.diagnostics import (
     pooled_reliability,
     tuning_table,
 )
+from allocator_pipeline.report.page import format_headline, headline_figure_png, headline_table, render_report
 from allocator_pipeline.report.tables import STRATEGIES, headline_cells
-from allocator_pipeline.core.common.sessions import decision_ts_from_dates, session_dates
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "screenshot_report.py"
 CHROMIUM = Path("/usr/bin/chromium")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FEATURES = [f"{leg}_{kind}_{w}" for leg in ("qqq", "spy") for kind in ("ret", "vol", "dd") for w in (5, 21, 63)]
-FEATURES += [
-    "vix_level", "vix_change_5", "tbill_yield", "qqq_prob_up", "spy_prob_up", "qqq_drift_psi",
-]
+FEATURES += ["vix_level", "vix_change_5", "tbill_yield", "qqq_prob_up", "spy_prob_up", "qqq_drift_psi"]
 
 
 def synthetic_oos_daily(start: str = "2018-01-01", end: str = "2021-12-31", seed: int = 3) -> pd.DataFrame:
@@ -54,7 +52,10 @@ def synthetic_oos_daily(start: str = "2018-01-01", end: str = "2021-12-31", seed
     trailing_vol = pd.Series(qqq).rolling(21, min_periods=1).std().fillna(0.01).to_numpy() * np.sqrt(252)
     exposure = np.clip(0.22 / (trailing_vol + 1e-9), 0.4, 1.0)
     w_final = np.where(exposure < 0.6, 0.5 + 0.5 * (w_smoothed - 0.5), w_smoothed)
-    nxt = lambda a: np.r_[a[1:], a[-1]]  # the weight of row d earns row d+1's leg returns
+
+    def nxt(a):  # the weight of row d earns row d+1's leg returns
+        return np.r_[a[1:], a[-1]]
+
     q1, s1, c1 = nxt(qqq), nxt(spy), nxt(cash)
     traded = np.abs(np.diff(np.r_[0.5, w_final])) * 2
     cost = traded * 3e-4
@@ -62,8 +63,15 @@ def synthetic_oos_daily(start: str = "2018-01-01", end: str = "2021-12-31", seed
         {
             "realized_ts": decision_ts_from_dates(dates + pd.offsets.BDay(1)),
             "fold": [str(d.year) for d in dates],
-            "w_raw": w_raw, "w_smoothed": w_smoothed, "w_final": w_final, "exposure": exposure,
-            "qqq_leg_return": q1, "spy_leg_return": s1, "cash_return": c1, "traded": traded, "cost": cost,
+            "w_raw": w_raw,
+            "w_smoothed": w_smoothed,
+            "w_final": w_final,
+            "exposure": exposure,
+            "qqq_leg_return": q1,
+            "spy_leg_return": s1,
+            "cash_return": c1,
+            "traded": traded,
+            "cost": cost,
             "ret_allocator": exposure * (w_final * q1 + (1 - w_final) * s1) + (1 - exposure) * c1 - cost,
             "ret_baseline": 0.5 * q1 + 0.5 * s1,
             "ret_qqq_only": q1,
@@ -87,12 +95,21 @@ def _figures(r: np.ndarray, months: np.ndarray) -> dict:
     cagr = float(eq[-1] ** (252 / len(r)) - 1)
     monthly = pd.Series(1 + r).groupby(months).prod() - 1
     return {
-        "cagr": cagr, "max_drawdown": mdd, "calmar": cagr / abs(mdd) if mdd < 0 else None,
-        "avg_monthly_pnl": float(monthly.mean()), "avg_monthly_pnl_ccy": float(monthly.mean()) * 1e6,
-        "sharpe": float(r.mean() / r.std() * np.sqrt(252)), "volatility": float(r.std() * np.sqrt(252)),
-        "monthly_hit_rate": float((monthly > 0).mean()), "worst_month": float(monthly.min()),
-        "cvar_95": float(np.sort(r)[: max(1, len(r) // 20)].mean()), "turnover": 3.2, "cost_drag": 0.0011,
-        "n_sessions": len(r), "start": "2018-01-02", "end": "2022-01-03",
+        "cagr": cagr,
+        "max_drawdown": mdd,
+        "calmar": cagr / abs(mdd) if mdd < 0 else None,
+        "avg_monthly_pnl": float(monthly.mean()),
+        "avg_monthly_pnl_ccy": float(monthly.mean()) * 1e6,
+        "sharpe": float(r.mean() / r.std() * np.sqrt(252)),
+        "volatility": float(r.std() * np.sqrt(252)),
+        "monthly_hit_rate": float((monthly > 0).mean()),
+        "worst_month": float(monthly.min()),
+        "cvar_95": float(np.sort(r)[: max(1, len(r) // 20)].mean()),
+        "turnover": 3.2,
+        "cost_drag": 0.0011,
+        "n_sessions": len(r),
+        "start": "2018-01-02",
+        "end": "2022-01-03",
     }
 
 
@@ -112,41 +129,87 @@ def synthetic_metrics(oos: pd.DataFrame, *, accepted: bool = True, tuning: bool 
         conf = [None if c == 0 else m + 0.01 for m, c in zip(mids, counts)]
         calibration[fold] = {
             "chosen": "temperature" if fold != "2019" else "isotonic",
-            "before": {"log_loss": 1.95 + rng.random() * 0.1, "brier": 0.83, "ece": 0.08, "accuracy": 0.31,
-                       "top2_accuracy": 0.52},
-            "after": {"log_loss": 1.90 + rng.random() * 0.05, "brier": 0.81, "ece": 0.03, "accuracy": 0.31,
-                      "top2_accuracy": 0.52},
+            "before": {
+                "log_loss": 1.95 + rng.random() * 0.1,
+                "brier": 0.83,
+                "ece": 0.08,
+                "accuracy": 0.31,
+                "top2_accuracy": 0.52,
+            },
+            "after": {
+                "log_loss": 1.90 + rng.random() * 0.05,
+                "brier": 0.81,
+                "ece": 0.03,
+                "accuracy": 0.31,
+                "top2_accuracy": 0.52,
+            },
             "reliability": {
-                "before": {"bin_mid": mids, "confidence": conf, "count": counts,
-                           "accuracy": [None if c is None else max(c - 0.12, 0.0) for c in conf]},
-                "after": {"bin_mid": mids, "confidence": conf, "count": counts,
-                          "accuracy": [None if c is None else max(c - 0.02, 0.0) for c in conf]},
+                "before": {
+                    "bin_mid": mids,
+                    "confidence": conf,
+                    "count": counts,
+                    "accuracy": [None if c is None else max(c - 0.12, 0.0) for c in conf],
+                },
+                "after": {
+                    "bin_mid": mids,
+                    "confidence": conf,
+                    "count": counts,
+                    "accuracy": [None if c is None else max(c - 0.02, 0.0) for c in conf],
+                },
             },
         }
     base = rng.dirichlet(np.ones(len(FEATURES)) * 2)
     importance = {f: dict(zip(FEATURES, rng.dirichlet(base * 200 + 0.1).round(6).tolist())) for f in folds}
     gates = [
-        {"name": "avg_monthly_pnl_vs_baseline", "value": 0.0061, "threshold": 0.0055, "passed": True,
-         "detail": "allocator avg monthly PnL must exceed the baseline's"},
-        {"name": "calmar_vs_baseline", "value": 0.41, "threshold": 0.48, "passed": accepted,
-         "detail": "allocator Calmar must exceed the baseline's"},
-        {"name": "max_drawdown_tolerance", "value": 0.031, "threshold": 0.02, "passed": accepted,
-         "detail": "|MaxDD| excess over the baseline"},
+        {
+            "name": "avg_monthly_pnl_vs_baseline",
+            "value": 0.0061,
+            "threshold": 0.0055,
+            "passed": True,
+            "detail": "allocator avg monthly PnL must exceed the baseline's",
+        },
+        {
+            "name": "calmar_vs_baseline",
+            "value": 0.41,
+            "threshold": 0.48,
+            "passed": accepted,
+            "detail": "allocator Calmar must exceed the baseline's",
+        },
+        {
+            "name": "max_drawdown_tolerance",
+            "value": 0.031,
+            "threshold": 0.02,
+            "passed": accepted,
+            "detail": "|MaxDD| excess over the baseline",
+        },
         {"name": "turnover_cap", "value": 3.2, "threshold": 12.0, "passed": True, "detail": "annualised"},
         {"name": "importance_stability", "value": 0.62, "threshold": 0.3, "passed": True, "detail": None},
     ]
     metrics = {
-        "accepted": accepted, "strategies": strategies, "folds": folds, "gates": gates,
-        "calibration": calibration, "importance": importance,
-        "settings": {"labels": {"baseline_weight": 0.5}, "report": {"currency": "USD", "notional": 1e6},
-                     "gates": {"min_importance_stability": 0.3}},
+        "accepted": accepted,
+        "strategies": strategies,
+        "folds": folds,
+        "gates": gates,
+        "calibration": calibration,
+        "importance": importance,
+        "settings": {
+            "labels": {"baseline_weight": 0.5},
+            "report": {"currency": "USD", "notional": 1e6},
+            "gates": {"min_importance_stability": 0.3},
+        },
     }
     if tuning:
         metrics["tuning"] = {
             fold: {
-                "best_params": {"num_leaves": int(rng.integers(7, 31)), "learning_rate": float(rng.uniform(0.02, 0.1)),
-                                "alpha": float(rng.uniform(0.3, 0.7)), "calibration": ["temperature", "isotonic"][k % 2]},
-                "n_trials": 12, "best_value": float(rng.normal(0.8, 0.2)), "duration_s": float(rng.uniform(20, 80)),
+                "best_params": {
+                    "num_leaves": int(rng.integers(7, 31)),
+                    "learning_rate": float(rng.uniform(0.02, 0.1)),
+                    "alpha": float(rng.uniform(0.3, 0.7)),
+                    "calibration": ["temperature", "isotonic"][k % 2],
+                },
+                "n_trials": 12,
+                "best_value": float(rng.normal(0.8, 0.2)),
+                "duration_s": float(rng.uniform(20, 80)),
             }
             for k, fold in enumerate(folds)
         }
@@ -155,10 +218,21 @@ def synthetic_metrics(oos: pd.DataFrame, *, accepted: bool = True, tuning: bool 
 
 def hand_metrics() -> dict:
     """Hand-made headline figures with known formatted strings."""
+
     def m(cagr, mdd, calmar, pnl, ccy, sharpe, vol, turnover, drag):
-        return {"cagr": cagr, "max_drawdown": mdd, "calmar": calmar, "avg_monthly_pnl": pnl,
-                "avg_monthly_pnl_ccy": ccy, "sharpe": sharpe, "volatility": vol, "turnover": turnover,
-                "cost_drag": drag, "n_sessions": 1000}
+        return {
+            "cagr": cagr,
+            "max_drawdown": mdd,
+            "calmar": calmar,
+            "avg_monthly_pnl": pnl,
+            "avg_monthly_pnl_ccy": ccy,
+            "sharpe": sharpe,
+            "volatility": vol,
+            "turnover": turnover,
+            "cost_drag": drag,
+            "n_sessions": 1000,
+        }
+
     return {
         "accepted": True,
         "strategies": {
@@ -234,7 +308,7 @@ def test_report_is_self_contained(run: str, request: pytest.FixtureRequest) -> N
 
 def test_report_shows_headline_values_as_formatted(accepted: tuple[dict, str]) -> None:
     metrics, html = accepted
-    headline = html[html.index('id="headline"'): html.index('id="equity"')]
+    headline = html[html.index('id="headline"') : html.index('id="equity"')]
     cells = headline_cells(headline_table(metrics))
     for strategy, row in cells.iterrows():
         for value in row:
@@ -246,7 +320,7 @@ def test_report_shows_headline_values_as_formatted(accepted: tuple[dict, str]) -
 
 def test_rejected_report_names_each_failed_gate(rejected: tuple[dict, str]) -> None:
     metrics, html = rejected
-    verdict = html[html.index('id="verdict"'): html.index('id="headline"')]
+    verdict = html[html.index('id="verdict"') : html.index('id="headline"')]
     assert "REJECTED" in verdict and "ACCEPTED" not in verdict
     failed = [g for g in metrics["gates"] if not g["passed"]]
     assert len(failed) == 2 and "2 of 5" in verdict
@@ -274,8 +348,13 @@ def test_sparse_metrics_render_with_clear_notes() -> None:
     sparse = {**hand_metrics(), "accepted": False, "tuning": {}}
     html = render_report(short, sparse)
     assert 'id="tuning"' not in html and "Best parameters" not in html
-    for note in ("No per-fold metrics recorded", "No calibration diagnostics recorded",
-                 "No feature importance recorded", "No gate results recorded", "no failed gate recorded"):
+    for note in (
+        "No per-fold metrics recorded",
+        "No calibration diagnostics recorded",
+        "No feature importance recorded",
+        "No gate results recorded",
+        "no failed gate recorded",
+    ):
         assert note in html, note
     assert "REJECTED" in html and ">12.34%<" in html
 
@@ -298,7 +377,7 @@ def test_equity_uses_realized_sessions_and_only_past_returns(oos: pd.DataFrame) 
     # changing returns after row k leaves the curves up to row k unchanged (no forward look)
     k = 300
     shocked = oos.copy()
-    shocked.iloc[k + 1:, shocked.columns.get_loc("ret_allocator")] = -0.05
+    shocked.iloc[k + 1 :, shocked.columns.get_loc("ret_allocator")] = -0.05
     _, eq2, dd2 = equity_and_drawdown(shocked)
     np.testing.assert_array_equal(eq2["allocator"][: k + 1], equity["allocator"][: k + 1])
     np.testing.assert_array_equal(dd2["allocator"][: k + 1], drawdown["allocator"][: k + 1])
@@ -322,10 +401,16 @@ def test_sample_rows_keeps_ends_and_caps_points() -> None:
 
 def test_pooled_reliability_weights_bins_by_count() -> None:
     calibration = {
-        "2019": {"reliability": {"after": {"bin_mid": [0.25, 0.75], "confidence": [0.2, 0.7],
-                                           "accuracy": [0.1, 0.8], "count": [10, 30]}}},
-        "2020": {"reliability": {"after": {"bin_mid": [0.25, 0.75], "confidence": [0.3, None],
-                                           "accuracy": [0.4, None], "count": [30, 0]}}},
+        "2019": {
+            "reliability": {
+                "after": {"bin_mid": [0.25, 0.75], "confidence": [0.2, 0.7], "accuracy": [0.1, 0.8], "count": [10, 30]}
+            }
+        },
+        "2020": {
+            "reliability": {
+                "after": {"bin_mid": [0.25, 0.75], "confidence": [0.3, None], "accuracy": [0.4, None], "count": [30, 0]}
+            }
+        },
     }
     curve = pooled_reliability(calibration, "after").set_index("bin_mid")
     assert curve.loc[0.25, "confidence"] == pytest.approx((0.2 * 10 + 0.3 * 30) / 40)
@@ -342,8 +427,10 @@ def test_importance_stability_and_parameter_stability() -> None:
     flipped = {**same, "2021": {"a": 0.1, "b": 0.3, "c": 0.6}}
     assert mean_pairwise_spearman(importance_matrix(flipped)) == pytest.approx((1.0 - 1.0 - 1.0) / 3)
     assert importance_matrix({"2019": {"a": 1.0}, "2020": {"b": 1.0}}).loc["a", "2020"] == 0.0
-    tuning = {f: {"best_params": {"lr": lr, "kind": k}, "n_trials": 5, "best_value": 1.0, "duration_s": 2.0}
-              for f, lr, k in (("2019", 0.02, "x"), ("2020", 0.04, "y"), ("2021", 0.06, "x"))}
+    tuning = {
+        f: {"best_params": {"lr": lr, "kind": k}, "n_trials": 5, "best_value": 1.0, "duration_s": 2.0}
+        for f, lr, k in (("2019", 0.02, "x"), ("2020", 0.04, "y"), ("2021", 0.06, "x"))
+    }
     stability = parameter_stability(tuning_table(tuning))
     assert stability.loc["lr", "cv"] == pytest.approx(np.std([0.02, 0.04, 0.06]) / 0.04)
     assert stability.loc["lr", "range"] == pytest.approx(0.04)
@@ -356,8 +443,12 @@ def test_screenshot_script_writes_png(rejected: tuple[dict, str], tmp_path: Path
     report = tmp_path / "report.html"
     report.write_text(rejected[1])
     out = tmp_path / "shot" / "report.png"
-    done = subprocess.run([sys.executable, str(SCRIPT), str(report), str(out), "--window-size", "1000,1400"],
-                          capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), str(report), str(out), "--window-size", "1000,1400"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     data = out.read_bytes()
     assert data.startswith(PNG_SIGNATURE) and len(data) > 10_000
@@ -368,8 +459,13 @@ def test_screenshot_script_explains_missing_chromium(tmp_path: Path) -> None:
     report = tmp_path / "report.html"
     report.write_text("<html></html>")
     env = {"PATH": "/usr/bin:/bin", "CHROMIUM": str(tmp_path / "no-such-browser")}
-    done = subprocess.run([sys.executable, str(SCRIPT), str(report), str(tmp_path / "o.png")],
-                          capture_output=True, text=True, timeout=60, env=env)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), str(report), str(tmp_path / "o.png")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert done.returncode == 2, done.stdout + done.stderr
     assert "apt-get install -y chromium" in done.stderr and "no-such-browser" in done.stderr
     assert not (tmp_path / "o.png").exists()

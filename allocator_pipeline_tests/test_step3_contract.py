@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from allocator_pipeline.core.common.errors import InputDataError
-from allocator_pipeline.core.inputs.step3 import (
-    Step3Data,
-    build_leg_panel,
-    read_step3_dir,
-    write_step3_dir,
-)
+from allocator_pipeline.core.inputs.step3 import Step3Data, build_leg_panel, read_step3_dir, write_step3_dir
 
 SYMBOLS = {"qqq": "QQQ", "spy": "SPY"}
 N_ROWS = 30
@@ -27,37 +22,47 @@ def small_market(make_market: Callable[..., pd.DataFrame]) -> pd.DataFrame:
     return make_market(n_sessions=60, start="2021-03-01", seed=3)
 
 
-def valid_leg(calendar: pd.DatetimeIndex, symbol: str, first: int = 5, n: int = N_ROWS,
-              seed: int = 1) -> pd.DataFrame:
+def valid_leg(calendar: pd.DatetimeIndex, symbol: str, first: int = 5, n: int = N_ROWS, seed: int = 1) -> pd.DataFrame:
     """A valid leg frame over ``n`` consecutive calendar sessions from position ``first``."""
     rng = np.random.default_rng(seed)
     q50 = rng.uniform(0.3, 0.7, n)
-    return pd.DataFrame({
-        "decision_ts": calendar[first : first + n],
-        "symbol": symbol,
-        "leg_return": rng.normal(0.0, 0.01, n),
-        "position": rng.uniform(0.0, 1.0, n),
-        "prob_up": rng.uniform(0.0, 1.0, n),
-        "prob_q10": q50 - 0.1,
-        "prob_q50": q50,
-        "prob_q90": q50 + 0.1,
-        "step3_fold": np.where(np.arange(n) < n // 2, "2021a", "2021b"),
-        "drift_psi": rng.uniform(0.0, 0.5, n),
-        "drift_flag": (rng.uniform(0.0, 1.0, n) > 0.7).astype("int64"),
-    })
+    return pd.DataFrame(
+        {
+            "decision_ts": calendar[first : first + n],
+            "symbol": symbol,
+            "leg_return": rng.normal(0.0, 0.01, n),
+            "position": rng.uniform(0.0, 1.0, n),
+            "prob_up": rng.uniform(0.0, 1.0, n),
+            "prob_q10": q50 - 0.1,
+            "prob_q50": q50,
+            "prob_q90": q50 + 0.1,
+            "step3_fold": np.where(np.arange(n) < n // 2, "2021a", "2021b"),
+            "drift_psi": rng.uniform(0.0, 0.5, n),
+            "drift_flag": (rng.uniform(0.0, 1.0, n) > 0.7).astype("int64"),
+        }
+    )
 
 
 def summary_frame(calendar: pd.DatetimeIndex) -> pd.DataFrame:
     rows = []
     for symbol in SYMBOLS.values():
         for fold in ("2021a", "2021b"):
-            rows.append({"step3_fold": fold, "symbol": symbol, "test_start": calendar[5],
-                         "test_end": calendar[40], "drift_psi": 0.1, "drift_flag": 0})
+            rows.append(
+                {
+                    "step3_fold": fold,
+                    "symbol": symbol,
+                    "test_start": calendar[5],
+                    "test_end": calendar[40],
+                    "drift_psi": 0.1,
+                    "drift_flag": 0,
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def write_raw(root: Path, legs: dict[str, pd.DataFrame], summary: pd.DataFrame,
-              events: dict[str, pd.DataFrame] | None = None) -> Path:
+def write_raw(
+    root: Path, legs: dict[str, pd.DataFrame], summary: pd.DataFrame, events: dict[str, pd.DataFrame] | None = None
+) -> Path:
     """Write frames as they are (no validation), the way a user's Step 3 engine might."""
     (root / "backtest").mkdir(parents=True, exist_ok=True)
     (root / "folds").mkdir(parents=True, exist_ok=True)
@@ -71,8 +76,11 @@ def write_raw(root: Path, legs: dict[str, pd.DataFrame], summary: pd.DataFrame,
 
 
 def tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def valid_dir(root: Path, calendar: pd.DatetimeIndex) -> Path:
@@ -123,6 +131,7 @@ def _set(column: str, row: int, value: object) -> Mutation:
             out[column] = out[column].astype(object)
         out.loc[row, column] = value
         return out
+
     return mutate
 
 
@@ -131,6 +140,7 @@ def _swap(i: int, j: int) -> Mutation:
         order = list(range(len(frame)))
         order[i], order[j] = order[j], order[i]
         return frame.iloc[order].reset_index(drop=True)
+
     return mutate
 
 
@@ -141,6 +151,7 @@ def _retime(row: int, shift: pd.Timedelta) -> Mutation:
         ts.iloc[row] = ts.iloc[row] + shift
         out["decision_ts"] = ts
         return out
+
     return mutate
 
 
@@ -151,6 +162,7 @@ def _duplicate(row: int) -> Mutation:
         ts.iloc[row] = ts.iloc[row - 1]
         out["decision_ts"] = ts
         return out
+
     return mutate
 
 
@@ -178,10 +190,22 @@ def _integer_folds(frame: pd.DataFrame) -> pd.DataFrame:
 
 # (id, mutation of the QQQ leg, column, row, value fragment, problem fragment)
 BAD_LEGS = [
-    ("missing_column", lambda f: f.drop(columns="leg_return"), "leg_return", "header", "['decision_ts'",
-     "required column missing"),
-    ("missing_confidence_quantile", lambda f: f.drop(columns="prob_q90"), "prob_q90", "header", "['decision_ts'",
-     "come together"),
+    (
+        "missing_column",
+        lambda f: f.drop(columns="leg_return"),
+        "leg_return",
+        "header",
+        "['decision_ts'",
+        "required column missing",
+    ),
+    (
+        "missing_confidence_quantile",
+        lambda f: f.drop(columns="prob_q90"),
+        "prob_q90",
+        "header",
+        "['decision_ts'",
+        "come together",
+    ),
     ("leg_return_as_string", _string_returns, "leg_return", "0", "'0.0100'", "expected float"),
     ("step3_fold_not_str", _integer_folds, "step3_fold", "0", "0", "expected str"),
     ("nan_position", _set("position", 5, np.nan), "position", "5", "nan", "missing value"),
@@ -191,8 +215,14 @@ BAD_LEGS = [
     ("unsorted_decision_ts", _swap(7, 8), "decision_ts", "8", "'2021-", "not sorted"),
     ("naive_timestamps", _naive, "decision_ts", "0", "'2021-", "naive"),
     ("not_at_close", _retime(4, pd.Timedelta(hours=1)), "decision_ts", "4", "'2021-", "16:00"),
-    ("not_a_session", _retime(N_ROWS - 1, pd.Timedelta(days=200)), "decision_ts", str(N_ROWS - 1), "'2021-",
-     "not a session of the price calendar"),
+    (
+        "not_a_session",
+        _retime(N_ROWS - 1, pd.Timedelta(days=200)),
+        "decision_ts",
+        str(N_ROWS - 1),
+        "'2021-",
+        "not a session of the price calendar",
+    ),
     ("missing_session", _drop_rows(10, 11), "decision_ts", "10", "'2021-", "missing"),
     ("prob_above_one", _set("prob_up", 3, 1.2), "prob_up", "3", "1.2", "outside [0, 1]"),
     ("prob_below_zero", _set("prob_q10", 2, -0.05), "prob_q10", "2", "-0.05", "outside [0, 1]"),
@@ -206,11 +236,13 @@ BAD_LEGS = [
 ]
 
 
-@pytest.mark.parametrize(("mutation", "column", "row", "value", "problem"),
-                         [case[1:] for case in BAD_LEGS], ids=[case[0] for case in BAD_LEGS])
+@pytest.mark.parametrize(
+    ("mutation", "column", "row", "value", "problem"),
+    [case[1:] for case in BAD_LEGS],
+    ids=[case[0] for case in BAD_LEGS],
+)
 def test_bad_leg_is_refused_naming_file_column_row_value(
-    tmp_path: Path, small_market: pd.DataFrame, mutation: Mutation, column: str, row: str, value: str,
-    problem: str,
+    tmp_path: Path, small_market: pd.DataFrame, mutation: Mutation, column: str, row: str, value: str, problem: str
 ) -> None:
     cal = small_market.index
     legs = {"QQQ": mutation(valid_leg(cal, "QQQ")), "SPY": valid_leg(cal, "SPY", seed=2)}
@@ -256,8 +288,11 @@ def test_missing_confidence_requires_the_block_off(tmp_path: Path, small_market:
 def test_missing_directory_or_file(tmp_path: Path, small_market: pd.DataFrame, missing: str) -> None:
     cal = small_market.index
     root = valid_dir(tmp_path / "s3", cal)
-    target = {"directory": tmp_path / "nowhere", "backtest": root / "backtest" / "SPY.parquet",
-              "summary": root / "folds" / "summary.parquet"}[missing]
+    target = {
+        "directory": tmp_path / "nowhere",
+        "backtest": root / "backtest" / "SPY.parquet",
+        "summary": root / "folds" / "summary.parquet",
+    }[missing]
     if missing != "directory":
         target.unlink()
     with pytest.raises(InputDataError, match="not found") as info:
@@ -275,21 +310,26 @@ def test_unreadable_parquet(tmp_path: Path, small_market: pd.DataFrame) -> None:
 
 BAD_SUMMARIES = [
     ("missing_column", lambda s: s.drop(columns="drift_psi"), "drift_psi", "header", "required column missing"),
-    ("naive_range", lambda s: s.assign(test_start=s["test_start"].dt.tz_localize(None)), "test_start", "0",
-     "naive"),
-    ("duplicate_fold", lambda s: pd.concat([s, s.iloc[[1]]], ignore_index=True), "step3_fold", "4",
-     "duplicate"),
+    ("naive_range", lambda s: s.assign(test_start=s["test_start"].dt.tz_localize(None)), "test_start", "0", "naive"),
+    ("duplicate_fold", lambda s: pd.concat([s, s.iloc[[1]]], ignore_index=True), "step3_fold", "4", "duplicate"),
     ("negative_psi", lambda s: s.assign(drift_psi=[0.1, -1.0, 0.1, 0.1]), "drift_psi", "1", "outside"),
     ("flag_not_binary", lambda s: s.assign(drift_flag=[0, 0, 3, 0]), "drift_flag", "2", "0 or 1"),
-    ("range_reversed", lambda s: s.assign(test_end=s["test_start"] - pd.Timedelta(days=1)), "test_start", "0",
-     "after test_end"),
+    (
+        "range_reversed",
+        lambda s: s.assign(test_end=s["test_start"] - pd.Timedelta(days=1)),
+        "test_start",
+        "0",
+        "after test_end",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("mutation", "column", "row", "problem"), [c[1:] for c in BAD_SUMMARIES],
-                         ids=[c[0] for c in BAD_SUMMARIES])
-def test_bad_summary_is_refused(tmp_path: Path, small_market: pd.DataFrame, mutation: Callable,
-                                column: str, row: str, problem: str) -> None:
+@pytest.mark.parametrize(
+    ("mutation", "column", "row", "problem"), [c[1:] for c in BAD_SUMMARIES], ids=[c[0] for c in BAD_SUMMARIES]
+)
+def test_bad_summary_is_refused(
+    tmp_path: Path, small_market: pd.DataFrame, mutation: Callable, column: str, row: str, problem: str
+) -> None:
     cal = small_market.index
     legs = {s: valid_leg(cal, s) for s in SYMBOLS.values()}
     root = write_raw(tmp_path / "s3", legs, mutation(summary_frame(cal)))
@@ -318,8 +358,17 @@ def test_leg_panel_aligns_legs_with_the_market(tmp_path: Path, small_market: pd.
     data = read_step3_dir(root, SYMBOLS, cal)
     panel = build_leg_panel(data, small_market)
     assert panel.index.equals(cal[10:45].rename("decision_ts"))
-    expected = ["qqq_leg_return", "qqq_position", "qqq_step3_fold", "qqq_prob_up", "qqq_prob_q10",
-                "qqq_prob_q50", "qqq_prob_q90", "qqq_drift_psi", "qqq_drift_flag"]
+    expected = [
+        "qqq_leg_return",
+        "qqq_position",
+        "qqq_step3_fold",
+        "qqq_prob_up",
+        "qqq_prob_q10",
+        "qqq_prob_q50",
+        "qqq_prob_q90",
+        "qqq_drift_psi",
+        "qqq_drift_flag",
+    ]
     assert list(panel.columns[: len(expected)]) == expected
     assert list(panel.columns[-5:]) == ["qqq_adj_close", "spy_adj_close", "vix", "tbill_yield_pct", "cash_return"]
     np.testing.assert_array_equal(panel["spy_leg_return"].to_numpy(), legs["SPY"]["leg_return"].to_numpy()[10:45])
@@ -374,5 +423,6 @@ def test_writer_validates_before_writing(tmp_path: Path, small_market: pd.DataFr
     assert sorted(p.name for p in (written / "backtest").iterdir()) == ["QQQ.parquet", "SPY.parquet"]
     assert not [p for p in written.rglob("*.tmp")]
     data = read_step3_dir(written, SYMBOLS, cal)
-    pd.testing.assert_series_equal(data.leg("spy")["leg_return"],
-                                   good.set_index("decision_ts")["leg_return"], check_exact=True)
+    pd.testing.assert_series_equal(
+        data.leg("spy")["leg_return"], good.set_index("decision_ts")["leg_return"], check_exact=True
+    )

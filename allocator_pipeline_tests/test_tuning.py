@@ -9,19 +9,23 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, assume, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, assume, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from optuna.distributions import FloatDistribution
 
-from allocator_pipeline.core.tuning import study as tuning_module
-from allocator_pipeline.core.evaluation.backtest import RETURN_COLUMNS, run_backtest
-from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.allocation.fold_model import fit_fold, fold_path, predict_split
-from allocator_pipeline.core.folds.plan import FoldPlanError, plan_folds, usable_sessions
-from allocator_pipeline.core.labels.utility import utility_labels
-from allocator_pipeline_tests.support.leakage import perturb_after
-from allocator_pipeline.core.evaluation.metrics import performance_metrics
+from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.sessions import decision_ts_from_dates
 from allocator_pipeline.core.common.storage import read_parquet
+from allocator_pipeline.core.evaluation.backtest import RETURN_COLUMNS, run_backtest
+from allocator_pipeline.core.evaluation.metrics import performance_metrics
+from allocator_pipeline.core.folds.checks import usable_sessions
+from allocator_pipeline.core.folds.plan import FoldPlanError, plan_folds
+from allocator_pipeline.core.labels.utility import utility_labels
+from allocator_pipeline.core.tuning import study as tuning_module
+from allocator_pipeline.core.tuning.objective import evaluate_params, objective_terms
+from allocator_pipeline.core.tuning.space import GROUPS, SEARCH_PARAMETERS, default_params, search_space
 from allocator_pipeline.core.tuning.study import (
     OBJECTIVE_FORMULA,
     export_ledger,
@@ -30,14 +34,8 @@ from allocator_pipeline.core.tuning.study import (
     run_study,
     tuned_settings,
 )
-from allocator_pipeline.core.tuning.objective import evaluate_params, objective_terms
-from allocator_pipeline.core.tuning.space import (
-    GROUPS,
-    SEARCH_PARAMETERS,
-    default_params,
-    search_space,
-)
 from allocator_pipeline.settings import Settings, SettingsError, TuningSettings
+from allocator_pipeline_tests.support.leakage import perturb_after
 
 FOLD = "2013"
 
@@ -46,8 +44,14 @@ def make_settings(home: Path, **sections) -> Settings:
     tree = {
         "home": str(home),
         "labels": {"horizon": 5},
-        "folds": {"min_train_years": 1, "validation_sessions": 63, "inner_test_sessions": 63,
-                  "n_inner_folds": 2, "embargo_sessions": 5, "required_oos_years": []},
+        "folds": {
+            "min_train_years": 1,
+            "validation_sessions": 63,
+            "inner_test_sessions": 63,
+            "n_inner_folds": 2,
+            "embargo_sessions": 5,
+            "required_oos_years": [],
+        },
         "models": {"members": ["linear"], "linear": {"max_iter": 60}},
         "tuning": {"n_trials": 4, "timeout_seconds": 600.0, "pruning": False},
     }
@@ -62,22 +66,28 @@ def synthetic_panel(seed: int = 3, drift: float = 0.0004, vol: float = 0.012, ye
     dates = pd.bdate_range("2010-01-04", periods=252 * years)
     index = decision_ts_from_dates(dates)
     common = rng.normal(drift, vol, len(index))
-    return pd.DataFrame({
-        "qqq_leg_return": common + rng.normal(0.0002, vol * 0.8, len(index)),
-        "spy_leg_return": common * 0.8 + rng.normal(0.0, vol * 0.4, len(index)),
-        "cash_return": np.full(len(index), 0.00005),
-    }, index=index)
+    return pd.DataFrame(
+        {
+            "qqq_leg_return": common + rng.normal(0.0002, vol * 0.8, len(index)),
+            "spy_leg_return": common * 0.8 + rng.normal(0.0, vol * 0.4, len(index)),
+            "cash_return": np.full(len(index), 0.00005),
+        },
+        index=index,
+    )
 
 
 def synthetic_features(panel: pd.DataFrame) -> pd.DataFrame:
     """Causal features: trailing means and volatility of the legs (row d uses rows <= d)."""
     q, s = panel["qqq_leg_return"], panel["spy_leg_return"]
-    return pd.DataFrame({
-        "spread_5": (q - s).rolling(5).mean(),
-        "spread_21": (q - s).rolling(21).mean(),
-        "qqq_vol_21": q.rolling(21).std(),
-        "spy_vol_21": s.rolling(21).std(),
-    }, index=panel.index)
+    return pd.DataFrame(
+        {
+            "spread_5": (q - s).rolling(5).mean(),
+            "spread_21": (q - s).rolling(21).mean(),
+            "qqq_vol_21": q.rolling(21).std(),
+            "spy_vol_21": s.rolling(21).std(),
+        },
+        index=panel.index,
+    )
 
 
 def build(panel: pd.DataFrame, settings: Settings):
@@ -91,16 +101,22 @@ def build(panel: pd.DataFrame, settings: Settings):
 def problem(tmp_path_factory):
     settings = make_settings(tmp_path_factory.mktemp("home"))
     panel = synthetic_panel()
-    features, labels, utilities, plan, frames = build(panel, settings)
+    _features, _labels, utilities, plan, frames = build(panel, settings)
     return settings, panel, utilities, plan, frames
 
 
 # --- tuned_settings and the search space ---------------------------------------------------------
 
+
 def test_tuned_settings_applies_dotted_params(tmp_path):
     base = make_settings(tmp_path)
-    params = {"models.lightgbm.num_leaves": 31, "policy.alpha": 0.2, "envelope.dd_soft": 0.08,
-              "ensemble.calibration": "isotonic", "labels.lambda_dd": 2.5}
+    params = {
+        "models.lightgbm.num_leaves": 31,
+        "policy.alpha": 0.2,
+        "envelope.dd_soft": 0.08,
+        "ensemble.calibration": "isotonic",
+        "labels.lambda_dd": 2.5,
+    }
     tuned = tuned_settings(base, params)
     assert tuned.models.lightgbm.num_leaves == 31 and tuned.policy.alpha == 0.2
     assert tuned.envelope.dd_soft == 0.08 and tuned.ensemble.calibration == "isotonic"
@@ -110,13 +126,16 @@ def test_tuned_settings_applies_dotted_params(tmp_path):
     assert tuned_settings(base, {}) is base
 
 
-@pytest.mark.parametrize("params, words", [
-    ({"policy.alpha": 1.5}, ["policy.alpha", "1.5"]),
-    ({"models.lightgbm.num_leaves": 1}, ["models.lightgbm.num_leaves", "ge 2"]),
-    ({"envelope.dd_soft": 0.3}, ["dd_hard", "dd_soft"]),
-    ({"policy.alpah": 0.1}, ["policy.alpah"]),
-    ({"policy.alpha.x": 0.1}, ["policy.alpha.x"]),
-])
+@pytest.mark.parametrize(
+    "params, words",
+    [
+        ({"policy.alpha": 1.5}, ["policy.alpha", "1.5"]),
+        ({"models.lightgbm.num_leaves": 1}, ["models.lightgbm.num_leaves", "ge 2"]),
+        ({"envelope.dd_soft": 0.3}, ["dd_hard", "dd_soft"]),
+        ({"policy.alpah": 0.1}, ["policy.alpah"]),
+        ({"policy.alpha.x": 0.1}, ["policy.alpha.x"]),
+    ],
+)
 def test_tuned_settings_refuses_bad_params(tmp_path, params, words):
     with pytest.raises(SettingsError) as info:
         tuned_settings(make_settings(tmp_path), params)
@@ -146,9 +165,17 @@ def test_search_space_per_profile(tmp_path):
 
 # --- the objective on a hand-made example --------------------------------------------------------
 
+
 def test_robust_objective_by_hand():
-    weights = TuningSettings(w_calmar=1.0, w_monthly_pnl=50.0, w_dd_penalty=5.0, dd_cap=0.25,
-                             w_turnover_penalty=0.05, turnover_cap=12.0, w_tail_penalty=0.5)
+    weights = TuningSettings(
+        w_calmar=1.0,
+        w_monthly_pnl=50.0,
+        w_dd_penalty=5.0,
+        dd_cap=0.25,
+        w_turnover_penalty=0.05,
+        turnover_cap=12.0,
+        w_tail_penalty=0.5,
+    )
     inner = [
         {"cagr": 0.20, "max_drawdown": -0.10, "avg_monthly_pnl": 0.015, "turnover": 10.0},  # C = 2.0
         {"cagr": 0.06, "max_drawdown": -0.30, "avg_monthly_pnl": 0.005, "turnover": 16.0},  # C = 0.2
@@ -173,22 +200,41 @@ def test_robust_objective_by_hand():
 
 # --- inner splits never see the outer test window ------------------------------------------------
 
+
 @hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    years=st.integers(4, 7), validation=st.integers(63, 150), horizon=st.integers(1, 30),
-    extra_purge=st.integers(0, 20), n_inner=st.integers(1, 4), block=st.integers(63, 200),
-    scheme=st.sampled_from(["walk_forward", "purged_kfold"]), window=st.sampled_from(["expanding", "rolling"]),
-    embargo=st.integers(0, 30), skip=st.integers(0, 300),
+    years=st.integers(4, 7),
+    validation=st.integers(63, 150),
+    horizon=st.integers(1, 30),
+    extra_purge=st.integers(0, 20),
+    n_inner=st.integers(1, 4),
+    block=st.integers(63, 200),
+    scheme=st.sampled_from(["walk_forward", "purged_kfold"]),
+    window=st.sampled_from(["expanding", "rolling"]),
+    embargo=st.integers(0, 30),
+    skip=st.integers(0, 300),
 )
-def test_inner_splits_never_reach_the_outer_test_window(years, validation, horizon, extra_purge, n_inner, block,
-                                                        scheme, window, embargo, skip):
+def test_inner_splits_never_reach_the_outer_test_window(
+    years, validation, horizon, extra_purge, n_inner, block, scheme, window, embargo, skip
+):
     purge = horizon + extra_purge
-    settings = Settings.model_validate({
-        "labels": {"horizon": horizon},
-        "folds": {"min_train_years": 1, "validation_sessions": validation, "purge_sessions": purge,
-                  "n_inner_folds": n_inner, "inner_test_sessions": block, "inner_scheme": scheme,
-                  "window": window, "rolling_years": 2, "embargo_sessions": embargo, "required_oos_years": []},
-    })
+    settings = Settings.model_validate(
+        {
+            "labels": {"horizon": horizon},
+            "folds": {
+                "min_train_years": 1,
+                "validation_sessions": validation,
+                "purge_sessions": purge,
+                "n_inner_folds": n_inner,
+                "inner_test_sessions": block,
+                "inner_scheme": scheme,
+                "window": window,
+                "rolling_years": 2,
+                "embargo_sessions": embargo,
+                "required_oos_years": [],
+            },
+        }
+    )
     sessions = decision_ts_from_dates(pd.bdate_range("2001-01-02", periods=252 * years + skip))
     usable = pd.Series(np.arange(len(sessions)) < len(sessions) - horizon, index=sessions)
     try:
@@ -202,8 +248,16 @@ def test_inner_splits_never_reach_the_outer_test_window(years, validation, horiz
         inner = rows[rows["inner"] >= 0]
         assert len(inner) == n_inner
         for _, row in inner.iterrows():
-            for column in ("train_start", "train_end", "train2_start", "train2_end", "val_start", "val_end",
-                           "test_start", "test_end"):
+            for column in (
+                "train_start",
+                "train_end",
+                "train2_start",
+                "train2_end",
+                "val_start",
+                "val_end",
+                "test_start",
+                "test_end",
+            ):
                 if pd.notna(row[column]):
                     assert pos[row[column]] < limit, (fold, row["inner"], column)
 
@@ -214,8 +268,8 @@ def test_tuning_reads_nothing_of_the_outer_test_window(problem):
     outer = plan[(plan["fold"] == FOLD) & (plan["inner"] == -1)].iloc[0]
     cutoff = panel.index[panel.index.get_indexer([outer["test_start"]])[0] - 1]
     changed = perturb_after(panel, cutoff, seed=5)
-    assert not changed.loc[outer["test_start"]:].equals(panel.loc[outer["test_start"]:])
-    *_, utilities2, plan2, frames2 = build(changed, settings)
+    assert not changed.loc[outer["test_start"] :].equals(panel.loc[outer["test_start"] :])
+    *_, utilities2, _plan2, frames2 = build(changed, settings)
     params = {"labels.lambda_dd": 2.0, "policy.alpha": 0.2, "ensemble.calibration": "temperature"}
     before = evaluate_params(params, frames, utilities, panel, settings)
     after = evaluate_params(params, frames2, utilities2, changed, settings)
@@ -225,6 +279,7 @@ def test_tuning_reads_nothing_of_the_outer_test_window(problem):
 
 # --- evaluation = the fold pipeline; pruning -----------------------------------------------------
 
+
 def test_evaluation_matches_the_fold_pipeline(problem):
     settings, panel, utilities, _, frames = problem
     out = evaluate_params({}, frames, utilities, panel, settings)
@@ -232,8 +287,12 @@ def test_evaluation_matches_the_fold_pipeline(problem):
     model = fit_fold(frame, utilities, settings)
     path = fold_path(predict_split(model, frame, "test"), model.m, panel, settings)
     decisions = path[["w_final", "exposure"]].rename(columns={"w_final": "w"})
-    metrics = performance_metrics(run_backtest(decisions, panel.loc[path.index[0]:, list(RETURN_COLUMNS)],
-                                               CostModel.from_settings(settings.costs)), settings.report.notional)
+    metrics = performance_metrics(
+        run_backtest(
+            decisions, panel.loc[path.index[0] :, list(RETURN_COLUMNS)], CostModel.from_settings(settings.costs)
+        ),
+        settings.report.notional,
+    )
     assert out["inner"][0]["calmar"] == metrics["calmar"]
     assert out["inner"][0]["avg_monthly_pnl"] == metrics["avg_monthly_pnl"]
     assert out["objective"] == robust_objective(out["inner"], settings.tuning)
@@ -263,6 +322,7 @@ def test_pruning_stops_after_the_first_inner_split(problem):
 
 
 # --- studies: resume, interruption, ledger -------------------------------------------------------
+
 
 def with_budget(settings: Settings, home: Path, **tuning) -> Settings:
     return settings.model_copy(update={"home": home, "tuning": settings.tuning.model_copy(update=tuning)})
@@ -297,8 +357,15 @@ def test_study_resumes_with_its_finished_trials(problem, tmp_path):
     json.dumps(resumed.to_dict())
     path = export_ledger(resumed, tmp_path / "ledger.parquet")
     stored = read_parquet(path)
-    assert len(stored) == 4 and {"trial", "state", "objective", "duration_s", "inner1.calmar",
-                                 "param.policy.alpha", "term.tail_penalty"} <= set(stored.columns)
+    assert len(stored) == 4 and {
+        "trial",
+        "state",
+        "objective",
+        "duration_s",
+        "inner1.calmar",
+        "param.policy.alpha",
+        "term.tail_penalty",
+    } <= set(stored.columns)
 
 
 def test_interrupted_study_completes_the_remaining_trials(problem, tmp_path, monkeypatch):
@@ -351,13 +418,15 @@ def test_journal_storage_and_changed_problem(problem, tmp_path):
 
 # --- tuning finds a known best -------------------------------------------------------------------
 
+
 def test_tuning_finds_the_known_best_vol_target(tmp_path):
     """Legs whose every daily return is positive, cash at 0, zero costs, no turnover penalty: more
     exposure earns more on every session, so the objective never falls as vol_target rises, and its
     best is the plateau of full exposure: any vol_target at or above the largest trailing volatility
     (identical paths, identical objective). Lower targets cut exposure and earn less."""
     settings = make_settings(
-        tmp_path, costs={"fee_bps": 0.0, "slippage_bps": 0.0, "impact_bps": 0.0},
+        tmp_path,
+        costs={"fee_bps": 0.0, "slippage_bps": 0.0, "impact_bps": 0.0},
         envelope={"dd_guard": False, "drift_throttle": False, "vol_scaling": True, "vol_target": 0.003},
         tuning={"n_trials": 10, "pruning": False, "w_turnover_penalty": 0.0},
     )

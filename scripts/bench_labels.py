@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import time
 import tracemalloc
-from typing import Callable
+from collections.abc import Callable
 
 import pandas as pd
 
 from allocator_pipeline.core.common.costs import CostModel
-from allocator_pipeline.core.labels.utility import utility_labels, utility_labels_loop
-from allocator_pipeline_tests.support.leakage import compare_up_to
 from allocator_pipeline.core.inputs.market import load_prices, market_panel
+from allocator_pipeline.core.labels.utility import utility_labels, utility_labels_loop
 from allocator_pipeline.settings import CostSettings, LabelSettings
+from allocator_pipeline_tests.support.leakage import compare_up_to
 
 HORIZON = 20
 
@@ -29,10 +29,9 @@ def passive_leg_panel() -> pd.DataFrame:
     """Leg panel of buy-and-hold legs: leg_return = adjusted close pct change (from QQQ's 2nd session)."""
     market = market_panel(load_prices())
     market = market[market["qqq_adj_close"].notna()]
-    panel = pd.DataFrame({
-        "qqq_leg_return": market["qqq_adj_close"].pct_change(),
-        "spy_leg_return": market["spy_adj_close"].pct_change(),
-    })
+    panel = pd.DataFrame(
+        {"qqq_leg_return": market["qqq_adj_close"].pct_change(), "spy_leg_return": market["spy_adj_close"].pct_change()}
+    )
     return panel.iloc[1:]
 
 
@@ -57,8 +56,10 @@ def main() -> None:
     vec_time, vec_peak, (vec_labels, vec_utils) = measure(lambda: utility_labels(panel, settings, costs), 3)
     loop_time, loop_peak, (loop_labels, loop_utils) = measure(lambda: utility_labels_loop(panel, settings, costs), 1)
     differences = compare_up_to(vec_labels, loop_labels, None) + compare_up_to(vec_utils, loop_utils, None)
-    print(f"utility labels, passive legs {panel.index[0].date()} .. {panel.index[-1].date()}: "
-          f"{len(panel)} sessions x 21 weights x H={HORIZON}")
+    print(
+        f"utility labels, passive legs {panel.index[0].date()} .. {panel.index[-1].date()}: "
+        f"{len(panel)} sessions x 21 weights x H={HORIZON}"
+    )
     print(f"{'implementation':<16}{'runs':>6}{'time (s)':>12}{'peak mem (MB)':>16}")
     print(f"{'vectorised':<16}{'best/3':>6}{vec_time:>12.3f}{vec_peak / 2**20:>16.1f}")
     print(f"{'per-day loop':<16}{'1':>6}{loop_time:>12.3f}{loop_peak / 2**20:>16.1f}")

@@ -32,22 +32,30 @@ import pandas as pd
 
 from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.features.table import available_blocks, build_features
-from allocator_pipeline.core.folds.plan import plan_folds, usable_sessions
-from allocator_pipeline.core.labels.utility import utility_labels
+from allocator_pipeline.core.folds.checks import usable_sessions
+from allocator_pipeline.core.folds.plan import plan_folds
+from allocator_pipeline.core.inputs.market import load_prices, market_panel
 from allocator_pipeline.core.inputs.step3 import build_leg_panel, read_step3_dir
-from allocator_pipeline.core.tuning.study import inner_fold_frames, run_study
+from allocator_pipeline.core.labels.utility import utility_labels
 from allocator_pipeline.core.tuning.objective import InnerFitCache, evaluate_params
 from allocator_pipeline.core.tuning.space import MODEL_GROUPS, search_space
-from allocator_pipeline.core.inputs.market import load_prices, market_panel
+from allocator_pipeline.core.tuning.study import inner_fold_frames, run_study
 from allocator_pipeline.settings import Settings, load_settings
 
-
 FULL_TRIAL = {  # a mid-range point of the model and label groups (all members refitted)
-    "models.lightgbm.num_leaves": 31, "models.lightgbm.max_depth": 6, "models.lightgbm.learning_rate": 0.08,
-    "models.lightgbm.min_data_in_leaf": 60, "models.lightgbm.lambda_l2": 2.0,
-    "models.lightgbm.feature_fraction": 0.7, "models.linear.C": 0.2, "models.linear.l1_ratio": 0.3,
-    "models.catboost.depth": 5, "models.catboost.l2_leaf_reg": 3.0, "models.catboost.iterations": 200,
-    "labels.lambda_dd": 2.0, "labels.lambda_tc": 0.5,
+    "models.lightgbm.num_leaves": 31,
+    "models.lightgbm.max_depth": 6,
+    "models.lightgbm.learning_rate": 0.08,
+    "models.lightgbm.min_data_in_leaf": 60,
+    "models.lightgbm.lambda_l2": 2.0,
+    "models.lightgbm.feature_fraction": 0.7,
+    "models.linear.C": 0.2,
+    "models.linear.l1_ratio": 0.3,
+    "models.catboost.depth": 5,
+    "models.catboost.l2_leaf_reg": 3.0,
+    "models.catboost.iterations": 200,
+    "labels.lambda_dd": 2.0,
+    "labels.lambda_tc": 0.5,
 }
 
 
@@ -79,8 +87,9 @@ def build_inputs(settings: Settings, legs: str) -> tuple:
     """(settings with the available feature blocks, leg panel, features, labels, utilities, plan)."""
     market = market_panel(load_prices())
     panel = passive_panel(market) if legs == "passive" else reference_panel(market, settings)
-    settings = settings.model_copy(update={"features": settings.features.model_copy(
-        update={"blocks": available_blocks(panel, settings.features)})})
+    settings = settings.model_copy(
+        update={"features": settings.features.model_copy(update={"blocks": available_blocks(panel, settings.features)})}
+    )
     features = build_features(panel, settings.features)
     labels, utilities = utility_labels(panel, settings.labels, CostModel.from_settings(settings.costs))
     plan = plan_folds(features.index, usable_sessions(features, labels), settings)
@@ -96,15 +105,23 @@ def timed(fn):
 def single_fold(args: argparse.Namespace, settings: Settings, inputs) -> None:
     settings, panel, features, labels, utilities, plan = inputs
     frames = inner_fold_frames(features, labels, plan, args.fold)
-    sizes = ", ".join(f"{(f['split'] == 'train').sum()}/{(f['split'] == 'val').sum()}/{(f['split'] == 'test').sum()}"
-                      for f in frames)
-    print(f"fold {args.fold}: {len(frames)} inner splits (train/val/test rows: {sizes}), "
-          f"{features.shape[1]} features, members {list(settings.models.members)}")
+    sizes = ", ".join(
+        f"{(f['split'] == 'train').sum()}/{(f['split'] == 'val').sum()}/{(f['split'] == 'test').sum()}" for f in frames
+    )
+    print(
+        f"fold {args.fold}: {len(frames)} inner splits (train/val/test rows: {sizes}), "
+        f"{features.shape[1]} features, members {list(settings.models.members)}"
+    )
     cache = InnerFitCache()
     t_fit, out = timed(lambda: evaluate_params({}, frames, utilities, panel, settings, cache=cache))
     print(f"  defaults trial, members fitted on every inner split: {t_fit:.2f} s (objective {out['objective']:.4f})")
-    cheap = {"policy.alpha": 0.3, "policy.max_daily_change": 0.2, "ensemble.calibration": "temperature",
-             "ensemble.blend_temperature": 0.1, "envelope.vol_target": 0.25}
+    cheap = {
+        "policy.alpha": 0.3,
+        "policy.max_daily_change": 0.2,
+        "ensemble.calibration": "temperature",
+        "ensemble.blend_temperature": 0.1,
+        "envelope.vol_target": 0.25,
+    }
     t_cheap, out = timed(lambda: evaluate_params(cheap, frames, utilities, panel, settings, cache=cache))
     print(f"  cheap trial (ensemble/policy/envelope, cached members): {t_cheap:.3f} s")
     model_space = search_space(settings, MODEL_GROUPS)
@@ -116,31 +133,60 @@ def single_fold(args: argparse.Namespace, settings: Settings, inputs) -> None:
     with tempfile.TemporaryDirectory() as home:
         s = settings.model_copy(update={"home": Path(home)})
         t_study, result = timed(lambda: run_study(args.fold, frames, utilities, panel, s))
-    print(f"  study, profile {settings.profile} (groups {list(result.groups)}, n_trials {settings.tuning.n_trials}, "
-          f"timeout {settings.tuning.timeout_seconds:.0f} s): {t_study:.1f} s, {result.n_trials}, "
-          f"best {result.best_value:.4f} vs defaults {result.default_value:.4f}")
+    print(
+        f"  study, profile {settings.profile} (groups {list(result.groups)}, n_trials {settings.tuning.n_trials}, "
+        f"timeout {settings.tuning.timeout_seconds:.0f} s): {t_study:.1f} s, {result.n_trials}, "
+        f"best {result.best_value:.4f} vs defaults {result.default_value:.4f}"
+    )
 
 
 def worker(args: argparse.Namespace, settings: Settings, inputs) -> None:
     settings, panel, features, labels, utilities, plan = inputs
     for fold in args.worker.split(","):
         frames = inner_fold_frames(features, labels, plan, fold)
-        t, result = timed(lambda: run_study(fold, frames, utilities, panel, settings))
-        print(json.dumps({"fold": fold, "seconds": t, **result.n_trials, "best": result.best_value,
-                          "defaults": result.default_value}), flush=True)
+        t, result = timed(lambda fold=fold, frames=frames: run_study(fold, frames, utilities, panel, settings))
+        print(
+            json.dumps(
+                {
+                    "fold": fold,
+                    "seconds": t,
+                    **result.n_trials,
+                    "best": result.best_value,
+                    "defaults": result.default_value,
+                }
+            ),
+            flush=True,
+        )
 
 
 def all_folds(args: argparse.Namespace, settings: Settings, inputs) -> None:
     plan = inputs[-1]
     folds = [str(f) for f in plan.loc[plan["inner"] == -1, "fold"]]
-    chunks = [folds[i::args.workers] for i in range(args.workers)]
+    chunks = [folds[i :: args.workers] for i in range(args.workers)]
     start = time.perf_counter()
-    procs = [subprocess.Popen([sys.executable, __file__, "--profile", args.profile, "--legs", args.legs,
-                               "--home", str(settings.home), "--worker", ",".join(chunk)]
-                              + (["--trials", str(args.trials)] if args.trials else [])
-                              + (["--first-test-year", str(args.first_test_year)] if args.first_test_year else [])
-                              + (["--inner-folds", str(args.inner_folds)] if args.inner_folds else []),
-                              stdout=subprocess.PIPE, text=True) for chunk in chunks if chunk]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--profile",
+                args.profile,
+                "--legs",
+                args.legs,
+                "--home",
+                str(settings.home),
+                "--worker",
+                ",".join(chunk),
+            ]
+            + (["--trials", str(args.trials)] if args.trials else [])
+            + (["--first-test-year", str(args.first_test_year)] if args.first_test_year else [])
+            + (["--inner-folds", str(args.inner_folds)] if args.inner_folds else []),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for chunk in chunks
+        if chunk
+    ]
     rows = []
     for proc in procs:
         out, _ = proc.communicate()
@@ -150,8 +196,10 @@ def all_folds(args: argparse.Namespace, settings: Settings, inputs) -> None:
     wall = time.perf_counter() - start
     table = pd.DataFrame(rows).sort_values("fold")
     print(table.to_string(index=False))
-    print(f"{len(folds)} folds, {args.workers} at a time, profile {settings.profile} "
-          f"(n_trials {settings.tuning.n_trials}): wall {wall:.1f} s, sum of fold times {table['seconds'].sum():.1f} s")
+    print(
+        f"{len(folds)} folds, {args.workers} at a time, profile {settings.profile} "
+        f"(n_trials {settings.tuning.n_trials}): wall {wall:.1f} s, sum of fold times {table['seconds'].sum():.1f} s"
+    )
 
 
 def main() -> None:

@@ -91,8 +91,9 @@ def screenshot(report: Path, out: Path, window_size: str = "1400,4000", timeout_
         cmd = chromium_command(binary, report, tmp_out, Path(profile), window_size)
         env = {**os.environ, "HOME": profile}  # keep Chromium's caches out of the real home
         try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env,
-                                  stdin=subprocess.DEVNULL)
+            done = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=timeout_s, env=env, stdin=subprocess.DEVNULL
+            )
         except subprocess.TimeoutExpired:
             print(f"error: Chromium did not finish within {timeout_s:.0f} s", file=sys.stderr)
             tmp_out.unlink(missing_ok=True)
@@ -110,14 +111,22 @@ def screenshot(report: Path, out: Path, window_size: str = "1400,4000", timeout_
 def main(argv: list[str] | None = None) -> int:
     home = Path(os.environ.get("ALLOCATOR_HOME") or ".")
     parser = argparse.ArgumentParser(description="Screenshot the allocator's HTML report with headless Chromium.")
-    parser.add_argument("report", nargs="?", type=Path, default=home / BACKTEST_DIR / "report.html",
-                        help="report HTML (default: %(default)s)")
-    parser.add_argument("out", nargs="?", type=Path, default=home / BACKTEST_DIR / "report.screenshot.png",
-                        help="screenshot PNG (default: %(default)s)")
-    parser.add_argument("--window-size", default="1400,4000",
-                        help="viewport WIDTH,HEIGHT in px (default: %(default)s)")
-    parser.add_argument("--timeout", type=float, default=120.0,
-                        help="seconds before giving up (default: %(default)s)")
+    parser.add_argument(
+        "report",
+        nargs="?",
+        type=Path,
+        default=home / BACKTEST_DIR / "report.html",
+        help="report HTML (default: %(default)s)",
+    )
+    parser.add_argument(
+        "out",
+        nargs="?",
+        type=Path,
+        default=home / BACKTEST_DIR / "report.screenshot.png",
+        help="screenshot PNG (default: %(default)s)",
+    )
+    parser.add_argument("--window-size", default="1400,4000", help="viewport WIDTH,HEIGHT in px (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds before giving up (default: %(default)s)")
     args = parser.parse_args(argv)
     return screenshot(args.report, args.out, args.window_size, args.timeout)
 

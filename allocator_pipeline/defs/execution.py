@@ -8,53 +8,41 @@ fold at a time, each recording its run in the same Dagster instance. (``allocato
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import dagster as dg
 
-from allocator_pipeline.defs.io_manager import ArtifactIOManager
+from allocator_pipeline.definitions import defs
+from allocator_pipeline.defs.allocation import daily_rebalance_job
+from allocator_pipeline.defs.evaluation import fold_job
+from allocator_pipeline.defs.folds import dataset_job
 from allocator_pipeline.defs.partitions import FOLD_PARTITIONS_NAME
-from allocator_pipeline.defs.resources import AllocatorSettings
-from allocator_pipeline.settings import Settings
+from allocator_pipeline.defs.promotion import report_job
+from allocator_pipeline.defs.resources import resources_for
+from allocator_pipeline.settings import RunOptions, Settings
 
-DATASET_ASSETS = ["market_prices", "step3_legs", "leg_panel", "allocator_features", "utility_labels",
-                  "utility_table", "fold_plan"]
-TUNING_ASSETS = ["fold_dataset", "fold_tuning"]
-TRAIN_ASSETS = ["fold_dataset", "fold_tuning", "fold_models", "fold_ensemble", "fold_predictions"]
-FOLD_ASSETS = [*TRAIN_ASSETS, "fold_backtest"]
-REPORT_ASSETS = ["walk_forward_report", "promoted_allocator"]
+# What each command materialises: a job's own selection (adding a stage to a job is one edit).
+DATASET = dataset_job.selection
+FOLD_STAGES = fold_job.selection
+TRAIN = FOLD_STAGES & dg.AssetSelection.assets("fold_predictions").upstream()
+TUNING = FOLD_STAGES & dg.AssetSelection.assets("fold_tuning").upstream()
+REPORT = report_job.selection
+DAILY = daily_rebalance_job.selection
 # Dagster's console logger at INFO: asset progress messages, not every engine event.
 RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+Selection = dg.AssetSelection | Sequence[str]
 
 
-@dataclass(frozen=True)
-class RunOptions:
-    """What the settings resource is configured with (the CLI's global options)."""
-
-    home: str | None = None
-    prices: str | None = None
-    step3: str | None = None
-    profile: str | None = None
-    config_file: str | None = None
-    overrides: dict = field(default_factory=dict)
-
-    def settings_resource(self) -> AllocatorSettings:
-        return AllocatorSettings(home=self.home, prices=self.prices, step3=self.step3,
-                                 profile=self.profile, config_file=self.config_file,
-                                 overrides_json=json.dumps(self.overrides, sort_keys=True) if self.overrides else None)
-
-    def settings(self) -> Settings:
-        return self.settings_resource().load()
-
-    def resources(self) -> dict:
-        res = self.settings_resource()
-        return {"settings": res, "io_manager": ArtifactIOManager(settings=res)}
+def asset_names(selection: Selection) -> list[str]:
+    """The asset names a selection resolves to in the code location, in pipeline order."""
+    graph = defs.resolve_asset_graph()
+    keys = dg.AssetSelection.assets(*selection) if not isinstance(selection, dg.AssetSelection) else selection
+    chosen = keys.resolve(graph)
+    return [key.to_user_string() for key in graph.toposorted_asset_keys if key in chosen]
 
 
 def default_dagster_home(settings: Settings) -> Path:
@@ -75,25 +63,20 @@ def get_instance(settings: Settings) -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def all_assets() -> list:
-    from allocator_pipeline.definitions import ALL_ASSETS
-
-    return list(ALL_ASSETS)
-
-
-def materialize(names: Sequence[str], options: RunOptions, instance: dg.DagsterInstance,
-                partition_key: str | None = None) -> dg.ExecuteInProcessResult:
-    """Materialise the named assets in one run (upstream assets are read from their artifacts)."""
+def materialize(
+    selection: Selection, options: RunOptions, instance: dg.DagsterInstance, partition_key: str | None = None
+) -> dg.ExecuteInProcessResult:
+    """Materialise the selected assets in one run (upstream assets are read from their artifacts)."""
     tags = {"allocator/command": "cli"}
     if partition_key is not None:
         tags["allocator/partition"] = partition_key
     return dg.materialize(
-        all_assets(),
+        [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)],
         run_config=RUN_CONFIG,
-        selection=list(names),
+        selection=selection if isinstance(selection, dg.AssetSelection) else list(selection),
         partition_key=partition_key,
         instance=instance,
-        resources=options.resources(),
+        resources=resources_for(options),
         raise_on_error=False,
         tags=tags,
     )
@@ -123,14 +106,16 @@ def select_folds(spec: str | None, available: Sequence[str]) -> list[str]:
     return sorted(dict.fromkeys(wanted))
 
 
-def _run_fold_in_worker(names: Sequence[str], options: RunOptions, fold: str, dagster_home: str) -> tuple[str, bool, str]:
+def _run_fold_in_worker(
+    selection: Selection, options: RunOptions, fold: str, dagster_home: str
+) -> tuple[str, bool, str]:
     os.environ["DAGSTER_HOME"] = dagster_home
-    result = materialize(names, options, dg.DagsterInstance.get(), partition_key=fold)
+    result = materialize(selection, options, dg.DagsterInstance.get(), partition_key=fold)
     return fold, result.success, result.run_id
 
 
 def materialize_folds(
-    names: Sequence[str],
+    selection: Selection,
     folds: Iterable[str],
     options: RunOptions,
     instance: dg.DagsterInstance,
@@ -142,7 +127,7 @@ def materialize_folds(
     results: dict[str, bool] = {}
     if workers <= 1 or len(folds) <= 1 or instance.is_ephemeral:
         for fold in folds:
-            result = materialize(names, options, instance, partition_key=fold)
+            result = materialize(selection, options, instance, partition_key=fold)
             results[fold] = result.success
             if on_done:
                 on_done(fold, result.success, result.run_id)
@@ -150,7 +135,7 @@ def materialize_folds(
     home = os.environ["DAGSTER_HOME"]
     # spawn, not fork: the parent already runs Dagster, SQLite connections and threads
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_run_fold_in_worker, list(names), options, fold, home) for fold in folds]
+        futures = [pool.submit(_run_fold_in_worker, selection, options, fold, home) for fold in folds]
         for future in as_completed(futures):
             fold, ok, run_id = future.result()
             results[fold] = ok

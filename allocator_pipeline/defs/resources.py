@@ -1,35 +1,171 @@
-"""Resources: the pipeline settings."""
+"""Resources: the pipeline settings, and the IO managers that store asset values as artifacts.
 
+``ArtifactIOManager`` stores DataFrames as parquet and dicts as JSON at the paths of DESIGN.md
+section 9; ``FoldModelIOManager`` stores a fold's models as one directory (members as LightGBM
+text and JSON, ``ensemble.json``, ``policy.json``). Nothing is pickled; writes are atomic.
+"""
 
-import json
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
+import pandas as pd
 
-from allocator_pipeline.settings import Settings, load_settings
+from allocator_pipeline.core.allocation.fold_model import ENSEMBLE_FILE, FoldModel
+from allocator_pipeline.core.common.storage import read_json, read_parquet, write_json, write_parquet
+from allocator_pipeline.core.models.base import Member
+from allocator_pipeline.core.models.members import load_members, save_members
+from allocator_pipeline.settings import RunOptions
 
 
-class AllocatorSettings(dg.ConfigurableResource):
-    """The pipeline's settings (allocator_pipeline.settings.Settings), loaded and validated.
+class AllocatorSettings(dg.ConfigurableResource, RunOptions):
+    """The pipeline's settings (``allocator_pipeline.settings.Settings``), loaded and validated.
 
-    Every field is optional; unset fields fall back to the environment (ALLOCATOR_HOME,
-    ALLOCATOR_PRICES, ALLOCATOR_STEP3, ALLOCATOR_PROFILE), then to ``allocator.toml`` in the home
-    directory, then to the profile and field defaults.
+    Its config fields are the global options (:class:`~allocator_pipeline.settings.RunOptions`);
+    unset fields fall back to the environment, then to ``allocator.toml`` in the home directory,
+    then to the profile and field defaults.
     """
 
-    home: str | None = None
-    prices: str | None = None
-    step3: str | None = None
-    profile: str | None = None
-    config_file: str | None = None
-    overrides_json: str | None = None
 
-    def load(self) -> Settings:
-        """Validated settings; ``overrides_json`` (a JSON object of nested sections) wins over all."""
-        return load_settings(
-            home=self.home,
-            prices=self.prices,
-            step3=self.step3,
-            profile=self.profile,
-            config_file=self.config_file,
-            overrides=json.loads(self.overrides_json) if self.overrides_json else None,
-        )
+ARTIFACT_PATHS: dict[str, str] = {
+    "market_prices": "step3_out/allocator/dataset/market_panel",
+    "step3_legs": "step3_out/allocator/dataset/step3_manifest",
+    "leg_panel": "step3_out/allocator/dataset/leg_panel",
+    "allocator_features": "step3_out/allocator/dataset/features",
+    "utility_labels": "step3_out/allocator/dataset/labels",
+    "utility_table": "step3_out/allocator/dataset/utilities",
+    "fold_plan": "step3_out/allocator/dataset/fold_plan",
+    "fold_dataset": "step3_out/allocator/dataset/folds/{partition}",
+    "fold_tuning": "step3_out/allocator/optuna/{partition}/tuning",
+    "fold_predictions": "step3_out/allocator/models/{partition}/predictions",
+    "fold_backtest": "step3_out/allocator/backtest/folds/{partition}",
+    "walk_forward_report": "step3_out/allocator/backtest/metrics",
+    "promoted_allocator": "step3_out/allocator/promotion",
+}
+
+
+def _partitions(context: dg.InputContext) -> list[str] | None:
+    """The input's partition keys (None for an unpartitioned asset)."""
+    return list(context.asset_partition_keys) if context.has_asset_partitions else None
+
+
+class ArtifactIOManager(dg.ConfigurableIOManager):
+    """Parquet/JSON artifacts under the settings' home directory."""
+
+    settings: dg.ResourceDependency[AllocatorSettings]
+
+    def _base(self, asset_name: str, partition: str | None) -> Path:
+        template = ARTIFACT_PATHS.get(asset_name, f"step3_out/allocator/other/{asset_name}/{{partition}}")
+        if "{partition}" in template and partition is None:
+            raise ValueError(f"asset {asset_name} is partitioned but no partition key was given")
+        return self.settings.load().home.resolve() / template.format(partition=partition)
+
+    def artifact_path(self, asset_name: str, partition: str | None = None) -> Path | None:
+        """The stored file of an asset (partition), or None if it was never materialised."""
+        base = self._base(asset_name, partition)
+        for suffix in (".parquet", ".json"):
+            if base.with_suffix(suffix).is_file():
+                return base.with_suffix(suffix)
+        return None
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        partition = context.asset_partition_key if context.has_asset_partitions else None
+        base = self._base(context.asset_key.path[-1], partition)
+        if isinstance(obj, pd.DataFrame):
+            path = write_parquet(obj, base.with_suffix(".parquet"))
+            stale = base.with_suffix(".json")
+        elif isinstance(obj, dict):
+            path = write_json(obj, base.with_suffix(".json"))
+            stale = base.with_suffix(".parquet")
+        else:
+            raise TypeError(f"{context.asset_key.to_user_string()}: cannot store {type(obj).__name__}")
+        if stale.exists():
+            stale.unlink()
+        context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
+
+    def load(self, asset_name: str, partition: str | None = None) -> Any:
+        """The stored value of an asset (partition); a clear error when it was never materialised."""
+        path = self.artifact_path(asset_name, partition)
+        if path is None:
+            where = f" partition {partition}" if partition else ""
+            raise FileNotFoundError(
+                f"asset {asset_name}{where} has not been materialised yet (no artifact at "
+                f"{self._base(asset_name, partition)}.parquet|.json); materialise it first"
+            )
+        return read_parquet(path) if path.suffix == ".parquet" else read_json(path)
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        name = context.asset_key.path[-1]
+        keys = _partitions(context)
+        if keys is None:
+            return self.load(name)
+        if context.has_partition_key and len(keys) == 1:
+            return self.load(name, keys[0])
+        return {key: self.load(name, key) for key in keys}
+
+
+MEMBERS_FILE = "members.json"
+
+
+class FoldModelIOManager(dg.ConfigurableIOManager):
+    """One directory per fold model: ``step3_out/allocator/models/<fold>/``.
+
+    * ``fold_models`` (``dict[str, Member]``): each member's own file (``lightgbm.txt``,
+      ``linear.json``, ``catboost.json``) and ``members.json`` listing them;
+    * ``fold_ensemble`` (:class:`FoldModel`): ``ensemble.json`` and ``policy.json`` beside the
+      members it blends.
+
+    Loading reads the same files back, so every consumer uses the stored models.
+    """
+
+    settings: dg.ResourceDependency[AllocatorSettings]
+
+    def directory(self, fold: str) -> Path:
+        return self.settings.load().paths.fold_models(fold)
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        directory = self.directory(context.asset_partition_key)
+        if isinstance(obj, FoldModel):
+            obj.save(directory)
+        elif isinstance(obj, dict) and all(isinstance(m, Member) for m in obj.values()):
+            files = save_members(obj, directory)
+            write_json(
+                {
+                    "fold": context.asset_partition_key,
+                    "members": files,
+                    "describe": {name: member.describe() for name, member in obj.items()},
+                },
+                directory / MEMBERS_FILE,
+            )
+        else:
+            raise TypeError(f"{context.asset_key.to_user_string()}: cannot store {type(obj).__name__} as a model")
+        context.add_output_metadata({"directory": dg.MetadataValue.path(str(directory))})
+
+    def load(self, asset_name: str, fold: str) -> Any:
+        """The stored fold model (``fold_ensemble``) or members (``fold_models``) of ``fold``."""
+        directory = self.directory(fold)
+        marker = directory / (ENSEMBLE_FILE if asset_name == "fold_ensemble" else MEMBERS_FILE)
+        if not marker.is_file():
+            raise FileNotFoundError(
+                f"fold {fold} has no trained {asset_name} in {directory}: run `allocator train --folds {fold}`"
+            )
+        if asset_name == "fold_ensemble":
+            return FoldModel.load(directory)
+        return load_members(directory, read_json(marker)["members"])
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        name = context.asset_key.path[-1]
+        keys = _partitions(context) or []
+        if context.has_partition_key and len(keys) == 1:
+            return self.load(name, keys[0])
+        return {key: self.load(name, key) for key in keys}
+
+
+def resources_for(options: RunOptions) -> dict[str, Any]:
+    """The code location's resources configured with ``options`` (the CLI's global options)."""
+    settings = AllocatorSettings(**options.model_dump())
+    return {
+        "settings": settings,
+        "io_manager": ArtifactIOManager(settings=settings),
+        "model_io_manager": FoldModelIOManager(settings=settings),
+    }

@@ -1,5 +1,4 @@
-"""Presentation of the walk-forward report: the HTML page, its tables, charts and diagnostics.
-"""
+"""Presentation of the walk-forward report: the HTML page, its tables, charts and diagnostics."""
 
 from allocator_pipeline.report.charts import equity_and_drawdown, headline_figure_png, sample_rows
 from allocator_pipeline.report.diagnostics import (
@@ -9,14 +8,8 @@ from allocator_pipeline.report.diagnostics import (
     pooled_reliability,
     tuning_table,
 )
-from allocator_pipeline.report.page import format_headline, headline_figure_png, headline_table, render_report
-from allocator_pipeline.report.tables import (
-    STRATEGIES,
-    failed_gates,
-    format_headline,
-    headline_cells,
-    headline_table,
-)
+from allocator_pipeline.report.page import publish_report, render_report
+from allocator_pipeline.report.tables import STRATEGIES, failed_gates, format_headline, headline_cells, headline_table
 
 __all__ = [
     "STRATEGIES",
@@ -30,6 +23,7 @@ __all__ = [
     "mean_pairwise_spearman",
     "parameter_stability",
     "pooled_reliability",
+    "publish_report",
     "render_report",
     "sample_rows",
     "tuning_table",

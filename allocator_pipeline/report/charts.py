@@ -15,7 +15,7 @@ New York date. Weights and exposure are plotted against the decision session ``d
 from __future__ import annotations
 
 import io
-from typing import Mapping
+from collections.abc import Mapping
 
 import matplotlib
 import matplotlib.style
@@ -27,8 +27,8 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, PercentF
 from PIL import Image
 
 from allocator_pipeline.core.common.errors import InputDataError
-from allocator_pipeline.report.tables import STRATEGIES, strategy_label
 from allocator_pipeline.core.common.sessions import session_dates
+from allocator_pipeline.report.tables import STRATEGIES, strategy_label
 
 MAX_POINTS = 2000
 DPI = 100
@@ -59,7 +59,14 @@ _RC = {
 }
 
 REQUIRED_COLUMNS: tuple[str, ...] = (
-    "realized_ts", "fold", "w_raw", "w_smoothed", "w_final", "exposure", "ret_allocator", "ret_baseline",
+    "realized_ts",
+    "fold",
+    "w_raw",
+    "w_smoothed",
+    "w_final",
+    "exposure",
+    "ret_allocator",
+    "ret_baseline",
 )
 
 
@@ -70,20 +77,31 @@ def validate_oos_daily(oos_daily: pd.DataFrame) -> None:
     idx = oos_daily.index
     if not isinstance(idx, pd.DatetimeIndex) or idx.tz is None:
         raise InputDataError(
-            "index must be tz-aware UTC decision_ts timestamps", file="oos_daily.parquet",
-            column="decision_ts", value=str(getattr(idx, "dtype", type(idx))),
+            "index must be tz-aware UTC decision_ts timestamps",
+            file="oos_daily.parquet",
+            column="decision_ts",
+            value=str(getattr(idx, "dtype", type(idx))),
         )
     if not idx.is_monotonic_increasing:
         bad = int(np.argmax(np.diff(idx.asi8) < 0)) + 1
-        raise InputDataError("decision_ts is not increasing", file="oos_daily.parquet", column="decision_ts",
-                             row=bad, value=str(idx[bad]))
+        raise InputDataError(
+            "decision_ts is not increasing",
+            file="oos_daily.parquet",
+            column="decision_ts",
+            row=bad,
+            value=str(idx[bad]),
+        )
     for column in REQUIRED_COLUMNS:
         if column not in oos_daily.columns:
             raise InputDataError("required column is missing", file="oos_daily.parquet", column=column)
     realized = oos_daily["realized_ts"]
     if not isinstance(realized.dtype, pd.DatetimeTZDtype):
-        raise InputDataError("realized_ts must be tz-aware UTC timestamps", file="oos_daily.parquet",
-                             column="realized_ts", value=str(realized.dtype))
+        raise InputDataError(
+            "realized_ts must be tz-aware UTC timestamps",
+            file="oos_daily.parquet",
+            column="realized_ts",
+            value=str(realized.dtype),
+        )
 
 
 def _png(fig: Figure, colors: int = PALETTE_COLORS) -> bytes:
@@ -107,8 +125,17 @@ def _png(fig: Figure, colors: int = PALETTE_COLORS) -> bytes:
     return buf.getvalue()
 
 
-def _figure(width: float, height: float, *, left: float = 0.07, right: float = 0.98, top: float = 0.94,
-            bottom: float = 0.08, hspace: float = 0.25, wspace: float = 0.2) -> Figure:
+def _figure(
+    width: float,
+    height: float,
+    *,
+    left: float = 0.07,
+    right: float = 0.98,
+    top: float = 0.94,
+    bottom: float = 0.08,
+    hspace: float = 0.25,
+    wspace: float = 0.2,
+) -> Figure:
     """A figure of ``width`` x ``height`` inches with fixed margins (fractions of the figure);
     fixed margins keep the layout deterministic and cheap compared with a layout engine."""
     fig = Figure(figsize=(width, height), dpi=DPI)
@@ -128,9 +155,7 @@ def strategy_columns(oos_daily: pd.DataFrame) -> list[str]:
     return [s for s in STRATEGIES if f"ret_{s}" in oos_daily.columns]
 
 
-def equity_and_drawdown(
-    oos_daily: pd.DataFrame,
-) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+def equity_and_drawdown(oos_daily: pd.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Compounded equity (from 1.0) and drawdown (negative fraction) of every strategy.
 
     Rows whose ``realized_ts`` is missing are left out; a missing return (NaN) contributes no
@@ -182,8 +207,16 @@ def _draw_equity(ax, dates: np.ndarray, equity: Mapping[str, np.ndarray], labels
         if float(np.nanmax(oracle)) > ORACLE_OFF_SCALE * high:
             ax.set_ylim(low / 1.15, high * 1.6)
             last = float(oracle[np.flatnonzero(np.isfinite(oracle))[-1]])
-            ax.text(0.995, 0.98, f"{labels.get('oracle', 'oracle')}: off scale, ends at {last:,.1f}x",
-                    transform=ax.transAxes, ha="right", va="top", fontsize=8, color="#555555")
+            ax.text(
+                0.995,
+                0.98,
+                f"{labels.get('oracle', 'oracle')}: off scale, ends at {last:,.1f}x",
+                transform=ax.transAxes,
+                ha="right",
+                va="top",
+                fontsize=8,
+                color="#555555",
+            )
     ax.legend(loc="upper left", ncols=3)
 
 
@@ -244,19 +277,49 @@ def weights_png(oos_daily: pd.DataFrame) -> bytes:
                 for ax in (ax_w, ax_x):
                     ax.axvspan(start, end, color="#f0f0f0", lw=0, zorder=0)
             if len(starts) <= 30:
-                ax_w.text(start + (end - start) / 2, 1.01, fold, ha="center", va="bottom", fontsize=8,
-                          color="#666666", transform=ax_w.get_xaxis_transform())
-        ax_w.plot(dates[rows], oos_daily["w_raw"].to_numpy(dtype=float)[rows], color="#9ecae1", lw=0.7,
-                  label="w_raw", drawstyle="steps-post")
-        ax_w.plot(dates[rows], oos_daily["w_smoothed"].to_numpy(dtype=float)[rows], color="#e07b00", lw=1.6,
-                  label="w_smoothed")
-        ax_w.plot(dates[rows], oos_daily["w_final"].to_numpy(dtype=float)[rows], color="#1f4e9c", lw=1.0,
-                  label="w_final (traded)")
+                ax_w.text(
+                    start + (end - start) / 2,
+                    1.01,
+                    fold,
+                    ha="center",
+                    va="bottom",
+                    fontsize=8,
+                    color="#666666",
+                    transform=ax_w.get_xaxis_transform(),
+                )
+        ax_w.plot(
+            dates[rows],
+            oos_daily["w_raw"].to_numpy(dtype=float)[rows],
+            color="#9ecae1",
+            lw=0.7,
+            label="w_raw",
+            drawstyle="steps-post",
+        )
+        ax_w.plot(
+            dates[rows],
+            oos_daily["w_smoothed"].to_numpy(dtype=float)[rows],
+            color="#e07b00",
+            lw=1.6,
+            label="w_smoothed",
+        )
+        ax_w.plot(
+            dates[rows],
+            oos_daily["w_final"].to_numpy(dtype=float)[rows],
+            color="#1f4e9c",
+            lw=1.0,
+            label="w_final (traded)",
+        )
         ax_w.set_ylim(-0.03, 1.03)
         ax_w.set_ylabel("w_qqq (share of QQQ leg)")
         fig.legend(loc="upper right", ncols=3, bbox_to_anchor=(0.98, 0.995))
-        fig.suptitle("QQQ weight through the policy and the risk envelope", x=0.07, y=0.975, ha="left",
-                     fontsize=11, fontweight="bold")
+        fig.suptitle(
+            "QQQ weight through the policy and the risk envelope",
+            x=0.07,
+            y=0.975,
+            ha="left",
+            fontsize=11,
+            fontweight="bold",
+        )
         exposure = oos_daily["exposure"].to_numpy(dtype=float)[rows]
         ax_x.fill_between(dates[rows], exposure, 0.0, color="#2e8b57", alpha=0.25, lw=0)
         ax_x.plot(dates[rows], exposure, color="#2e8b57", lw=1.0)
@@ -291,10 +354,12 @@ def fold_bars_png(folds: pd.DataFrame, strategies: tuple[str, str] = ("allocator
         return _png(fig)
 
 
-def reliability_png(before: pd.DataFrame, after: pd.DataFrame, ece_before: float | None,
-                    ece_after: float | None) -> bytes:
+def reliability_png(
+    before: pd.DataFrame, after: pd.DataFrame, ece_before: float | None, ece_after: float | None
+) -> bytes:
     """Reliability diagram pooled over folds (confidence of the top bucket vs its hit rate),
     before and after calibration, with the number of test rows per confidence bin."""
+
     def tag(ece: float | None) -> str:
         return "" if ece is None else f" (ECE {ece * 100:.2f}%)"
 
@@ -305,8 +370,15 @@ def reliability_png(before: pd.DataFrame, after: pd.DataFrame, ece_before: float
         stages = ((before, "#e07b00", "before", ece_before), (after, "#1f4e9c", "after", ece_after))
         for curve, color, name, ece in stages:
             if len(curve):
-                ax_r.plot(curve["confidence"], curve["accuracy"], marker="o", ms=4, color=color, lw=1.4,
-                          label=f"{name} calibration{tag(ece)}")
+                ax_r.plot(
+                    curve["confidence"],
+                    curve["accuracy"],
+                    marker="o",
+                    ms=4,
+                    color=color,
+                    lw=1.4,
+                    label=f"{name} calibration{tag(ece)}",
+                )
         ax_r.set_xlim(0, 1)
         ax_r.set_ylim(0, 1)
         ax_r.set_xlabel("mean predicted probability of the top bucket")
@@ -317,8 +389,13 @@ def reliability_png(before: pd.DataFrame, after: pd.DataFrame, ece_before: float
             if len(curve):
                 mids = curve["bin_mid"].to_numpy(dtype=float)
                 step = float(np.min(np.diff(mids))) if len(mids) > 1 else 0.1
-                ax_n.bar(mids + (k - 0.5) * step * 0.4, curve["count"].to_numpy(dtype=float), step * 0.4,
-                         color=color, label=name)
+                ax_n.bar(
+                    mids + (k - 0.5) * step * 0.4,
+                    curve["count"].to_numpy(dtype=float),
+                    step * 0.4,
+                    color=color,
+                    label=name,
+                )
         ax_n.set_xlim(0, 1)
         ax_n.set_xlabel("confidence bin")
         ax_n.set_ylabel("test rows")
@@ -333,8 +410,14 @@ def importance_heatmap_png(matrix: pd.DataFrame) -> bytes:
     with matplotlib.style.context(["default", _RC, {"axes.grid": False}]):
         height = max(2.5, 0.3 * n_feat + 1.3)
         label_in = 0.3 + 0.075 * max((len(str(f)) for f in matrix.index), default=4)
-        fig = _figure(12, height, left=label_in / 12, right=0.97, top=1 - 0.4 / height,
-                      bottom=(0.75 if n_fold > 10 else 0.45) / height)
+        fig = _figure(
+            12,
+            height,
+            left=label_in / 12,
+            right=0.97,
+            top=1 - 0.4 / height,
+            bottom=(0.75 if n_fold > 10 else 0.45) / height,
+        )
         ax = fig.subplots()
         values = matrix.to_numpy(dtype=float)
         image = ax.imshow(values, aspect="auto", cmap="Blues", vmin=0.0, vmax=max(float(values.max()), 1e-12))
@@ -345,8 +428,15 @@ def importance_heatmap_png(matrix: pd.DataFrame) -> bytes:
             for i in range(n_feat):
                 for j in range(n_fold):
                     v = values[i, j]
-                    ax.text(j, i, f"{v * 100:.1f}", ha="center", va="center", fontsize=8 if n_fold <= 12 else 7,
-                            color="white" if v > 0.6 * top else "#222222")
+                    ax.text(
+                        j,
+                        i,
+                        f"{v * 100:.1f}",
+                        ha="center",
+                        va="center",
+                        fontsize=8 if n_fold <= 12 else 7,
+                        color="white" if v > 0.6 * top else "#222222",
+                    )
         ax.set_title("Normalised gain by fold (% of the fold's total gain)")
         fig.colorbar(image, ax=ax, fraction=0.025, pad=0.01, format=PercentFormatter(xmax=1.0, decimals=0))
         return _png(fig, colors=128)

@@ -7,7 +7,8 @@ of raw numbers for the charts and tables of the page.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -199,8 +200,13 @@ def parameter_stability(table: pd.DataFrame) -> pd.DataFrame:
             x = np.asarray(numeric, dtype=float)
             mean, std = float(x.mean()), float(x.std(ddof=0))
             row.update(
-                kind="numeric", mean=mean, std=std, cv=std / abs(mean) if mean != 0 else np.nan,
-                min=float(x.min()), max=float(x.max()), range=float(x.max() - x.min()),
+                kind="numeric",
+                mean=mean,
+                std=std,
+                cv=std / abs(mean) if mean != 0 else np.nan,
+                min=float(x.min()),
+                max=float(x.max()),
+                range=float(x.max() - x.min()),
                 distinct=len(set(x.tolist())),
             )
         else:
@@ -209,6 +215,18 @@ def parameter_stability(table: pd.DataFrame) -> pd.DataFrame:
             share = hits / len(raw) if raw else np.nan
             row.update(kind="categorical", distinct=len(counts), mode=mode, mode_share=share)
         rows.append(row)
-    columns = ["parameter", "kind", "folds", "mean", "std", "cv", "min", "max", "range", "distinct", "mode",
-               "mode_share"]
+    columns = [
+        "parameter",
+        "kind",
+        "folds",
+        "mean",
+        "std",
+        "cv",
+        "min",
+        "max",
+        "range",
+        "distinct",
+        "mode",
+        "mode_share",
+    ]
     return pd.DataFrame(rows, columns=columns).set_index("parameter")

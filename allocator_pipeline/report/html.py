@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import base64
 import html
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 PAGE_CSS = """
 :root { --ok: #1b7a3a; --bad: #b3261e; --ink: #1d2330; --muted: #5b6474; --rule: #d9dde5; }
@@ -72,9 +73,7 @@ def cell(text: Any, kind: str = "num") -> Cell:
     return (str(text), kind)
 
 
-def html_table(
-    headers: Sequence[str], rows: Iterable[Sequence[Cell]], row_classes: Sequence[str] | None = None
-) -> str:
+def html_table(headers: Sequence[str], rows: Iterable[Sequence[Cell]], row_classes: Sequence[str] | None = None) -> str:
     """A table from header strings and rows of (text, css class) cells; text is escaped."""
     rows = list(rows)
     kinds = [c for _, c in rows[0]] if rows else ["txt"] * len(headers)
@@ -101,10 +100,10 @@ def page(title: str, subtitle: str, nav: Sequence[tuple[str, str]], sections: Se
     """The whole document: head with the inline style sheet, title, navigation and sections."""
     links = "".join(f'<a href="#{esc(anchor)}">{esc(label)}</a>' for anchor, label in nav)
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{esc(title)}</title>\n<style>{PAGE_CSS}</style>\n</head>\n<body>\n<main>\n"
-        f"<h1>{esc(title)}</h1>\n<p class=\"sub\">{subtitle}</p>\n<nav>{links}</nav>\n"
+        f'<h1>{esc(title)}</h1>\n<p class="sub">{subtitle}</p>\n<nav>{links}</nav>\n'
         + "\n".join(sections)
         + "\n</main>\n</body>\n</html>\n"
     )

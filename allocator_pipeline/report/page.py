@@ -20,19 +20,22 @@ Inputs
 The page is deterministic (same inputs, same bytes: no timestamp, PNGs without software
 metadata) and self-contained (inline CSS, PNG data URIs, no script, no external link).
 
-Example
--------
->>> html = render_report(oos_daily, metrics)  # doctest: +SKIP
->>> print(format_headline(headline_table(metrics)))  # doctest: +SKIP
+Usage: ``render_report(oos_daily, metrics)`` returns the page as a string and
+``publish_report`` writes it with ``oos_daily.parquet``; the ``walk_forward_report`` asset calls
+them on the evaluation's output, and ``allocator_pipeline_tests/test_report.py`` renders a synthetic run.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from allocator_pipeline.core.common.sessions import SESSIONS_PER_YEAR, session_dates
+from allocator_pipeline.core.common.storage import to_json_text, write_parquet, write_text
 from allocator_pipeline.report.charts import (
     equity_drawdown_png,
     fold_bars_png,
@@ -66,14 +69,12 @@ from allocator_pipeline.report.tables import (
     headline_table,
     strategy_label,
 )
-from allocator_pipeline.core.common.sessions import SESSIONS_PER_YEAR, session_dates
-from allocator_pipeline.core.common.storage import to_json_text
 
-__all__ = ["headline_table", "format_headline", "render_report", "headline_figure_png"]
+__all__ = ["format_headline", "headline_figure_png", "headline_table", "render_report"]
 
 DEFAULT_TITLE = "QQQ/SPY allocator: walk-forward report"
 _WEIGHTS_NOTE = (
-    "<p class=\"sub\">w_raw: the expected-utility argmax; w_smoothed: after smoothing and the daily change "
+    '<p class="sub">w_raw: the expected-utility argmax; w_smoothed: after smoothing and the daily change '
     "cap; w_final: after the risk envelope (drawdown guard, drift throttle), drawn over w_smoothed, so orange "
     "shows where the envelope moved the weight. Exposure: gross exposure after volatility scaling, the rest "
     "in cash. Shaded bands alternate folds.</p>"
@@ -88,8 +89,11 @@ def _verdict(metrics: Mapping[str, Any]) -> str:
     gates = list(metrics.get("gates") or [])
     failed = failed_gates(metrics)
     if metrics.get("accepted"):
-        text = (f"The allocator passed all {len(gates)} acceptance gates out of sample and may be promoted."
-                if gates else "The allocator was accepted (no gate results recorded).")
+        text = (
+            f"The allocator passed all {len(gates)} acceptance gates out of sample and may be promoted."
+            if gates
+            else "The allocator was accepted (no gate results recorded)."
+        )
         return f'<div class="verdict accepted"><div class="word">ACCEPTED</div><div>{esc(text)}</div></div>'
     items = []
     for gate in failed:
@@ -111,8 +115,10 @@ def _headline(metrics: Mapping[str, Any]) -> str:
     table = headline_table(metrics)
     cells = headline_cells(table)
     headers = headline_headers(str(table.attrs.get("currency", "USD")))
-    rows = [[cell(v, "txt" if c == "Strategy" else "num") for c, v in zip(cells.columns, r)]
-            for r in cells.itertuples(index=False, name=None)]
+    rows = [
+        [cell(v, "txt" if c == "Strategy" else "num") for c, v in zip(cells.columns, r)]
+        for r in cells.itertuples(index=False, name=None)
+    ]
     classes = ["hl" if s == "allocator" else "upper" if s == "oracle" else "" for s in cells.index]
     body = html_table([headers[c] for c in cells.columns], rows, classes)
     if "baseline" in table.index:
@@ -124,9 +130,11 @@ def _headline(metrics: Mapping[str, Any]) -> str:
             f"max drawdown {_delta_pct(a['MaxDD'], b['MaxDD'])} (positive = shallower)",
         ]
         body += f"<p>Allocator minus baseline: {esc('; '.join(parts))}.</p>"
-    body += ("<p class=\"sub\">Turnover/yr: annualised traded weight summed over legs. CostDrag: trading costs per "
-             "year as a fraction of capital. The oracle follows the hindsight label path: an upper bound, not a "
-             "tradable strategy.</p>")
+    body += (
+        '<p class="sub">Turnover/yr: annualised traded weight summed over legs. CostDrag: trading costs per '
+        "year as a fraction of capital. The oracle follows the hindsight label path: an upper bound, not a "
+        "tradable strategy.</p>"
+    )
     return body
 
 
@@ -144,24 +152,47 @@ def _fold_section(metrics: Mapping[str, Any]) -> str:
     folds = fold_comparison(metrics)
     if folds.empty:
         return "<p>No per-fold metrics recorded.</p>"
-    headers = ["Fold", "CAGR alloc", "CAGR base", "MaxDD alloc", "MaxDD base", "Calmar alloc", "Calmar base",
-               "Calmar diff", "AvgMonthlyPnL alloc", "AvgMonthlyPnL base", "PnL diff"]
+    headers = [
+        "Fold",
+        "CAGR alloc",
+        "CAGR base",
+        "MaxDD alloc",
+        "MaxDD base",
+        "Calmar alloc",
+        "Calmar base",
+        "Calmar diff",
+        "AvgMonthlyPnL alloc",
+        "AvgMonthlyPnL base",
+        "PnL diff",
+    ]
     rows = []
     for fold, r in folds.iterrows():
-        rows.append([
-            cell(fold, "txt"), cell(fmt_pct(r["allocator_cagr"])), cell(fmt_pct(r["baseline_cagr"])),
-            cell(fmt_pct(r["allocator_max_drawdown"])), cell(fmt_pct(r["baseline_max_drawdown"])),
-            cell(fmt_ratio(r["allocator_calmar"])), cell(fmt_ratio(r["baseline_calmar"])),
-            cell(_signed(r["calmar_diff"], False), _diff_class(r["calmar_diff"], False)),
-            cell(fmt_pct(r["allocator_avg_monthly_pnl"])), cell(fmt_pct(r["baseline_avg_monthly_pnl"])),
-            cell(_signed(r["avg_monthly_pnl_diff"], True), _diff_class(r["avg_monthly_pnl_diff"], True)),
-        ])
+        rows.append(
+            [
+                cell(fold, "txt"),
+                cell(fmt_pct(r["allocator_cagr"])),
+                cell(fmt_pct(r["baseline_cagr"])),
+                cell(fmt_pct(r["allocator_max_drawdown"])),
+                cell(fmt_pct(r["baseline_max_drawdown"])),
+                cell(fmt_ratio(r["allocator_calmar"])),
+                cell(fmt_ratio(r["baseline_calmar"])),
+                cell(_signed(r["calmar_diff"], False), _diff_class(r["calmar_diff"], False)),
+                cell(fmt_pct(r["allocator_avg_monthly_pnl"])),
+                cell(fmt_pct(r["baseline_avg_monthly_pnl"])),
+                cell(_signed(r["avg_monthly_pnl_diff"], True), _diff_class(r["avg_monthly_pnl_diff"], True)),
+            ]
+        )
     wins_c = int((folds["calmar_diff"] > 0).sum())
     wins_p = int((folds["avg_monthly_pnl_diff"] > 0).sum())
-    summary = (f"The allocator beats the baseline on Calmar in {wins_c} of {len(folds)} folds and on average "
-               f"monthly PnL in {wins_p} of {len(folds)} folds.")
-    return (png_img(fold_bars_png(folds), "Per-fold Calmar and average monthly PnL") + f"<p>{esc(summary)}</p>"
-            + html_table(headers, rows))
+    summary = (
+        f"The allocator beats the baseline on Calmar in {wins_c} of {len(folds)} folds and on average "
+        f"monthly PnL in {wins_p} of {len(folds)} folds."
+    )
+    return (
+        png_img(fold_bars_png(folds), "Per-fold Calmar and average monthly PnL")
+        + f"<p>{esc(summary)}</p>"
+        + html_table(headers, rows)
+    )
 
 
 def _signed(value: float, pct: bool) -> str:
@@ -183,25 +214,43 @@ def _calibration_section(metrics: Mapping[str, Any]) -> str:
     if not calibration:
         return "<p>No calibration diagnostics recorded.</p>"
     before, after = pooled_reliability(calibration, "before"), pooled_reliability(calibration, "after")
-    chart = png_img(reliability_png(before, after, pooled_ece(before), pooled_ece(after)),
-                    "Reliability diagram before and after calibration")
+    chart = png_img(
+        reliability_png(before, after, pooled_ece(before), pooled_ece(after)),
+        "Reliability diagram before and after calibration",
+    )
     table = calibration_table(calibration)
-    headers = ["Fold", "Calibrator", "Log loss before", "Log loss after", "Brier before", "Brier after",
-               "ECE before", "ECE after", "Accuracy after", "Top-2 accuracy after"]
+    headers = [
+        "Fold",
+        "Calibrator",
+        "Log loss before",
+        "Log loss after",
+        "Brier before",
+        "Brier after",
+        "ECE before",
+        "ECE after",
+        "Accuracy after",
+        "Top-2 accuracy after",
+    ]
     rows = []
     for fold, r in table.iterrows():
-        rows.append([
-            cell(fold, "txt"), cell(r["chosen"] or MISSING, "txt"),
-            cell(fmt_ratio(r["log_loss_before"], 4)),
-            cell(fmt_ratio(r["log_loss_after"], 4), signed_class(r["log_loss_before"] - r["log_loss_after"])),
-            cell(fmt_ratio(r["brier_before"], 4)),
-            cell(fmt_ratio(r["brier_after"], 4), signed_class(r["brier_before"] - r["brier_after"])),
-            cell(fmt_pct(r["ece_before"])),
-            cell(fmt_pct(r["ece_after"]), signed_class(r["ece_before"] - r["ece_after"])),
-            cell(fmt_pct(r["accuracy_after"])), cell(fmt_pct(r["top2_accuracy_after"])),
-        ])
-    note = ("<p class=\"sub\">Scores on each fold's test window (11 buckets). Green: better after calibration, "
-            "red: worse. ECE: count-weighted |observed frequency - confidence| over confidence bins.</p>")
+        rows.append(
+            [
+                cell(fold, "txt"),
+                cell(r["chosen"] or MISSING, "txt"),
+                cell(fmt_ratio(r["log_loss_before"], 4)),
+                cell(fmt_ratio(r["log_loss_after"], 4), signed_class(r["log_loss_before"] - r["log_loss_after"])),
+                cell(fmt_ratio(r["brier_before"], 4)),
+                cell(fmt_ratio(r["brier_after"], 4), signed_class(r["brier_before"] - r["brier_after"])),
+                cell(fmt_pct(r["ece_before"])),
+                cell(fmt_pct(r["ece_after"]), signed_class(r["ece_before"] - r["ece_after"])),
+                cell(fmt_pct(r["accuracy_after"])),
+                cell(fmt_pct(r["top2_accuracy_after"])),
+            ]
+        )
+    note = (
+        '<p class="sub">Scores on each fold\'s test window (11 buckets). Green: better after calibration, '
+        "red: worse. ECE: count-weighted |observed frequency - confidence| over confidence bins.</p>"
+    )
     return chart + html_table(headers, rows) + note
 
 
@@ -213,30 +262,48 @@ def _importance_section(metrics: Mapping[str, Any], top_features: int) -> str:
     rho = mean_pairwise_spearman(matrix)
     threshold = as_float(((metrics.get("settings") or {}).get("gates") or {}).get("min_importance_stability"))
     top = matrix.head(top_features)
-    lead = (f"Mean pairwise Spearman correlation of the gain vectors across {matrix.shape[1]} folds "
-            f"({matrix.shape[0]} features): <b>{esc(fmt_ratio(rho, 3))}</b>")
+    lead = (
+        f"Mean pairwise Spearman correlation of the gain vectors across {matrix.shape[1]} folds "
+        f"({matrix.shape[0]} features): <b>{esc(fmt_ratio(rho, 3))}</b>"
+    )
     if threshold is not None:
         lead += f" (gate threshold {esc(fmt_ratio(threshold, 3))})"
     lead += f". The heat map shows the top {len(top)} features by mean gain."
-    stats = pd.DataFrame({"mean": top.mean(axis=1), "std": top.std(axis=1, ddof=0), "min": top.min(axis=1),
-                          "max": top.max(axis=1)})
+    stats = pd.DataFrame(
+        {"mean": top.mean(axis=1), "std": top.std(axis=1, ddof=0), "min": top.min(axis=1), "max": top.max(axis=1)}
+    )
     ranks = matrix.rank(axis=0, ascending=False, method="min")
     in_top10 = (ranks.loc[top.index] <= 10).sum(axis=1)
-    rows = [[cell(f, "txt"), cell(fmt_pct(s["mean"])), cell(fmt_pct(s["std"])),
-             cell(fmt_ratio(s["std"] / s["mean"]) if s["mean"] > 0 else MISSING),
-             cell(fmt_pct(s["min"])), cell(fmt_pct(s["max"])), cell(f"{int(in_top10[f])}/{matrix.shape[1]}")]
-            for f, s in stats.iterrows()]
+    rows = [
+        [
+            cell(f, "txt"),
+            cell(fmt_pct(s["mean"])),
+            cell(fmt_pct(s["std"])),
+            cell(fmt_ratio(s["std"] / s["mean"]) if s["mean"] > 0 else MISSING),
+            cell(fmt_pct(s["min"])),
+            cell(fmt_pct(s["max"])),
+            cell(f"{int(in_top10[f])}/{matrix.shape[1]}"),
+        ]
+        for f, s in stats.iterrows()
+    ]
     table = html_table(["Feature", "Mean gain", "Std", "CV", "Min", "Max", "Folds in top 10"], rows)
-    return (f"<p>{lead}</p>" + png_img(importance_heatmap_png(top), "Feature importance heat map") + table)
+    return f"<p>{lead}</p>" + png_img(importance_heatmap_png(top), "Feature importance heat map") + table
 
 
 def _gate_section(metrics: Mapping[str, Any]) -> str:
     gates = list(metrics.get("gates") or [])
     if not gates:
         return "<p>No gate results recorded.</p>"
-    rows = [[cell(g.get("name"), "txt"), cell(fmt_number(g.get("value"))), cell(fmt_number(g.get("threshold"))),
-             cell("PASS" if g.get("passed") else "FAIL", "pass" if g.get("passed") else "fail"),
-             cell(g.get("detail") or "", "detail")] for g in gates]
+    rows = [
+        [
+            cell(g.get("name"), "txt"),
+            cell(fmt_number(g.get("value"))),
+            cell(fmt_number(g.get("threshold"))),
+            cell("PASS" if g.get("passed") else "FAIL", "pass" if g.get("passed") else "fail"),
+            cell(g.get("detail") or "", "detail"),
+        ]
+        for g in gates
+    ]
     return html_table(["Gate", "Value", "Threshold", "Verdict", "Detail"], rows)
 
 
@@ -244,29 +311,57 @@ def _tuning_section(tuning: Mapping[str, Any]) -> str:
     table = tuning_table(tuning)
     params = [c for c in table.columns if c not in ("n_trials", "best_value", "duration_s")]
     headers = ["Fold", "Trials", "Best objective", "Duration (s)", *params]
-    rows = [[cell(fold, "txt"), cell(fmt_number(r["n_trials"])), cell(fmt_number(r["best_value"])),
-             cell(fmt_ratio(r["duration_s"], 1)),
-             *[cell(fmt_number(r[p]), "txt" if isinstance(r[p], str) else "num") for p in params]]
-            for fold, r in table.iterrows()]
+    rows = [
+        [
+            cell(fold, "txt"),
+            cell(fmt_number(r["n_trials"])),
+            cell(fmt_number(r["best_value"])),
+            cell(fmt_ratio(r["duration_s"], 1)),
+            *[cell(fmt_number(r[p]), "txt" if isinstance(r[p], str) else "num") for p in params],
+        ]
+        for fold, r in table.iterrows()
+    ]
     stability = parameter_stability(table)
     srows = []
     for name, s in stability.iterrows():
         if s["kind"] == "numeric":
-            srows.append([cell(name, "txt"), cell(s["kind"], "txt"), cell(int(s["folds"])),
-                          cell(fmt_number(s["mean"])),
-                          cell(fmt_number(s["std"])), cell(fmt_ratio(s["cv"])), cell(fmt_number(s["min"])),
-                          cell(fmt_number(s["max"])), cell(fmt_number(s["range"])), cell(int(s["distinct"])),
-                          cell("", "txt")])
+            srows.append(
+                [
+                    cell(name, "txt"),
+                    cell(s["kind"], "txt"),
+                    cell(int(s["folds"])),
+                    cell(fmt_number(s["mean"])),
+                    cell(fmt_number(s["std"])),
+                    cell(fmt_ratio(s["cv"])),
+                    cell(fmt_number(s["min"])),
+                    cell(fmt_number(s["max"])),
+                    cell(fmt_number(s["range"])),
+                    cell(int(s["distinct"])),
+                    cell("", "txt"),
+                ]
+            )
         else:
             share = as_float(s["mode_share"])
             mode = f"{s['mode']} ({share * 100:.0f}%)" if share is not None else MISSING
-            srows.append([cell(name, "txt"), cell(s["kind"], "txt"), cell(int(s["folds"])), *[cell("")] * 6,
-                          cell(int(s["distinct"])), cell(mode, "txt")])
+            srows.append(
+                [
+                    cell(name, "txt"),
+                    cell(s["kind"], "txt"),
+                    cell(int(s["folds"])),
+                    *[cell("")] * 6,
+                    cell(int(s["distinct"])),
+                    cell(mode, "txt"),
+                ]
+            )
     sheaders = ["Parameter", "Kind", "Folds", "Mean", "Std", "CV", "Min", "Max", "Range", "Distinct", "Mode"]
-    return ("<h3>Best parameters per fold</h3>" + html_table(headers, rows)
-            + "<h3>Parameter stability across folds</h3>" + html_table(sheaders, srows)
-            + "<p class=\"sub\">CV = population std / |mean|; a small CV and range mean the inner-fold "
-              "optimum is stable from year to year.</p>")
+    return (
+        "<h3>Best parameters per fold</h3>"
+        + html_table(headers, rows)
+        + "<h3>Parameter stability across folds</h3>"
+        + html_table(sheaders, srows)
+        + '<p class="sub">CV = population std / |mean|; a small CV and range mean the inner-fold '
+        "optimum is stable from year to year.</p>"
+    )
 
 
 def _recompute_note() -> str:
@@ -294,8 +389,10 @@ def _subtitle(oos_daily: pd.DataFrame, metrics: Mapping[str, Any]) -> str:
     decisions = session_dates(oos_daily.index)
     realized = oos_daily["realized_ts"].dropna()
     folds = sorted(oos_daily["fold"].astype(str).unique())
-    text = (f"Out of sample: decisions {decisions[0]:%Y-%m-%d} to {decisions[-1]:%Y-%m-%d} "
-            f"({len(oos_daily)} sessions, {len(folds)} folds: {folds[0]}-{folds[-1]})")
+    text = (
+        f"Out of sample: decisions {decisions[0]:%Y-%m-%d} to {decisions[-1]:%Y-%m-%d} "
+        f"({len(oos_daily)} sessions, {len(folds)} folds: {folds[0]}-{folds[-1]})"
+    )
     if len(realized):
         r = session_dates(pd.DatetimeIndex(realized))
         text += f"; returns realised {r[0]:%Y-%m-%d} to {r[-1]:%Y-%m-%d}"
@@ -303,10 +400,7 @@ def _subtitle(oos_daily: pd.DataFrame, metrics: Mapping[str, Any]) -> str:
 
 
 def render_report(
-    oos_daily: pd.DataFrame,
-    metrics: Mapping[str, Any],
-    title: str = DEFAULT_TITLE,
-    top_features: int = 15,
+    oos_daily: pd.DataFrame, metrics: Mapping[str, Any], title: str = DEFAULT_TITLE, top_features: int = 15
 ) -> str:
     """Render the walk-forward report as one self-contained HTML page.
 
@@ -334,22 +428,36 @@ def render_report(
         allocator figures.
     """
     validate_oos_daily(oos_daily)
-    labels = {s: strategy_label(s, metrics) for s in ("allocator", "baseline", "qqq_only", "spy_only",
-                                                       "inverse_vol", "oracle")}
+    labels = {
+        s: strategy_label(s, metrics)
+        for s in ("allocator", "baseline", "qqq_only", "spy_only", "inverse_vol", "oracle")
+    }
     sections = [
         _section("verdict", "Verdict", _verdict(metrics)),
         _section("headline", "Headline: allocator vs baselines", _headline(metrics)),
-        _section("equity", "Equity curves and drawdowns",
-                 png_img(equity_drawdown_png(oos_daily, labels), "Equity curves and drawdowns")),
-        _section("weights", "Weights and exposure", png_img(weights_png(oos_daily), "w_qqq and exposure")
-                 + _WEIGHTS_NOTE),
+        _section(
+            "equity",
+            "Equity curves and drawdowns",
+            png_img(equity_drawdown_png(oos_daily, labels), "Equity curves and drawdowns"),
+        ),
+        _section(
+            "weights", "Weights and exposure", png_img(weights_png(oos_daily), "w_qqq and exposure") + _WEIGHTS_NOTE
+        ),
         _section("folds", "Per fold: allocator vs baseline", _fold_section(metrics)),
         _section("calibration", "Calibration", _calibration_section(metrics)),
         _section("importance", "Feature-importance stability", _importance_section(metrics, top_features)),
         _section("gates", "Acceptance gates", _gate_section(metrics)),
     ]
-    nav = [("verdict", "Verdict"), ("headline", "Headline"), ("equity", "Equity"), ("weights", "Weights"),
-           ("folds", "Folds"), ("calibration", "Calibration"), ("importance", "Importance"), ("gates", "Gates")]
+    nav = [
+        ("verdict", "Verdict"),
+        ("headline", "Headline"),
+        ("equity", "Equity"),
+        ("weights", "Weights"),
+        ("folds", "Folds"),
+        ("calibration", "Calibration"),
+        ("importance", "Importance"),
+        ("gates", "Gates"),
+    ]
     tuning = metrics.get("tuning") or {}
     if tuning:
         sections.append(_section("tuning", "Tuning", _tuning_section(tuning)))
@@ -357,8 +465,18 @@ def render_report(
     recompute = _recompute_note()
     settings = metrics.get("settings")
     if settings:
-        recompute += (f"<details><summary>Settings of this run</summary>"
-                      f"<pre>{esc(to_json_text(settings))}</pre></details>")
+        recompute += (
+            f"<details><summary>Settings of this run</summary><pre>{esc(to_json_text(settings))}</pre></details>"
+        )
     sections.append(_section("recompute", "How to recompute", recompute))
     nav.append(("recompute", "Recompute"))
     return page(title, _subtitle(oos_daily, metrics), nav, sections)
+
+
+def publish_report(oos_daily: pd.DataFrame, metrics: dict[str, Any], directory: Path) -> dict[str, Path]:
+    """Write ``oos_daily.parquet`` and ``report.html`` (atomically) into ``directory``; returns
+    their paths (``metrics.json`` is the report asset's own value, stored beside them)."""
+    return {
+        "oos_daily": write_parquet(oos_daily, directory / "oos_daily.parquet"),
+        "report": write_text(render_report(oos_daily, metrics), directory / "report.html"),
+    }

@@ -17,7 +17,8 @@ cost as a fraction of capital (see ``core/evaluation/metrics.py``).
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,14 +26,7 @@ import pandas as pd
 from allocator_pipeline.core.common.errors import InputDataError
 
 #: Strategies in report order; the oracle is the hindsight label path (an upper bound).
-STRATEGIES: tuple[str, ...] = (
-    "allocator",
-    "baseline",
-    "qqq_only",
-    "spy_only",
-    "inverse_vol",
-    "oracle",
-)
+STRATEGIES: tuple[str, ...] = ("allocator", "baseline", "qqq_only", "spy_only", "inverse_vol", "oracle")
 
 _STRATEGY_LABELS: dict[str, str] = {
     "allocator": "Allocator",
@@ -225,10 +219,7 @@ def format_headline(df: pd.DataFrame) -> str:
     widths = {c: max(len(headers[c]), *(len(s) for s in cells[c])) for c in columns}
 
     def line(values: dict[str, str]) -> str:
-        parts = [
-            values[c].ljust(widths[c]) if c == "Strategy" else values[c].rjust(widths[c])
-            for c in columns
-        ]
+        parts = [values[c].ljust(widths[c]) if c == "Strategy" else values[c].rjust(widths[c]) for c in columns]
         return "  ".join(parts).rstrip()
 
     out = [line(headers), "  ".join("-" * widths[c] for c in columns)]

@@ -99,8 +99,9 @@ def _same(a: pd.Series, b: pd.Series) -> np.ndarray:
     y = b.to_numpy(dtype=object)
     missing_x = pd.isna(a).to_numpy()
     missing_y = pd.isna(b).to_numpy()
-    equal = np.array([bool(u == v) if not (mx or my) else False
-                      for u, v, mx, my in zip(x, y, missing_x, missing_y)], dtype=bool)
+    equal = np.array(
+        [bool(u == v) if not (mx or my) else False for u, v, mx, my in zip(x, y, missing_x, missing_y)], dtype=bool
+    )
     return (missing_x & missing_y) | equal
 
 
@@ -135,11 +136,14 @@ def compare_up_to(before: pd.DataFrame, after: pd.DataFrame, until: pd.Timestamp
     if list(before.columns) != list(after.columns):
         only_b = [c for c in before.columns if c not in after.columns]
         only_a = [c for c in after.columns if c not in before.columns]
-        problems.append(f"columns differ: only before {only_b}, only after {only_a}"
-                        + ("" if only_a or only_b else " (order)"))
+        problems.append(
+            f"columns differ: only before {only_b}, only after {only_a}" + ("" if only_a or only_b else " (order)")
+        )
     if not before.index.equals(after.index):
-        problems.append(f"rows differ: {len(before)} rows before, {len(after)} rows after"
-                        + (f" up to {until}" if until is not None else ""))
+        problems.append(
+            f"rows differ: {len(before)} rows before, {len(after)} rows after"
+            + (f" up to {until}" if until is not None else "")
+        )
         return problems
     for column in (c for c in before.columns if c in after.columns):
         a, b = before[column], after[column]

@@ -6,8 +6,9 @@ Asset group ``allocation``: ``daily_allocation``.
 
 from allocator_pipeline.core.allocation.envelope import EnvelopeState, apply_envelope, envelope_end_state
 from allocator_pipeline.core.allocation.fold_model import (
-    FoldModel,
+    ENSEMBLE_FILE,
     SPLIT_COLUMN,
+    FoldModel,
     feature_columns,
     fit_fold,
     fit_fold_ensemble,
@@ -18,15 +19,15 @@ from allocator_pipeline.core.allocation.fold_model import (
     predict_split,
     probability_frame,
     promotion_frame,
-    save_policy,
     split_rows,
     xy,
 )
 from allocator_pipeline.core.allocation.live import (
     DecisionLog,
     NoDataForSession,
+    decide_promoted_session,
     decide_with_fold_model,
-    decide_with_promoted_model,
+    fold_test_window,
     truncate_to_session,
 )
 from allocator_pipeline.core.allocation.policy import (
@@ -39,17 +40,18 @@ from allocator_pipeline.core.allocation.policy import (
 )
 
 __all__ = [
-    "DecisionLog",
+    "ENSEMBLE_FILE",
     "EU_COLUMNS",
+    "SPLIT_COLUMN",
+    "DecisionLog",
     "EnvelopeState",
     "FoldModel",
     "NoDataForSession",
-    "SPLIT_COLUMN",
     "allocator_end_state",
     "allocator_path",
     "apply_envelope",
+    "decide_promoted_session",
     "decide_with_fold_model",
-    "decide_with_promoted_model",
     "envelope_end_state",
     "expected_utility",
     "feature_columns",
@@ -57,12 +59,12 @@ __all__ = [
     "fit_fold_ensemble",
     "fit_fold_members",
     "fold_path",
+    "fold_test_window",
     "importance_of",
     "policy_matrix",
     "predict_split",
     "probability_frame",
     "promotion_frame",
-    "save_policy",
     "smooth_and_cap",
     "split_rows",
     "truncate_to_session",

@@ -107,7 +107,7 @@ class EnvelopeState:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "EnvelopeState":
+    def from_dict(cls, data: dict[str, Any]) -> EnvelopeState:
         return cls(
             equity=float(data["equity"]),
             peak=float(data["peak"]),
@@ -126,8 +126,7 @@ def _finite_column(context: pd.DataFrame, column: str) -> np.ndarray:
     bad = ~np.isfinite(values)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise InputDataError("return must be a finite number", column=column, row=context.index[i],
-                             value=values[i])
+        raise InputDataError("return must be a finite number", column=column, row=context.index[i], value=values[i])
     return values
 
 
@@ -173,8 +172,7 @@ def _drift_stage(
     n = len(w_dd)
     present = [c for c in DRIFT_COLUMNS if c in context.columns]
     if not present:
-        return (np.full(n, np.nan), np.zeros(n, dtype=bool), np.full(n, "no drift data", dtype=object),
-                w_dd.copy())
+        return (np.full(n, np.nan), np.zeros(n, dtype=bool), np.full(n, "no drift data", dtype=object), w_dd.copy())
     psi = context[present].to_numpy(dtype=float, na_value=np.nan)
     valid_rows = np.isfinite(psi).any(axis=1)
     drift_psi = np.full(n, np.nan)
@@ -234,8 +232,9 @@ def apply_envelope(
     # b) volatility of the leg portfolio at the current weight (vectorised; history from state0).
     hist_q = np.asarray(state.qqq_history, dtype=float)
     hist_s = np.asarray(state.spy_history, dtype=float)
-    vol = trailing_portfolio_vol(w, np.concatenate([hist_q, r_q]), np.concatenate([hist_s, r_s]),
-                                 settings.vol_window, n_history=len(hist_q))
+    vol = trailing_portfolio_vol(
+        w, np.concatenate([hist_q, r_q]), np.concatenate([hist_s, r_s]), settings.vol_window, n_history=len(hist_q)
+    )
     exposure_vol = np.ones(n)
     if settings.vol_scaling:
         scaled = np.isfinite(vol) & (vol > 0.0)
@@ -316,6 +315,6 @@ def envelope_end_state(
         peak=float(last["peak"]),
         w_final=float(last["w_final"]),
         exposure=float(last["exposure"]),
-        qqq_history=tuple(hist_q[len(hist_q) - keep:].tolist()) if keep else (),
-        spy_history=tuple(hist_s[len(hist_s) - keep:].tolist()) if keep else (),
+        qqq_history=tuple(hist_q[len(hist_q) - keep :].tolist()) if keep else (),
+        spy_history=tuple(hist_s[len(hist_s) - keep :].tolist()) if keep else (),
     )

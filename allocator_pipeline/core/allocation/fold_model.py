@@ -21,18 +21,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from allocator_pipeline.core.ensemble.blend import Ensemble, fit_ensemble, load_ensemble, save_ensemble
 from allocator_pipeline.core.allocation.envelope import EnvelopeState
+from allocator_pipeline.core.allocation.policy import allocator_path, utility_matrix
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.grid import N_CLASSES, PROBA_COLUMNS, UTILITY_COLUMNS
-from allocator_pipeline.core.models.members import (
-    Member,
-    fit_members,
-    lightgbm_gain_importance,
-    load_members,
-)
-from allocator_pipeline.core.allocation.policy import allocator_path, utility_matrix
 from allocator_pipeline.core.common.storage import read_json, write_json
+from allocator_pipeline.core.ensemble.blend import Ensemble, fit_ensemble, load_ensemble, save_ensemble
+from allocator_pipeline.core.models.members import Member, fit_members, lightgbm_gain_importance, load_members
 from allocator_pipeline.settings import Settings
 
 SPLIT_COLUMN = "split"
@@ -89,11 +84,10 @@ class FoldModel:
         files = {name: str(member.save(directory).name) for name, member in self.members.items()}
         save_ensemble(self.ensemble, directory / ENSEMBLE_FILE)
         save_policy(self.m, directory, extra)
-        return {"directory": str(directory), "members": files, "ensemble": ENSEMBLE_FILE,
-                "policy": POLICY_FILE}
+        return {"directory": str(directory), "members": files, "ensemble": ENSEMBLE_FILE, "policy": POLICY_FILE}
 
     @classmethod
-    def load(cls, directory: str | Path) -> "FoldModel":
+    def load(cls, directory: str | Path) -> FoldModel:
         directory = Path(directory)
         ensemble = load_ensemble(directory / ENSEMBLE_FILE)
         members = load_members(directory, ensemble.member_names)
@@ -103,8 +97,10 @@ class FoldModel:
 
 def save_policy(m: np.ndarray, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
     """Write the utility matrix ``M`` as ``policy.json`` in a model directory (atomic)."""
-    return write_json({"utility_matrix": m.tolist(), "rows": "bucket j (weight j/10)",
-                       "columns": "best bucket k", **(extra or {})}, Path(directory) / POLICY_FILE)
+    return write_json(
+        {"utility_matrix": m.tolist(), "rows": "bucket j (weight j/10)", "columns": "best bucket k", **(extra or {})},
+        Path(directory) / POLICY_FILE,
+    )
 
 
 def policy_matrix(frame: pd.DataFrame, utilities: pd.DataFrame) -> np.ndarray:
@@ -160,9 +156,7 @@ def fresh_state(context: pd.DataFrame, first: pd.Timestamp, settings: Settings) 
     )
 
 
-def fold_path(
-    probabilities: pd.DataFrame, m: np.ndarray, context: pd.DataFrame, settings: Settings
-) -> pd.DataFrame:
+def fold_path(probabilities: pd.DataFrame, m: np.ndarray, context: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     """The allocator path (policy + envelope) of a block of consecutive sessions.
 
     The first decision smooths from the baseline weight and the envelope starts from
@@ -171,8 +165,7 @@ def fold_path(
     """
     missing = probabilities.index.difference(context.index)
     if len(missing):
-        raise InputDataError("a decision session is missing from the leg panel",
-                             column="decision_ts", row=missing[0])
+        raise InputDataError("a decision session is missing from the leg panel", column="decision_ts", row=missing[0])
     return allocator_path(
         probabilities[PROBA_COLUMNS].to_numpy(),
         m,
@@ -220,13 +213,13 @@ __all__ = [
     "FoldModel",
     "feature_columns",
     "fit_fold",
-    "fit_fold_members",
     "fit_fold_ensemble",
+    "fit_fold_members",
     "fold_path",
     "importance_of",
     "policy_matrix",
     "predict_split",
-    "promotion_frame",
     "probability_frame",
+    "promotion_frame",
     "xy",
 ]

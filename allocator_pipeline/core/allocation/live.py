@@ -21,17 +21,16 @@ from typing import Any
 import pandas as pd
 
 from allocator_pipeline.core.allocation.envelope import EnvelopeState
-from allocator_pipeline.core.common.errors import InputDataError
-from allocator_pipeline.core.features.table import build_features
 from allocator_pipeline.core.allocation.fold_model import FoldModel, fold_path, probability_frame
 from allocator_pipeline.core.allocation.policy import allocator_end_state, allocator_path
+from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.sessions import decision_ts_for, session_dates
 from allocator_pipeline.core.common.storage import read_json, read_parquet, write_json, write_parquet
+from allocator_pipeline.core.features.table import build_features
 from allocator_pipeline.settings import Settings
 
 ENVELOPE_FIELDS = ("dd", "exposure_dd", "vol", "exposure_vol", "drift_psi", "drift_status")
-LOG_COLUMNS = ["session", "w_qqq", "w_spy", "exposure", "w_raw", "w_smoothed", "model_id", "mode",
-               "data_through"]
+LOG_COLUMNS = ["session", "w_qqq", "w_spy", "exposure", "w_raw", "w_smoothed", "model_id", "mode", "data_through"]
 DEFAULT_WARMUP_SESSIONS = 252
 
 
@@ -57,7 +56,9 @@ def truncate_to_session(leg_panel: pd.DataFrame, session: str | pd.Timestamp, se
     ts = decision_ts_for(pd.Timestamp(session))
     if ts not in leg_panel.index:
         last = session_dates(leg_panel.index[-1:])[0].date()
-        raise NoDataForSession(f"no data for session {pd.Timestamp(session).date()}: the last available session is {last}")
+        raise NoDataForSession(
+            f"no data for session {pd.Timestamp(session).date()}: the last available session is {last}"
+        )
     cut = leg_panel.loc[:ts]
     return LiveInputs(build_features(cut, settings.features), cut, ts)
 
@@ -83,12 +84,20 @@ def _decision(path: pd.DataFrame, model_id: str, mode: str, inputs: LiveInputs, 
     }
 
 
-def decide_with_fold_model(model: FoldModel, inputs: LiveInputs, test_start: pd.Timestamp, test_end: pd.Timestamp,
-                           settings: Settings, model_id: str) -> tuple[dict[str, Any], pd.DataFrame]:
+def decide_with_fold_model(
+    model: FoldModel,
+    inputs: LiveInputs,
+    test_start: pd.Timestamp,
+    test_end: pd.Timestamp,
+    settings: Settings,
+    model_id: str,
+) -> tuple[dict[str, Any], pd.DataFrame]:
     """``fold`` mode: the fold backtest's path from ``test_start`` through the session."""
     if not test_start <= inputs.decision_ts <= test_end:
-        raise InputDataError(f"session {inputs.decision_ts.date()} is outside the fold's test window "
-                             f"({test_start.date()} .. {test_end.date()})")
+        raise InputDataError(
+            f"session {inputs.decision_ts.date()} is outside the fold's test window "
+            f"({test_start.date()} .. {test_end.date()})"
+        )
     block = inputs.features.loc[test_start:]
     proba = probability_frame(model.predict_proba(block[model.feature_names]), block.index)
     path = fold_path(proba, model.m, inputs.leg_panel, settings)
@@ -96,9 +105,14 @@ def decide_with_fold_model(model: FoldModel, inputs: LiveInputs, test_start: pd.
     return _decision(path, model_id, "fold", inputs, state), path
 
 
-def decide_with_promoted_model(model: FoldModel, inputs: LiveInputs, settings: Settings, model_id: str,
-                               previous: dict[str, Any] | None,
-                               warmup_sessions: int = DEFAULT_WARMUP_SESSIONS) -> dict[str, Any]:
+def decide_with_promoted_model(
+    model: FoldModel,
+    inputs: LiveInputs,
+    settings: Settings,
+    model_id: str,
+    previous: dict[str, Any] | None,
+    warmup_sessions: int = DEFAULT_WARMUP_SESSIONS,
+) -> dict[str, Any]:
     """``promoted`` mode: continue from the previous session's logged state, or cold-start."""
     names = model.feature_names
     features = inputs.features[names]
@@ -119,6 +133,26 @@ def decide_with_promoted_model(model: FoldModel, inputs: LiveInputs, settings: S
     return _decision(path, model_id, f"cold start ({len(block)} warm-up sessions)", inputs, state)
 
 
+def fold_test_window(fold_plan: pd.DataFrame, fold: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """First and last decision_ts of outer fold ``fold``'s test window in the fold plan."""
+    outer = fold_plan[(fold_plan["fold"] == fold) & (fold_plan["inner"] == -1)]
+    if outer.empty:
+        raise InputDataError(f"fold {fold} is not in the fold plan", column="fold", value=fold)
+    return pd.Timestamp(outer["test_start"].iloc[0]), pd.Timestamp(outer["test_end"].iloc[0])
+
+
+def decide_promoted_session(
+    model: FoldModel, model_id: str, leg_panel: pd.DataFrame, session: str, settings: Settings, log: DecisionLog
+) -> dict[str, Any]:
+    """The promoted model's decision for ``session``, continued from the log's previous decision
+    when that decision came from the same model (a new model cold-starts its own path)."""
+    inputs = truncate_to_session(leg_panel, session, settings)
+    previous = log.previous(session, inputs.leg_panel.index)
+    if previous is not None and previous.get("model_id") != model_id:
+        previous = None
+    return decide_with_promoted_model(model, inputs, settings, model_id, previous)
+
+
 class DecisionLog:
     """``decisions/<session>.json`` files plus ``decisions/log.parquet`` (one row per session).
 
@@ -135,7 +169,7 @@ class DecisionLog:
         pos = sessions.get_indexer([ts])[0]
         if pos <= 0:
             return None
-        prev = str(session_dates(sessions[pos - 1:pos])[0].date())
+        prev = str(session_dates(sessions[pos - 1 : pos])[0].date())
         path = self.directory / f"{prev}.json"
         return read_json(path) if path.is_file() else None
 

@@ -17,11 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from allocator_pipeline.core.allocation.envelope import (
-    EnvelopeState,
-    apply_envelope,
-    envelope_end_state,
-)
+from allocator_pipeline.core.allocation.envelope import EnvelopeState, apply_envelope, envelope_end_state
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.grid import BUCKETS, GRID_INDEX_OF_BUCKET, N_CLASSES, UTILITY_COLUMNS
 from allocator_pipeline.settings import Settings
@@ -66,8 +62,12 @@ def utility_matrix(utilities: pd.DataFrame, label_class: pd.Series) -> np.ndarra
     k_int = k[rows].astype(np.int64)
     if (k_int != k[rows]).any() or k_int.min() < 0 or k_int.max() >= N_CLASSES:
         i = int(np.flatnonzero((k_int != k[rows]) | (k_int < 0) | (k_int >= N_CLASSES))[0])
-        raise InputDataError("class must be an integer in 0..10", column="label_class",
-                             row=utilities.index[np.flatnonzero(rows)[i]], value=k[rows][i])
+        raise InputDataError(
+            "class must be an integer in 0..10",
+            column="label_class",
+            row=utilities.index[np.flatnonzero(rows)[i]],
+            value=k[rows][i],
+        )
     u_lab = u[rows]
     one_hot = np.zeros((len(k_int), N_CLASSES))
     one_hot[np.arange(len(k_int)), k_int] = 1.0
@@ -93,9 +93,7 @@ def expected_utility(proba: np.ndarray, m: np.ndarray) -> np.ndarray:
     return (p[:, None, :] * np.asarray(m, dtype=float)[None, :, :]).sum(axis=2)
 
 
-def smooth_and_cap(
-    w_raw: np.ndarray, alpha: float, max_daily_change: float, w_prev0: float
-) -> np.ndarray:
+def smooth_and_cap(w_raw: np.ndarray, alpha: float, max_daily_change: float, w_prev0: float) -> np.ndarray:
     """Exponential smoothing then a cap on the daily change.
 
     ``s_t = alpha * w_{t-1} + (1 - alpha) * w_raw_t``; ``w_t = w_{t-1} + clip(s_t - w_{t-1},

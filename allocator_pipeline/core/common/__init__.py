@@ -1,5 +1,4 @@
-"""Small shared pieces of the domain: sessions, the weight grid, costs, errors, atomic storage.
-"""
+"""Small shared pieces of the domain: sessions, the weight grid, costs, errors, atomic storage."""
 
 from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.errors import InputDataError
@@ -31,15 +30,15 @@ from allocator_pipeline.core.common.storage import (
 
 __all__ = [
     "BUCKETS",
-    "CostModel",
     "EXCHANGE_TZ",
     "GRID_INDEX_OF_BUCKET",
-    "InputDataError",
     "N_CLASSES",
     "PROBA_COLUMNS",
     "SESSIONS_PER_YEAR",
     "UTILITY_COLUMNS",
     "WEIGHT_GRID",
+    "CostModel",
+    "InputDataError",
     "decision_ts_for",
     "decision_ts_from_dates",
     "nearest_bucket",

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from allocator_pipeline.settings_sections import CostSettings
 
 
@@ -22,7 +23,7 @@ class CostModel:
     impact_bps: float = 5.0
 
     @classmethod
-    def from_settings(cls, costs: CostSettings) -> "CostModel":
+    def from_settings(cls, costs: CostSettings) -> CostModel:
         return cls(costs.fee_bps, costs.slippage_bps, costs.impact_bps)
 
     def cost(self, traded: np.ndarray | float) -> np.ndarray:

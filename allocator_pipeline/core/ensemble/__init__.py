@@ -22,8 +22,8 @@ from allocator_pipeline.core.ensemble.calibration import (
 )
 
 __all__ = [
-    "Ensemble",
     "ISOTONIC_FLOOR",
+    "Ensemble",
     "blend",
     "blend_weights",
     "calibrator_from_dict",

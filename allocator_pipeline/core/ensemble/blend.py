@@ -36,12 +36,16 @@ exactly through JSON, so a loaded ensemble reproduces its predictions bit for bi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
+from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.common.grid import N_CLASSES
+from allocator_pipeline.core.common.storage import read_json, write_json
 from allocator_pipeline.core.ensemble.calibration import (
     Calibrator,
     calibrator_from_dict,
@@ -50,9 +54,6 @@ from allocator_pipeline.core.ensemble.calibration import (
     log_loss,
     reliability_table,
 )
-from allocator_pipeline.core.common.errors import InputDataError
-from allocator_pipeline.core.common.grid import N_CLASSES
-from allocator_pipeline.core.common.storage import read_json, write_json
 from allocator_pipeline.settings import EnsembleSettings
 
 CANDIDATES: tuple[str, ...] = ("none", "temperature", "isotonic")
@@ -173,7 +174,7 @@ class Ensemble:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Ensemble":
+    def from_dict(cls, data: Mapping[str, Any]) -> Ensemble:
         """Rebuild from :meth:`to_dict` output (JSON nulls of empty reliability bins become NaN)."""
         if data.get("format") != _FORMAT:
             raise InputDataError(f"not an ensemble description (format {data.get('format')!r})")
@@ -204,9 +205,9 @@ class Ensemble:
 def _reliability_from_json(table: Mapping[str, list[Any]]) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
     for key, values in table.items():
-        out[key] = [int(v) for v in values] if key == "count" else [
-            float("nan") if v is None else float(v) for v in values
-        ]
+        out[key] = (
+            [int(v) for v in values] if key == "count" else [float("nan") if v is None else float(v) for v in values]
+        )
     return out
 
 
@@ -227,9 +228,7 @@ def _choose_calibrator(
     if requested != "auto":
         return fit_calibrator(requested, blended, y), selection, notes
     if not enough:
-        notes["calibration"] = (
-            f"{n} validation rows: fewer than {MIN_SELECTION_ROWS} per half, no calibrator chosen"
-        )
+        notes["calibration"] = f"{n} validation rows: fewer than {MIN_SELECTION_ROWS} per half, no calibrator chosen"
         return fit_calibrator("none", blended, y), selection, notes
     heldout = selection["heldout_log_loss"]
     ranked = sorted(CANDIDATES, key=lambda k: (heldout[k], CANDIDATES.index(k)))
@@ -248,9 +247,7 @@ def _choose_calibrator(
     raise AssertionError("'none' is always a candidate")  # pragma: no cover
 
 
-def fit_ensemble(
-    val_probs: Mapping[str, np.ndarray], y_val: np.ndarray, settings: EnsembleSettings
-) -> Ensemble:
+def fit_ensemble(val_probs: Mapping[str, np.ndarray], y_val: np.ndarray, settings: EnsembleSettings) -> Ensemble:
     """Blend weights from validation log loss, then the calibrator chosen on validation.
 
     Parameters

@@ -152,7 +152,7 @@ def classification_metrics(proba: np.ndarray, y: np.ndarray, bins: int = 10) -> 
         "ece": expected_calibration_error(p, labels, bins),
         "accuracy": float(correct.mean()),
         "top2_accuracy": float(np.mean(np.any(top2 == labels[:, None], axis=1))),
-        "n": int(len(p)),
+        "n": len(p),
     }
 
 
@@ -160,7 +160,9 @@ def classification_metrics(proba: np.ndarray, y: np.ndarray, bins: int = 10) -> 
 
 
 class Calibrator(Protocol):
-    kind: str
+    @property
+    def kind(self) -> str:
+        """``none``, ``temperature`` or ``isotonic``."""
 
     def apply(self, proba: np.ndarray) -> np.ndarray:
         """Calibrated probabilities, same shape, rows summing to 1."""
@@ -223,9 +225,7 @@ class IsotonicCalibrator:
     def apply(self, proba: np.ndarray) -> np.ndarray:
         p = np.asarray(proba, dtype=np.float64)
         if p.shape[1] != len(self.x_thresholds):
-            raise InputDataError(
-                f"isotonic calibrator fitted on {len(self.x_thresholds)} classes, got {p.shape[1]}"
-            )
+            raise InputDataError(f"isotonic calibrator fitted on {len(self.x_thresholds)} classes, got {p.shape[1]}")
         out = np.empty_like(p)
         for k, (xs, ys) in enumerate(zip(self.x_thresholds, self.y_thresholds)):
             out[:, k] = np.interp(p[:, k], xs, ys)

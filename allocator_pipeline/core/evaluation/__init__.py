@@ -10,12 +10,7 @@ from allocator_pipeline.core.evaluation.backtest import (
     inverse_vol_weight,
     run_backtest,
 )
-from allocator_pipeline.core.evaluation.gates import (
-    accepted,
-    evaluate_gates,
-    importance_stability,
-    monotonic_response,
-)
+from allocator_pipeline.core.evaluation.gates import accepted, evaluate_gates, importance_stability, monotonic_response
 from allocator_pipeline.core.evaluation.metrics import (
     METRIC_NAMES,
     drawdown_curve,
@@ -26,6 +21,8 @@ from allocator_pipeline.core.evaluation.metrics import (
 from allocator_pipeline.core.evaluation.walk_forward import (
     STRATEGIES,
     assemble_walk_forward,
+    evaluate_walk_forward,
+    fold_comparison,
     strategy_frame,
     walk_forward_metrics,
 )
@@ -41,6 +38,8 @@ __all__ = [
     "drawdown_curve",
     "equity_curve",
     "evaluate_gates",
+    "evaluate_walk_forward",
+    "fold_comparison",
     "importance_stability",
     "inverse_vol_weight",
     "monotonic_response",

@@ -93,6 +93,26 @@ def run_backtest(
         Index ``decision_ts`` (the decisions with a next session); columns :data:`BACKTEST_COLUMNS`.
         ``r_*`` are the next session's returns; ``gross_return``, ``traded``, ``cost``, ``ret``
         are fractions of capital; ``drifted_q``, ``drifted_s`` the book before the trade.
+
+    Examples
+    --------
+    The decision at row ``d`` earns row ``d + 1``'s returns; moving the book from 50/50 to all
+    QQQ trades its drifted shares (about 2 x 0.5) and pays 3 bp on them:
+
+    >>> import pandas as pd
+    >>> from allocator_pipeline.core.common.costs import CostModel
+    >>> from allocator_pipeline.core.common.sessions import decision_ts_from_dates
+    >>> idx = decision_ts_from_dates(pd.bdate_range("2024-01-02", periods=4))
+    >>> returns = pd.DataFrame({"qqq_leg_return": [0.0, 0.02, -0.01, 0.01],
+    ...                         "spy_leg_return": [0.0, 0.01, 0.0, 0.005], "cash_return": 0.0001}, index=idx)
+    >>> decisions = pd.DataFrame({"w": [0.5, 1.0, 1.0, 0.5], "exposure": 1.0}, index=idx)
+    >>> bt = run_backtest(decisions, returns, CostModel(fee_bps=1.0, slippage_bps=2.0, impact_bps=0.0))
+    >>> print(bt[["traded", "cost", "ret"]].round(6).to_string())
+                                 traded      cost       ret
+    decision_ts
+    2024-01-02 21:00:00+00:00  0.000000  0.000000  0.015000
+    2024-01-03 21:00:00+00:00  0.995074  0.000299 -0.010299
+    2024-01-04 21:00:00+00:00  0.000000  0.000000  0.010000
     """
     missing = [c for c in ("w", "exposure") if c not in decisions.columns]
     missing += [c for c in RETURN_COLUMNS if c not in returns.columns]
@@ -104,12 +124,16 @@ def run_backtest(
     pos = cal.get_indexer(decisions.index)
     if (pos < 0).any():
         i = int(np.flatnonzero(pos < 0)[0])
-        raise InputDataError("decision session not in the returns calendar", column="decision_ts",
-                             row=decisions.index[i])
+        raise InputDataError(
+            "decision session not in the returns calendar", column="decision_ts", row=decisions.index[i]
+        )
     if len(pos) > 1 and (np.diff(pos) != 1).any():
         i = int(np.flatnonzero(np.diff(pos) != 1)[0]) + 1
-        raise InputDataError("decisions must be consecutive sessions of the returns calendar (gap or "
-                             "disorder)", column="decision_ts", row=decisions.index[i])
+        raise InputDataError(
+            "decisions must be consecutive sessions of the returns calendar (gap or disorder)",
+            column="decision_ts",
+            row=decisions.index[i],
+        )
     keep = pos + 1 < len(cal)  # a decision earns the next session; the last one may have none
     pos = pos[keep]
     dec = decisions.loc[keep]
@@ -130,8 +154,12 @@ def run_backtest(
     gross = q * r_q + s * r_s + (1.0 - e) * r_c
     if len(dec) and (1.0 + gross <= 0.0).any():
         i = int(np.flatnonzero(1.0 + gross <= 0.0)[0])
-        raise InputDataError("a session return of -100% or worse leaves no book to drift",
-                             column="gross_return", row=dec.index[i], value=gross[i])
+        raise InputDataError(
+            "a session return of -100% or worse leaves no book to drift",
+            column="gross_return",
+            row=dec.index[i],
+            value=gross[i],
+        )
     # Row i's returns (= previous output row's next-session returns) drift the targets of i - 1.
     drifted_q = np.empty(len(dec))
     drifted_s = np.empty(len(dec))
@@ -218,8 +246,7 @@ def baseline_decisions(
         w = inverse_vol_weight(returns, vol_window).reindex(index).fillna(0.5).to_numpy(dtype=float)
     elif kind == "oracle":
         if labels is None or "best_weight" not in labels.columns:
-            raise InputDataError("the oracle baseline needs labels with a best_weight column",
-                                 column="best_weight")
+            raise InputDataError("the oracle baseline needs labels with a best_weight column", column="best_weight")
         path = labels["best_weight"].astype("float64").reindex(index).ffill().fillna(float(weight))
         w = path.to_numpy(dtype=float)
     else:

@@ -26,13 +26,17 @@ Gates (value -- rule):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Mapping
 from itertools import combinations
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from allocator_pipeline.core.allocation.fold_model import FoldModel, feature_columns
+from allocator_pipeline.core.allocation.policy import expected_utility
 from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.common.grid import BUCKETS
 from allocator_pipeline.settings import GateSettings
 
 ALLOCATOR = "allocator"
@@ -111,43 +115,78 @@ def evaluate_gates(
     if a_pnl is None or b_pnl is None:
         gates.append(_gate("avg_monthly_pnl_vs_baseline", None, 0.0, False, "avg_monthly_pnl undefined"))
     else:
-        gates.append(_gate("avg_monthly_pnl_vs_baseline", a_pnl - b_pnl, 0.0, a_pnl - b_pnl > 0,
-                           f"allocator {a_pnl:.6f} vs baseline {b_pnl:.6f} per month (fraction)"))
+        gates.append(
+            _gate(
+                "avg_monthly_pnl_vs_baseline",
+                a_pnl - b_pnl,
+                0.0,
+                a_pnl - b_pnl > 0,
+                f"allocator {a_pnl:.6f} vs baseline {b_pnl:.6f} per month (fraction)",
+            )
+        )
 
     a_cal, b_cal = _metric(overall, ALLOCATOR, "calmar"), _metric(overall, BASELINE, "calmar")
     if a_cal is None or b_cal is None:
-        gates.append(_gate("calmar_vs_baseline", None, 0.0, False,
-                           f"Calmar undefined (allocator {a_cal}, baseline {b_cal})"))
+        gates.append(
+            _gate("calmar_vs_baseline", None, 0.0, False, f"Calmar undefined (allocator {a_cal}, baseline {b_cal})")
+        )
     else:
-        gates.append(_gate("calmar_vs_baseline", a_cal - b_cal, 0.0, a_cal - b_cal > 0,
-                           f"allocator {a_cal:.4f} vs baseline {b_cal:.4f}"))
+        gates.append(
+            _gate(
+                "calmar_vs_baseline",
+                a_cal - b_cal,
+                0.0,
+                a_cal - b_cal > 0,
+                f"allocator {a_cal:.4f} vs baseline {b_cal:.4f}",
+            )
+        )
 
     a_dd, b_dd = _metric(overall, ALLOCATOR, "max_drawdown"), _metric(overall, BASELINE, "max_drawdown")
     if a_dd is None or b_dd is None:
-        gates.append(_gate("max_drawdown_vs_baseline", None, settings.max_dd_tolerance, False,
-                           "max drawdown undefined"))
+        gates.append(
+            _gate("max_drawdown_vs_baseline", None, settings.max_dd_tolerance, False, "max drawdown undefined")
+        )
     else:
         excess = abs(a_dd) - abs(b_dd)
-        gates.append(_gate("max_drawdown_vs_baseline", excess, settings.max_dd_tolerance,
-                           excess <= settings.max_dd_tolerance,
-                           f"|allocator mdd| {abs(a_dd):.4f} - |baseline mdd| {abs(b_dd):.4f}"))
+        gates.append(
+            _gate(
+                "max_drawdown_vs_baseline",
+                excess,
+                settings.max_dd_tolerance,
+                excess <= settings.max_dd_tolerance,
+                f"|allocator mdd| {abs(a_dd):.4f} - |baseline mdd| {abs(b_dd):.4f}",
+            )
+        )
 
     turnover = _metric(overall, ALLOCATOR, "turnover")
-    gates.append(_gate("turnover", turnover, settings.turnover_cap,
-                       turnover is not None and turnover <= settings.turnover_cap,
-                       "annualised sum over legs of |target - drifted| weight"))
+    gates.append(
+        _gate(
+            "turnover",
+            turnover,
+            settings.turnover_cap,
+            turnover is not None and turnover <= settings.turnover_cap,
+            "annualised sum over legs of |target - drifted| weight",
+        )
+    )
 
     fold_names = sorted(folds)
     cagrs = [_metric(folds[f], ALLOCATOR, "cagr") for f in fold_names]
     if not fold_names or any(c is None for c in cagrs):
-        gates.append(_gate("negative_fold_rate", None, settings.max_negative_fold_rate, False,
-                           "no folds or undefined fold CAGR"))
+        gates.append(
+            _gate("negative_fold_rate", None, settings.max_negative_fold_rate, False, "no folds or undefined fold CAGR")
+        )
     else:
-        negative = [f for f, c in zip(fold_names, cagrs) if c < 0]
+        negative = [f for f, c in zip(fold_names, cagrs, strict=True) if c is not None and c < 0]
         rate = len(negative) / len(fold_names)
-        gates.append(_gate("negative_fold_rate", rate, settings.max_negative_fold_rate,
-                           rate <= settings.max_negative_fold_rate,
-                           f"{len(negative)} of {len(fold_names)} folds negative: {negative}"))
+        gates.append(
+            _gate(
+                "negative_fold_rate",
+                rate,
+                settings.max_negative_fold_rate,
+                rate <= settings.max_negative_fold_rate,
+                f"{len(negative)} of {len(fold_names)} folds negative: {negative}",
+            )
+        )
 
     calmars = []
     for f in fold_names:
@@ -157,29 +196,47 @@ def evaluate_gates(
         gates.append(_gate("p25_fold_calmar", None, settings.min_p25_fold_calmar, False, "no folds"))
     else:
         p25 = _percentile_linear(calmars, 25.0)
-        gates.append(_gate("p25_fold_calmar", p25, settings.min_p25_fold_calmar,
-                           p25 >= settings.min_p25_fold_calmar,
-                           f"fold Calmar: {dict(zip(fold_names, [round(c, 4) for c in calmars]))}"))
+        gates.append(
+            _gate(
+                "p25_fold_calmar",
+                p25,
+                settings.min_p25_fold_calmar,
+                p25 >= settings.min_p25_fold_calmar,
+                f"fold Calmar: {dict(zip(fold_names, [round(c, 4) for c in calmars]))}",
+            )
+        )
 
     stability, pairs = importance_stability(importance) if len(importance) >= 2 else (None, 0)
-    gates.append(_gate("importance_stability", stability, settings.min_importance_stability,
-                       stability is not None and stability >= settings.min_importance_stability,
-                       f"mean Spearman over {pairs} fold pairs of {len(importance)} folds"
-                       if stability is not None else f"needs >= 2 folds with varying importance "
-                       f"({len(importance)} folds)"))
+    gates.append(
+        _gate(
+            "importance_stability",
+            stability,
+            settings.min_importance_stability,
+            stability is not None and stability >= settings.min_importance_stability,
+            f"mean Spearman over {pairs} fold pairs of {len(importance)} folds"
+            if stability is not None
+            else f"needs >= 2 folds with varying importance ({len(importance)} folds)",
+        )
+    )
 
     present = {f: float(monotonic[f]) for f in settings.monotonic_features if f in monotonic}
     absent = [f for f in settings.monotonic_features if f not in monotonic]
     if not present:
-        gates.append(_gate("monotonic_sanity", None, 0.0, False,
-                           f"no key risk feature measured (missing: {absent})"))
+        gates.append(_gate("monotonic_sanity", None, 0.0, False, f"no key risk feature measured (missing: {absent})"))
     else:
         worst = max(present.values()) if all(math.isfinite(v) for v in present.values()) else math.nan
         detail = ", ".join(f"{f}: {v:+.5f}" for f, v in present.items())
         if absent:
             detail += f"; not measured: {absent}"
-        gates.append(_gate("monotonic_sanity", worst, 0.0, math.isfinite(worst) and worst <= 0.0,
-                           f"change of mean predicted w_qqq per +1 std: {detail}"))
+        gates.append(
+            _gate(
+                "monotonic_sanity",
+                worst,
+                0.0,
+                math.isfinite(worst) and worst <= 0.0,
+                f"change of mean predicted w_qqq per +1 std: {detail}",
+            )
+        )
     return gates
 
 
@@ -189,10 +246,7 @@ def accepted(gates: list[dict[str, Any]]) -> bool:
 
 
 def monotonic_response(
-    predict_w: Callable[[pd.DataFrame], np.ndarray],
-    X: pd.DataFrame,
-    feature: str,
-    bump_std: float = 1.0,
+    predict_w: Callable[[pd.DataFrame], np.ndarray], X: pd.DataFrame, feature: str, bump_std: float = 1.0
 ) -> float:
     """Change of the mean predicted w_qqq when ``feature`` rises by ``bump_std`` standard deviations.
 
@@ -210,3 +264,27 @@ def monotonic_response(
     before = np.asarray(predict_w(X), dtype=float)
     after = np.asarray(predict_w(bumped), dtype=float)
     return float(np.mean(after) - np.mean(before))
+
+
+def policy_weight(model: FoldModel) -> Callable[[pd.DataFrame], np.ndarray]:
+    """Features -> the policy's raw weight (argmax expected utility), for the monotonic sanity gate."""
+
+    def predict(features: pd.DataFrame) -> np.ndarray:
+        return BUCKETS[np.argmax(expected_utility(model.predict_proba(features), model.m), axis=1)]
+
+    return predict
+
+
+def monotonic_sanity(
+    models: Mapping[str, FoldModel], fold_datasets: Mapping[str, pd.DataFrame], features: Iterable[str]
+) -> dict[str, float]:
+    """Mean over folds of the change in mean raw w_qqq on the fold's test rows when each key risk
+    feature rises by one standard deviation (:func:`monotonic_response`); features a fold lacks
+    are skipped."""
+    changes: dict[str, list[float]] = {f: [] for f in features}
+    for fold, frame in sorted(fold_datasets.items()):
+        test = frame[frame["split"] == "test"][feature_columns(frame)]
+        for feature in changes:
+            if feature in test.columns:
+                changes[feature].append(monotonic_response(policy_weight(models[fold]), test, feature))
+    return {f: float(np.mean(v)) for f, v in changes.items() if v}

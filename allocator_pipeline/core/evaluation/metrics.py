@@ -56,15 +56,15 @@ def _returns(bt: pd.DataFrame) -> pd.Series:
     for col in ("ret", "realized_ts"):
         if col not in bt.columns:
             raise InputDataError("backtest frame lacks a column", column=col)
-    ret = pd.Series(bt["ret"].to_numpy(dtype=float, na_value=np.nan),
-                    index=pd.DatetimeIndex(bt["realized_ts"]), name="ret")
+    ret = pd.Series(
+        bt["ret"].to_numpy(dtype=float, na_value=np.nan), index=pd.DatetimeIndex(bt["realized_ts"]), name="ret"
+    )
     if ret.index.tz is None:
         raise InputDataError("realized_ts must be tz-aware UTC", column="realized_ts")
     bad = ~np.isfinite(ret.to_numpy())
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise InputDataError("return must be a finite number", column="ret", row=ret.index[i],
-                             value=ret.iloc[i])
+        raise InputDataError("return must be a finite number", column="ret", row=ret.index[i], value=ret.iloc[i])
     return ret
 
 
@@ -113,6 +113,20 @@ def performance_metrics(bt: pd.DataFrame, notional: float) -> dict[str, Any]:
     dict
         Keys :data:`METRIC_NAMES`; floats (fractions, annualised where stated), ``None`` where
         undefined, ``n_sessions`` an int, ``start``/``end`` ISO dates.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from allocator_pipeline.core.common.costs import CostModel
+    >>> from allocator_pipeline.core.common.sessions import decision_ts_from_dates
+    >>> from allocator_pipeline.core.evaluation.backtest import run_backtest
+    >>> idx = decision_ts_from_dates(pd.bdate_range("2024-01-02", periods=4))
+    >>> returns = pd.DataFrame({"qqq_leg_return": [0.0, 0.02, -0.01, 0.01],
+    ...                         "spy_leg_return": [0.0, 0.01, 0.0, 0.005], "cash_return": 0.0001}, index=idx)
+    >>> decisions = pd.DataFrame({"w": [0.5, 1.0, 1.0, 0.5], "exposure": 1.0}, index=idx)
+    >>> m = performance_metrics(run_backtest(decisions, returns, CostModel(1.0, 2.0, 0.0)), notional=1e6)
+    >>> m["n_sessions"], round(m["max_drawdown"], 6)  # the one losing session is the drawdown
+    (3, -0.010299)
     """
     ret = _returns(bt)
     n = len(ret)

@@ -18,19 +18,22 @@ each baseline, ``w_<baseline>, traded_<baseline>, cost_<baseline>``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from allocator_pipeline.core.evaluation.backtest import RETURN_COLUMNS, baseline_decisions, run_backtest
+from allocator_pipeline.core.allocation.fold_model import FoldModel, importance_of
 from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.evaluation.backtest import RETURN_COLUMNS, BaselineKind, baseline_decisions, run_backtest
+from allocator_pipeline.core.evaluation.gates import accepted, evaluate_gates, monotonic_sanity
 from allocator_pipeline.core.evaluation.metrics import performance_metrics
 from allocator_pipeline.settings import Settings
 
 ALLOCATOR = "allocator"
-BASELINES: tuple[str, ...] = ("baseline", "qqq_only", "spy_only", "inverse_vol", "oracle")
+BASELINES: tuple[BaselineKind, ...] = ("baseline", "qqq_only", "spy_only", "inverse_vol", "oracle")
 STRATEGIES: tuple[str, ...] = (ALLOCATOR, *BASELINES)
 PATH_COLUMNS = ("w_raw", "w_smoothed", "w_final", "exposure")
 
@@ -56,15 +59,20 @@ def _concat_fold_paths(fold_paths: dict[str, pd.DataFrame], context: pd.DataFram
     pos = context.index.get_indexer(paths.index)
     if (pos < 0).any():
         i = int(np.flatnonzero(pos < 0)[0])
-        raise InputDataError(f"fold {paths['fold'].iloc[i]} decides on a session absent from the context",
-                             column="decision_ts", row=paths.index[i])
+        raise InputDataError(
+            f"fold {paths['fold'].iloc[i]} decides on a session absent from the context",
+            column="decision_ts",
+            row=paths.index[i],
+        )
     gaps = np.flatnonzero(np.diff(pos) != 1)
     if len(gaps):
         i = int(gaps[0]) + 1
         raise InputDataError(
             f"fold test windows must be adjacent and disjoint: fold {paths['fold'].iloc[i - 1]} ends at "
             f"{paths.index[i - 1]}, fold {paths['fold'].iloc[i]} continues at {paths.index[i]}",
-            column="decision_ts", row=paths.index[i])
+            column="decision_ts",
+            row=paths.index[i],
+        )
     return paths
 
 
@@ -137,8 +145,9 @@ def assemble_walk_forward(
     book0 = (bw, 1.0 - bw)
     decisions = {ALLOCATOR: pd.DataFrame({"w": paths["w_final"], "exposure": paths["exposure"]})}
     for kind in BASELINES:
-        decisions[kind] = baseline_decisions(paths.index, kind, returns, labels=labels, weight=bw,
-                                             vol_window=inverse_vol_window)
+        decisions[kind] = baseline_decisions(
+            paths.index, kind, returns, labels=labels, weight=bw, vol_window=inverse_vol_window
+        )
     bts = {s: run_backtest(d, returns, cost_model, initial_book=book0) for s, d in decisions.items()}
     alloc = bts[ALLOCATOR]
     if len(alloc) == 0:
@@ -168,3 +177,70 @@ def assemble_walk_forward(
         oos[f"cost_{s}"] = bts[s]["cost"]
     oos.index.name = "decision_ts"
     return oos, walk_forward_metrics(oos, settings.report.notional)
+
+
+def calibration_summary(models: Mapping[str, FoldModel]) -> dict[str, dict[str, Any]]:
+    """Per fold: the calibrator chosen, the blend weights, and the validation metrics and
+    reliability data before and after calibration."""
+    out: dict[str, dict[str, Any]] = {}
+    for fold, model in sorted(models.items()):
+        ens = model.ensemble.to_dict()
+        out[fold] = {
+            "chosen": ens["calibrator"].get("kind"),
+            "weights": dict(zip(ens["member_names"], ens["weights"], strict=True)),
+            "before": ens["metrics_before"],
+            "after": ens["metrics_after"],
+            "reliability": {"before": ens["reliability_before"], "after": ens["reliability_after"]},
+        }
+    return out
+
+
+def evaluate_walk_forward(
+    fold_paths: Mapping[str, pd.DataFrame],
+    models: Mapping[str, FoldModel],
+    fold_datasets: Mapping[str, pd.DataFrame],
+    fold_tuning: Mapping[str, dict[str, Any]],
+    leg_panel: pd.DataFrame,
+    utility_labels: pd.DataFrame,
+    settings: Settings,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The walk-forward evaluation: the continuous out-of-sample book against the baselines, the
+    gates and their verdict, and the diagnostics of every fold.
+
+    Returns ``(oos_daily, metrics)``; ``metrics`` holds the strategies' and folds' metrics (see
+    :func:`assemble_walk_forward`) plus ``accepted``, ``gates``, ``monotonic``, ``calibration``,
+    ``importance`` (LightGBM gain share per fold), ``tuning`` (the folds whose study ran) and the
+    run's ``settings``.
+    """
+    oos_daily, metrics = assemble_walk_forward(dict(fold_paths), leg_panel, utility_labels, settings)
+    importance = {fold: dict(sorted(importance_of(model.members).items())) for fold, model in sorted(models.items())}
+    monotonic = monotonic_sanity(models, fold_datasets, settings.gates.monotonic_features)
+    importance_frame = pd.DataFrame({fold: pd.Series(v) for fold, v in importance.items()}).T
+    gates = evaluate_gates(
+        metrics["strategies"], metrics["folds"], importance_frame.fillna(0.0), monotonic, settings.gates
+    )
+    metrics.update(
+        accepted=accepted(gates),
+        gates=gates,
+        monotonic=monotonic,
+        calibration=calibration_summary(models),
+        importance=importance,
+        tuning={fold: t for fold, t in sorted(fold_tuning.items()) if t.get("enabled")},
+        settings=settings.model_dump(mode="json"),
+    )
+    return oos_daily, metrics
+
+
+def fold_comparison(path: pd.DataFrame, leg_panel: pd.DataFrame, settings: Settings) -> dict[str, dict[str, Any]]:
+    """One fold's own backtest: its allocator path (``w_final``, ``exposure``) and the Step 3
+    baseline over the same sessions, with the same costs (the fold's metadata; the verdict uses
+    the continuous book of :func:`assemble_walk_forward`)."""
+    cost_model = CostModel.from_settings(settings.costs)
+    returns = leg_panel[list(RETURN_COLUMNS)]
+    window = returns.loc[path.index[0] :]
+    decisions = path[["w_final", "exposure"]].rename(columns={"w_final": "w"})
+    base = baseline_decisions(path.index, "baseline", returns, weight=settings.labels.baseline_weight)
+    return {
+        "allocator": performance_metrics(run_backtest(decisions, window, cost_model), settings.report.notional),
+        "baseline": performance_metrics(run_backtest(base, window, cost_model), settings.report.notional),
+    }

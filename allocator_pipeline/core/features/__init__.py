@@ -3,13 +3,7 @@
 Asset group ``features``: ``allocator_features``.
 """
 
-from allocator_pipeline.core.features.inputs import check_index, column_values
-from allocator_pipeline.core.features.table import available_blocks, build_features, feature_dictionary
+from allocator_pipeline.core.features.inputs import available_blocks, check_index, column_values
+from allocator_pipeline.core.features.table import build_features, feature_dictionary
 
-__all__ = [
-    "available_blocks",
-    "build_features",
-    "check_index",
-    "column_values",
-    "feature_dictionary",
-]
+__all__ = ["available_blocks", "build_features", "check_index", "column_values", "feature_dictionary"]

@@ -16,7 +16,7 @@ and the value:
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -81,7 +81,8 @@ def check_index(panel: pd.DataFrame) -> pd.DatetimeIndex:
         raise InputDataError(
             "the leg panel must be indexed by decision_ts, tz-aware UTC timestamps "
             "(core/sessions.decision_ts_from_dates)",
-            column="decision_ts", value=str(getattr(idx, "dtype", type(idx))),
+            column="decision_ts",
+            value=str(getattr(idx, "dtype", type(idx))),
         )
     if str(idx.tz) != "UTC":
         raise InputDataError("decision_ts must be in UTC", column="decision_ts", value=str(idx.tz))
@@ -109,29 +110,32 @@ def column_values(panel: pd.DataFrame, column: str, block: str = "") -> np.ndarr
         bad = np.flatnonzero(~finite)
         if bad.size:
             i = int(bad[0])
-            raise InputDataError("must be a finite number on every session", column=column,
-                                 row=str(panel.index[i]), value=values[i])
+            raise InputDataError(
+                "must be a finite number on every session", column=column, row=str(panel.index[i]), value=values[i]
+            )
     elif finite.any():
         first = int(np.argmax(finite))
         bad = np.flatnonzero(~finite[first:])
         if bad.size:
             i = first + int(bad[0])
             raise InputDataError(
-                "missing or non-finite value after the column's first value (only a leading "
-                "warm-up may be NaN)", column=column, row=str(panel.index[i]), value=values[i],
+                "missing or non-finite value after the column's first value (only a leading warm-up may be NaN)",
+                column=column,
+                row=str(panel.index[i]),
+                value=values[i],
             )
     if column.endswith("_leg_return"):
         bad = np.flatnonzero(values <= -1.0)
         if bad.size:
             i = int(bad[0])
-            raise InputDataError("a daily leg return must be > -1 (fraction)", column=column,
-                                 row=str(panel.index[i]), value=values[i])
+            raise InputDataError(
+                "a daily leg return must be > -1 (fraction)", column=column, row=str(panel.index[i]), value=values[i]
+            )
     if column.endswith("_adj_close"):
         bad = np.flatnonzero(finite & (values <= 0.0))
         if bad.size:
             i = int(bad[0])
-            raise InputDataError("adjusted close must be > 0", column=column,
-                                 row=str(panel.index[i]), value=values[i])
+            raise InputDataError("adjusted close must be > 0", column=column, row=str(panel.index[i]), value=values[i])
     return values
 
 
@@ -157,9 +161,7 @@ def check_vix_gaps(panel: pd.DataFrame, max_stale: int) -> tuple[np.ndarray, np.
     raw = column_values_vix(panel)
     filled, stale = vix_staleness(raw)
     if not np.isfinite(raw).any():
-        raise InputDataError(
-            "the 'vix' column has no value at all; switch the 'vix' feature block off", column="vix"
-        )
+        raise InputDataError("the 'vix' column has no value at all; switch the 'vix' feature block off", column="vix")
     bad = np.flatnonzero(stale > max_stale)
     if bad.size:
         i = int(bad[0])
@@ -169,7 +171,9 @@ def check_vix_gaps(panel: pd.DataFrame, max_stale: int) -> tuple[np.ndarray, np.
             f"VIX has no value for more than vix_max_stale_sessions={max_stale} sessions (last "
             f"value on {last_real}); the VIX features would be NaN after warm-up. Switch the "
             f"'vix' feature block off for data beyond VIX's end, or end the leg panel at {last_ok}",
-            column="vix", row=str(panel.index[i]), value="NaN",
+            column="vix",
+            row=str(panel.index[i]),
+            value="NaN",
         )
     return filled, stale
 

@@ -39,37 +39,39 @@ VIX series keeps it. This keeps the contract "NaN only during warm-up" for every
 
 Examples
 --------
->>> from allocator_pipeline.settings import FeatureSettings
->>> settings = FeatureSettings(blocks=available_blocks(panel))        # doctest: +SKIP
->>> features = build_features(panel, settings)                        # doctest: +SKIP
->>> feature_dictionary(settings, panel.columns).head(3)               # doctest: +SKIP
+The passive legs of the embedded data (no confidence columns, so no confidence block):
+
+>>> import tempfile
+>>> from allocator_pipeline.core.inputs import build_leg_panel, load_prices, market_panel, run_reference_engine
+>>> from allocator_pipeline.settings import FeatureSettings, load_settings
+>>> market = market_panel(load_prices(None, 1e-4), "QQQ", "SPY")
+>>> passive = load_settings(environ={}, overrides={"data": {"step3_mode": "passive"}})
+>>> panel = build_leg_panel(run_reference_engine(market, passive, tempfile.mkdtemp()), market)
+>>> settings = FeatureSettings(blocks=available_blocks(panel))
+>>> settings.blocks
+('returns', 'volatility', 'drawdown', 'hit_rate', 'regime', 'tbill')
+>>> build_features(panel, settings).shape  # sessions x features
+(6679, 57)
+>>> print(feature_dictionary(settings, panel.columns)[["name", "block", "window"]].head(3).to_string())
+         name    block  window
+0   qqq_ret_1  returns       1
+1   qqq_ret_5  returns       5
+2  qqq_ret_21  returns      21
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
 
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.features.blocks import BLOCKS, FeatureSpec, PanelInputs
-from allocator_pipeline.core.features.inputs import (
-    available_blocks,
-    block_columns,
-    check_block_columns,
-    check_index,
-)
+from allocator_pipeline.core.features.inputs import available_blocks, block_columns, check_block_columns, check_index
 from allocator_pipeline.settings import FEATURE_BLOCKS, FeatureSettings
 
-__all__ = [
-    "available_blocks",
-    "block_columns",
-    "build_features",
-    "feature_dictionary",
-    "feature_specs",
-    "FeatureSpec",
-]
+__all__ = ["FeatureSpec", "available_blocks", "block_columns", "build_features", "feature_dictionary", "feature_specs"]
 
 DICTIONARY_COLUMNS = ["name", "block", "formula", "window", "units"]
 
@@ -143,7 +145,5 @@ def feature_dictionary(settings: FeatureSettings, panel_columns: Iterable[str] |
     if panel_columns is not None:
         check_block_columns(_enabled(settings), list(panel_columns))
     specs = feature_specs(settings)
-    frame = pd.DataFrame(
-        [[s.name, s.block, s.formula, s.window, s.units] for s in specs], columns=DICTIONARY_COLUMNS
-    )
+    frame = pd.DataFrame([[s.name, s.block, s.formula, s.window, s.units] for s in specs], columns=DICTIONARY_COLUMNS)
     return frame.astype({"window": "int64"})

@@ -3,20 +3,24 @@
 Asset group ``folds``: ``fold_plan``, ``fold_dataset``.
 """
 
-from allocator_pipeline.core.folds.plan import (
-    FoldPlanError,
-    PLAN_COLUMNS,
+from allocator_pipeline.core.folds.checks import (
+    FOLD_DATASET_CHECKS,
+    class_balance,
     fold_dataset,
-    plan_folds,
+    fold_dataset_problems,
     split_labels,
     usable_sessions,
     validate_plan,
 )
+from allocator_pipeline.core.folds.plan import PLAN_COLUMNS, FoldPlanError, plan_folds
 
 __all__ = [
-    "FoldPlanError",
+    "FOLD_DATASET_CHECKS",
     "PLAN_COLUMNS",
+    "FoldPlanError",
+    "class_balance",
     "fold_dataset",
+    "fold_dataset_problems",
     "plan_folds",
     "split_labels",
     "usable_sessions",

@@ -6,8 +6,10 @@ calendar; a label at session ``t`` reads sessions ``t + 1 .. t + H``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from itertools import combinations
-from typing import Any, Mapping
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -15,8 +17,49 @@ import pandas as pd
 from allocator_pipeline.core.common.errors import InputDataError
 
 SPLITS = ("train", "val", "test", "purge", "embargo", "")
-_RANGES = (("train", "train_start", "train_end"), ("train2", "train2_start", "train2_end"),
-           ("val", "val_start", "val_end"), ("test", "test_start", "test_end"))
+_RANGES = (
+    ("train", "train_start", "train_end"),
+    ("train2", "train2_start", "train2_end"),
+    ("val", "val_start", "val_end"),
+    ("test", "test_start", "test_end"),
+)
+
+PlanRule = Literal[
+    "range",
+    "declared_purge",
+    "overlap",
+    "label_window",
+    "purge_gap",
+    "after_test",
+    "outer_train2",
+    "embargo",
+    "no_outer_row",
+    "inner_in_outer",
+    "duplicate",
+    "test_overlap",
+]
+"""The rules of a sound fold plan (see :func:`validate_plan`)."""
+
+PURGE_RULES: frozenset[str] = frozenset({"declared_purge", "label_window", "purge_gap", "inner_in_outer"})
+"""Rules about purges: no training label window reaches a later validation or test decision."""
+OVERLAP_RULES: frozenset[str] = frozenset({"overlap", "test_overlap"})
+"""Rules about splits that share sessions."""
+EMBARGO_RULES: frozenset[str] = frozenset({"embargo"})
+"""Rules about the embargo after a held-out block."""
+
+
+@dataclass(frozen=True)
+class PlanViolation:
+    """One broken rule of the fold plan: which ``rule``, where (``fold``, ``inner``; None for a
+    rule across folds) and a message that names the sessions involved."""
+
+    rule: PlanRule
+    fold: str | None
+    inner: int | None
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def _get(row: Mapping[str, Any] | pd.Series, key: str) -> Any:
@@ -58,8 +101,9 @@ def split_labels(plan_row: Mapping[str, Any] | pd.Series, sessions: pd.DatetimeI
     return pd.Series(out, index=idx, name="split", dtype="str")
 
 
-def fold_dataset(features: pd.DataFrame, labels: pd.DataFrame, plan: pd.DataFrame, fold: str,
-                 inner: int = -1) -> pd.DataFrame:
+def fold_dataset(
+    features: pd.DataFrame, labels: pd.DataFrame, plan: pd.DataFrame, fold: str, inner: int = -1
+) -> pd.DataFrame:
     """The rows of one fold (or inner split) with their split, features and labels.
 
     Returns
@@ -94,7 +138,9 @@ def fold_dataset(features: pd.DataFrame, labels: pd.DataFrame, plan: pd.DataFram
         raise InputDataError(
             f"fold {fold} has a test session with a non-finite feature; features must be complete after "
             "warm-up (switch off the block, or end the data where its inputs end)",
-            column=str(features.columns[j]), row=str(features.index[i]), value=float(values[i, j]),
+            column=str(features.columns[j]),
+            row=str(features.index[i]),
+            value=float(values[i, j]),
         )
     keep = fit | test
     out = features.loc[keep].copy()
@@ -105,6 +151,7 @@ def fold_dataset(features: pd.DataFrame, labels: pd.DataFrame, plan: pd.DataFram
 
 
 def _ranges(row: pd.Series, idx: pd.DatetimeIndex, where: str, problems: list[str]) -> dict[str, tuple[int, int]]:
+    """The row's ranges as session positions; a range that is not sound is reported, not returned."""
     found: dict[str, tuple[int, int]] = {}
     for name, start_col, end_col in _RANGES:
         start, end = _get(row, start_col), _get(row, end_col)
@@ -126,60 +173,78 @@ def _ranges(row: pd.Series, idx: pd.DatetimeIndex, where: str, problems: list[st
     return found
 
 
-def _row_problems(row: pd.Series, idx: pd.DatetimeIndex, horizon: int, outer: pd.Series | None) -> list[str]:
+def _row_problems(row: pd.Series, idx: pd.DatetimeIndex, horizon: int, outer: pd.Series | None) -> list[PlanViolation]:
     where = f"fold {row['fold']} inner {int(row['inner'])}"
-    problems: list[str] = []
-    r = _ranges(row, idx, where, problems)
+    found: list[PlanViolation] = []
+
+    def report(rule: PlanRule, message: str) -> None:
+        found.append(PlanViolation(rule, str(row["fold"]), int(row["inner"]), message))
+
+    range_problems: list[str] = []
+    r = _ranges(row, idx, where, range_problems)
+    for message in range_problems:
+        report("range", message)
     purge, embargo = int(row["purge"]), int(row["embargo"])
     if purge < horizon:
-        problems.append(f"{where}: declared purge {purge} is shorter than the label horizon H={horizon}")
+        report("declared_purge", f"{where}: declared purge {purge} is shorter than the label horizon H={horizon}")
     for a, b in combinations(r, 2):
         (s1, e1), (s2, e2) = r[a], r[b]
         if s1 <= e2 and s2 <= e1:
-            problems.append(f"{where}: the {a} and {b} ranges overlap ({idx[max(s1, s2)]} .. {idx[min(e1, e2)]})")
+            report("overlap", f"{where}: the {a} and {b} ranges overlap ({idx[max(s1, s2)]} .. {idx[min(e1, e2)]})")
     for src, dst in (("train", "val"), ("train", "test"), ("train2", "val"), ("train2", "test"), ("val", "test")):
         if src in r and dst in r:
             lo, hi = max(r[src][0], r[dst][0] - horizon), min(r[src][1], r[dst][0] - 1)
             if lo <= hi:
-                problems.append(
+                report(
+                    "label_window",
                     f"{where}: {src} decisions {idx[lo]} .. {idx[hi]} have label windows (t+1..t+{horizon}) "
-                    f"reaching the {dst} decision {idx[r[dst][0]]}: the purge is too short"
+                    f"reaching the {dst} decision {idx[r[dst][0]]}: the purge is too short",
                 )
     for a, b in (("train", "val"), ("val", "test")):
         if a in r and b in r and r[a][1] < r[b][0]:
             gap = r[b][0] - r[a][1] - 1
             if gap < purge:
-                problems.append(f"{where}: the purge between {a} and {b} is {gap} sessions, "
-                                f"shorter than the declared purge of {purge}")
+                report(
+                    "purge_gap",
+                    f"{where}: the purge between {a} and {b} is {gap} sessions, "
+                    f"shorter than the declared purge of {purge}",
+                )
     if "test" in r:
         for name in ("train", "val"):
             if name in r and r[name][1] >= r["test"][0]:
-                problems.append(f"{where}: the {name} range ends ({idx[r[name][1]]}) after the test window "
-                                f"starts ({idx[r['test'][0]]})")
+                report(
+                    "after_test",
+                    f"{where}: the {name} range ends ({idx[r[name][1]]}) after the test window "
+                    f"starts ({idx[r['test'][0]]})",
+                )
         if "train2" in r:
             if int(row["inner"]) == -1:
-                problems.append(f"{where}: an outer fold must not train after its test window (train2 is set)")
+                report("outer_train2", f"{where}: an outer fold must not train after its test window (train2 is set)")
             gap = r["train2"][0] - r["test"][1] - 1
             if gap < embargo:
-                problems.append(f"{where}: the embargo after the held-out block is {gap} sessions, "
-                                f"shorter than the declared embargo of {embargo}")
+                report(
+                    "embargo",
+                    f"{where}: the embargo after the held-out block is {gap} sessions, "
+                    f"shorter than the declared embargo of {embargo}",
+                )
     if int(row["inner"]) >= 0:
         if outer is None:
-            problems.append(f"{where}: no outer fold row (inner = -1) for fold {row['fold']}")
+            report("no_outer_row", f"{where}: no outer fold row (inner = -1) for fold {row['fold']}")
         else:
             start = idx.get_indexer([pd.Timestamp(outer["test_start"])])[0]
             if start >= 0:
                 limit = start - max(int(outer["purge"]), horizon)
                 for name, (_, end) in r.items():
                     if end >= limit:
-                        problems.append(
+                        report(
+                            "inner_in_outer",
                             f"{where}: the {name} range reaches {idx[end]}, inside the outer test window or "
-                            f"its purge (which starts {idx[max(limit, 0)]})"
+                            f"its purge (which starts {idx[max(limit, 0)]})",
                         )
-    return problems
+    return found
 
 
-def validate_plan(plan: pd.DataFrame, sessions: pd.DatetimeIndex, horizon: int) -> list[str]:
+def validate_plan(plan: pd.DataFrame, sessions: pd.DatetimeIndex, horizon: int) -> list[PlanViolation]:
     """Every violation of the fold plan's rules (empty list when the plan is sound).
 
     Checks, per row: ranges lie on sessions and are ordered; train / train2 / val / test do not
@@ -188,12 +253,22 @@ def validate_plan(plan: pd.DataFrame, sessions: pd.DatetimeIndex, horizon: int) 
     embargo; train and validation end before the test window; outer folds have no ``train2``;
     inner splits stay before the outer test window and its purge. Across folds: no two outer test
     windows overlap and no (fold, inner) pair repeats.
+
+    Returns
+    -------
+    list of PlanViolation
+        Each with its ``rule`` (checks select them by rule: :data:`PURGE_RULES`,
+        :data:`OVERLAP_RULES`, :data:`EMBARGO_RULES`), fold, inner split and message.
     """
     idx = pd.DatetimeIndex(sessions)
-    problems: list[str] = []
+    problems: list[PlanViolation] = []
     duplicated = plan.duplicated(subset=["fold", "inner"], keep=False)
     for fold, inner in plan.loc[duplicated, ["fold", "inner"]].drop_duplicates().itertuples(index=False):
-        problems.append(f"fold {fold} inner {inner}: the plan has this split more than once")
+        problems.append(
+            PlanViolation(
+                "duplicate", str(fold), int(inner), f"fold {fold} inner {inner}: the plan has this split more than once"
+            )
+        )
     outer_rows = plan[plan["inner"] == -1]
     outer_by_fold = {str(r["fold"]): r for _, r in outer_rows.iterrows()}
     for _, row in plan.iterrows():
@@ -201,6 +276,62 @@ def validate_plan(plan: pd.DataFrame, sessions: pd.DatetimeIndex, horizon: int) 
     ordered = outer_rows.sort_values("test_start", kind="mergesort")
     for (_, a), (_, b) in zip(ordered.iloc[:-1].iterrows(), ordered.iloc[1:].iterrows()):
         if b["test_start"] <= a["test_end"]:
-            problems.append(f"the test windows of folds {a['fold']} and {b['fold']} overlap "
-                            f"({b['test_start']} .. {min(a['test_end'], b['test_end'])})")
+            problems.append(
+                PlanViolation(
+                    "test_overlap",
+                    None,
+                    None,
+                    f"the test windows of folds {a['fold']} and {b['fold']} overlap "
+                    f"({b['test_start']} .. {min(a['test_end'], b['test_end'])})",
+                )
+            )
     return problems
+
+
+FOLD_DATASET_CHECKS = ("purge_holds", "no_split_overlap", "embargo_respected", "no_nan_features", "no_label_in_last_h")
+"""The blocking checks of a fold dataset, in the order they are reported."""
+
+
+def fold_dataset_problems(
+    data: pd.DataFrame, features: pd.DataFrame, labels: pd.DataFrame, plan_rows: pd.DataFrame, horizon: int
+) -> dict[str, list[str]]:
+    """The problems of one fold's dataset, per check of :data:`FOLD_DATASET_CHECKS`.
+
+    ``purge_holds``, ``no_split_overlap`` and ``embargo_respected`` select the fold's plan
+    violations by rule; ``no_nan_features`` refuses a NaN feature in a train/validation row;
+    ``no_label_in_last_h`` refuses a label on the last ``horizon`` sessions (their label window
+    is incomplete) and an unlabelled train/validation row.
+    """
+    sessions = features.index
+    violations = validate_plan(plan_rows, sessions, horizon)
+
+    def by_rule(rules: frozenset[str]) -> list[str]:
+        return [v.message for v in violations if v.rule in rules]
+
+    used = data[data["split"].isin(["train", "val"])]
+    nan_rows = used[list(features.columns)].isna().any(axis=1)
+    nan_problems = (
+        [f"{int(nan_rows.sum())} train/validation rows with NaN features, first {used.index[nan_rows][0]}"]
+        if nan_rows.any()
+        else []
+    )
+    labelled_tail = labels["label_class"].reindex(sessions[-horizon:]).notna()
+    tail_problems = (
+        [f"{int(labelled_tail.sum())} of the last {horizon} sessions carry a label"] if labelled_tail.any() else []
+    )
+    unlabelled_used = used["label_class"].isna()
+    if unlabelled_used.any():
+        tail_problems.append(f"{int(unlabelled_used.sum())} train/validation rows without a label")
+    return {
+        "purge_holds": by_rule(PURGE_RULES),
+        "no_split_overlap": by_rule(OVERLAP_RULES),
+        "embargo_respected": by_rule(EMBARGO_RULES),
+        "no_nan_features": nan_problems,
+        "no_label_in_last_h": tail_problems,
+    }
+
+
+def class_balance(labels: pd.Series) -> dict[str, int]:
+    """Rows per bucket (keys are bucket weights ``"0.0"`` .. ``"1.0"``)."""
+    counts = np.bincount(labels.dropna().astype(int), minlength=11)
+    return {f"{k / 10:.1f}": int(c) for k, c in enumerate(counts)}

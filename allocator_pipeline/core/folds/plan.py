@@ -28,8 +28,8 @@ UTC, inclusive; ``train2_*`` NaT when unused), ``purge`` and ``embargo`` (sessio
 is 0 where no training range follows a held-out block), ``n_train, n_val`` (usable sessions in
 the ranges), ``n_test`` (sessions in the test window).
 
-``split_labels``, ``fold_dataset`` and ``validate_plan`` (in ``core/folds/checks.py``, re-exported
-here) turn a plan row into per-session splits, the fold's rows, and the list of violations.
+``split_labels``, ``fold_dataset`` and ``validate_plan`` (in ``core/folds/checks.py``)
+turn a plan row into per-session splits, the fold's rows, and the list of violations.
 """
 
 from __future__ import annotations
@@ -39,16 +39,37 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from allocator_pipeline.core.folds.checks import fold_dataset, split_labels, usable_sessions, validate_plan
 from allocator_pipeline.core.common.sessions import SESSIONS_PER_YEAR, session_dates
 from allocator_pipeline.settings import Settings
 
 PLAN_COLUMNS = [
-    "fold", "inner", "scheme", "train_start", "train_end", "train2_start", "train2_end",
-    "val_start", "val_end", "test_start", "test_end", "purge", "embargo", "n_train", "n_val", "n_test",
+    "fold",
+    "inner",
+    "scheme",
+    "train_start",
+    "train_end",
+    "train2_start",
+    "train2_end",
+    "val_start",
+    "val_end",
+    "test_start",
+    "test_end",
+    "purge",
+    "embargo",
+    "n_train",
+    "n_val",
+    "n_test",
 ]
-TIMESTAMP_COLUMNS = ["train_start", "train_end", "train2_start", "train2_end", "val_start", "val_end",
-                     "test_start", "test_end"]
+TIMESTAMP_COLUMNS = [
+    "train_start",
+    "train_end",
+    "train2_start",
+    "train2_end",
+    "val_start",
+    "val_end",
+    "test_start",
+    "test_end",
+]
 
 
 class FoldPlanError(ValueError):
@@ -74,8 +95,9 @@ def check_sessions(sessions: pd.DatetimeIndex) -> pd.DatetimeIndex:
     return idx
 
 
-def _layout(usable_pos: np.ndarray, start: int, end: int, validation: int, purge: int,
-            rolling: int | None) -> _Layout | None:
+def _layout(
+    usable_pos: np.ndarray, start: int, end: int, validation: int, purge: int, rolling: int | None
+) -> _Layout | None:
     """Train-proper + purge + validation tail inside positions ``start .. end``; None if too short."""
     candidates = usable_pos[(usable_pos >= start) & (usable_pos <= end)]
     if len(candidates) < validation + 1:
@@ -90,25 +112,47 @@ def _layout(usable_pos: np.ndarray, start: int, end: int, validation: int, purge
     return _Layout(train=train, val=val, train2=np.empty(0, dtype=np.int64))
 
 
-def _row(sessions: pd.DatetimeIndex, fold: str, inner: int, scheme: str, layout: _Layout,
-         test: tuple[int, int], purge: int, embargo: int) -> dict:
+def _row(
+    sessions: pd.DatetimeIndex,
+    fold: str,
+    inner: int,
+    scheme: str,
+    layout: _Layout,
+    test: tuple[int, int],
+    purge: int,
+    embargo: int,
+) -> dict:
     def ts(pos: np.ndarray, which: int) -> pd.Timestamp:
         return sessions[int(pos[which])] if len(pos) else pd.NaT
 
     return {
-        "fold": fold, "inner": inner, "scheme": scheme,
-        "train_start": ts(layout.train, 0), "train_end": ts(layout.train, -1),
-        "train2_start": ts(layout.train2, 0), "train2_end": ts(layout.train2, -1),
-        "val_start": ts(layout.val, 0), "val_end": ts(layout.val, -1),
-        "test_start": sessions[test[0]], "test_end": sessions[test[1]],
-        "purge": purge, "embargo": embargo,
-        "n_train": len(layout.train) + len(layout.train2), "n_val": len(layout.val),
+        "fold": fold,
+        "inner": inner,
+        "scheme": scheme,
+        "train_start": ts(layout.train, 0),
+        "train_end": ts(layout.train, -1),
+        "train2_start": ts(layout.train2, 0),
+        "train2_end": ts(layout.train2, -1),
+        "val_start": ts(layout.val, 0),
+        "val_end": ts(layout.val, -1),
+        "test_start": sessions[test[0]],
+        "test_end": sessions[test[1]],
+        "purge": purge,
+        "embargo": embargo,
+        "n_train": len(layout.train) + len(layout.train2),
+        "n_val": len(layout.val),
         "n_test": test[1] - test[0] + 1,
     }
 
 
-def _inner_rows(sessions: pd.DatetimeIndex, usable_pos: np.ndarray, fold: str, region: tuple[int, int],
-                settings: Settings, rolling: int | None) -> list[dict]:
+def _inner_rows(
+    sessions: pd.DatetimeIndex,
+    usable_pos: np.ndarray,
+    fold: str,
+    region: tuple[int, int],
+    settings: Settings,
+    rolling: int | None,
+) -> list[dict]:
     fs = settings.folds
     purge, length, n_inner = settings.purge, fs.inner_test_sessions, fs.n_inner_folds
     start, end = region
@@ -116,8 +160,11 @@ def _inner_rows(sessions: pd.DatetimeIndex, usable_pos: np.ndarray, fold: str, r
     for k in range(n_inner):
         block_start = end - (n_inner - k) * length + 1
         block_end = block_start + length - 1
-        layout = _layout(usable_pos, start, block_start - purge - 1, fs.validation_sessions, purge, rolling) \
-            if block_start > start else None
+        layout = (
+            _layout(usable_pos, start, block_start - purge - 1, fs.validation_sessions, purge, rolling)
+            if block_start > start
+            else None
+        )
         if layout is None:
             raise FoldPlanError(
                 f"fold {fold} inner split {k}: the outer training region ({sessions[start].date()} .. "
@@ -161,6 +208,29 @@ def plan_folds(sessions: pd.DatetimeIndex, usable: pd.Series, settings: Settings
         Not enough usable history for the first fold, an inadmissible ``first_test_year``, a
         rolling window shorter than ``min_train_years``, an inner split without room, or a
         ``required_oos_years`` year not covered by the folds.
+
+    Examples
+    --------
+    Five years of sessions, two test years, one inner split each; the purge (H = 20 sessions)
+    separates the validation tail from the test window:
+
+    >>> import pandas as pd
+    >>> from allocator_pipeline.core.common.sessions import decision_ts_from_dates
+    >>> from allocator_pipeline.settings import load_settings
+    >>> sessions = decision_ts_from_dates(pd.bdate_range("2010-01-04", "2014-12-31"))
+    >>> settings = load_settings(environ={}, overrides={"folds": {
+    ...     "min_train_years": 2, "first_test_year": 2013, "required_oos_years": [],
+    ...     "n_inner_folds": 1, "validation_sessions": 100}})
+    >>> plan = plan_folds(sessions, pd.Series(True, index=sessions), settings)
+    >>> print(plan[["fold", "inner", "n_train", "n_val", "n_test", "purge"]].to_string())
+       fold  inner  n_train  n_val  n_test  purge
+    0  2013     -1      641    100     261     20
+    1  2013      0      369    100     252     20
+    2  2014     -1      902    100     261     20
+    3  2014      0      630    100     252     20
+    >>> outer = plan.iloc[0]
+    >>> sessions.get_loc(outer["test_start"]) - sessions.get_loc(outer["val_end"]) - 1
+    20
     """
     sessions = check_sessions(sessions)
     fs = settings.folds
@@ -184,8 +254,10 @@ def plan_folds(sessions: pd.DatetimeIndex, usable: pd.Series, settings: Settings
     def outer_layout(year: int) -> _Layout | None:
         return _layout(usable_pos, 0, first_pos[year] - purge - 1, fs.validation_sessions, purge, rolling)
 
-    earliest = next((int(y) for y in unique_years
-                     if (lay := outer_layout(int(y))) is not None and len(lay.train) >= min_train), None)
+    earliest = next(
+        (int(y) for y in unique_years if (lay := outer_layout(int(y))) is not None and len(lay.train) >= min_train),
+        None,
+    )
     if earliest is None:
         raise FoldPlanError(
             f"not enough usable history for a first fold: need {min_train} usable train-proper sessions "
@@ -225,11 +297,18 @@ def plan_folds(sessions: pd.DatetimeIndex, usable: pd.Series, settings: Settings
     plan = pd.DataFrame(rows, columns=PLAN_COLUMNS)
     for col in TIMESTAMP_COLUMNS:
         plan[col] = pd.to_datetime(plan[col], utc=True).astype("datetime64[ns, UTC]")
-    return plan.astype({"fold": "str", "scheme": "str", "inner": "int64", "purge": "int64",
-                        "embargo": "int64", "n_train": "int64", "n_val": "int64", "n_test": "int64"})
+    return plan.astype(
+        {
+            "fold": "str",
+            "scheme": "str",
+            "inner": "int64",
+            "purge": "int64",
+            "embargo": "int64",
+            "n_train": "int64",
+            "n_val": "int64",
+            "n_test": "int64",
+        }
+    )
 
 
-__all__ = [
-    "FoldPlanError", "PLAN_COLUMNS", "check_sessions", "fold_dataset", "plan_folds", "split_labels",
-    "usable_sessions", "validate_plan",
-]
+__all__ = ["PLAN_COLUMNS", "FoldPlanError", "check_sessions", "plan_folds"]

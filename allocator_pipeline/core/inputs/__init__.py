@@ -19,13 +19,16 @@ from allocator_pipeline.core.inputs.reference_engine import (
     run_reference_engine,
 )
 from allocator_pipeline.core.inputs.reference_features import direction_target, price_features, trailing_psi
-from allocator_pipeline.core.inputs.step3 import (
-    CONFIDENCE_COLUMNS,
-    Step3Data,
-    build_leg_panel,
-    read_step3_dir,
-    write_step3_dir,
+from allocator_pipeline.core.inputs.sources import (
+    leg_panel_problems,
+    live_inputs,
+    load_market,
+    market_problems,
+    read_legs,
+    step3_directory,
 )
+from allocator_pipeline.core.inputs.step3 import Step3Data, build_leg_panel, read_step3_dir, write_step3_dir
+from allocator_pipeline.core.inputs.step3_validation import CONFIDENCE_COLUMNS
 
 __all__ = [
     "CONFIDENCE_COLUMNS",
@@ -35,16 +38,22 @@ __all__ = [
     "build_leg_panel",
     "direction_target",
     "isotonic_calibration",
+    "leg_panel_problems",
     "leg_returns",
+    "live_inputs",
     "load_embedded",
+    "load_market",
     "load_prices",
     "market_panel",
+    "market_problems",
     "plan_year_folds",
     "position_events",
     "price_features",
+    "read_legs",
     "read_price_file",
     "read_step3_dir",
     "run_reference_engine",
+    "step3_directory",
     "trailing_psi",
     "write_step3_dir",
 ]

@@ -39,8 +39,7 @@ def _parse_sessions(raw: pd.Series, path: Path, column: str, first_row: int) -> 
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raise InputDataError(
-            "not a date YYYY-MM-DD", file=path, column=column, row=first_row + int(raw.index[i]),
-            value=raw.iloc[i],
+            "not a date YYYY-MM-DD", file=path, column=column, row=first_row + int(raw.index[i]), value=raw.iloc[i]
         )
     return parsed
 
@@ -50,8 +49,9 @@ def _numeric(raw: pd.Series, path: Path, column: str, first_row: int, *, allow_n
     bad = values.isna() & ~raw.isna() if allow_nan else values.isna()
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise InputDataError("not a number", file=path, column=column, row=first_row + int(raw.index[i]),
-                             value=raw.iloc[i])
+        raise InputDataError(
+            "not a number", file=path, column=column, row=first_row + int(raw.index[i]), value=raw.iloc[i]
+        )
     return values
 
 
@@ -68,10 +68,16 @@ def read_price_file(path: str | Path, symbol: str | None = None) -> pd.DataFrame
         raise InputDataError("price file not found", file=path)
     with open(path) as fh:
         first = fh.readline().strip().split(",")
+    volume_col: str | None
     if first and first[0] == "Price":  # Yahoo layout A: 4 header lines
-        frame = pd.read_csv(path, skiprows=4, header=None, dtype="string",
-                            names=["Date", "AdjClose", "Close", "High", "Low", "Open", "Volume"])
-        cols = {"adj_close": "AdjClose", "close": "Close", "volume": "Volume"}
+        frame = pd.read_csv(
+            path,
+            skiprows=4,
+            header=None,
+            dtype="string",
+            names=["Date", "AdjClose", "Close", "High", "Low", "Open", "Volume"],
+        )
+        adj_col, close_col, volume_col = "AdjClose", "Close", "Volume"
     else:
         frame = pd.read_csv(path, dtype="string")
         lower = {c.strip().lower(): c for c in frame.columns}
@@ -79,15 +85,19 @@ def read_price_file(path: str | Path, symbol: str | None = None) -> pd.DataFrame
             raise InputDataError("no 'date' column in the header", file=path, column=str(list(frame.columns)))
         frame = frame.rename(columns={lower["date"]: "Date"})
         if "adj close" in lower:
-            cols = {"adj_close": lower["adj close"], "close": lower.get("close", lower["adj close"]),
-                    "volume": lower.get("volume")}
+            adj_col, close_col, volume_col = (
+                lower["adj close"],
+                lower.get("close", lower["adj close"]),
+                lower.get("volume"),
+            )
         elif len(frame.columns) == 2:
             value_col = [c for c in frame.columns if c != "Date"][0]
-            cols = {"adj_close": value_col, "close": value_col, "volume": None}
+            adj_col, close_col, volume_col = value_col, value_col, None
         else:
             raise InputDataError(
                 "unknown layout: expected Yahoo layout, 'Date,...,Adj Close,...' or two columns 'date,<value>'",
-                file=path, column=str(list(frame.columns)),
+                file=path,
+                column=str(list(frame.columns)),
             )
     value_cols = [c for c in frame.columns if c != "Date"]
     # keep the original row numbers (holiday rows dropped here must not shift them in messages)
@@ -95,26 +105,29 @@ def read_price_file(path: str | Path, symbol: str | None = None) -> pd.DataFrame
     if frame.empty:
         raise InputDataError("no data rows", file=path)
     out = pd.DataFrame({"session": _parse_sessions(frame["Date"], path, "Date", 0)})
-    out["adj_close"] = _numeric(frame[cols["adj_close"]], path, cols["adj_close"], 0)
-    out["close"] = _numeric(frame[cols["close"]], path, cols["close"], 0)
-    out["volume"] = (
-        _numeric(frame[cols["volume"]], path, cols["volume"], 0, allow_nan=True)
-        if cols.get("volume") else np.nan
-    )
+    out["adj_close"] = _numeric(frame[adj_col], path, adj_col, 0)
+    out["close"] = _numeric(frame[close_col], path, close_col, 0)
+    out["volume"] = _numeric(frame[volume_col], path, volume_col, 0, allow_nan=True) if volume_col else np.nan
     if symbol not in YIELD_SYMBOLS:
-        for col in ("adj_close", "close"):
+        for col, source_col in (("adj_close", adj_col), ("close", close_col)):
             bad = out[col] <= 0
             if bad.any():
                 i = int(np.flatnonzero(bad.to_numpy())[0])
-                raise InputDataError("price must be > 0", file=path, column=cols[col], row=int(out.index[i]),
-                                     value=float(out[col].iloc[i]))
+                raise InputDataError(
+                    "price must be > 0",
+                    file=path,
+                    column=source_col,
+                    row=int(out.index[i]),
+                    value=float(out[col].iloc[i]),
+                )
     step = out["session"].diff().dt.days
     bad = step <= 0
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         problem = "duplicate date" if step.iloc[i] == 0 else "dates not sorted ascending"
-        raise InputDataError(problem, file=path, column="Date", row=int(out.index[i]),
-                             value=str(out["session"].iloc[i].date()))
+        raise InputDataError(
+            problem, file=path, column="Date", row=int(out.index[i]), value=str(out["session"].iloc[i].date())
+        )
     return out[PRICE_COLUMNS].reset_index(drop=True)
 
 
@@ -130,8 +143,9 @@ def load_embedded() -> pd.DataFrame:
     return frame
 
 
-def merge_series(base: pd.DataFrame, user: pd.DataFrame, symbol: str, tolerance: float,
-                 user_path: Path) -> pd.DataFrame:
+def merge_series(
+    base: pd.DataFrame, user: pd.DataFrame, symbol: str, tolerance: float, user_path: Path
+) -> pd.DataFrame:
     """Merge one user series over the embedded one (see module docstring for the rules)."""
     if base.empty:
         return user
@@ -162,7 +176,10 @@ def merge_series(base: pd.DataFrame, user: pd.DataFrame, symbol: str, tolerance:
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raise InputDataError(
             f"{what} {limit:g} on {len(dates)} overlapping session(s): {shown}",
-            file=user_path, column="adj_close", row=dates[0], value=float(overlap["adj_close_user"].iloc[i]),
+            file=user_path,
+            column="adj_close",
+            row=dates[0],
+            value=float(overlap["adj_close_user"].iloc[i]),
         )
     extra = user[~user["session"].isin(base["session"])].copy()
     if symbol not in YIELD_SYMBOLS:

@@ -40,9 +40,9 @@ Determinism: single-threaded deterministic LightGBM with fixed seeds; nothing is
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import lightgbm as lgb
 import numpy as np
@@ -51,7 +51,6 @@ from sklearn.isotonic import IsotonicRegression
 
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.sessions import session_dates
-from allocator_pipeline.core.inputs.step3 import Step3Data, read_step3_dir, write_step3_dir
 from allocator_pipeline.core.inputs.reference_features import (
     DRIFT_FEATURES,
     asset_returns,
@@ -59,6 +58,7 @@ from allocator_pipeline.core.inputs.reference_features import (
     price_features,
     trailing_psi,
 )
+from allocator_pipeline.core.inputs.step3 import Step3Data, read_step3_dir, write_step3_dir
 from allocator_pipeline.settings import Settings, Step3EngineSettings
 
 ROLES = ("qqq", "spy")
@@ -70,8 +70,18 @@ EVENT_MIN_CHANGE = 0.10
 CALIBRATION_PRIOR_ROWS = 10.0
 ENGINE_SEED = 7
 PASSIVE_FOLD = "passive"
-EVENT_COLUMNS = ["decision_ts", "symbol", "step3_fold", "event", "position", "position_before",
-                 "prob_up", "prob_q10", "prob_q90", "drift_psi"]
+EVENT_COLUMNS = [
+    "decision_ts",
+    "symbol",
+    "step3_fold",
+    "event",
+    "position",
+    "position_before",
+    "prob_up",
+    "prob_q10",
+    "prob_q90",
+    "drift_psi",
+]
 
 Progress = Callable[[str], None] | None
 
@@ -89,8 +99,9 @@ class YearFold:
     test_end: int
 
 
-def plan_year_folds(decision_ts: pd.DatetimeIndex, min_train_years: int,
-                    calibration_sessions: int, min_train_rows: int = 1) -> list[YearFold]:
+def plan_year_folds(
+    decision_ts: pd.DatetimeIndex, min_train_years: int, calibration_sessions: int, min_train_rows: int = 1
+) -> list[YearFold]:
     """Yearly walk-forward folds over one symbol's sessions (see the module docstring).
 
     The calibration tail ends ``PURGE_SESSIONS`` before the test year; train-proper ends
@@ -122,8 +133,7 @@ def plan_year_folds(decision_ts: pd.DatetimeIndex, min_train_years: int,
         folds.append(YearFold(str(year), 0, train_end, cal_start, cal_end, s, e))
     if not folds:
         raise ValueError(
-            f"no Step 3 fold: the data spans {years[0]}..{years[-1]} and step3.min_train_years = "
-            f"{min_train_years}"
+            f"no Step 3 fold: the data spans {years[0]}..{years[-1]} and step3.min_train_years = {min_train_years}"
         )
     return folds
 
@@ -132,8 +142,7 @@ def _symbol_series(market: pd.DataFrame, role: str, symbol: str) -> pd.DataFrame
     """One role's adjusted close and volume from its first price on, refusing interior gaps."""
     for column in (f"{role}_adj_close", f"{role}_volume"):
         if column not in market.columns:
-            raise InputDataError("market panel column missing", column=column, row="header",
-                                 value=list(market.columns))
+            raise InputDataError("market panel column missing", column=column, row="header", value=list(market.columns))
     prices = market[f"{role}_adj_close"].astype("float64")
     first = prices.first_valid_index()
     if first is None:
@@ -141,24 +150,36 @@ def _symbol_series(market: pd.DataFrame, role: str, symbol: str) -> pd.DataFrame
     frame = pd.DataFrame({"adj_close": prices, "volume": market[f"{role}_volume"].astype("float64")}).loc[first:]
     gap = frame["adj_close"].isna().to_numpy()
     if gap.any():
-        raise InputDataError(f"{symbol} has no price on a session inside its history",
-                             column=f"{role}_adj_close", row=str(frame.index[int(np.flatnonzero(gap)[0])]),
-                             value=float("nan"))
+        raise InputDataError(
+            f"{symbol} has no price on a session inside its history",
+            column=f"{role}_adj_close",
+            row=str(frame.index[int(np.flatnonzero(gap)[0])]),
+            value=float("nan"),
+        )
     return frame
 
 
 def _lgb_params(cfg: Step3EngineSettings, seed: int) -> dict:
     return {
-        "objective": "binary", "learning_rate": cfg.learning_rate, "num_leaves": cfg.num_leaves,
-        "min_data_in_leaf": cfg.min_data_in_leaf, "bagging_fraction": BAGGING_FRACTION,
-        "bagging_freq": 1, "feature_fraction": FEATURE_FRACTION, "max_bin": MAX_BIN,
-        "num_threads": 1, "deterministic": True, "force_row_wise": True, "seed": seed,
+        "objective": "binary",
+        "learning_rate": cfg.learning_rate,
+        "num_leaves": cfg.num_leaves,
+        "min_data_in_leaf": cfg.min_data_in_leaf,
+        "bagging_fraction": BAGGING_FRACTION,
+        "bagging_freq": 1,
+        "feature_fraction": FEATURE_FRACTION,
+        "max_bin": MAX_BIN,
+        "num_threads": 1,
+        "deterministic": True,
+        "force_row_wise": True,
+        "seed": seed,
         "verbosity": -1,
     }
 
 
-def isotonic_calibration(raw: np.ndarray, target: np.ndarray,
-                         prior_rows: float = CALIBRATION_PRIOR_ROWS) -> tuple[np.ndarray, np.ndarray]:
+def isotonic_calibration(
+    raw: np.ndarray, target: np.ndarray, prior_rows: float = CALIBRATION_PRIOR_ROWS
+) -> tuple[np.ndarray, np.ndarray]:
     """Isotonic map from raw scores to up-probabilities, each block shrunk toward the base rate.
 
     Isotonic regression (pool-adjacent-violators, sklearn) pools the calibration rows into blocks
@@ -182,8 +203,9 @@ def isotonic_calibration(raw: np.ndarray, target: np.ndarray,
     return iso.X_thresholds_, np.maximum.accumulate(shrunk)
 
 
-def bagged_probabilities(x: np.ndarray, y: np.ndarray, fold: YearFold, cfg: Step3EngineSettings,
-                         seed: int = ENGINE_SEED) -> np.ndarray:
+def bagged_probabilities(
+    x: np.ndarray, y: np.ndarray, fold: YearFold, cfg: Step3EngineSettings, seed: int = ENGINE_SEED
+) -> np.ndarray:
     """Calibrated up-probabilities of each bag on the fold's test rows, shape (n_bags, n_test).
 
     Each bag trains on train-proper rows, then an isotonic map fitted on the calibration tail
@@ -196,11 +218,10 @@ def bagged_probabilities(x: np.ndarray, y: np.ndarray, fold: YearFold, cfg: Step
     scored = np.concatenate([x[cal], x[test]])
     out = np.empty((cfg.n_bags, fold.test_end - fold.test_start + 1))
     # one binned dataset for every bag (the bins depend on the training rows only, not the seed)
-    data = lgb.Dataset(x[proper], label=y[proper], params={"max_bin": MAX_BIN, "verbosity": -1},
-                       free_raw_data=False)
+    data = lgb.Dataset(x[proper], label=y[proper], params={"max_bin": MAX_BIN, "verbosity": -1}, free_raw_data=False)
     for bag in range(cfg.n_bags):
         booster = lgb.train(_lgb_params(cfg, seed + bag), data, num_boost_round=cfg.num_boost_round)
-        raw = booster.predict(scored)
+        raw = np.asarray(booster.predict(scored), dtype=np.float64)
         knots, probs = isotonic_calibration(raw[:n_cal], y[cal])
         out[bag] = np.interp(raw[n_cal:], knots, probs)
     return out
@@ -232,8 +253,9 @@ def position_events(leg: pd.DataFrame, min_change: float = EVENT_MIN_CHANGE) -> 
     rows = leg.assign(event=kind, position_before=before)[marks]
     flag = leg["drift_flag"].to_numpy() if "drift_flag" in leg.columns else np.zeros(len(pos), dtype=int)
     switch = np.flatnonzero(np.diff(flag) != 0) + 1
-    drift = leg.iloc[switch].assign(event=np.where(flag[switch] == 1, "drift_on", "drift_off").astype(object),
-                                    position_before=pos[switch - 1])
+    drift = leg.iloc[switch].assign(
+        event=np.where(flag[switch] == 1, "drift_on", "drift_off").astype(object), position_before=pos[switch - 1]
+    )
     events = pd.concat([rows, drift]).sort_values(["decision_ts", "event"], kind="mergesort")
     columns = [c for c in EVENT_COLUMNS if c in events.columns]
     out = events[columns].reset_index(drop=True)
@@ -241,16 +263,18 @@ def position_events(leg: pd.DataFrame, min_change: float = EVENT_MIN_CHANGE) -> 
     return out
 
 
-def reference_leg(series: pd.DataFrame, symbol: str, cfg: Step3EngineSettings, seed: int = ENGINE_SEED,
-                  progress: Progress = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def reference_leg(
+    series: pd.DataFrame, symbol: str, cfg: Step3EngineSettings, seed: int = ENGINE_SEED, progress: Progress = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One symbol's walk-forward leg (contract columns) and its fold summary rows."""
     feats = price_features(series["adj_close"], series["volume"])
     x = feats.to_numpy()
     x_drift = feats[list(DRIFT_FEATURES)].to_numpy()
     y = direction_target(series["adj_close"]).to_numpy()
     ret = asset_returns(series["adj_close"]).to_numpy()
-    folds = plan_year_folds(series.index, cfg.min_train_years, cfg.calibration_sessions,
-                            min_train_rows=2 * cfg.min_data_in_leaf)
+    folds = plan_year_folds(
+        series.index, cfg.min_train_years, cfg.calibration_sessions, min_train_rows=2 * cfg.min_data_in_leaf
+    )
     start = folds[0].test_start
     n = len(series) - start
     bags = np.empty((cfg.n_bags, n))
@@ -264,36 +288,50 @@ def reference_leg(series: pd.DataFrame, symbol: str, cfg: Step3EngineSettings, s
         psi[at], whole = trailing_psi(x_drift, train_rows, fold.test_start, fold.test_end, cfg.drift_window)
         fold_name[at] = fold.name
         ts = series.index
-        summary.append({
-            "step3_fold": fold.name, "symbol": symbol,
-            "train_start": ts[fold.train_start], "train_end": ts[fold.train_end],
-            "calibration_start": ts[fold.calibration_start], "calibration_end": ts[fold.calibration_end],
-            "test_start": ts[fold.test_start], "test_end": ts[fold.test_end],
-            "n_train": fold.train_end - fold.train_start + 1,
-            "n_calibration": fold.calibration_end - fold.calibration_start + 1,
-            "n_test": fold.test_end - fold.test_start + 1,
-            "drift_psi": whole, "drift_flag": int(whole > cfg.drift_flag_psi),
-            "mean_prob_up": float(bags[:, at].mean()),
-        })
+        summary.append(
+            {
+                "step3_fold": fold.name,
+                "symbol": symbol,
+                "train_start": ts[fold.train_start],
+                "train_end": ts[fold.train_end],
+                "calibration_start": ts[fold.calibration_start],
+                "calibration_end": ts[fold.calibration_end],
+                "test_start": ts[fold.test_start],
+                "test_end": ts[fold.test_end],
+                "n_train": fold.train_end - fold.train_start + 1,
+                "n_calibration": fold.calibration_end - fold.calibration_start + 1,
+                "n_test": fold.test_end - fold.test_start + 1,
+                "drift_psi": whole,
+                "drift_flag": int(whole > cfg.drift_flag_psi),
+                "mean_prob_up": float(bags[:, at].mean()),
+            }
+        )
         if progress is not None:
-            progress(f"Step 3 reference engine: {symbol} fold {fold.name}: "
-                     f"{fold.train_end - fold.train_start + 1} training rows, "
-                     f"{fold.calibration_end - fold.calibration_start + 1} calibration rows, "
-                     f"{fold.test_end - fold.test_start + 1} test sessions, mean PSI {whole:.3f}")
+            progress(
+                f"Step 3 reference engine: {symbol} fold {fold.name}: "
+                f"{fold.train_end - fold.train_start + 1} training rows, "
+                f"{fold.calibration_end - fold.calibration_start + 1} calibration rows, "
+                f"{fold.test_end - fold.test_start + 1} test sessions, mean PSI {whole:.3f}"
+            )
     prob_up = bags.mean(axis=0)
     q10, q50, q90 = np.quantile(bags, [0.1, 0.5, 0.9], axis=0)
     position = np.clip(cfg.long_bias + cfg.position_slope * (prob_up - 0.5), 0.0, 1.0)
-    leg = pd.DataFrame({
-        "decision_ts": series.index[start:],
-        "symbol": symbol,
-        "leg_return": leg_returns(position, ret[start:], cfg.fee_bps + cfg.slippage_bps),
-        "position": position,
-        "prob_up": prob_up, "prob_q10": q10, "prob_q50": q50, "prob_q90": q90,
-        "step3_fold": pd.array(fold_name, dtype="str"),
-        "drift_psi": psi,
-        "drift_flag": (psi > cfg.drift_flag_psi).astype("int64"),
-        "asset_return": ret[start:],
-    })
+    leg = pd.DataFrame(
+        {
+            "decision_ts": series.index[start:],
+            "symbol": symbol,
+            "leg_return": leg_returns(position, ret[start:], cfg.fee_bps + cfg.slippage_bps),
+            "position": position,
+            "prob_up": prob_up,
+            "prob_q10": q10,
+            "prob_q50": q50,
+            "prob_q90": q90,
+            "step3_fold": pd.array(fold_name, dtype="str"),
+            "drift_psi": psi,
+            "drift_flag": (psi > cfg.drift_flag_psi).astype("int64"),
+            "asset_return": ret[start:],
+        }
+    )
     return leg, pd.DataFrame(summary)
 
 
@@ -301,25 +339,36 @@ def passive_leg(series: pd.DataFrame, symbol: str) -> tuple[pd.DataFrame, pd.Dat
     """Total-return buy-and-hold leg from the symbol's second session, and its summary row."""
     ret = asset_returns(series["adj_close"]).to_numpy()[1:]
     ts = series.index[1:]
-    leg = pd.DataFrame({
-        "decision_ts": ts, "symbol": symbol, "leg_return": ret, "position": 1.0,
-        "step3_fold": PASSIVE_FOLD, "asset_return": ret,
-    })
+    leg = pd.DataFrame(
+        {
+            "decision_ts": ts,
+            "symbol": symbol,
+            "leg_return": ret,
+            "position": 1.0,
+            "step3_fold": PASSIVE_FOLD,
+            "asset_return": ret,
+        }
+    )
     no_training = pd.DatetimeIndex([pd.NaT], tz="UTC")
-    summary = pd.DataFrame({
-        "step3_fold": [PASSIVE_FOLD], "symbol": [symbol], "train_start": no_training, "train_end": no_training,
-        "test_start": ts[:1], "test_end": ts[-1:], "n_train": [0], "n_test": [len(ts)],
-        "drift_psi": [np.nan], "drift_flag": [0],
-    })
+    summary = pd.DataFrame(
+        {
+            "step3_fold": [PASSIVE_FOLD],
+            "symbol": [symbol],
+            "train_start": no_training,
+            "train_end": no_training,
+            "test_start": ts[:1],
+            "test_end": ts[-1:],
+            "n_train": [0],
+            "n_test": [len(ts)],
+            "drift_psi": [np.nan],
+            "drift_flag": [0],
+        }
+    )
     return leg, summary
 
 
 def run_reference_engine(
-    market: pd.DataFrame,
-    settings: Settings,
-    out_dir: str | Path,
-    progress: Progress = None,
-    seed: int = ENGINE_SEED,
+    market: pd.DataFrame, settings: Settings, out_dir: str | Path, progress: Progress = None, seed: int = ENGINE_SEED
 ) -> Step3Data:
     """Run the reference Step 3 engine on the market panel and write the Step 3 contract.
 
@@ -345,8 +394,18 @@ def run_reference_engine(
 
     Examples
     --------
-    >>> step3 = run_reference_engine(market, load_settings(profile="quick"), "step3_out")  # doctest: +SKIP
-    >>> build_leg_panel(step3, market).head()  # doctest: +SKIP
+    Passive legs (buy and hold) on the embedded data; the leg panel holds the sessions where
+    both legs exist (QQQ from 1999-03-10, its first return a session later):
+
+    >>> import tempfile
+    >>> from allocator_pipeline.core.inputs import build_leg_panel, load_prices, market_panel
+    >>> from allocator_pipeline.settings import load_settings
+    >>> market = market_panel(load_prices(None, 1e-4), "QQQ", "SPY")
+    >>> settings = load_settings(environ={}, overrides={"data": {"step3_mode": "passive"}})
+    >>> step3 = run_reference_engine(market, settings, tempfile.mkdtemp())
+    >>> panel = build_leg_panel(step3, market)
+    >>> len(panel), str(panel.index[0])
+    (6679, '1999-03-11 21:00:00+00:00')
     """
     mode = settings.data.step3_mode
     symbols = {"qqq": settings.data.qqq_symbol, "spy": settings.data.spy_symbol}
@@ -356,8 +415,13 @@ def run_reference_engine(
         series = _symbol_series(market, role, symbol)
         if mode == "passive":
             leg, summary = passive_leg(series, symbol)
-            event = pd.DataFrame({"decision_ts": pd.DatetimeIndex([], tz="UTC"),
-                                  "symbol": pd.Series([], dtype="str"), "event": pd.Series([], dtype="str")})
+            event = pd.DataFrame(
+                {
+                    "decision_ts": pd.DatetimeIndex([], tz="UTC"),
+                    "symbol": pd.Series([], dtype="str"),
+                    "event": pd.Series([], dtype="str"),
+                }
+            )
         else:
             leg, summary = reference_leg(series, symbol, settings.step3, seed, progress)
             event = position_events(leg)

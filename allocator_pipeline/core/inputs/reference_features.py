@@ -144,8 +144,9 @@ def _psi(actual_counts: np.ndarray, expected: np.ndarray) -> np.ndarray:
         return np.where(n_valid > 0, total / n_valid, np.nan)
 
 
-def trailing_psi(values: np.ndarray, train_rows: np.ndarray, first: int, last: int, window: int,
-                 n_bins: int = PSI_BINS) -> tuple[np.ndarray, float]:
+def trailing_psi(
+    values: np.ndarray, train_rows: np.ndarray, first: int, last: int, window: int, n_bins: int = PSI_BINS
+) -> tuple[np.ndarray, float]:
     """Causal drift of rows ``first..last`` and the whole-range PSI.
 
     Parameters

@@ -35,13 +35,14 @@ before the caller writes anything.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 import pandas as pd
 
 from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.common.storage import read_parquet, write_parquet
 from allocator_pipeline.core.inputs.step3_validation import (
     BACKTEST_DIR,
     BASE_COLUMNS,
@@ -56,12 +57,23 @@ from allocator_pipeline.core.inputs.step3_validation import (
     validate_leg_frame,
     validate_summary,
 )
-from allocator_pipeline.core.common.storage import read_parquet, write_parquet
 
 __all__ = [
-    "BACKTEST_DIR", "BASE_COLUMNS", "CONFIDENCE_COLUMNS", "DRIFT_COLUMNS", "EVENTS_DIR", "FOLDS_SUMMARY",
-    "REQUIRED_COLUMNS", "SUMMARY_COLUMNS", "Step3Data", "build_leg_panel", "read_step3_dir",
-    "validate_events", "validate_leg_frame", "validate_summary", "write_step3_dir",
+    "BACKTEST_DIR",
+    "BASE_COLUMNS",
+    "CONFIDENCE_COLUMNS",
+    "DRIFT_COLUMNS",
+    "EVENTS_DIR",
+    "FOLDS_SUMMARY",
+    "REQUIRED_COLUMNS",
+    "SUMMARY_COLUMNS",
+    "Step3Data",
+    "build_leg_panel",
+    "read_step3_dir",
+    "validate_events",
+    "validate_leg_frame",
+    "validate_summary",
+    "write_step3_dir",
 ]
 
 
@@ -114,10 +126,7 @@ def _read(path: Path) -> pd.DataFrame:
 
 
 def read_step3_dir(
-    step3_dir: str | Path,
-    symbols: Mapping[str, str],
-    calendar: pd.DatetimeIndex,
-    require_confidence: bool = True,
+    step3_dir: str | Path, symbols: Mapping[str, str], calendar: pd.DatetimeIndex, require_confidence: bool = True
 ) -> Step3Data:
     """Read and validate a Step 3 output directory.
 
@@ -147,8 +156,20 @@ def read_step3_dir(
 
     Examples
     --------
-    >>> step3 = read_step3_dir("step3_out", {"qqq": "QQQ", "spy": "SPY"}, market.index)  # doctest: +SKIP
-    >>> step3.leg("qqq")[["leg_return", "position", "prob_up"]].tail()  # doctest: +SKIP
+    The reference engine's passive legs, written to a directory and read back:
+
+    >>> import tempfile
+    >>> from allocator_pipeline.core.inputs import load_prices, market_panel, run_reference_engine
+    >>> from allocator_pipeline.settings import load_settings
+    >>> market = market_panel(load_prices(None, 1e-4), "QQQ", "SPY")
+    >>> out = tempfile.mkdtemp()
+    >>> _ = run_reference_engine(market, load_settings(environ={}, overrides={"data": {"step3_mode": "passive"}}), out)
+    >>> step3 = read_step3_dir(out, {"qqq": "QQQ", "spy": "SPY"}, market.index, require_confidence=False)
+    >>> print(step3.leg("qqq")[["leg_return", "position"]].tail(2).to_string())
+                               leg_return  position
+    decision_ts
+    2025-09-25 20:00:00+00:00   -0.004311       1.0
+    2025-09-26 20:00:00+00:00    0.004111       1.0
     """
     root = Path(step3_dir)
     if not root.is_dir():
@@ -159,16 +180,20 @@ def read_step3_dir(
     events: dict[str, pd.DataFrame] = {}
     for role, symbol in symbols.items():
         path = root / BACKTEST_DIR / f"{symbol}.parquet"
-        leg = validate_leg_frame(_read(path), file=path, symbol=symbol, calendar=calendar,
-                                 require_confidence=require_confidence)
+        leg = validate_leg_frame(
+            _read(path), file=path, symbol=symbol, calendar=calendar, require_confidence=require_confidence
+        )
         known = set(summary.loc[summary["symbol"] == symbol, "step3_fold"])
         folds = pd.unique(leg["step3_fold"])
         unknown = [f for f in folds if f not in known]
         if unknown:
             i = first_index((leg["step3_fold"] == unknown[0]).to_numpy())
             raise InputDataError(
-                f"step3_fold has no row for symbol {symbol} in {summary_path}", file=path,
-                column="step3_fold", row=i, value=unknown[0],
+                f"step3_fold has no row for symbol {symbol} in {summary_path}",
+                file=path,
+                column="step3_fold",
+                row=i,
+                value=unknown[0],
             )
         legs[role] = leg
         event_path = root / EVENTS_DIR / f"{symbol}.parquet"
@@ -209,8 +234,9 @@ def build_leg_panel(step3: Step3Data, market: pd.DataFrame) -> pd.DataFrame:
     end = min(leg.index[-1] for leg in legs.values())
     if start > end:
         spans = "; ".join(f"{step3.symbols[r]} {leg.index[0]} .. {leg.index[-1]}" for r, leg in legs.items())
-        raise InputDataError(f"the Step 3 legs do not overlap ({spans})", column="decision_ts",
-                             row=str(start), value=str(end))
+        raise InputDataError(
+            f"the Step 3 legs do not overlap ({spans})", column="decision_ts", row=str(start), value=str(end)
+        )
     windows = {r: leg.loc[start:end] for r, leg in legs.items()}
     index = windows[roles[0]].index
     for role in roles[1:]:
@@ -223,7 +249,9 @@ def build_leg_panel(step3: Step3Data, market: pd.DataFrame) -> pd.DataFrame:
                 f"the Step 3 legs are not aligned: session present in the {step3.symbols[holder]} leg "
                 f"only ({len(only)} session(s) differ inside the overlap)",
                 file=step3.source / BACKTEST_DIR if step3.source else None,
-                column="decision_ts", row=str(first), value=step3.symbols[holder],
+                column="decision_ts",
+                row=str(first),
+                value=step3.symbols[holder],
             )
     blocks = ["leg_return", "position", "step3_fold"]
     if step3.has_confidence:
@@ -237,18 +265,25 @@ def build_leg_panel(step3: Step3Data, market: pd.DataFrame) -> pd.DataFrame:
     market_index = pd.DatetimeIndex(market.index).tz_convert("UTC")
     absent = index.difference(market_index)
     if len(absent):
-        raise InputDataError("session missing from the market panel", column="decision_ts",
-                             row=str(absent[0]), value=f"{len(absent)} session(s)")
+        raise InputDataError(
+            "session missing from the market panel",
+            column="decision_ts",
+            row=str(absent[0]),
+            value=f"{len(absent)} session(s)",
+        )
     context = market.reindex(index)
     for column in [f"{r}_adj_close" for r in roles] + ["vix", "tbill_yield_pct", "cash_return"]:
         if column not in context.columns:
-            raise InputDataError("market panel column missing", column=column, row="header",
-                                 value=list(market.columns))
+            raise InputDataError("market panel column missing", column=column, row="header", value=list(market.columns))
         if column != "vix":  # VIX may be stale/NaN: the feature table applies its staleness rule
             nan = context[column].isna().to_numpy()
             if nan.any():
-                raise InputDataError("no market value on a Step 3 session (extend the price data)",
-                                     column=column, row=str(index[first_index(nan)]), value=float("nan"))
+                raise InputDataError(
+                    "no market value on a Step 3 session (extend the price data)",
+                    column=column,
+                    row=str(index[first_index(nan)]),
+                    value=float("nan"),
+                )
         panel[column] = context[column].astype("float64").to_numpy()
     return panel
 

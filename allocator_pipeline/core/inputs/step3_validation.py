@@ -10,7 +10,6 @@ checked before anything is written).
 from __future__ import annotations
 
 from collections.abc import Sequence
-
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +26,7 @@ CONFIDENCE_COLUMNS = ("prob_up", "prob_q10", "prob_q50", "prob_q90")
 DRIFT_COLUMNS = ("drift_psi", "drift_flag")
 REQUIRED_COLUMNS = BASE_COLUMNS + CONFIDENCE_COLUMNS
 SUMMARY_COLUMNS = ("step3_fold", "symbol", "test_start", "test_end", "drift_psi", "drift_flag")
-SUMMARY_TIME_COLUMNS = ("train_start", "train_end", "calibration_start", "calibration_end",
-                        "test_start", "test_end")
+SUMMARY_TIME_COLUMNS = ("train_start", "train_end", "calibration_start", "calibration_end", "test_start", "test_end")
 
 
 def first_index(mask: np.ndarray) -> int:
@@ -41,8 +39,9 @@ def _plain(value: object) -> object:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _decision_ts(frame: pd.DataFrame, file: Path, column: str = "decision_ts",
-                 allow_nat: bool = False) -> pd.DatetimeIndex:
+def _decision_ts(
+    frame: pd.DataFrame, file: Path, column: str = "decision_ts", allow_nat: bool = False
+) -> pd.DatetimeIndex:
     """The tz-aware UTC timestamps of ``column``; refuses other dtypes, naive values and NaT."""
     values = frame[column]
     dtype = values.dtype
@@ -52,13 +51,19 @@ def _decision_ts(frame: pd.DataFrame, file: Path, column: str = "decision_ts",
         i = first_index(values.notna().to_numpy()) if values.notna().any() else 0
         raise InputDataError(
             "naive (tz-less) timestamps: store tz-aware UTC decision timestamps (the 16:00 "
-            f"{EXCHANGE_TZ} close of each session)", file=file, column=column, row=i,
+            f"{EXCHANGE_TZ} close of each session)",
+            file=file,
+            column=column,
+            row=i,
             value=str(values.iloc[i]) if len(values) else None,
         )
     else:
         raise InputDataError(
-            f"wrong dtype {dtype}: expected a tz-aware UTC datetime column", file=file, column=column,
-            row=0, value=_plain(values.iloc[0]) if len(values) else None,
+            f"wrong dtype {dtype}: expected a tz-aware UTC datetime column",
+            file=file,
+            column=column,
+            row=0,
+            value=_plain(values.iloc[0]) if len(values) else None,
         )
     nat = idx.isna()
     if nat.any() and not allow_nat:
@@ -73,17 +78,28 @@ def _float_column(frame: pd.DataFrame, column: str, file: Path, *, allow_nan: bo
         parsed = pd.to_numeric(values, errors="coerce")
         bad = parsed.isna().to_numpy() & values.notna().to_numpy()
         i = first_index(bad) if bad.any() else 0
-        raise InputDataError(f"wrong dtype {values.dtype}: expected float", file=file, column=column,
-                             row=i, value=_plain(values.iloc[i]) if len(values) else None)
+        raise InputDataError(
+            f"wrong dtype {values.dtype}: expected float",
+            file=file,
+            column=column,
+            row=i,
+            value=_plain(values.iloc[i]) if len(values) else None,
+        )
     out = values.to_numpy(dtype="float64", na_value=np.nan)
     nan = np.isnan(out)
     if nan.any() and not allow_nan:
-        raise InputDataError("missing value (NaN) in a required column", file=file, column=column,
-                             row=first_index(nan), value=float("nan"))
+        raise InputDataError(
+            "missing value (NaN) in a required column",
+            file=file,
+            column=column,
+            row=first_index(nan),
+            value=float("nan"),
+        )
     inf = np.isinf(out)
     if inf.any():
-        raise InputDataError("value is not finite", file=file, column=column, row=first_index(inf),
-                             value=float(out[first_index(inf)]))
+        raise InputDataError(
+            "value is not finite", file=file, column=column, row=first_index(inf), value=float(out[first_index(inf)])
+        )
     return out
 
 
@@ -91,13 +107,23 @@ def _str_column(frame: pd.DataFrame, column: str, file: Path) -> pd.Series:
     values = frame[column]
     if values.isna().any():
         i = first_index(values.isna().to_numpy())
-        raise InputDataError("missing value in a required text column", file=file, column=column, row=i,
-                             value=None if values.iloc[i] is None else str(values.iloc[i]))
+        raise InputDataError(
+            "missing value in a required text column",
+            file=file,
+            column=column,
+            row=i,
+            value=None if values.iloc[i] is None else str(values.iloc[i]),
+        )
     if not pd.api.types.is_string_dtype(values.dtype) or not all(isinstance(v, str) for v in values):
         kinds = np.array([not isinstance(v, str) for v in values])
         i = first_index(kinds) if kinds.any() else 0
-        raise InputDataError(f"wrong dtype {values.dtype}: expected str", file=file, column=column, row=i,
-                             value=_plain(values.iloc[i]) if len(values) else None)
+        raise InputDataError(
+            f"wrong dtype {values.dtype}: expected str",
+            file=file,
+            column=column,
+            row=i,
+            value=_plain(values.iloc[i]) if len(values) else None,
+        )
     return values.astype("str")
 
 
@@ -105,8 +131,7 @@ def _range_check(values: np.ndarray, lo: float, hi: float, column: str, file: Pa
     bad = ~np.isnan(values) & ((values < lo) | (values > hi))
     if bad.any():
         i = first_index(bad)
-        raise InputDataError(f"value outside [{lo:g}, {hi:g}]", file=file, column=column, row=i,
-                             value=float(values[i]))
+        raise InputDataError(f"value outside [{lo:g}, {hi:g}]", file=file, column=column, row=i, value=float(values[i]))
 
 
 def _check_calendar(ts: pd.DatetimeIndex, calendar: pd.DatetimeIndex, file: Path) -> None:
@@ -119,11 +144,12 @@ def _check_calendar(ts: pd.DatetimeIndex, calendar: pd.DatetimeIndex, file: Path
         sessions = session_dates(calendar)
         if day in sessions:
             expected = calendar[sessions.get_loc(day)]
-            problem = (f"not at the 16:00 {EXCHANGE_TZ} close of session {day.date()} "
-                       f"(expected {expected})")
+            problem = f"not at the 16:00 {EXCHANGE_TZ} close of session {day.date()} (expected {expected})"
         else:
-            problem = (f"not a session of the price calendar ({calendar[0]} .. {calendar[-1]}); "
-                       "extend the price data or drop the row")
+            problem = (
+                f"not a session of the price calendar ({calendar[0]} .. {calendar[-1]}); "
+                "extend the price data or drop the row"
+            )
         raise InputDataError(problem, file=file, column="decision_ts", row=i, value=str(ts[i]))
     gaps = np.diff(pos) > 1
     if gaps.any():
@@ -133,7 +159,11 @@ def _check_calendar(ts: pd.DatetimeIndex, calendar: pd.DatetimeIndex, file: Path
         raise InputDataError(
             f"session {missing} of the price calendar is missing before this row "
             f"({n_missing} session(s) missing in all; every session between the first and the last "
-            "row must be present)", file=file, column="decision_ts", row=i, value=str(missing),
+            "row must be present)",
+            file=file,
+            column="decision_ts",
+            row=i,
+            value=str(missing),
         )
 
 
@@ -143,8 +173,7 @@ def _flag_column(frame: pd.DataFrame, file: Path) -> np.ndarray:
     bad = (flag != 0.0) & (flag != 1.0)
     if bad.any():
         i = first_index(bad)
-        raise InputDataError("drift_flag must be 0 or 1", file=file, column="drift_flag", row=i,
-                             value=float(flag[i]))
+        raise InputDataError("drift_flag must be 0 or 1", file=file, column="drift_flag", row=i, value=float(flag[i]))
     return flag.astype("int64")
 
 
@@ -152,8 +181,9 @@ def require_columns(frame: pd.DataFrame, columns: Sequence[str], file: Path) -> 
     """Raise naming the first missing column (row "header", value: the columns present)."""
     for column in columns:
         if column not in frame.columns:
-            raise InputDataError("required column missing", file=file, column=column, row="header",
-                                 value=[str(c) for c in frame.columns])
+            raise InputDataError(
+                "required column missing", file=file, column=column, row="header", value=[str(c) for c in frame.columns]
+            )
 
 
 def validate_leg_frame(
@@ -200,11 +230,19 @@ def validate_leg_frame(
     n_conf = sum(c in frame.columns for c in CONFIDENCE_COLUMNS)
     if 0 < n_conf < len(CONFIDENCE_COLUMNS) or (n_conf == 0 and require_confidence):
         column = next(c for c in CONFIDENCE_COLUMNS if c not in frame.columns)
-        hint = (" Without confidence columns, switch the confidence block off (remove 'confidence' "
-                "from features.blocks, which reads the legs with require_confidence=False)."
-                if n_conf == 0 else " The four confidence columns come together.")
-        raise InputDataError("required column missing." + hint, file=file, column=column,
-                             row="header", value=[str(c) for c in frame.columns])
+        hint = (
+            " Without confidence columns, switch the confidence block off (remove 'confidence' "
+            "from features.blocks, which reads the legs with require_confidence=False)."
+            if n_conf == 0
+            else " The four confidence columns come together."
+        )
+        raise InputDataError(
+            "required column missing." + hint,
+            file=file,
+            column=column,
+            row="header",
+            value=[str(c) for c in frame.columns],
+        )
     if frame.empty:
         raise InputDataError("no rows", file=file, column="decision_ts", row=0, value=None)
 
@@ -215,8 +253,9 @@ def validate_leg_frame(
     wrong = (names != symbol).to_numpy()
     if wrong.any():
         i = first_index(wrong)
-        raise InputDataError(f"symbol does not match the file name ({symbol})", file=file, column="symbol",
-                             row=i, value=names.iloc[i])
+        raise InputDataError(
+            f"symbol does not match the file name ({symbol})", file=file, column="symbol", row=i, value=names.iloc[i]
+        )
     out["symbol"] = names.to_numpy()
     out["step3_fold"] = _str_column(frame, "step3_fold", file).to_numpy()
     numeric = ["leg_return", "position"] + list(CONFIDENCE_COLUMNS if n_conf else ())
@@ -238,8 +277,13 @@ def validate_leg_frame(
             bad = values[lo] > values[hi]
             if bad.any():
                 i = first_index(bad)
-                raise InputDataError(f"quantiles out of order: {lo} = {values[lo][i]!r} > {hi}",
-                                     file=file, column=hi, row=i, value=float(values[hi][i]))
+                raise InputDataError(
+                    f"quantiles out of order: {lo} = {values[lo][i]!r} > {hi}",
+                    file=file,
+                    column=hi,
+                    row=i,
+                    value=float(values[hi][i]),
+                )
     for column, vals in values.items():
         out[column] = vals
     if "drift_psi" in frame.columns:
@@ -267,13 +311,15 @@ def validate_summary(frame: pd.DataFrame, file: str | Path) -> pd.DataFrame:
     bad = (out["test_start"] > out["test_end"]).to_numpy()
     if bad.any():
         i = first_index(bad)
-        raise InputDataError("test_start after test_end", file=file, column="test_start", row=i,
-                             value=str(out["test_start"].iloc[i]))
+        raise InputDataError(
+            "test_start after test_end", file=file, column="test_start", row=i, value=str(out["test_start"].iloc[i])
+        )
     dup = out.duplicated(["step3_fold", "symbol"]).to_numpy()
     if dup.any():
         i = first_index(dup)
-        raise InputDataError("duplicate (step3_fold, symbol) row", file=file, column="step3_fold", row=i,
-                             value=out["step3_fold"].iloc[i])
+        raise InputDataError(
+            "duplicate (step3_fold, symbol) row", file=file, column="step3_fold", row=i, value=out["step3_fold"].iloc[i]
+        )
     psi = _float_column(frame, "drift_psi", file, allow_nan=True)
     _range_check(psi, 0.0, np.inf, "drift_psi", file)
     out["drift_psi"] = psi
@@ -288,8 +334,13 @@ def validate_events(frame: pd.DataFrame, file: str | Path) -> pd.DataFrame:
         frame = frame.reset_index()
     frame = frame.reset_index(drop=True)
     if "decision_ts" not in frame.columns:
-        raise InputDataError("required column missing", file=file, column="decision_ts", row="header",
-                             value=[str(c) for c in frame.columns])
+        raise InputDataError(
+            "required column missing",
+            file=file,
+            column="decision_ts",
+            row="header",
+            value=[str(c) for c in frame.columns],
+        )
     out = frame.copy()
     out["decision_ts"] = _decision_ts(frame, file)
     return out

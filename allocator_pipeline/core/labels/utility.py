@@ -31,8 +31,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.errors import InputDataError
-from allocator_pipeline.core.features.inputs import check_index, column_values
 from allocator_pipeline.core.common.grid import UTILITY_COLUMNS, WEIGHT_GRID, nearest_bucket
+from allocator_pipeline.core.features.inputs import check_index, column_values
 from allocator_pipeline.settings import LabelSettings
 
 LABEL_COLUMNS = ["best_weight", "label_class", "best_utility"]
@@ -48,8 +48,9 @@ def _leg_returns(panel: pd.DataFrame) -> tuple[pd.DatetimeIndex, np.ndarray, np.
     return index, column_values(panel, "qqq_leg_return"), column_values(panel, "spy_leg_return")
 
 
-def path_statistics(r_qqq: np.ndarray, r_spy: np.ndarray, horizon: int,
-                    chunk: int = CHUNK_SESSIONS) -> tuple[np.ndarray, np.ndarray]:
+def path_statistics(
+    r_qqq: np.ndarray, r_spy: np.ndarray, horizon: int, chunk: int = CHUNK_SESSIONS
+) -> tuple[np.ndarray, np.ndarray]:
     """Future return and future drawdown of every grid weight, for every labelled session.
 
     Parameters
@@ -102,13 +103,13 @@ def _frames(index: pd.DatetimeIndex, utilities: np.ndarray, best: np.ndarray) ->
     if m:
         classes[:m] = nearest_bucket(WEIGHT_GRID[best])
     idx = index.rename("decision_ts")
-    labels = pd.DataFrame({"best_weight": best_weight, "label_class": classes, "best_utility": best_utility},
-                          index=idx)
+    labels = pd.DataFrame({"best_weight": best_weight, "label_class": classes, "best_utility": best_utility}, index=idx)
     return labels, pd.DataFrame(table, index=idx, columns=UTILITY_COLUMNS)
 
 
-def utility_labels(panel: pd.DataFrame, settings: LabelSettings,
-                   cost_model: CostModel) -> tuple[pd.DataFrame, pd.DataFrame]:
+def utility_labels(
+    panel: pd.DataFrame, settings: LabelSettings, cost_model: CostModel
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Utility labels and the full utility table of the leg panel (vectorised).
 
     Parameters
@@ -129,6 +130,21 @@ def utility_labels(panel: pd.DataFrame, settings: LabelSettings,
     utilities : pandas.DataFrame
         Index ``decision_ts``; ``UTILITY_COLUMNS`` (U of each grid weight, given the label path's
         ``w_prev``); NaN on the last H rows.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from allocator_pipeline.core.common.costs import CostModel
+    >>> from allocator_pipeline.core.common.sessions import decision_ts_from_dates
+    >>> from allocator_pipeline.settings import LabelSettings
+    >>> idx = decision_ts_from_dates(pd.bdate_range("2024-01-02", periods=6))
+    >>> panel = pd.DataFrame({"qqq_leg_return": [0.0, 0.01, -0.02, 0.03, 0.0, 0.01],
+    ...                       "spy_leg_return": [0.0, 0.005, 0.0, 0.01, -0.01, 0.0]}, index=idx)
+    >>> labels, utilities = utility_labels(panel, LabelSettings(horizon=2), CostModel())
+    >>> labels["label_class"].tolist()  # the last H = 2 sessions have no label
+    [0, 0, 10, 10, <NA>, <NA>]
+    >>> utilities.shape  # U of each of the 21 grid weights
+    (6, 21)
     """
     index, r_qqq, r_spy = _leg_returns(panel)
     h = settings.horizon
@@ -150,8 +166,9 @@ def utility_labels(panel: pd.DataFrame, settings: LabelSettings,
     return _frames(index, utilities, best)
 
 
-def utility_labels_loop(panel: pd.DataFrame, settings: LabelSettings,
-                        cost_model: CostModel) -> tuple[pd.DataFrame, pd.DataFrame]:
+def utility_labels_loop(
+    panel: pd.DataFrame, settings: LabelSettings, cost_model: CostModel
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-session reference implementation of :func:`utility_labels` (same outputs, slow).
 
     Plain nested loops over sessions, grid weights and the H future sessions, written to be

@@ -3,24 +3,27 @@
 Asset group ``models``: ``fold_models``.
 """
 
+from allocator_pipeline.core.models.base import PROBABILITY_FLOOR, Member
+from allocator_pipeline.core.models.linear_member import LinearMember
 from allocator_pipeline.core.models.members import (
-    LinearMember,
-    Member,
-    PROBABILITY_FLOOR,
+    check_reload_exact,
     fit_member,
     fit_members,
     lightgbm_gain_importance,
     load_members,
     member_files,
+    save_members,
 )
 
 __all__ = [
+    "PROBABILITY_FLOOR",
     "LinearMember",
     "Member",
-    "PROBABILITY_FLOOR",
+    "check_reload_exact",
     "fit_member",
     "fit_members",
     "lightgbm_gain_importance",
     "load_members",
     "member_files",
+    "save_members",
 ]

@@ -26,8 +26,9 @@ Conventions shared by the members
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar, Self, Sequence
+from typing import ClassVar, Self
 
 import numpy as np
 import pandas as pd
@@ -105,9 +106,7 @@ def feature_matrix(features: pd.DataFrame, names: Sequence[str], *, member: str)
         of the first non-numeric or infinite entry.
     """
     if not isinstance(features, pd.DataFrame):
-        raise InputDataError(
-            f"{member}: features must be a pandas DataFrame, got {type(features).__name__}"
-        )
+        raise InputDataError(f"{member}: features must be a pandas DataFrame, got {type(features).__name__}")
     missing = [c for c in names if c not in features.columns]
     if missing:
         raise InputDataError(
@@ -123,9 +122,7 @@ def feature_matrix(features: pd.DataFrame, names: Sequence[str], *, member: str)
     for col in names:
         dtype = selected[col].dtype
         if not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
-            raise InputDataError(
-                f"{member}: feature columns must be numeric, got dtype {dtype}", column=col
-            )
+            raise InputDataError(f"{member}: feature columns must be numeric, got dtype {dtype}", column=col)
     matrix = np.ascontiguousarray(selected.to_numpy(dtype=np.float64, na_value=np.nan))
     bad = np.isinf(matrix)
     if bad.any():
@@ -142,9 +139,7 @@ def check_no_nan(matrix: np.ndarray, frame: pd.DataFrame, problem: str) -> None:
 
 def _raise_first(bad: np.ndarray, matrix: np.ndarray, frame: pd.DataFrame, problem: str) -> None:
     row, col = np.argwhere(bad)[0]
-    raise InputDataError(
-        problem, column=str(frame.columns[col]), row=frame.index[row], value=float(matrix[row, col])
-    )
+    raise InputDataError(problem, column=str(frame.columns[col]), row=frame.index[row], value=float(matrix[row, col]))
 
 
 def class_labels(y: np.ndarray | pd.Series | Sequence[int], *, what: str) -> np.ndarray:
@@ -163,8 +158,7 @@ def class_labels(y: np.ndarray | pd.Series | Sequence[int], *, what: str) -> np.
         values = series.to_numpy(dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise InputDataError(
-            f"{what}: class labels must be integers 0..{N_CLASSES - 1}, got dtype {series.dtype}",
-            column="label_class",
+            f"{what}: class labels must be integers 0..{N_CLASSES - 1}, got dtype {series.dtype}", column="label_class"
         ) from exc
     bad = (values != np.round(values)) | (values < 0) | (values > N_CLASSES - 1)
     if bad.any():
@@ -215,9 +209,7 @@ def split_arrays(
     )
     y = class_labels(labels, what=f"{member} {split} labels")
     if len(y) != len(matrix):
-        raise InputDataError(
-            f"{member}: {split} features have {len(matrix)} rows but labels have {len(y)}"
-        )
+        raise InputDataError(f"{member}: {split} features have {len(matrix)} rows but labels have {len(y)}")
     if len(y) == 0:
         raise InputDataError(f"{member}: the {split} split is empty")
     return matrix, y
@@ -277,8 +269,7 @@ def require_two_classes(y: np.ndarray, *, member: str) -> np.ndarray:
     seen = np.unique(y)
     if len(seen) < 2:
         raise InputDataError(
-            f"{member}: the training labels hold a single class ({int(seen[0])}); "
-            "a classifier needs at least two",
+            f"{member}: the training labels hold a single class ({int(seen[0])}); a classifier needs at least two",
             column="label_class",
         )
     return seen

@@ -30,6 +30,7 @@ import pandas as pd
 from catboost import CatBoost, CatBoostClassifier, CatBoostError, Pool
 
 from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.common.storage import write_text
 from allocator_pipeline.core.models.base import (
     PROBABILITY_FLOOR,
     Member,
@@ -37,7 +38,6 @@ from allocator_pipeline.core.models.base import (
     require_two_classes,
     split_arrays,
 )
-from allocator_pipeline.core.common.storage import write_text
 from allocator_pipeline.settings import CatBoostSettings
 
 
@@ -83,7 +83,7 @@ class CatBoostMember(Member):
         *,
         seed: int,
         threads: int,
-    ) -> "CatBoostMember":
+    ) -> CatBoostMember:
         """Train ``MultiClass`` with early stopping on the validation rows of seen classes.
 
         ``settings`` is a ``CatBoostSettings`` section (depth, l2_leaf_reg, iterations,
@@ -91,9 +91,7 @@ class CatBoostMember(Member):
         """
         x_train, y_train = split_arrays(features, labels, member=cls.name, split="training")
         names = [str(c) for c in features.columns]
-        x_val, y_val = split_arrays(
-            val_features, val_labels, member=cls.name, split="validation", names=names
-        )
+        x_val, y_val = split_arrays(val_features, val_labels, member=cls.name, split="validation", names=names)
         seen = require_two_classes(y_train, member=cls.name)
         keep = np.isin(y_val, seen)
         model = CatBoostClassifier(

@@ -17,13 +17,8 @@ import pandas as pd
 
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.grid import N_CLASSES
-from allocator_pipeline.core.models.base import (
-    PROBABILITY_FLOOR,
-    Member,
-    floor_probabilities,
-    split_arrays,
-)
 from allocator_pipeline.core.common.storage import write_text
+from allocator_pipeline.core.models.base import PROBABILITY_FLOOR, Member, floor_probabilities, split_arrays
 from allocator_pipeline.settings import LightGBMSettings
 
 
@@ -59,8 +54,7 @@ def _check_feature_names(names: list[str]) -> None:
     for name in names:
         if any(ch in _UNSAFE_NAME_CHARS or ch.isspace() for ch in name):
             raise InputDataError(
-                "lightgbm: feature names may not contain whitespace or any of \" , : [ ] { }",
-                column=name,
+                'lightgbm: feature names may not contain whitespace or any of " , : [ ] { }', column=name
             )
 
 
@@ -82,8 +76,7 @@ class LightGBMMember(Member):
         self.feature_names = tuple(self.booster.feature_name())
         if self.booster.num_model_per_iteration() != N_CLASSES:
             raise InputDataError(
-                f"lightgbm: the model has {self.booster.num_model_per_iteration()} classes, "
-                f"expected {N_CLASSES}"
+                f"lightgbm: the model has {self.booster.num_model_per_iteration()} classes, expected {N_CLASSES}"
             )
 
     @classmethod
@@ -97,7 +90,7 @@ class LightGBMMember(Member):
         *,
         seed: int,
         threads: int,
-    ) -> "LightGBMMember":
+    ) -> LightGBMMember:
         """Train with early stopping on the validation split (multi log loss).
 
         Parameters
@@ -109,9 +102,7 @@ class LightGBMMember(Member):
         """
         x_train, y_train = split_arrays(features, labels, member=cls.name, split="training")
         names = [str(c) for c in features.columns]
-        x_val, y_val = split_arrays(
-            val_features, val_labels, member=cls.name, split="validation", names=names
-        )
+        x_val, y_val = split_arrays(val_features, val_labels, member=cls.name, split="validation", names=names)
         _check_feature_names(names)
         params = lightgbm_params(settings, seed=seed, threads=threads)
         train_set = lgb.Dataset(x_train, label=y_train, feature_name=names, params={"verbosity": -1})
@@ -122,9 +113,7 @@ class LightGBMMember(Member):
             num_boost_round=settings.num_boost_round,
             valid_sets=[val_set],
             valid_names=["validation"],
-            callbacks=[
-                lgb.early_stopping(settings.early_stopping_rounds, verbose=False)
-            ],
+            callbacks=[lgb.early_stopping(settings.early_stopping_rounds, verbose=False)],
         )
         if list(booster.feature_name()) != names:
             raise InputDataError(

@@ -32,6 +32,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.common.storage import read_json, write_json
 from allocator_pipeline.core.models.base import (
     PROBABILITY_FLOOR,
     Member,
@@ -41,7 +42,6 @@ from allocator_pipeline.core.models.base import (
     softmax_rows,
     split_arrays,
 )
-from allocator_pipeline.core.common.storage import read_json, write_json
 from allocator_pipeline.settings import LinearSettings
 
 _FORMAT = "allocator.linear.v1"
@@ -109,7 +109,7 @@ class LinearMember(Member):
         *,
         seed: int,
         threads: int,
-    ) -> "LinearMember":
+    ) -> LinearMember:
         """Standardise on the training split, fit the elastic net (saga), keep the parameters.
 
         ``settings`` is a ``LinearSettings`` section (``C``, ``l1_ratio``, ``max_iter``);
@@ -121,11 +121,7 @@ class LinearMember(Member):
         seen = require_two_classes(y_train, member=cls.name)
         scaler = StandardScaler().fit(x_train)
         model = LogisticRegression(
-            C=settings.C,
-            l1_ratio=settings.l1_ratio,
-            solver="saga",
-            max_iter=settings.max_iter,
-            random_state=seed,
+            C=settings.C, l1_ratio=settings.l1_ratio, solver="saga", max_iter=settings.max_iter, random_state=seed
         )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
@@ -177,7 +173,7 @@ class LinearMember(Member):
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, source: str | Path | None = None) -> "LinearMember":
+    def from_dict(cls, data: dict[str, Any], *, source: str | Path | None = None) -> LinearMember:
         if data.get("format") != _FORMAT:
             raise InputDataError(f"not a linear member file (format {data.get('format')!r})", file=source)
         try:
@@ -203,7 +199,7 @@ class LinearMember(Member):
         path = Path(directory) / cls.file_name
         if not path.is_file():
             raise InputDataError("linear model file not found", file=path)
-        return cls.from_dict(read_json(path), source=path)
+        return cls.from_dict(read_json(path), source=path)  # type: ignore[return-value]  # final class
 
     def describe(self) -> dict[str, object]:
         return {

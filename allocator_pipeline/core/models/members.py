@@ -19,17 +19,29 @@ probabilities exactly (``np.array_equal``). No pickle, no joblib.
 
 Example
 -------
->>> members = fit_members(x_train, y_train, x_val, y_val, settings.models)   # doctest: +SKIP
->>> for member in members.values():                                          # doctest: +SKIP
-...     member.save(settings.paths.fold_models("2008"))
->>> loaded = load_members(settings.paths.fold_models("2008"), settings.models.members)  # doctest: +SKIP
->>> proba = loaded["lightgbm"].predict_proba(x_test)    # (n_test, 11)      # doctest: +SKIP
+Three features, two seen buckets (0 and 10), quick settings; every member still gives 11 columns:
+
+>>> import tempfile
+>>> import numpy as np
+>>> import pandas as pd
+>>> from allocator_pipeline.settings import load_settings
+>>> rng = np.random.default_rng(0)
+>>> x = pd.DataFrame(rng.normal(size=(300, 3)), columns=["f_a", "f_b", "f_c"])
+>>> y = np.where(x["f_a"] > 0, 10, 0)
+>>> members = fit_members(x[:200], y[:200], x[200:], y[200:], load_settings(profile="quick", environ={}).models)
+>>> directory = tempfile.mkdtemp()
+>>> save_members(members, directory)
+{'lightgbm': 'lightgbm.txt', 'linear': 'linear.json', 'catboost': 'catboost.json'}
+>>> proba = load_members(directory, members)["lightgbm"].predict_proba(x[200:])
+>>> proba.shape, bool(np.array_equal(proba, members["lightgbm"].predict_proba(x[200:])))
+((100, 11), True)
 """
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -103,13 +115,7 @@ def fit_member(
     """
     member_type = _member_type(name)
     return member_type.fit(
-        x_train,
-        y_train,
-        x_val,
-        y_val,
-        getattr(settings, name),
-        seed=settings.seed,
-        threads=settings.threads,
+        x_train, y_train, x_val, y_val, getattr(settings, name), seed=settings.seed, threads=settings.threads
     )
 
 
@@ -121,15 +127,34 @@ def fit_members(
     settings: ModelSettings,
 ) -> dict[str, Member]:
     """Fit every member enabled in ``settings.members`` (ModelSettings), in that order."""
-    return {
-        name: fit_member(name, x_train, y_train, x_val, y_val, settings)
-        for name in settings.members
-    }
+    return {name: fit_member(name, x_train, y_train, x_val, y_val, settings) for name in settings.members}
 
 
 def load_members(directory: str | Path, names: Iterable[str]) -> dict[str, Member]:
     """Load the named members saved by ``Member.save`` under a fold's model directory."""
     return {name: _member_type(name).load(directory) for name in names}
+
+
+def save_members(members: Mapping[str, Member], directory: str | Path) -> dict[str, str]:
+    """Write every member to ``directory`` (its own file each); returns member name -> file name."""
+    return {name: member.save(directory).name for name, member in members.items()}
+
+
+def check_reload_exact(members: Mapping[str, Member], features: pd.DataFrame) -> None:
+    """Save the members to a scratch directory, load them back and require the very same
+    probabilities on ``features``: what is stored is what was evaluated.
+
+    Raises
+    ------
+    RuntimeError
+        Naming the first member whose reloaded probabilities differ in any bit.
+    """
+    with tempfile.TemporaryDirectory(prefix="members-") as scratch:
+        save_members(members, scratch)
+        reloaded = load_members(scratch, members)
+        for name, member in members.items():
+            if not np.array_equal(member.predict_proba(features), reloaded[name].predict_proba(features)):
+                raise RuntimeError(f"reloaded {name} does not reproduce its probabilities")
 
 
 def member_files(names: Iterable[str]) -> dict[str, str]:

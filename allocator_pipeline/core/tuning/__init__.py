@@ -4,10 +4,12 @@ Asset group ``tuning``: ``fold_tuning``.
 """
 
 from allocator_pipeline.core.tuning.objective import (
+    OBJECTIVE_FORMULA,
     InnerFitCache,
     evaluate_params,
+    fold_training_inputs,
     objective_terms,
-    relabel_frame,
+    robust_objective,
 )
 from allocator_pipeline.core.tuning.space import (
     GROUPS,
@@ -18,27 +20,20 @@ from allocator_pipeline.core.tuning.space import (
     tuned_settings,
     tunes_labels,
 )
-from allocator_pipeline.core.tuning.study import (
-    OBJECTIVE_FORMULA,
-    export_ledger,
-    inner_fold_frames,
-    robust_objective,
-    run_study,
-    tuned_settings,
-)
+from allocator_pipeline.core.tuning.study import export_ledger, inner_fold_frames, run_study
 
 __all__ = [
     "GROUPS",
-    "InnerFitCache",
     "MODEL_GROUPS",
     "OBJECTIVE_FORMULA",
     "SEARCH_PARAMETERS",
+    "InnerFitCache",
     "default_params",
     "evaluate_params",
     "export_ledger",
+    "fold_training_inputs",
     "inner_fold_frames",
     "objective_terms",
-    "relabel_frame",
     "robust_objective",
     "run_study",
     "search_space",

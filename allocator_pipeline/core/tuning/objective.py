@@ -24,17 +24,14 @@ The robust objective (:data:`OBJECTIVE_FORMULA`) is maximised.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import optuna
 import pandas as pd
 
-from allocator_pipeline.core.evaluation.backtest import RETURN_COLUMNS, run_backtest
-from allocator_pipeline.core.common.costs import CostModel
-from allocator_pipeline.core.ensemble.blend import fit_ensemble
-from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.allocation.fold_model import (
     SPLIT_COLUMN,
     feature_columns,
@@ -45,9 +42,13 @@ from allocator_pipeline.core.allocation.fold_model import (
     split_rows,
     xy,
 )
-from allocator_pipeline.core.labels.utility import utility_labels
+from allocator_pipeline.core.common.costs import CostModel
+from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.ensemble.blend import fit_ensemble
+from allocator_pipeline.core.evaluation.backtest import RETURN_COLUMNS, run_backtest
 from allocator_pipeline.core.evaluation.metrics import performance_metrics
-from allocator_pipeline.core.tuning.space import tuned_settings
+from allocator_pipeline.core.labels.utility import utility_labels
+from allocator_pipeline.core.tuning.space import tuned_settings, tunes_labels
 from allocator_pipeline.settings import Settings, TuningSettings
 
 __all__ = [
@@ -88,8 +89,9 @@ def inner_calmar(metrics: Mapping[str, Any], dd_floor: float = CALMAR_DD_FLOOR) 
     return float(cagr) / max(abs(float(mdd)), dd_floor)
 
 
-def objective_terms(inner: Sequence[Mapping[str, Any]], settings: TuningSettings,
-                    dd_floor: float = CALMAR_DD_FLOOR) -> dict[str, float]:
+def objective_terms(
+    inner: Sequence[Mapping[str, Any]], settings: TuningSettings, dd_floor: float = CALMAR_DD_FLOOR
+) -> dict[str, float]:
     """The signed terms of the robust objective (their sum is :func:`robust_objective`).
 
     Keys: ``calmar`` (w_calmar * median C), ``monthly_pnl``, ``dd_penalty``, ``turnover_penalty``,
@@ -119,8 +121,9 @@ def objective_terms(inner: Sequence[Mapping[str, Any]], settings: TuningSettings
 _SUMMED = ("calmar", "monthly_pnl", "dd_penalty", "turnover_penalty", "tail_penalty")
 
 
-def robust_objective(inner: Sequence[Mapping[str, Any]], settings: TuningSettings,
-                     dd_floor: float = CALMAR_DD_FLOOR) -> float:
+def robust_objective(
+    inner: Sequence[Mapping[str, Any]], settings: TuningSettings, dd_floor: float = CALMAR_DD_FLOOR
+) -> float:
     """The tuner's objective over inner-split metric dicts (:data:`OBJECTIVE_FORMULA`), maximised.
 
     Parameters
@@ -135,6 +138,24 @@ def robust_objective(inner: Sequence[Mapping[str, Any]], settings: TuningSetting
     """
     terms = objective_terms(inner, settings, dd_floor)
     return float(sum(terms[k] for k in _SUMMED))
+
+
+def fold_training_inputs(
+    settings: Settings,
+    fold_tuning: Mapping[str, Any],
+    fold_dataset: pd.DataFrame,
+    leg_panel: pd.DataFrame,
+    utility_table: pd.DataFrame,
+) -> tuple[Settings, pd.DataFrame, pd.DataFrame]:
+    """What a fold trains with: the run's settings with the fold's tuned parameters applied (none
+    when tuning is off), and the fold frame and utility table, relabelled when tuning changed the
+    label lambdas (``labels.*``), else the run-wide ones."""
+    params = fold_tuning.get("best_params", {})
+    s = tuned_settings(settings, params)
+    if tunes_labels(params):
+        frame, utilities = relabel_frame(fold_dataset, leg_panel, s)
+        return s, frame, utilities
+    return s, fold_dataset, utility_table
 
 
 def relabel_frame(frame: pd.DataFrame, panel: pd.DataFrame, settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -213,8 +234,15 @@ def _labels_key(settings: Settings) -> str:
     return _key({"labels": settings.labels.model_dump(mode="json"), "costs": settings.costs.model_dump(mode="json")})
 
 
-def _split_inputs(k: int, frame: pd.DataFrame, utilities: pd.DataFrame, context: pd.DataFrame,
-                  base: Settings, s: Settings, cache: InnerFitCache) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+def _split_inputs(
+    k: int,
+    frame: pd.DataFrame,
+    utilities: pd.DataFrame,
+    context: pd.DataFrame,
+    base: Settings,
+    s: Settings,
+    cache: InnerFitCache,
+) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     labels_key = _labels_key(s)
     if labels_key == _labels_key(base):
         return frame, utilities, labels_key
@@ -224,8 +252,15 @@ def _split_inputs(k: int, frame: pd.DataFrame, utilities: pd.DataFrame, context:
     return relabelled, table, labels_key
 
 
-def evaluate_split(k: int, frame: pd.DataFrame, utilities: pd.DataFrame, context: pd.DataFrame,
-                   base: Settings, s: Settings, cache: InnerFitCache) -> dict[str, Any]:
+def evaluate_split(
+    k: int,
+    frame: pd.DataFrame,
+    utilities: pd.DataFrame,
+    context: pd.DataFrame,
+    base: Settings,
+    s: Settings,
+    cache: InnerFitCache,
+) -> dict[str, Any]:
     """Fit, predict, trade and measure one inner split; the ``performance_metrics`` dict."""
     frame, table, labels_key = _split_inputs(k, frame, utilities, context, base, s, cache)
     member_key = (k, labels_key, _key(s.models.model_dump(mode="json")))

@@ -37,15 +37,11 @@ field (:func:`search_space`), so the defaults trial that opens every study lies 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from pydantic import ValidationError
 
 from allocator_pipeline.settings import Settings, SettingsError, format_validation_error
@@ -84,33 +80,66 @@ SEARCH_PARAMETERS: tuple[SearchParameter, ...] = (
     _p("models.lightgbm.num_leaves", "lightgbm", IntDistribution(4, 63, log=True), "max leaves per tree"),
     _p("models.lightgbm.max_depth", "lightgbm", IntDistribution(2, 8), "max tree depth"),
     _p("models.lightgbm.learning_rate", "lightgbm", FloatDistribution(0.01, 0.2, log=True), "shrinkage"),
-    _p("models.lightgbm.min_data_in_leaf", "lightgbm", IntDistribution(20, 400, log=True),
-       "min rows (sessions) per leaf"),
+    _p(
+        "models.lightgbm.min_data_in_leaf",
+        "lightgbm",
+        IntDistribution(20, 400, log=True),
+        "min rows (sessions) per leaf",
+    ),
     _p("models.lightgbm.lambda_l2", "lightgbm", FloatDistribution(0.1, 100.0, log=True), "L2 regularisation"),
-    _p("models.lightgbm.feature_fraction", "lightgbm", FloatDistribution(0.4, 1.0),
-       "share of feature columns per tree"),
+    _p(
+        "models.lightgbm.feature_fraction", "lightgbm", FloatDistribution(0.4, 1.0), "share of feature columns per tree"
+    ),
     _p("models.linear.C", "linear", FloatDistribution(1e-3, 10.0, log=True), "inverse regularisation strength"),
     _p("models.linear.l1_ratio", "linear", FloatDistribution(0.0, 1.0), "elastic-net mix (0 = L2, 1 = L1)"),
     _p("models.catboost.depth", "catboost", IntDistribution(2, 8), "tree depth"),
     _p("models.catboost.l2_leaf_reg", "catboost", FloatDistribution(0.5, 50.0, log=True), "L2 regularisation"),
-    _p("models.catboost.iterations", "catboost", IntDistribution(50, 600, log=True),
-       "max boosting iterations (early stopping on validation still applies)"),
-    _p("labels.lambda_dd", "labels", FloatDistribution(0.0, 4.0),
-       "label penalty per unit of future drawdown (labels recomputed)"),
-    _p("labels.lambda_tc", "labels", FloatDistribution(0.0, 4.0),
-       "label penalty per unit of turnover cost (labels recomputed)"),
-    _p("ensemble.calibration", "ensemble", CategoricalDistribution(("auto", "none", "temperature", "isotonic")),
-       "calibrator of the blended probabilities"),
-    _p("ensemble.blend_temperature", "ensemble", FloatDistribution(0.005, 1.0, log=True),
-       "blend weights softmax(-log loss / T): small T = best member, large T = equal weights"),
+    _p(
+        "models.catboost.iterations",
+        "catboost",
+        IntDistribution(50, 600, log=True),
+        "max boosting iterations (early stopping on validation still applies)",
+    ),
+    _p(
+        "labels.lambda_dd",
+        "labels",
+        FloatDistribution(0.0, 4.0),
+        "label penalty per unit of future drawdown (labels recomputed)",
+    ),
+    _p(
+        "labels.lambda_tc",
+        "labels",
+        FloatDistribution(0.0, 4.0),
+        "label penalty per unit of turnover cost (labels recomputed)",
+    ),
+    _p(
+        "ensemble.calibration",
+        "ensemble",
+        CategoricalDistribution(("auto", "none", "temperature", "isotonic")),
+        "calibrator of the blended probabilities",
+    ),
+    _p(
+        "ensemble.blend_temperature",
+        "ensemble",
+        FloatDistribution(0.005, 1.0, log=True),
+        "blend weights softmax(-log loss / T): small T = best member, large T = equal weights",
+    ),
     _p("policy.alpha", "policy", FloatDistribution(0.0, 0.9), "smoothing w_t = a w_{t-1} + (1 - a) w_raw"),
-    _p("policy.max_daily_change", "policy", FloatDistribution(0.02, 0.5, log=True),
-       "cap on |w_t - w_{t-1}| per session (fraction of capital)"),
+    _p(
+        "policy.max_daily_change",
+        "policy",
+        FloatDistribution(0.02, 0.5, log=True),
+        "cap on |w_t - w_{t-1}| per session (fraction of capital)",
+    ),
     _p("envelope.dd_soft", "envelope", FloatDistribution(0.05, 0.15), "own drawdown where exposure is first cut"),
     _p("envelope.dd_hard", "envelope", FloatDistribution(0.16, 0.35), "own drawdown where exposure is cut further"),
     _p("envelope.vol_target", "envelope", FloatDistribution(0.10, 0.40), "annualised volatility target"),
-    _p("envelope.drift_psi_threshold", "envelope", FloatDistribution(0.1, 1.0, log=True),
-       "mean leg PSI that triggers the drift throttle"),
+    _p(
+        "envelope.drift_psi_threshold",
+        "envelope",
+        FloatDistribution(0.1, 1.0, log=True),
+        "mean leg PSI that triggers the drift throttle",
+    ),
 )
 """The full search space, in a fixed order (the order parameters are sampled in)."""
 
@@ -119,11 +148,7 @@ MODEL_GROUPS: tuple[str, ...] = ("lightgbm", "linear", "catboost", "labels")
 """Groups whose change requires refitting the members on every inner split."""
 CHEAP_GROUPS: tuple[str, ...] = ("ensemble", "policy", "envelope")
 """Groups evaluated on cached member probabilities (no refit)."""
-PROFILE_GROUPS: dict[str, tuple[str, ...]] = {
-    "quick": CHEAP_GROUPS,
-    "default": CHEAP_GROUPS,
-    "full": GROUPS,
-}
+PROFILE_GROUPS: dict[str, tuple[str, ...]] = {"quick": CHEAP_GROUPS, "default": CHEAP_GROUPS, "full": GROUPS}
 """Groups searched by each profile when the caller does not name them."""
 
 # Parameters that only matter when a switch of the run is on.
@@ -165,10 +190,10 @@ def _widened(dist: BaseDistribution, value: Any) -> BaseDistribution:
             return dist
         return IntDistribution(min(dist.low, v), max(dist.high, v), log=dist.log)
     if isinstance(dist, FloatDistribution):
-        v = float(value)
-        if dist.low <= v <= dist.high or (dist.log and v <= 0.0):
+        f = float(value)
+        if dist.low <= f <= dist.high or (dist.log and f <= 0.0):
             return dist
-        return FloatDistribution(min(dist.low, v), max(dist.high, v), log=dist.log)
+        return FloatDistribution(min(dist.low, f), max(dist.high, f), log=dist.log)
     return dist
 
 
@@ -220,9 +245,16 @@ def search_space_table(space: Mapping[str, BaseDistribution] | None = None) -> l
     for name in names:
         param = by_name[name]
         dist = space[name] if space is not None else param.distribution
-        row: dict[str, Any] = {"name": name, "group": param.group, "kind": type(dist).__name__,
-                               "low": None, "high": None, "log": False, "choices": None,
-                               "description": param.description}
+        row: dict[str, Any] = {
+            "name": name,
+            "group": param.group,
+            "kind": type(dist).__name__,
+            "low": None,
+            "high": None,
+            "log": False,
+            "choices": None,
+            "description": param.description,
+        }
         if isinstance(dist, (IntDistribution, FloatDistribution)):
             row.update(low=dist.low, high=dist.high, log=dist.log)
         elif isinstance(dist, CategoricalDistribution):

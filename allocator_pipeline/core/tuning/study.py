@@ -42,9 +42,10 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, cast
 
 import numpy as np
 import optuna
@@ -55,8 +56,8 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 from allocator_pipeline.core.common.errors import InputDataError
-from allocator_pipeline.core.folds.plan import fold_dataset
 from allocator_pipeline.core.common.storage import write_parquet
+from allocator_pipeline.core.folds.checks import fold_dataset
 from allocator_pipeline.core.tuning.objective import (
     INNER_METRICS,
     OBJECTIVE_FORMULA,
@@ -139,7 +140,8 @@ class TuningResult:
             "best_value": float(self.best_value),
             "best_trial": int(self.best_trial),
             "default_value": self.default_value,
-            "improvement_over_defaults": None if self.default_value is None
+            "improvement_over_defaults": None
+            if self.default_value is None
             else float(self.best_value - self.default_value),
             "n_trials": self.n_trials,
             "duration_s": float(self.duration_s),
@@ -147,8 +149,9 @@ class TuningResult:
         }
 
 
-def inner_fold_frames(features: pd.DataFrame, labels: pd.DataFrame, plan: pd.DataFrame,
-                      fold: str) -> list[pd.DataFrame]:
+def inner_fold_frames(
+    features: pd.DataFrame, labels: pd.DataFrame, plan: pd.DataFrame, fold: str
+) -> list[pd.DataFrame]:
     """The fold's inner split frames (``fold_dataset(..., inner=k)``, k = 0, 1, ...), in order."""
     rows = plan[(plan["fold"].astype(str) == str(fold)) & (plan["inner"] >= 0)]
     if rows.empty:
@@ -164,7 +167,7 @@ def _storage(fold: str, settings: Settings) -> tuple[BaseStorage, str, bool]:
         path.parent.mkdir(parents=True, exist_ok=True)
         return RDBStorage(f"sqlite:///{path}"), f"sqlite:///{path}", False
     if url.startswith("journal:"):
-        path = Path(url[len("journal:"):]).expanduser()
+        path = Path(url[len("journal:") :]).expanduser()
         path = path if path.is_absolute() else settings.home.resolve() / path
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path))), f"journal:{path}", True
@@ -178,15 +181,24 @@ def _frame_digest(frame: pd.DataFrame) -> bytes:
     return values + ",".join(map(str, frame.columns)).encode()
 
 
-def problem_fingerprint(inner_frames: Sequence[pd.DataFrame], utilities: pd.DataFrame, context: pd.DataFrame,
-                        settings: Settings, space: Mapping[str, BaseDistribution]) -> str:
+def problem_fingerprint(
+    inner_frames: Sequence[pd.DataFrame],
+    utilities: pd.DataFrame,
+    context: pd.DataFrame,
+    settings: Settings,
+    space: Mapping[str, BaseDistribution],
+) -> str:
     """SHA-256 of what a trial's objective depends on (see the module docstring)."""
     full = settings.model_dump(mode="json")
     tree = {key: full[key] for key in OBJECTIVE_SECTIONS}
-    tree["tuning"] = {k: v for k, v in full["tuning"].items()
-                      if k not in ("enabled", "n_trials", "timeout_seconds", "seed", "pruning", "storage")}
-    h = hashlib.sha256(json.dumps({"settings": tree, "space": {k: repr(v) for k, v in space.items()}},
-                                  sort_keys=True).encode())
+    tree["tuning"] = {
+        k: v
+        for k, v in full["tuning"].items()
+        if k not in ("enabled", "n_trials", "timeout_seconds", "seed", "pruning", "storage")
+    }
+    h = hashlib.sha256(
+        json.dumps({"settings": tree, "space": {k: repr(v) for k, v in space.items()}}, sort_keys=True).encode()
+    )
     last = max(f.index[-1] for f in inner_frames)
     end = context.index.get_indexer([last])[0] + settings.labels.horizon + 1
     for frame in inner_frames:
@@ -196,17 +208,31 @@ def problem_fingerprint(inner_frames: Sequence[pd.DataFrame], utilities: pd.Data
     return h.hexdigest()
 
 
-def _open_study(fold: str, storage: BaseStorage, described: str, shared: bool, settings: Settings,
-                fingerprint: str, progress: Progress) -> optuna.Study:
+def _open_study(
+    fold: str,
+    storage: BaseStorage,
+    described: str,
+    shared: bool,
+    settings: Settings,
+    fingerprint: str,
+    progress: Progress,
+) -> optuna.Study:
     name = study_name(fold)
     pruner: optuna.pruners.BasePruner = (
-        optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1) if settings.tuning.pruning
+        optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+        if settings.tuning.pruning
         else optuna.pruners.NopPruner()
     )
 
     def create() -> optuna.Study:
-        return optuna.create_study(storage=storage, sampler=optuna.samplers.TPESampler(seed=settings.tuning.seed),
-                                   pruner=pruner, study_name=name, direction="maximize", load_if_exists=True)
+        return optuna.create_study(
+            storage=storage,
+            sampler=optuna.samplers.TPESampler(seed=settings.tuning.seed),
+            pruner=pruner,
+            study_name=name,
+            direction="maximize",
+            load_if_exists=True,
+        )
 
     study = create()
     stored = study.user_attrs.get("fingerprint")
@@ -235,8 +261,9 @@ def _say(progress: Progress, message: str) -> None:
 def _enqueue_defaults(study: optuna.Study, defaults: dict[str, Any]) -> None:
     trials = study.get_trials(deepcopy=False)
     done = any(t.user_attrs.get("role") == "defaults" and t.state in FINISHED for t in trials)
-    waiting = any(t.state in (TrialState.WAITING, TrialState.RUNNING) and t.user_attrs.get("role") == "defaults"
-                  for t in trials)
+    waiting = any(
+        t.state in (TrialState.WAITING, TrialState.RUNNING) and t.user_attrs.get("role") == "defaults" for t in trials
+    )
     if not done and not waiting:
         study.enqueue_trial(defaults, user_attrs={"role": "defaults"})
 
@@ -260,9 +287,12 @@ def trial_ledger(trials: Sequence[FrozenTrial], space: Mapping[str, BaseDistribu
     rows = []
     for t in sorted(trials, key=lambda t: t.number):
         row: dict[str, Any] = {
-            "trial": t.number, "state": t.state.name, "role": t.user_attrs.get("role", "tpe"),
+            "trial": t.number,
+            "state": t.state.name,
+            "role": t.user_attrs.get("role", "tpe"),
             "objective": t.value if t.state == TrialState.COMPLETE else None,
-            "duration_s": _duration(t), "error": t.user_attrs.get("error"),
+            "duration_s": _duration(t),
+            "error": t.user_attrs.get("error"),
         }
         row.update({f"param.{n}": t.params.get(n) for n in names})
         inner = t.user_attrs.get("inner_metrics", [])
@@ -282,9 +312,15 @@ def export_ledger(result: TuningResult, path: str | Path) -> Path:
     return write_parquet(result.ledger, path)
 
 
-def _run_trial(study: optuna.Study, space: dict[str, BaseDistribution], inner_frames: Sequence[pd.DataFrame],
-               utilities: pd.DataFrame, context: pd.DataFrame, settings: Settings,
-               cache: InnerFitCache) -> FrozenTrial:
+def _run_trial(
+    study: optuna.Study,
+    space: dict[str, BaseDistribution],
+    inner_frames: Sequence[pd.DataFrame],
+    utilities: pd.DataFrame,
+    context: pd.DataFrame,
+    settings: Settings,
+    cache: InnerFitCache,
+) -> FrozenTrial:
     trial = study.ask(space)
     defaults = trial.user_attrs.get("role") == "defaults"
     try:
@@ -377,28 +413,49 @@ def run_study(
             n_new += 1
             value = "-" if frozen.value is None else f"{frozen.value:.4f}"
             best = f"{study.best_value:.4f}" if any_complete or frozen.state == TrialState.COMPLETE else "-"
-            _say(progress, f"fold {fold}: trial {frozen.number} ({finished + 1}/{budget}) {frozen.state.name}, "
-                           f"objective {value}, best {best} ({_duration(frozen) or 0.0:.1f} s)")
+            _say(
+                progress,
+                f"fold {fold}: trial {frozen.number} ({finished + 1}/{budget}) {frozen.state.name}, "
+                f"objective {value}, best {best} ({_duration(frozen) or 0.0:.1f} s)",
+            )
         return _result(str(fold), study, described, chosen, space, n_new, time.monotonic() - started)
     finally:
         if isinstance(storage, RDBStorage):  # release the database file / connections
             storage.engine.dispose()
 
 
-def _result(fold: str, study: optuna.Study, described: str, groups: tuple[str, ...],
-            space: dict[str, BaseDistribution], n_new: int, duration: float) -> TuningResult:
+def _result(
+    fold: str,
+    study: optuna.Study,
+    described: str,
+    groups: tuple[str, ...],
+    space: dict[str, BaseDistribution],
+    n_new: int,
+    duration: float,
+) -> TuningResult:
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
-        raise RuntimeError(f"fold {fold}: no trial of study {study.study_name!r} completed "
-                           f"({len(trials)} trials; see their errors in the ledger)")
-    best = max(complete, key=lambda t: (t.value, -t.number))  # ties: the earliest (the defaults first)
+        raise RuntimeError(
+            f"fold {fold}: no trial of study {study.study_name!r} completed "
+            f"({len(trials)} trials; see their errors in the ledger)"
+        )
+    best = max(complete, key=lambda t: (cast(float, t.value), -t.number))  # ties: the earliest (the defaults first)
     defaults = [t for t in complete if t.user_attrs.get("role") == "defaults"]
     return TuningResult(
-        fold=fold, study_name=study.study_name, storage=described, groups=groups, space=space,
-        best_params=dict(best.params), best_value=float(best.value), best_trial=best.number,
-        default_value=float(defaults[0].value) if defaults else None,
-        n_complete=len(complete), n_pruned=sum(t.state == TrialState.PRUNED for t in trials),
-        n_failed=sum(t.state == TrialState.FAIL for t in trials), n_new=n_new, duration_s=duration,
+        fold=fold,
+        study_name=study.study_name,
+        storage=described,
+        groups=groups,
+        space=space,
+        best_params=dict(best.params),
+        best_value=cast(float, best.value),
+        best_trial=best.number,
+        default_value=cast(float, defaults[0].value) if defaults else None,
+        n_complete=len(complete),
+        n_pruned=sum(t.state == TrialState.PRUNED for t in trials),
+        n_failed=sum(t.state == TrialState.FAIL for t in trials),
+        n_new=n_new,
+        duration_s=duration,
         ledger=trial_ledger(trials, space),
     )

@@ -1,16 +1,15 @@
-"""Per-fold tuning: an Optuna study on the fold's inner walk-forward splits only."""
-
+"""Asset group ``tuning`` (core: ``core/tuning``): one Optuna study per fold, on its inner splits only."""
 
 import dagster as dg
 import pandas as pd
 
-from allocator_pipeline.core.tuning.study import export_ledger, inner_fold_frames, run_study
+from allocator_pipeline.core.tuning import export_ledger, inner_fold_frames, run_study
 from allocator_pipeline.defs.partitions import fold_partitions
 from allocator_pipeline.defs.resources import AllocatorSettings
 
 
 @dg.asset(
-    group_name="folds",
+    group_name="tuning",
     partitions_def=fold_partitions,
     kinds={"optuna"},
     description="Optuna study of the fold (seeded TPE, pruning on inner splits) maximising the robust "

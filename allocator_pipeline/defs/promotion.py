@@ -1,0 +1,53 @@
+"""Asset group ``promotion`` (core: ``core/promotion``): the promoted allocator, and ``report_job``,
+which runs the walk-forward report and the promotion."""
+
+import dagster as dg
+import pandas as pd
+
+from allocator_pipeline.core.promotion import promote_allocator
+from allocator_pipeline.defs.resources import AllocatorSettings
+
+GROUP = "promotion"
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"lightgbm", "json"},
+    description="When the report is accepted: the allocator retrained on all labelled data, with its "
+    "ensemble, calibrator, policy matrix, settings snapshot, report and model card, written to "
+    "'final output/step3_allocator/'. When rejected: nothing is promoted.",
+)
+def promoted_allocator(
+    context: dg.AssetExecutionContext,
+    settings: AllocatorSettings,
+    walk_forward_report: dict,
+    fold_tuning: dict[str, dict],
+    allocator_features: pd.DataFrame,
+    utility_labels: pd.DataFrame,
+    utility_table: pd.DataFrame,
+    leg_panel: pd.DataFrame,
+) -> dict:
+    s = settings.load()
+    manifest = promote_allocator(
+        walk_forward_report, fold_tuning, allocator_features, utility_labels, utility_table, leg_panel, s
+    )
+    if not manifest["promoted"]:
+        failed = ", ".join(g["name"] for g in manifest["failed_gates"])
+        context.log.warning(f"allocator rejected; nothing promoted: {failed}")
+        context.add_output_metadata({"promoted": False, "failed_gates": failed})
+    else:
+        context.add_output_metadata(
+            {
+                "promoted": True,
+                "directory": dg.MetadataValue.path(manifest["directory"]),
+                "model_id": manifest["model_id"],
+            }
+        )
+    return manifest
+
+
+report_job = dg.define_asset_job(
+    "report_job",
+    selection=dg.AssetSelection.assets("walk_forward_report") | dg.AssetSelection.groups(GROUP),
+    description="Walk-forward report over all folds, gates, and promotion when accepted.",
+)
