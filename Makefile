@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 export DAGSTER_HOME := $(CURDIR)
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: run test ui install bench screenshot clean
+.PHONY: run test lint ui install bench screenshot clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# ruff (lint and format check) and mypy, configured in pyproject.toml; .ci/run runs it before the tests
+lint: $(STAMP)
+	$(BIN)/ruff check allocator_pipeline allocator_pipeline_tests scripts
+	$(BIN)/ruff format --check allocator_pipeline allocator_pipeline_tests scripts
+	$(BIN)/mypy
+
 ui: $(STAMP)
 	mkdir -p .dagster_home
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $${PORT:-3000}
@@ -34,4 +40,4 @@ screenshot: $(STAMP)
 	$(BIN)/python scripts/screenshot_report.py
 
 clean:
-	rm -rf step3_out .dagster_home catboost_info .pytest_cache .hypothesis
+	rm -rf step3_out .dagster_home catboost_info .pytest_cache .hypothesis .ruff_cache .mypy_cache

@@ -11,14 +11,9 @@ import pytest
 import allocator_pipeline.core.inputs.reference_engine as engine
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.sessions import decision_ts_for, session_dates
-from allocator_pipeline.core.inputs.reference_engine import (
-    isotonic_calibration,
-    leg_returns,
-    plan_year_folds,
-    position_events,
-    run_reference_engine,
-)
+from allocator_pipeline.core.inputs.reference_engine import isotonic_calibration, leg_returns, plan_year_folds
 from allocator_pipeline.core.inputs.reference_features import direction_target, price_features, trailing_psi
+from allocator_pipeline.core.inputs.reference_output import position_events, run_reference_engine
 from allocator_pipeline.core.inputs.step3 import CONFIDENCE_COLUMNS, Step3Data, read_step3_dir
 from allocator_pipeline.settings import Settings, load_settings
 

@@ -25,10 +25,10 @@ from allocator_pipeline.core.folds.plan import FoldPlanError, plan_folds
 from allocator_pipeline.core.labels.utility import utility_labels
 from allocator_pipeline.core.tuning import study as tuning_module
 from allocator_pipeline.core.tuning.objective import evaluate_params, objective_terms
+from allocator_pipeline.core.tuning.result import export_ledger
 from allocator_pipeline.core.tuning.space import GROUPS, SEARCH_PARAMETERS, default_params, search_space
 from allocator_pipeline.core.tuning.study import (
     OBJECTIVE_FORMULA,
-    export_ledger,
     inner_fold_frames,
     robust_objective,
     run_study,

@@ -74,7 +74,7 @@ def passive_panel(market: pd.DataFrame) -> pd.DataFrame:
 
 def reference_panel(market: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     """Leg panel of the reference Step 3 engine (run once, cached under ``settings.home``)."""
-    from allocator_pipeline.core.inputs.reference_engine import run_reference_engine
+    from allocator_pipeline.core.inputs.reference_output import run_reference_engine
 
     out = settings.paths.step3_out
     if not (out / "backtest").is_dir():

@@ -67,7 +67,8 @@ import numpy as np
 import pandas as pd
 
 from allocator_pipeline.core.common.errors import InputDataError
-from allocator_pipeline.core.features.blocks import BLOCKS, FeatureSpec, PanelInputs
+from allocator_pipeline.core.features.blocks import FeatureSpec, PanelInputs
+from allocator_pipeline.core.features.context_blocks import BLOCKS
 from allocator_pipeline.core.features.inputs import available_blocks, block_columns, check_block_columns, check_index
 from allocator_pipeline.settings import FEATURE_BLOCKS, FeatureSettings
 

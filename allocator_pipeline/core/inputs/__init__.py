@@ -11,14 +11,9 @@ from allocator_pipeline.core.inputs.market import (
     market_panel,
     read_price_file,
 )
-from allocator_pipeline.core.inputs.reference_engine import (
-    isotonic_calibration,
-    leg_returns,
-    plan_year_folds,
-    position_events,
-    run_reference_engine,
-)
+from allocator_pipeline.core.inputs.reference_engine import isotonic_calibration, leg_returns, plan_year_folds
 from allocator_pipeline.core.inputs.reference_features import direction_target, price_features, trailing_psi
+from allocator_pipeline.core.inputs.reference_output import position_events, run_reference_engine
 from allocator_pipeline.core.inputs.sources import (
     leg_panel_problems,
     live_inputs,

@@ -11,6 +11,7 @@ from allocator_pipeline.core.tuning.objective import (
     objective_terms,
     robust_objective,
 )
+from allocator_pipeline.core.tuning.result import export_ledger
 from allocator_pipeline.core.tuning.space import (
     GROUPS,
     MODEL_GROUPS,
@@ -20,7 +21,7 @@ from allocator_pipeline.core.tuning.space import (
     tuned_settings,
     tunes_labels,
 )
-from allocator_pipeline.core.tuning.study import export_ledger, inner_fold_frames, run_study
+from allocator_pipeline.core.tuning.study import inner_fold_frames, run_study
 
 __all__ = [
     "GROUPS",

@@ -1,0 +1,146 @@
+"""The outcome of a fold's tuning study: :class:`TuningResult` and its trial ledger.
+
+Ledger
+    :func:`export_ledger` writes every trial (number, state, role, objective, duration, parameters,
+    per-inner-split metrics, objective terms, error) as parquet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import optuna
+import pandas as pd
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from allocator_pipeline.core.common.storage import write_parquet
+from allocator_pipeline.core.tuning.objective import INNER_METRICS, OBJECTIVE_FORMULA
+from allocator_pipeline.core.tuning.space import search_space_table
+
+__all__ = ["TuningResult", "export_ledger", "trial_ledger"]
+
+LEDGER_HEAD = ["trial", "state", "role", "objective", "duration_s", "error"]
+
+
+@dataclass
+class TuningResult:
+    """The outcome of one fold's study (all its trials, over every run that added to it)."""
+
+    fold: str
+    study_name: str
+    storage: str
+    groups: tuple[str, ...]
+    space: dict[str, BaseDistribution]
+    best_params: dict[str, Any]
+    best_value: float
+    best_trial: int
+    default_value: float | None
+    n_complete: int
+    n_pruned: int
+    n_failed: int
+    n_new: int
+    duration_s: float
+    ledger: pd.DataFrame = field(repr=False)
+
+    @property
+    def n_trials(self) -> dict[str, int]:
+        return {"complete": self.n_complete, "pruned": self.n_pruned, "failed": self.n_failed, "new": self.n_new}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (the ledger itself goes to parquet)."""
+        return {
+            "fold": self.fold,
+            "study_name": self.study_name,
+            "storage": self.storage,
+            "groups": list(self.groups),
+            "search_space": search_space_table(self.space),
+            "best_params": dict(self.best_params),
+            "best_value": float(self.best_value),
+            "best_trial": int(self.best_trial),
+            "default_value": self.default_value,
+            "improvement_over_defaults": None
+            if self.default_value is None
+            else float(self.best_value - self.default_value),
+            "n_trials": self.n_trials,
+            "duration_s": float(self.duration_s),
+            "objective_formula": OBJECTIVE_FORMULA,
+        }
+
+
+def _duration(trial: FrozenTrial) -> float | None:
+    if trial.datetime_start is None or trial.datetime_complete is None:
+        return None
+    return (trial.datetime_complete - trial.datetime_start).total_seconds()
+
+
+def trial_ledger(trials: Sequence[FrozenTrial], space: Mapping[str, BaseDistribution]) -> pd.DataFrame:
+    """One row per trial: head columns, ``param.<name>``, ``inner<k>.<metric>``, ``term.<name>``."""
+    names = list(space) + sorted({n for t in trials for n in t.params} - set(space))
+    n_inner = max((len(t.user_attrs.get("inner_metrics", [])) for t in trials), default=0)
+    rows = []
+    for t in sorted(trials, key=lambda t: t.number):
+        row: dict[str, Any] = {
+            "trial": t.number,
+            "state": t.state.name,
+            "role": t.user_attrs.get("role", "tpe"),
+            "objective": t.value if t.state == TrialState.COMPLETE else None,
+            "duration_s": _duration(t),
+            "error": t.user_attrs.get("error"),
+        }
+        row.update({f"param.{n}": t.params.get(n) for n in names})
+        inner = t.user_attrs.get("inner_metrics", [])
+        for k in range(n_inner):
+            for key in INNER_METRICS:
+                row[f"inner{k}.{key}"] = inner[k].get(key) if k < len(inner) else None
+        row.update({f"term.{k}": v for k, v in t.user_attrs.get("terms", {}).items()})
+        rows.append(row)
+    ledger = pd.DataFrame(rows, columns=list(dict.fromkeys(k for r in rows for k in r)) or LEDGER_HEAD)
+    numeric = [c for c in ledger.columns if c in ("objective", "duration_s") or c.startswith(("inner", "term."))]
+    ledger[numeric] = ledger[numeric].astype("float64")
+    return ledger
+
+
+def export_ledger(result: TuningResult, path: str | Path) -> Path:
+    """Write the fold's trial ledger as parquet, atomically."""
+    return write_parquet(result.ledger, path)
+
+
+def _result(
+    fold: str,
+    study: optuna.Study,
+    described: str,
+    groups: tuple[str, ...],
+    space: dict[str, BaseDistribution],
+    n_new: int,
+    duration: float,
+) -> TuningResult:
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not complete:
+        raise RuntimeError(
+            f"fold {fold}: no trial of study {study.study_name!r} completed "
+            f"({len(trials)} trials; see their errors in the ledger)"
+        )
+    best = max(complete, key=lambda t: (cast(float, t.value), -t.number))  # ties: the earliest (the defaults first)
+    defaults = [t for t in complete if t.user_attrs.get("role") == "defaults"]
+    return TuningResult(
+        fold=fold,
+        study_name=study.study_name,
+        storage=described,
+        groups=groups,
+        space=space,
+        best_params=dict(best.params),
+        best_value=cast(float, best.value),
+        best_trial=best.number,
+        default_value=cast(float, defaults[0].value) if defaults else None,
+        n_complete=len(complete),
+        n_pruned=sum(t.state == TrialState.PRUNED for t in trials),
+        n_failed=sum(t.state == TrialState.FAIL for t in trials),
+        n_new=n_new,
+        duration_s=duration,
+        ledger=trial_ledger(trials, space),
+    )
