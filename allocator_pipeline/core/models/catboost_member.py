@@ -21,6 +21,7 @@ same text with the same parser, so the probabilities are identical bit for bit.
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from pathlib import Path
 from typing import Self
@@ -39,6 +40,16 @@ from allocator_pipeline.core.models.base import (
     split_arrays,
 )
 from allocator_pipeline.settings import CatBoostSettings
+
+
+RUN_STAMPS = re.compile(r'("(?:model_guid|train_finish_time)"\s*:\s*)"[^"]*"')
+"""CatBoost's per-run metadata in ``model_info``: a random model GUID and the wall-clock finish time."""
+
+
+def without_run_stamps(text: str) -> str:
+    """CatBoost's JSON model with its per-run stamps (random ``model_guid``, ``train_finish_time``)
+    blanked, so the same inputs give the same file; they are metadata and predictions ignore them."""
+    return RUN_STAMPS.sub(r'\1""', text)
 
 
 def _model_from_json_text(text: str) -> CatBoost:
@@ -118,7 +129,7 @@ class CatBoostMember(Member):
         with tempfile.TemporaryDirectory(prefix="catboost-json-") as tmp:
             path = Path(tmp) / "model.json"
             model.save_model(str(path), format="json")
-            text = path.read_text(encoding="utf-8")
+            text = without_run_stamps(path.read_text(encoding="utf-8"))
         member = cls(text)
         if not np.array_equal(member.classes, seen) or list(member.feature_names) != names:
             raise RuntimeError(
