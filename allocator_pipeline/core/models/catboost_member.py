@@ -41,7 +41,6 @@ from allocator_pipeline.core.models.base import (
 )
 from allocator_pipeline.settings import CatBoostSettings
 
-
 RUN_STAMPS = re.compile(r'("(?:model_guid|train_finish_time)"\s*:\s*)"[^"]*"')
 """CatBoost's per-run metadata in ``model_info``: a random model GUID and the wall-clock finish time."""
 
