@@ -40,6 +40,7 @@ from allocator_pipeline.settings_sections import (  # noqa: F401  (re-exported: 
     LabelSettings,
     LightGBMSettings,
     LinearSettings,
+    LiveSettings,
     ModelSettings,
     PolicySettings,
     Profile,
@@ -70,6 +71,7 @@ class Settings(_Section):
     tuning: TuningSettings = TuningSettings()
     gates: GateSettings = GateSettings()
     report: ReportSettings = ReportSettings()
+    live: LiveSettings = LiveSettings()
 
     @model_validator(mode="after")
     def _purge_covers_horizon(self) -> Settings:

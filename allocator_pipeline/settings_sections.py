@@ -282,3 +282,13 @@ class GateSettings(_Section):
 class ReportSettings(_Section):
     notional: float = Field(1_000_000.0, gt=0, description="Capital for currency PnL figures.")
     currency: str = Field("USD", min_length=1, max_length=8, description="Currency label.")
+
+
+class LiveSettings(_Section):
+    max_model_age_sessions: int = Field(
+        300,
+        ge=1,
+        le=10_000,
+        description="A daily decision refuses a model more sessions than this past its training end "
+        "(the backtest retrains every year, about 252 sessions).",
+    )

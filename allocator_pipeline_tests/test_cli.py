@@ -35,7 +35,7 @@ def test_invalid_settings_are_refused_before_any_work(tmp_path):
 def test_every_command_is_documented():
     result = CliRunner().invoke(cli.main, ["--help"])
     assert result.exit_code == 0
-    for command in ("run", "build-dataset", "train", "optimize", "backtest", "rebalance", "backfill", "ui"):
+    for command in ("run", "build-dataset", "train", "optimize", "backtest", "rebalance", "replay", "backfill", "ui"):
         assert command in result.output
 
 
@@ -45,7 +45,7 @@ def test_every_command_is_documented():
         (cli.build_dataset_alias, "Prices, Step 3 legs"),
         (cli.train_alias, "Per-fold datasets"),
         (cli.optimize_alias, "Nested walk-forward tuning"),
-        (cli.backtest_alias, "Per-fold backtests"),
+        (cli.backtest_alias, "The continuous walk-forward allocator path"),
     ],
 )
 def test_seed_plan_script_names_are_aliases(alias, command_help, monkeypatch, capsys, tmp_path):

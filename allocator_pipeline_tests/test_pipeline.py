@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from allocator_pipeline.core.allocation import state_after
 from allocator_pipeline.core.common.storage import read_json, write_json
 from allocator_pipeline.defs.execution import (
     DAILY,
@@ -167,7 +168,18 @@ def promoted(pipeline, tmp_path_factory):
     instance.add_dynamic_partitions("fold", ["2023", "2024", "2025"])
     options = RunOptions(home=str(other))
     assert materialize(["promoted_allocator"], options, instance).success
+    # The hand-over is the walk-forward path's last session, the data's last one; move it back
+    # HANDOVER_BACK sessions (the state the path has there) so that the data holds sessions for
+    # the promoted model to decide.
+    manifest_path = other / "final output" / "step3_allocator" / "promotion.json"
+    manifest = read_json(manifest_path)
+    path = pd.read_parquet(other / "step3_out" / "allocator" / "backtest" / "allocator_path.parquet")
+    manifest["handover_state"] = state_after(path.iloc[:-HANDOVER_BACK]).to_dict()
+    write_json(manifest, manifest_path)
     return other, instance, options
+
+
+HANDOVER_BACK = 22
 
 
 def test_promotion_writes_the_final_allocator(promoted):
@@ -189,20 +201,59 @@ def test_promotion_writes_the_final_allocator(promoted):
     assert manifest["promoted"] is True and manifest["model_id"].startswith("allocator-")
 
 
-def test_daily_decision_is_idempotent_and_continues_the_log(promoted):
+def promoted_sessions(home: Path) -> list[str]:
+    """The sessions after the (moved) hand-over: the promoted model's first decisions."""
+    path = pd.read_parquet(home / "step3_out" / "allocator" / "backtest" / "allocator_path.parquet")
+    return [str(d.date()) for d in path.index[-HANDOVER_BACK:].tz_convert("America/New_York")]
+
+
+def test_daily_decisions_continue_the_log_and_rerun_idempotently(promoted):
     home, instance, options = promoted
     decisions = home / "final output" / "step3_allocator" / "decisions"
-    for session in ("2025-09-24", "2025-09-25"):
+    first_day, second_day = promoted_sessions(home)[:2]
+    for session in (first_day, second_day):
         assert materialize(DAILY, options, instance, partition_key=session).success
-    first = (decisions / "2025-09-25.json").read_bytes()
-    second_day = read_json(decisions / "2025-09-25.json")
-    assert second_day["mode"] == "continued"
-    assert 0.0 <= second_day["w_qqq"] <= 1.0
-    assert second_day["w_qqq"] + second_day["w_spy"] == pytest.approx(1.0)
-    assert materialize(DAILY, options, instance, partition_key="2025-09-25").success
-    assert (decisions / "2025-09-25.json").read_bytes() == first
+    assert read_json(decisions / f"{first_day}.json")["mode"] == "first session"  # from the hand-over state
+    before = (decisions / f"{second_day}.json").read_bytes()
+    second = read_json(decisions / f"{second_day}.json")
+    assert second["mode"] == "continued"
+    assert 0.0 <= second["w_qqq"] <= 1.0
+    assert second["w_qqq"] + second["w_spy"] == pytest.approx(1.0)
+    assert materialize(DAILY, options, instance, partition_key=second_day).success
+    assert (decisions / f"{second_day}.json").read_bytes() == before
     log = pd.read_parquet(decisions / "log.parquet")
-    assert list(log.index) == ["2025-09-24", "2025-09-25"]
+    assert list(log.index) == [first_day, second_day]
+
+
+def test_promoted_daily_decisions_equal_a_replay_of_the_promoted_procedure(promoted, tmp_path):
+    """20 scheduled daily runs (each a Dagster run reading the decision log) against a replay
+    of the promoted schedule into a fresh log, and against its vectorised path: bit for bit."""
+    from allocator_pipeline.core.allocation import DecisionLog, evaluated_path, replay
+    from allocator_pipeline.core.inputs import live_inputs
+    from allocator_pipeline.defs.allocation import load_promoted
+
+    home, instance, options = promoted
+    sessions = promoted_sessions(home)[:20]
+    for session in sessions:
+        assert materialize(DAILY, options, instance, partition_key=session).success
+    daily = pd.read_parquet(home / "final output" / "step3_allocator" / "decisions" / "log.parquet").loc[sessions]
+    settings = options.load()
+    schedule, _ = load_promoted(settings)
+    _, legs = live_inputs(settings)
+    ts = pd.DatetimeIndex(
+        [
+            legs.index[legs.index.tz_convert("America/New_York").normalize().strftime("%Y-%m-%d") == d][0]
+            for d in sessions
+        ]
+    )
+    replayed = replay(schedule, legs, ts, settings, DecisionLog(tmp_path / "replay"))
+    assert list(replayed.index) == sessions
+    for column in ("w_qqq", "exposure", "w_smoothed", "w_raw"):
+        assert np.array_equal(daily[column].to_numpy(), replayed[column].to_numpy()), column
+    vectorised, _ = evaluated_path(schedule, legs.loc[: ts[-1]], settings.features)
+    assert np.array_equal(vectorised["w_final"].to_numpy(), replayed["w_qqq"].to_numpy())
+    assert np.array_equal(vectorised["exposure"].to_numpy(), replayed["exposure"].to_numpy())
+    assert set(replayed["mode"]) == {"first session", "continued"}
 
 
 def test_daily_decision_without_data_fails_naming_the_last_session(promoted):
@@ -213,20 +264,49 @@ def test_daily_decision_without_data_fails_naming_the_last_session(promoted):
     assert "last available session is 2025-09-26" in failure.step_failure_data.error.message
 
 
-def test_backtest_and_live_share_one_code_path(pipeline):
+def test_each_fold_continues_the_previous_folds_state(pipeline):
+    """The walk-forward path is one path: the first decision of each fold is the continuation of
+    the previous fold's last state with the new fold's model, not a fresh start."""
+    from allocator_pipeline.core.allocation import Segment, continue_path, state_after
     from allocator_pipeline.core.inputs import live_inputs
-    from allocator_pipeline.defs.allocation import fold_decision
-    from allocator_pipeline.defs.resources import AllocatorSettings
+    from allocator_pipeline.core.tuning import tuned_settings
+    from allocator_pipeline.defs.resources import AllocatorSettings, ArtifactIOManager, FoldModelIOManager
 
-    home, _, options = pipeline
+    _, _, options = pipeline
     resource = AllocatorSettings(**options.model_dump())
+    artifacts, models = ArtifactIOManager(settings=resource), FoldModelIOManager(settings=resource)
+    path = artifacts.load("allocator_path")
     _, legs = live_inputs(options.load())
-    path = pd.read_parquet(home / "step3_out" / "allocator" / "backtest" / "folds" / "2024.parquet")
-    for ts in path.index[[0, 1, 57, 130, -1]]:
-        session = str(ts.tz_convert("America/New_York").date())
-        decision = fold_decision(resource, "2024", session, legs)
-        assert decision["w_qqq"] == path.loc[ts, "w_final"], session
-        assert decision["exposure"] == path.loc[ts, "exposure"], session
+    assert list(pd.unique(path["fold"])) == ["2023", "2024", "2025"]
+    for previous, fold in (("2023", "2024"), ("2024", "2025")):
+        rows = path[path["fold"] == fold]
+        settings = tuned_settings(options.load(), artifacts.load("fold_tuning", fold).get("best_params", {}))
+        segment = Segment(
+            f"fold:{fold}", artifacts.load("fold_predictions", fold), models.load("fold_ensemble", fold).m, settings
+        )
+        continued, _ = continue_path(segment, legs, state_after(path[path["fold"] == previous]))
+        fresh, _ = continue_path(segment, legs, None)
+        for column in ("w_smoothed", "w_final", "exposure", "equity"):
+            assert np.array_equal(continued[column].to_numpy(), rows[column].to_numpy()), (fold, column)
+        assert rows["equity"].iloc[0] != 1.0 and fresh["equity"].iloc[0] == 1.0  # the guard's equity carries over
+
+
+def test_replay_across_a_fold_boundary_equals_the_backtest(pipeline):
+    """``allocator replay --model folds`` over 40+ sessions from December 2023 to January 2024:
+    each session decided from data up to it, continuing the replayed log: max_abs_diff 0."""
+    from click.testing import CliRunner
+
+    from allocator_pipeline import cli
+
+    home, _, _ = pipeline
+    result = CliRunner().invoke(
+        cli.main, ["--home", str(home), "replay", "--model", "folds", "--start", "2023-11-24", "--end", "2024-01-31"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "max_abs_diff: w_final 0, exposure 0 (46 sessions compared" in result.output
+    replayed = pd.read_parquet(home / "step3_out" / "allocator" / "replay" / "folds" / "log.parquet")
+    assert set(replayed["model_id"]) == {"fold:2023", "fold:2024"}
+    assert replayed["mode"].iloc[0] == "reconstructed" and set(replayed["mode"].iloc[1:]) == {"continued"}
 
 
 def test_dataset_is_deterministic(pipeline, tmp_path):

@@ -28,7 +28,7 @@ EXPECTED_ASSETS = {
     "fold_models",
     "fold_ensemble",
     "fold_predictions",
-    "fold_backtest",
+    "allocator_path",
     "walk_forward_report",
     "promoted_allocator",
     "daily_allocation",

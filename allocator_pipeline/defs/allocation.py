@@ -9,16 +9,21 @@ import pandas as pd
 from allocator_pipeline.core.allocation import (
     DecisionLog,
     FoldModel,
+    ModelSchedule,
     NoDataForSession,
-    decide_promoted_session,
-    decide_with_fold_model,
-    fold_test_window,
-    truncate_to_session,
+    Segment,
+    decide,
+    fold_of,
+    fold_schedule,
+    promoted_schedule,
+    run_segments,
 )
+from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.sessions import EXCHANGE_TZ, session_dates
 from allocator_pipeline.core.common.storage import read_json
 from allocator_pipeline.core.inputs import live_inputs
 from allocator_pipeline.core.tuning import tuned_settings
+from allocator_pipeline.defs.metadata import frame_metadata
 from allocator_pipeline.defs.partitions import DAILY_START, daily_partitions
 from allocator_pipeline.defs.resources import AllocatorSettings, ArtifactIOManager, FoldModelIOManager
 from allocator_pipeline.settings import Settings, load_settings
@@ -28,8 +33,25 @@ class NoPromotedAllocator(FileNotFoundError):
     """No accepted allocator has been promoted yet."""
 
 
-def load_promoted(settings: Settings) -> tuple[FoldModel, dict]:
-    """The promoted model and its promotion manifest (a clear error when nothing was promoted)."""
+def walk_forward_schedule(
+    resource: AllocatorSettings, folds: list[str] | None = None, only: str | None = None
+) -> ModelSchedule:
+    """The walk-forward folds' schedule (every fold, or the first ``folds``), their models, plans
+    and tuned settings read through the code location's IO managers; ``only`` refuses sessions
+    that another model decides."""
+    artifacts = ArtifactIOManager(settings=resource)
+    models = FoldModelIOManager(settings=resource)
+    base = resource.load()
+    plan = artifacts.load("fold_plan")
+    keys = walk_forward_schedule_keys(resource) if folds is None else folds
+    fitted = {k: models.load("fold_ensemble", k) for k in keys}
+    tuned = {k: tuned_settings(base, artifacts.load("fold_tuning", k).get("best_params", {})) for k in keys}
+    return fold_schedule(plan, fitted, tuned, keys, only=only)
+
+
+def load_promoted(settings: Settings) -> tuple[ModelSchedule, dict]:
+    """The promoted allocator's schedule (its model from the session after the hand-over, with the
+    walk-forward path's state there) and its promotion manifest."""
     promotion = settings.paths.final / "promotion.json"
     if not promotion.is_file():
         raise NoPromotedAllocator(
@@ -37,20 +59,64 @@ def load_promoted(settings: Settings) -> tuple[FoldModel, dict]:
             "promoted_allocator) and get an accepted walk-forward report first"
         )
     manifest = read_json(promotion)
-    return FoldModel.load(manifest["model_directory"]), manifest
+    return promoted_schedule(manifest, FoldModel.load(manifest["model_directory"]), settings), manifest
 
 
-def fold_decision(resource: AllocatorSettings, fold: str, session: str, legs: pd.DataFrame) -> dict:
-    """The session's decision from fold ``fold``'s model: the fold backtest's own path through it
-    (the fold's model, plan and tuned parameters are read through the code location's IO managers)."""
-    artifacts = ArtifactIOManager(settings=resource)
-    model = FoldModelIOManager(settings=resource).load("fold_ensemble", fold)
-    start, end = fold_test_window(artifacts.load("fold_plan"), fold)
-    s = tuned_settings(resource.load(), artifacts.load("fold_tuning", fold).get("best_params", {}))
-    decision, _ = decide_with_fold_model(
-        model, truncate_to_session(legs, session, s), start, end, s, model_id=f"fold:{fold}"
+def model_schedule(resource: AllocatorSettings, spec: str) -> ModelSchedule:
+    """The schedule named by ``spec``: ``folds`` (each fold's model on its test window, as the
+    walk-forward backtest), ``fold:<KEY>`` (the same path through fold KEY; sessions outside its
+    test window are refused) or ``promoted`` (the promoted allocator after its hand-over)."""
+    if spec == "promoted":
+        return load_promoted(resource.load())[0]
+    if spec == "folds":
+        return walk_forward_schedule(resource)
+    if spec.startswith("fold:"):
+        key = spec.split(":", 1)[1]
+        keys = sorted(walk_forward_schedule_keys(resource))
+        if key not in keys:
+            raise InputDataError(f"unknown fold {key!r}; the fold plan has {keys[0]}..{keys[-1]}", value=key)
+        return walk_forward_schedule(resource, [k for k in keys if k <= key], only=f"fold:{key}")
+    raise InputDataError(f"a model is 'folds', 'fold:<KEY>' or 'promoted', not {spec!r}", value=spec)
+
+
+def walk_forward_schedule_keys(resource: AllocatorSettings) -> list[str]:
+    plan = ArtifactIOManager(settings=resource).load("fold_plan")
+    return sorted(plan.loc[plan["inner"] == -1, "fold"])
+
+
+@dg.asset(
+    group_name="allocation",
+    kinds={"pandas", "parquet"},
+    description="The walk-forward allocator path: each fold's model decides its test window, on one "
+    "continuous path (the smoothing and envelope state carry across fold boundaries, as live).",
+)
+def allocator_path(
+    context: dg.AssetExecutionContext,
+    settings: AllocatorSettings,
+    fold_predictions: dict[str, pd.DataFrame],
+    fold_ensemble: dict[str, FoldModel],
+    fold_tuning: dict[str, dict],
+    leg_panel: pd.DataFrame,
+) -> pd.DataFrame:
+    s = settings.load()
+    segments = [
+        Segment(
+            f"fold:{fold}",
+            fold_predictions[fold],
+            fold_ensemble[fold].m,
+            tuned_settings(s, fold_tuning[fold].get("best_params", {})),
+        )
+        for fold in sorted(fold_predictions)
+    ]
+    path, end = run_segments(segments, leg_panel)
+    path.insert(0, "fold", path["model_id"].map(fold_of).astype("string"))
+    context.add_output_metadata(
+        {
+            **frame_metadata(path[["w_raw", "w_smoothed", "w_final", "exposure"]]),
+            "end_state": dg.MetadataValue.json(end.to_dict()),
+        }
     )
-    return decision
+    return path
 
 
 @dg.asset(
@@ -59,18 +125,25 @@ def fold_decision(resource: AllocatorSettings, fold: str, session: str, legs: pd
     kinds={"json"},
     deps=["promoted_allocator"],
     description="The session's allocation from the promoted allocator: features from data up to that "
-    "session, policy and envelope continued from the previous session's logged state. Writes "
-    "'final output/step3_allocator/decisions/<date>.json' and the decision log.",
+    "session, the state continued from the previous session's logged decision (or from the "
+    "walk-forward path's hand-over). Writes 'final output/step3_allocator/decisions/<date>.json' "
+    "and the decision log.",
 )
 def daily_allocation(context: dg.AssetExecutionContext, settings: AllocatorSettings) -> dg.MaterializeResult:
     session = context.partition_key
-    model, manifest = load_promoted(settings.load())
-    # decide with exactly the settings the promoted allocator was trained and evaluated with
-    s = tuned_settings(settings.load(), manifest.get("tuned_params", {}))
+    s = settings.load()
+    schedule, _ = load_promoted(s)
     _, legs = live_inputs(s)
     log = DecisionLog(s.paths.decisions)
     try:
-        decision = decide_promoted_session(model, manifest["model_id"], legs, session, s, log)
+        decision, _ = decide(
+            schedule,
+            legs,
+            session,
+            s,
+            log.state_before(session, legs.index),
+            max_model_age=s.live.max_model_age_sessions,
+        )
     except NoDataForSession as exc:
         raise dg.Failure(description=str(exc)) from None
     path = log.write(decision)
@@ -81,6 +154,7 @@ def daily_allocation(context: dg.AssetExecutionContext, settings: AllocatorSetti
             "exposure": decision["exposure"],
             "mode": decision["mode"],
             "model_id": decision["model_id"],
+            "model_age_sessions": decision["model_age_sessions"],
             "decision": dg.MetadataValue.path(str(path)),
         }
     )

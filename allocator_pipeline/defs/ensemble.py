@@ -1,5 +1,5 @@
-"""Asset group ``ensemble`` (core: ``core/ensemble``): the calibrated blend of a fold's members, and
-its out-of-sample probabilities."""
+"""Asset group ``ensemble`` (core: ``core/ensemble``): the calibrated blend of a fold's members and
+its out-of-sample probabilities, and ``fold_job``, which runs every stage of one fold."""
 
 import dagster as dg
 import pandas as pd
@@ -62,3 +62,10 @@ def fold_predictions(
     expected_w = proba[PROBA_COLUMNS].to_numpy() @ BUCKETS
     context.add_output_metadata({**frame_metadata(proba), "mean_expected_bucket_w": float(expected_w.mean())})
     return proba
+
+
+fold_job = dg.define_asset_job(
+    "fold_job",
+    selection=dg.AssetSelection.assets("fold_dataset") | dg.AssetSelection.groups("tuning", "models", "ensemble"),
+    description="One fold: dataset, tuning, models, calibrated ensemble, test predictions (a partition per fold).",
+)

@@ -18,7 +18,7 @@ import dagster as dg
 
 from allocator_pipeline.definitions import defs
 from allocator_pipeline.defs.allocation import daily_rebalance_job
-from allocator_pipeline.defs.evaluation import fold_job
+from allocator_pipeline.defs.ensemble import fold_job
 from allocator_pipeline.defs.folds import dataset_job
 from allocator_pipeline.defs.partitions import FOLD_PARTITIONS_NAME
 from allocator_pipeline.defs.promotion import report_job

@@ -26,10 +26,18 @@ def promoted_allocator(
     utility_labels: pd.DataFrame,
     utility_table: pd.DataFrame,
     leg_panel: pd.DataFrame,
+    allocator_path: pd.DataFrame,
 ) -> dict:
     s = settings.load()
     manifest = promote_allocator(
-        walk_forward_report, fold_tuning, allocator_features, utility_labels, utility_table, leg_panel, s
+        walk_forward_report,
+        fold_tuning,
+        allocator_features,
+        utility_labels,
+        utility_table,
+        leg_panel,
+        allocator_path,
+        s,
     )
     if not manifest["promoted"]:
         failed = ", ".join(g["name"] for g in manifest["failed_gates"])
@@ -48,6 +56,6 @@ def promoted_allocator(
 
 report_job = dg.define_asset_job(
     "report_job",
-    selection=dg.AssetSelection.assets("walk_forward_report") | dg.AssetSelection.groups(GROUP),
-    description="Walk-forward report over all folds, gates, and promotion when accepted.",
+    selection=dg.AssetSelection.assets("allocator_path", "walk_forward_report") | dg.AssetSelection.groups(GROUP),
+    description="The continuous walk-forward allocator path, its report and gates, and promotion when accepted.",
 )

@@ -38,7 +38,7 @@ ARTIFACT_PATHS: dict[str, str] = {
     "fold_dataset": "step3_out/allocator/dataset/folds/{partition}",
     "fold_tuning": "step3_out/allocator/optuna/{partition}/tuning",
     "fold_predictions": "step3_out/allocator/models/{partition}/predictions",
-    "fold_backtest": "step3_out/allocator/backtest/folds/{partition}",
+    "allocator_path": "step3_out/allocator/backtest/allocator_path",
     "walk_forward_report": "step3_out/allocator/backtest/metrics",
     "promoted_allocator": "step3_out/allocator/promotion",
 }

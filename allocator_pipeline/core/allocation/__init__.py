@@ -1,7 +1,7 @@
 """From probabilities to the traded weight: the fold model, the expected-utility policy, the risk
 envelope, the allocator path and the live daily decision.
 
-Asset group ``allocation``: ``daily_allocation``.
+Asset group ``allocation``: ``allocator_path`` (the walk-forward path), ``daily_allocation``.
 """
 
 from allocator_pipeline.core.allocation.envelope import EnvelopeState, apply_envelope, envelope_end_state
@@ -25,11 +25,12 @@ from allocator_pipeline.core.allocation.fold_model import (
 from allocator_pipeline.core.allocation.live import (
     DecisionLog,
     NoDataForSession,
-    decide_promoted_session,
-    decide_with_fold_model,
-    fold_test_window,
-    truncate_to_session,
+    decide,
+    evaluated_path,
+    max_abs_diff,
+    replay,
 )
+from allocator_pipeline.core.allocation.path import Segment, continue_path, run_segments, state_after
 from allocator_pipeline.core.allocation.policy import (
     EU_COLUMNS,
     allocator_end_state,
@@ -38,6 +39,7 @@ from allocator_pipeline.core.allocation.policy import (
     smooth_and_cap,
     utility_matrix,
 )
+from allocator_pipeline.core.allocation.schedule import ModelSchedule, fold_of, fold_schedule, promoted_schedule
 
 __all__ = [
     "ENSEMBLE_FILE",
@@ -46,28 +48,36 @@ __all__ = [
     "DecisionLog",
     "EnvelopeState",
     "FoldModel",
+    "ModelSchedule",
     "NoDataForSession",
+    "Segment",
     "allocator_end_state",
     "allocator_path",
     "apply_envelope",
-    "decide_promoted_session",
-    "decide_with_fold_model",
+    "continue_path",
+    "decide",
     "envelope_end_state",
+    "evaluated_path",
     "expected_utility",
     "feature_columns",
     "fit_fold",
     "fit_fold_ensemble",
     "fit_fold_members",
+    "fold_of",
     "fold_path",
-    "fold_test_window",
+    "fold_schedule",
     "importance_of",
+    "max_abs_diff",
     "policy_matrix",
     "predict_split",
     "probability_frame",
+    "promoted_schedule",
     "promotion_frame",
+    "replay",
+    "run_segments",
     "smooth_and_cap",
     "split_rows",
-    "truncate_to_session",
+    "state_after",
     "utility_matrix",
     "xy",
 ]

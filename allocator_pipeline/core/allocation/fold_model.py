@@ -8,8 +8,8 @@ column in {train, val, test}, the feature columns, ``label_class`` and ``best_we
 Conventions: the ``train`` rows fit the members; the ``val`` rows early-stop them, weight the
 blend and fit the calibrator; the utility matrix ``M`` of the policy is estimated on ``train``
 and ``val`` rows (all labelled, all before the purge that precedes the test window); the
-``test`` rows are predicted and traded. Each fold's allocator path starts from the baseline
-weight with a fresh envelope state, so folds are independent (and can run in parallel).
+``test`` rows are predicted; the walk-forward evaluation trades them on one continuous path
+across the folds (``core/allocation/path.py``).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from allocator_pipeline.core.allocation.envelope import EnvelopeState
-from allocator_pipeline.core.allocation.policy import allocator_path, utility_matrix
+from allocator_pipeline.core.allocation.path import MODEL_COLUMN, Segment, continue_path
+from allocator_pipeline.core.allocation.policy import utility_matrix
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.grid import N_CLASSES, PROBA_COLUMNS, UTILITY_COLUMNS
 from allocator_pipeline.core.common.storage import read_json, write_json
@@ -140,40 +140,12 @@ def predict_split(model: FoldModel, frame: pd.DataFrame, split: str = "test") ->
     return probability_frame(model.predict_proba(rows[feature_columns(frame)]), rows.index)
 
 
-def fresh_state(context: pd.DataFrame, first: pd.Timestamp, settings: Settings) -> EnvelopeState:
-    """The envelope state at the start of a block beginning at ``first``.
-
-    The allocator's own equity starts at 1.0 (no drawdown), the previous book is the baseline
-    weight fully invested, and the volatility window is seeded with the legs' returns of the
-    ``vol_window - 1`` sessions before ``first`` (causal: strictly earlier rows).
-    """
-    before = context.loc[context.index < first].tail(settings.envelope.vol_window - 1)
-    return EnvelopeState(
-        fresh=True,
-        w_final=settings.labels.baseline_weight,
-        qqq_history=tuple(float(x) for x in before["qqq_leg_return"]),
-        spy_history=tuple(float(x) for x in before["spy_leg_return"]),
-    )
-
-
 def fold_path(probabilities: pd.DataFrame, m: np.ndarray, context: pd.DataFrame, settings: Settings) -> pd.DataFrame:
-    """The allocator path (policy + envelope) of a block of consecutive sessions.
-
-    The first decision smooths from the baseline weight and the envelope starts from
-    :func:`fresh_state`. ``context`` is the leg panel; row ``d`` of the path uses context rows
-    ``<= d`` only.
-    """
-    missing = probabilities.index.difference(context.index)
-    if len(missing):
-        raise InputDataError("a decision session is missing from the leg panel", column="decision_ts", row=missing[0])
-    return allocator_path(
-        probabilities[PROBA_COLUMNS].to_numpy(),
-        m,
-        context.loc[probabilities.index],
-        settings,
-        w_prev0=settings.labels.baseline_weight,
-        state0=fresh_state(context, probabilities.index[0], settings),
-    )
+    """The allocator path (policy + envelope) of one block of consecutive sessions, started fresh
+    (:func:`~allocator_pipeline.core.allocation.path.fresh_start`): the tuner's inner held-out
+    blocks. ``context`` is the leg panel; row ``d`` of the path uses context rows ``<= d`` only."""
+    path, _ = continue_path(Segment("block", probabilities, m, settings), context, None)
+    return path.drop(columns=MODEL_COLUMN)
 
 
 def promotion_frame(

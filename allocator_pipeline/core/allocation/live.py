@@ -1,54 +1,59 @@
-"""The live daily decision: one session's allocation from a stored model.
+"""The live daily decision: one session's allocation, one step of the allocator's state machine.
 
-It runs exactly the backtest's code path (``fold_pipeline.fold_path`` -> ``policy.allocator_path``)
-on features computed from data up to that session only:
+A :class:`ModelSchedule` says which model decides each session and with which settings: the
+walk-forward folds (each fold's model on its test window, as the backtest), one fold, or the
+promoted model after its hand-over. A decision for session ``D``:
 
-* ``fold`` mode (a fold's model): the path runs from the fold's first test session to ``D`` with
-  a fresh start, so ``w_final`` equals the fold backtest's ``w_final`` for ``D`` exactly.
-* ``promoted`` mode, continuing: the decision log holds the previous session's decision with
-  its smoothing state (``w_smoothed``) and envelope state; the path continues one row from there.
-* ``promoted`` mode, cold start (no decision for the previous session in the log): the path runs
-  from a fresh start over the ````warmup_sessions`` sessions ending at ``D`` (deterministic), and the
-  decision says so.
+1. truncates the leg panel at ``D``'s decision time and computes the features from that cut only;
+2. takes the state after the previous session: the decision log's own (``continued``), the
+   schedule's initial state on its first session (``first session``), or, when the log does not
+   hold the previous session, the state the evaluated path reaches there, recomputed from data up
+   to the previous session only (``reconstructed``);
+3. steps :func:`~allocator_pipeline.core.allocation.path.continue_path` one session with the
+   scheduled model.
+
+So a day-by-day replay equals the walk-forward backtest bit for bit, across fold boundaries too
+(the state carries over a model change exactly as in the backtest).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from allocator_pipeline.core.allocation.envelope import EnvelopeState
-from allocator_pipeline.core.allocation.fold_model import FoldModel, fold_path, probability_frame
-from allocator_pipeline.core.allocation.policy import allocator_end_state, allocator_path
+from allocator_pipeline.core.allocation.fold_model import probability_frame
+from allocator_pipeline.core.allocation.path import AllocatorState, Segment, continue_path, run_segments
+from allocator_pipeline.core.allocation.schedule import ModelSchedule, ScheduledModel
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.sessions import decision_ts_for, session_dates
 from allocator_pipeline.core.common.storage import read_json, read_parquet, write_json, write_parquet
 from allocator_pipeline.core.features.table import build_features
-from allocator_pipeline.settings import Settings
+from allocator_pipeline.settings import FeatureSettings, Settings
 
 ENVELOPE_FIELDS = ("dd", "exposure_dd", "vol", "exposure_vol", "drift_psi", "drift_status")
-LOG_COLUMNS = ["session", "w_qqq", "w_spy", "exposure", "w_raw", "w_smoothed", "model_id", "mode", "data_through"]
-DEFAULT_WARMUP_SESSIONS = 252
+LOG_COLUMNS = [
+    "session",
+    "w_qqq",
+    "w_spy",
+    "exposure",
+    "w_raw",
+    "w_smoothed",
+    "model_id",
+    "mode",
+    "model_age_sessions",
+    "data_through",
+]
 
 
 class NoDataForSession(LookupError):
     """The requested session has no data (names the last available session)."""
 
 
-@dataclass(frozen=True)
-class LiveInputs:
-    """Features and leg panel truncated at the decision session (nothing after it is present)."""
-
-    features: pd.DataFrame
-    leg_panel: pd.DataFrame
-    decision_ts: pd.Timestamp
-
-
-def truncate_to_session(leg_panel: pd.DataFrame, session: str | pd.Timestamp, settings: Settings) -> LiveInputs:
-    """The leg panel cut at ``session``'s decision time, and features computed from that cut only.
+def truncate_to_session(leg_panel: pd.DataFrame, session: str | pd.Timestamp) -> pd.DataFrame:
+    """The leg panel cut at ``session``'s decision time (nothing after it is present).
 
     Raises :class:`NoDataForSession`, naming the last available session, when the data has no
     row for ``session``.
@@ -59,16 +64,44 @@ def truncate_to_session(leg_panel: pd.DataFrame, session: str | pd.Timestamp, se
         raise NoDataForSession(
             f"no data for session {pd.Timestamp(session).date()}: the last available session is {last}"
         )
-    cut = leg_panel.loc[:ts]
-    return LiveInputs(build_features(cut, settings.features), cut, ts)
+    return leg_panel.loc[:ts]
 
 
-def _decision(path: pd.DataFrame, model_id: str, mode: str, inputs: LiveInputs, state: EnvelopeState) -> dict[str, Any]:
-    row = path.iloc[-1]
+def _segments(schedule: ModelSchedule, features: pd.DataFrame, sessions: pd.DatetimeIndex) -> list[Segment]:
+    out = []
+    for scheduled in schedule.models:
+        mine = sessions[
+            (sessions >= scheduled.first) & ((sessions <= scheduled.last) if scheduled.last is not None else True)
+        ]
+        if len(mine) == 0:
+            continue
+        rows = features.loc[mine, scheduled.model.feature_names]
+        proba = probability_frame(scheduled.model.predict_proba(rows), rows.index)
+        out.append(Segment(scheduled.model_id, proba, scheduled.model.m, scheduled.settings))
+    return out
+
+
+def evaluated_path(
+    schedule: ModelSchedule, leg_panel: pd.DataFrame, features: FeatureSettings
+) -> tuple[pd.DataFrame, AllocatorState]:
+    """The schedule's path from its first session through the leg panel's last row, vectorised,
+    with features computed from that panel only (the walk-forward backtest when the schedule is
+    the folds')."""
+    table = build_features(leg_panel, features)
+    sessions = leg_panel.index[leg_panel.index >= schedule.first]
+    segments = _segments(schedule, table, sessions)
+    if not segments:
+        raise InputDataError(f"no session to decide from {schedule.first.date()} in the data")
+    return run_segments(segments, leg_panel, schedule.initial_state)
+
+
+def _decision(
+    row: pd.Series, scheduled: ScheduledModel, mode: str, cut: pd.DataFrame, state: AllocatorState, age: int
+) -> dict[str, Any]:
     eu = {f"{k / 10:.1f}": float(row[f"eu_{k:02d}"]) for k in range(11)}
     return {
-        "session": str(session_dates(path.index[-1:])[0].date()),
-        "decision_ts": path.index[-1].isoformat(),
+        "session": str(session_dates(pd.DatetimeIndex([row.name]))[0].date()),
+        "decision_ts": pd.Timestamp(row.name).isoformat(),
         "w_qqq": float(row["w_final"]),
         "w_spy": float(1.0 - row["w_final"]),
         "exposure": float(row["exposure"]),
@@ -77,84 +110,64 @@ def _decision(path: pd.DataFrame, model_id: str, mode: str, inputs: LiveInputs, 
         "w_smoothed": float(row["w_smoothed"]),
         "expected_utility": eu,
         "envelope": {k: (row[k] if isinstance(row[k], str) else float(row[k])) for k in ENVELOPE_FIELDS},
-        "model_id": model_id,
+        "model_id": scheduled.model_id,
+        "model_age_sessions": age,
         "mode": mode,
-        "data_through": inputs.leg_panel.index[-1].isoformat(),
-        "state": {"w_smoothed": float(row["w_smoothed"]), "envelope": state.to_dict()},
+        "data_through": cut.index[-1].isoformat(),
+        "state": state.to_dict(),
     }
 
 
-def decide_with_fold_model(
-    model: FoldModel,
-    inputs: LiveInputs,
-    test_start: pd.Timestamp,
-    test_end: pd.Timestamp,
+def model_age(leg_panel: pd.DataFrame, scheduled: ScheduledModel, ts: pd.Timestamp) -> int:
+    """Sessions from the model's last training session to ``ts`` (0 on that session)."""
+    return int(((leg_panel.index > scheduled.trained_through) & (leg_panel.index <= ts)).sum())
+
+
+def decide(
+    schedule: ModelSchedule,
+    leg_panel: pd.DataFrame,
+    session: str | pd.Timestamp,
     settings: Settings,
-    model_id: str,
+    previous: AllocatorState | None,
+    max_model_age: int | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """``fold`` mode: the fold backtest's path from ``test_start`` through the session."""
-    if not test_start <= inputs.decision_ts <= test_end:
+    """The decision of one session (see the module docstring) and its path row.
+
+    ``previous`` is the logged state (used when it is the state after the session just before
+    ``session``); ``settings.features`` builds the features; ``max_model_age`` (sessions) refuses a
+    model older than that, saying what to run.
+    """
+    cut = truncate_to_session(leg_panel, session)
+    ts = cut.index[-1]
+    scheduled = schedule.model_for(ts)
+    age = model_age(cut, scheduled, ts)
+    if max_model_age is not None and age > max_model_age:
         raise InputDataError(
-            f"session {inputs.decision_ts.date()} is outside the fold's test window "
-            f"({test_start.date()} .. {test_end.date()})"
+            f"model {scheduled.model_id} is {age} sessions past its training end ({scheduled.trained_through.date()}), "
+            f"over live.max_model_age_sessions = {max_model_age}: retrain and promote it again (`allocator run`)"
         )
-    block = inputs.features.loc[test_start:]
-    proba = probability_frame(model.predict_proba(block[model.feature_names]), block.index)
-    path = fold_path(proba, model.m, inputs.leg_panel, settings)
-    _, state = allocator_end_state(path, inputs.leg_panel.loc[path.index], settings)
-    return _decision(path, model_id, "fold", inputs, state), path
-
-
-def decide_with_promoted_model(
-    model: FoldModel,
-    inputs: LiveInputs,
-    settings: Settings,
-    model_id: str,
-    previous: dict[str, Any] | None,
-    warmup_sessions: int = DEFAULT_WARMUP_SESSIONS,
-) -> dict[str, Any]:
-    """``promoted`` mode: continue from the previous session's logged state, or cold-start."""
-    names = model.feature_names
-    features = inputs.features[names]
-    if previous is not None:
-        row = features.loc[[inputs.decision_ts]]
-        proba = model.predict_proba(row)
-        state0 = EnvelopeState.from_dict(previous["state"]["envelope"])
-        ctx = inputs.leg_panel.loc[row.index]
-        path = allocator_path(proba, model.m, ctx, settings, float(previous["state"]["w_smoothed"]), state0)
-        _, state = allocator_end_state(path, ctx, settings, state0)
-        return _decision(path, model_id, "continued", inputs, state)
-    block = features.dropna().iloc[-warmup_sessions:]
-    if block.index[-1] != inputs.decision_ts:
-        raise InputDataError("features are incomplete (NaN) on the decision session", row=inputs.decision_ts)
-    proba = probability_frame(model.predict_proba(block), block.index)
-    path = fold_path(proba, model.m, inputs.leg_panel, settings)
-    _, state = allocator_end_state(path, inputs.leg_panel.loc[path.index], settings)
-    return _decision(path, model_id, f"cold start ({len(block)} warm-up sessions)", inputs, state)
-
-
-def fold_test_window(fold_plan: pd.DataFrame, fold: str) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """First and last decision_ts of outer fold ``fold``'s test window in the fold plan."""
-    outer = fold_plan[(fold_plan["fold"] == fold) & (fold_plan["inner"] == -1)]
-    if outer.empty:
-        raise InputDataError(f"fold {fold} is not in the fold plan", column="fold", value=fold)
-    return pd.Timestamp(outer["test_start"].iloc[0]), pd.Timestamp(outer["test_end"].iloc[0])
-
-
-def decide_promoted_session(
-    model: FoldModel, model_id: str, leg_panel: pd.DataFrame, session: str, settings: Settings, log: DecisionLog
-) -> dict[str, Any]:
-    """The promoted model's decision for ``session``, continued from the log's previous decision
-    when that decision came from the same model (a new model cold-starts its own path)."""
-    inputs = truncate_to_session(leg_panel, session, settings)
-    previous = log.previous(session, inputs.leg_panel.index)
-    if previous is not None and previous.get("model_id") != model_id:
-        previous = None
-    return decide_with_promoted_model(model, inputs, settings, model_id, previous)
+    before = cut.iloc[:-1]
+    prev_ts = before.index[-1] if len(before) else None
+    initial = schedule.initial_state
+    state: AllocatorState | None
+    if previous is not None and previous.session == prev_ts:
+        state, mode = previous, "continued"
+    elif (initial is not None and initial.session == prev_ts) or (
+        initial is None and (prev_ts is None or prev_ts < schedule.first)
+    ):
+        state, mode = initial, "first session"
+    else:
+        _, state = evaluated_path(schedule, before, settings.features)
+        mode = "reconstructed"
+    table = build_features(cut, settings.features)
+    rows = table.loc[[ts], scheduled.model.feature_names]
+    proba = probability_frame(scheduled.model.predict_proba(rows), rows.index)
+    path, end = continue_path(Segment(scheduled.model_id, proba, scheduled.model.m, scheduled.settings), cut, state)
+    return _decision(path.iloc[-1], scheduled, mode, cut, end, age), path
 
 
 class DecisionLog:
-    """``decisions/<session>.json`` files plus ``decisions/log.parquet`` (one row per session).
+    """``<directory>/<session>.json`` files plus ``<directory>/log.parquet`` (one row per session).
 
     Writing a session replaces that session's file and row only (idempotent re-runs).
     """
@@ -163,15 +176,15 @@ class DecisionLog:
         self.directory = Path(directory)
         self.log_path = self.directory / "log.parquet"
 
-    def previous(self, session: str, sessions: pd.DatetimeIndex) -> dict[str, Any] | None:
-        """The logged decision of the session right before ``session`` (None if not logged)."""
+    def state_before(self, session: str, sessions: pd.DatetimeIndex) -> AllocatorState | None:
+        """The logged state after the session right before ``session`` (None if not logged)."""
         ts = decision_ts_for(pd.Timestamp(session))
         pos = sessions.get_indexer([ts])[0]
         if pos <= 0:
             return None
         prev = str(session_dates(sessions[pos - 1 : pos])[0].date())
         path = self.directory / f"{prev}.json"
-        return read_json(path) if path.is_file() else None
+        return AllocatorState.from_dict(read_json(path)["state"]) if path.is_file() else None
 
     def write(self, decision: dict[str, Any]) -> Path:
         path = write_json(decision, self.directory / f"{decision['session']}.json")
@@ -180,3 +193,43 @@ class DecisionLog:
         log = pd.concat([log.drop(index=row.index, errors="ignore"), row]).sort_index()
         write_parquet(log, self.log_path)
         return path
+
+
+def replay(
+    schedule: ModelSchedule,
+    leg_panel: pd.DataFrame,
+    sessions: pd.DatetimeIndex,
+    settings: Settings,
+    log: DecisionLog,
+    progress: Callable[[int, int], None] | None = None,
+) -> pd.DataFrame:
+    """Decide ``sessions`` one by one exactly as the daily job does: each from the data up to that
+    session, continuing the state that ``log`` holds for the session before (the first one
+    reconstructs it when the log does not hold it). Every decision is written to ``log``.
+
+    Returns the replayed log rows (index: session date strings), ``w_qqq``, ``exposure``,
+    ``decision_ts`` and the other :data:`LOG_COLUMNS`.
+    """
+    rows = []
+    for i, ts in enumerate(sessions):
+        session = str(session_dates(pd.DatetimeIndex([ts]))[0].date())
+        previous = log.state_before(session, leg_panel.index)
+        decision, _ = decide(schedule, leg_panel, session, settings, previous)
+        log.write(decision)
+        rows.append({**{k: decision[k] for k in LOG_COLUMNS}, "decision_ts": ts})
+        if progress is not None:
+            progress(i + 1, len(sessions))
+    return pd.DataFrame(rows).set_index("session")
+
+
+def max_abs_diff(replayed: pd.DataFrame, path: pd.DataFrame) -> dict[str, float | int]:
+    """Largest absolute differences between replayed decisions and a backtest path on the sessions
+    both hold: ``w_final`` (replay ``w_qqq``) and ``exposure``; ``sessions`` compared."""
+    common = pd.DatetimeIndex(replayed["decision_ts"]).intersection(path.index)
+    rep = replayed.set_index("decision_ts").loc[common]
+    bt = path.loc[common]
+    return {
+        "sessions": len(common),
+        "w_final": float((rep["w_qqq"] - bt["w_final"]).abs().max()) if len(common) else float("nan"),
+        "exposure": float((rep["exposure"] - bt["exposure"]).abs().max()) if len(common) else float("nan"),
+    }

@@ -1,6 +1,6 @@
 """Backtest, performance metrics, the walk-forward evaluation over all folds, and the gates.
 
-Asset group ``evaluation``: ``fold_backtest``, ``walk_forward_report``.
+Asset group ``evaluation``: ``walk_forward_report``.
 """
 
 from allocator_pipeline.core.evaluation.backtest import (
@@ -22,7 +22,6 @@ from allocator_pipeline.core.evaluation.walk_forward import (
     STRATEGIES,
     assemble_walk_forward,
     evaluate_walk_forward,
-    fold_comparison,
     strategy_frame,
     walk_forward_metrics,
 )
@@ -39,7 +38,6 @@ __all__ = [
     "equity_curve",
     "evaluate_gates",
     "evaluate_walk_forward",
-    "fold_comparison",
     "importance_stability",
     "inverse_vol_weight",
     "monotonic_response",

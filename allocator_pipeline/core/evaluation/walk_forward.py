@@ -196,7 +196,7 @@ def calibration_summary(models: Mapping[str, FoldModel]) -> dict[str, dict[str, 
 
 
 def evaluate_walk_forward(
-    fold_paths: Mapping[str, pd.DataFrame],
+    path: pd.DataFrame,
     models: Mapping[str, FoldModel],
     fold_datasets: Mapping[str, pd.DataFrame],
     fold_tuning: Mapping[str, dict[str, Any]],
@@ -205,14 +205,16 @@ def evaluate_walk_forward(
     settings: Settings,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The walk-forward evaluation: the continuous out-of-sample book against the baselines, the
-    gates and their verdict, and the diagnostics of every fold.
+    gates and their verdict, and the diagnostics of every fold. ``path`` is the continuous
+    allocator path (``core/allocation/path.py``) with its ``fold`` column.
 
     Returns ``(oos_daily, metrics)``; ``metrics`` holds the strategies' and folds' metrics (see
     :func:`assemble_walk_forward`) plus ``accepted``, ``gates``, ``monotonic``, ``calibration``,
     ``importance`` (LightGBM gain share per fold), ``tuning`` (the folds whose study ran) and the
     run's ``settings``.
     """
-    oos_daily, metrics = assemble_walk_forward(dict(fold_paths), leg_panel, utility_labels, settings)
+    fold_paths = {str(fold): rows for fold, rows in path.groupby("fold", sort=False, observed=True)}
+    oos_daily, metrics = assemble_walk_forward(fold_paths, leg_panel, utility_labels, settings)
     importance = {fold: dict(sorted(importance_of(model.members).items())) for fold, model in sorted(models.items())}
     monotonic = monotonic_sanity(models, fold_datasets, settings.gates.monotonic_features)
     importance_frame = pd.DataFrame({fold: pd.Series(v) for fold, v in importance.items()}).T
@@ -229,18 +231,3 @@ def evaluate_walk_forward(
         settings=settings.model_dump(mode="json"),
     )
     return oos_daily, metrics
-
-
-def fold_comparison(path: pd.DataFrame, leg_panel: pd.DataFrame, settings: Settings) -> dict[str, dict[str, Any]]:
-    """One fold's own backtest: its allocator path (``w_final``, ``exposure``) and the Step 3
-    baseline over the same sessions, with the same costs (the fold's metadata; the verdict uses
-    the continuous book of :func:`assemble_walk_forward`)."""
-    cost_model = CostModel.from_settings(settings.costs)
-    returns = leg_panel[list(RETURN_COLUMNS)]
-    window = returns.loc[path.index[0] :]
-    decisions = path[["w_final", "exposure"]].rename(columns={"w_final": "w"})
-    base = baseline_decisions(path.index, "baseline", returns, weight=settings.labels.baseline_weight)
-    return {
-        "allocator": performance_metrics(run_backtest(decisions, window, cost_model), settings.report.notional),
-        "baseline": performance_metrics(run_backtest(base, window, cost_model), settings.report.notional),
-    }

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from allocator_pipeline.core.allocation.fold_model import feature_columns, fit_fold, promotion_frame
+from allocator_pipeline.core.allocation.path import state_after
 from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.storage import to_json_text, write_bytes, write_json, write_text
 from allocator_pipeline.core.folds.checks import usable_sessions
@@ -88,13 +89,15 @@ def promote_allocator(
     labels: pd.DataFrame,
     utilities: pd.DataFrame,
     leg_panel: pd.DataFrame,
+    path: pd.DataFrame,
     settings: Settings,
 ) -> dict[str, Any]:
     """Promote the allocator of an accepted report (a rejected one promotes nothing).
 
     The final model is fitted on every usable session (:func:`promotion_frame`) with the last
     fold's tuned parameters, then written with its settings, the report, the metrics and the
-    model card to ``settings.paths.final`` (the report page is copied from the walk-forward report's
+    model card to ``settings.paths.final``; it takes over the walk-forward ``path`` (the evaluated
+    allocator path) after its last session, continuing its state (``handover_state``) (the report page is copied from the walk-forward report's
     ``report.html`` in ``settings.paths.backtest``). Returns the promotion manifest (also written as
     ``promotion.json`` there, last, so its presence marks a complete promotion).
     """
@@ -134,6 +137,8 @@ def promote_allocator(
         "params_from_fold": last_fold,
         "tuned_params": params,
         "feature_names": feature_columns(frame),
+        # the promoted model continues the evaluated walk-forward path from its last session
+        "handover_state": state_after(path).to_dict(),
     }
     replace_dir(staging, final / "model")
     write_json(s.model_dump(mode="json"), final / "settings.json")

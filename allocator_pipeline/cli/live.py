@@ -1,0 +1,111 @@
+"""The live commands: rebalance (one session's decision) and replay (a run of daily decisions)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from allocator_pipeline.cli.context import Context, check_run, echo_step, main
+
+MODEL_HELP = (
+    "'promoted' (the promoted allocator after its hand-over), 'folds' (each fold's model on its test "
+    "window, as the walk-forward backtest) or 'fold:<KEY>' (the same path, sessions of fold KEY only)."
+)
+
+
+def _session_arg(value: str | None, option: str) -> str | None:
+    import pandas as pd
+
+    if value is None:
+        return None
+    try:
+        return str(pd.Timestamp(value).date())
+    except ValueError:
+        raise click.UsageError(f"{option} must be a date YYYY-MM-DD, got {value!r}") from None
+
+
+@main.command()
+@click.option("--date", "session", help="Session date YYYY-MM-DD (default: the last session in the data).")
+@click.option("--model", "model_spec", default="promoted", show_default=True, help=MODEL_HELP)
+@click.pass_obj
+def rebalance(ctx: Context, session: str | None, model_spec: str) -> None:
+    """The allocation for one session, printed as JSON ('promoted' writes the decision and the log;
+    the walk-forward models write nothing)."""
+    from allocator_pipeline.core.allocation import NoDataForSession, decide
+    from allocator_pipeline.core.common.errors import InputDataError
+    from allocator_pipeline.core.common.sessions import session_dates
+    from allocator_pipeline.core.common.storage import read_json, to_json_text
+    from allocator_pipeline.core.inputs import live_inputs
+    from allocator_pipeline.defs.allocation import NoPromotedAllocator, load_promoted, model_schedule
+    from allocator_pipeline.defs.execution import DAILY, materialize
+
+    s = ctx.settings
+    _, legs = live_inputs(s)
+    session = _session_arg(session, "--date") or str(session_dates(legs.index[-1:])[0].date())
+    try:
+        if model_spec == "promoted":
+            load_promoted(s)  # a clear error before any run is started
+            check_run(materialize(DAILY, ctx.options, ctx.instance, partition_key=session), f"rebalance {session}")
+            decision = read_json(s.paths.decisions / f"{session}.json")
+        else:
+            decision, _ = decide(model_schedule(ctx.resource(), model_spec), legs, session, s, previous=None)
+    except (NoDataForSession, NoPromotedAllocator, FileNotFoundError, InputDataError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(to_json_text({k: v for k, v in decision.items() if k != "state"}), nl=False)
+
+
+@main.command()
+@click.option("--start", "start", required=True, help="First session YYYY-MM-DD.")
+@click.option("--end", "end", required=True, help="Last session YYYY-MM-DD.")
+@click.option("--model", "model_spec", default="folds", show_default=True, help=MODEL_HELP)
+@click.pass_obj
+def replay(ctx: Context, start: str, end: str, model_spec: str) -> None:
+    """Decide the sessions START..END one by one exactly as the daily job does (data up to each
+    session only, the replayed log's own state), write the replayed log, and print the largest
+    absolute difference against the walk-forward backtest's w_final and exposure."""
+    import shutil
+
+    import pandas as pd
+    from tqdm import tqdm
+
+    from allocator_pipeline.core.allocation import DecisionLog, max_abs_diff
+    from allocator_pipeline.core.allocation import replay as replay_sessions
+    from allocator_pipeline.core.common.errors import InputDataError
+    from allocator_pipeline.core.common.sessions import session_dates
+    from allocator_pipeline.core.inputs import live_inputs
+    from allocator_pipeline.defs.allocation import NoPromotedAllocator, model_schedule
+    from allocator_pipeline.defs.resources import ArtifactIOManager
+
+    s = ctx.settings
+    first, last = _session_arg(start, "--start"), _session_arg(end, "--end")
+    _, legs = live_inputs(s)
+    dates = session_dates(legs.index)
+    sessions = legs.index[(dates >= pd.Timestamp(first)) & (dates <= pd.Timestamp(last))]
+    if len(sessions) == 0:
+        raise click.UsageError(
+            f"no session between {first} and {last} in the data ({dates[0].date()} .. {dates[-1].date()})"
+        )
+    directory = s.paths.allocator / "replay" / model_spec.replace(":", "_")
+    try:
+        schedule = model_schedule(ctx.resource(), model_spec)
+        if directory.exists():
+            shutil.rmtree(directory)  # a replay starts from an empty log
+        echo_step(f"replay {model_spec}: {len(sessions)} session(s) {first}..{last}")
+        with tqdm(total=len(sessions), desc="replay", unit="session", file=sys.stderr, dynamic_ncols=True) as bar:
+            replayed = replay_sessions(
+                schedule, legs, sessions, s, DecisionLog(directory), progress=lambda done, total: bar.update(1)
+            )
+        backtest = ArtifactIOManager(settings=ctx.resource()).load("allocator_path")
+    except (NoPromotedAllocator, FileNotFoundError, InputDataError) as exc:
+        raise click.ClickException(str(exc)) from None
+    diff = max_abs_diff(replayed, backtest)
+    click.echo(f"Replayed log: {directory / 'log.parquet'}")
+    click.echo(f"modes: {dict(replayed['mode'].value_counts())}")
+    if diff["sessions"]:
+        click.echo(
+            f"max_abs_diff: w_final {diff['w_final']:.3g}, exposure {diff['exposure']:.3g} "
+            f"({diff['sessions']} sessions compared with the walk-forward backtest)"
+        )
+    else:
+        click.echo("max_abs_diff: n/a (no replayed session is in the walk-forward backtest)")

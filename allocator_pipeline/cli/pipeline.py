@@ -1,0 +1,209 @@
+"""The pipeline commands: build-dataset, train, optimize, backtest, run, backfill, ui.
+
+Every command materialises its job's own selection through Dagster, so runs, materialisations
+and checks show up in ``dagster dev``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from allocator_pipeline.cli.context import Context, check_run, echo_step, main
+
+if TYPE_CHECKING:
+    from allocator_pipeline.defs.execution import Selection
+
+REPO_WORKSPACE = Path(__file__).resolve().parents[2] / "workspace.yaml"
+"""The repository's workspace file (absent in an installed copy: then the module is named)."""
+
+
+def _build_dataset(ctx: Context) -> None:
+    from allocator_pipeline.defs.execution import DATASET, asset_names, fold_keys, materialize
+
+    echo_step(f"building the dataset ({', '.join(asset_names(DATASET))}), profile {ctx.settings.profile}")
+    result = materialize(DATASET, ctx.options, ctx.instance)
+    check_run(result, "build-dataset")
+    folds = fold_keys(ctx.instance)
+    paths = ctx.settings.paths
+    echo_step(f"dataset written to {paths.dataset} ({len(folds)} folds: {folds[0]}..{folds[-1]})")
+
+
+def _run_folds(ctx: Context, selection: Selection, folds_spec: str | None, what: str, workers: int | None) -> list[str]:
+    from tqdm import tqdm
+
+    from allocator_pipeline.defs.execution import fold_keys, materialize_folds, select_folds
+
+    try:
+        folds = select_folds(folds_spec, fold_keys(ctx.instance))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    n_workers = workers or ctx.settings.workers
+    echo_step(f"{what}: {len(folds)} fold(s) {folds[0]}..{folds[-1]}, {n_workers} in parallel")
+    failed: list[str] = []
+    with tqdm(total=len(folds), desc=what, unit="fold", file=sys.stderr, dynamic_ncols=True) as bar:
+
+        def done(fold: str, ok: bool, run_id: str) -> None:
+            bar.update(1)
+            bar.set_postfix_str(f"{fold} {'ok' if ok else 'FAILED'}")
+            if not ok:
+                failed.append(f"{fold} (run {run_id})")
+
+        materialize_folds(selection, folds, ctx.options, ctx.instance, workers=n_workers, on_done=done)
+    if failed:
+        raise click.ClickException(f"{what} failed for fold(s): {', '.join(sorted(failed))}; see the runs in `make ui`")
+    return folds
+
+
+def _report(ctx: Context) -> None:
+    from allocator_pipeline.core.common.storage import read_json
+    from allocator_pipeline.defs.execution import REPORT, materialize
+    from allocator_pipeline.report import format_headline, headline_table
+
+    echo_step("walk-forward report, gates and promotion")
+    result = materialize(REPORT, ctx.options, ctx.instance)
+    check_run(result, "report")
+    paths = ctx.settings.paths
+    metrics = read_json(paths.backtest / "metrics.json")
+    promotion = read_json(paths.allocator / "promotion.json")
+    click.echo("")
+    click.echo(format_headline(headline_table(metrics)))
+    click.echo("")
+    verdict = "ACCEPTED" if metrics["accepted"] else "REJECTED"
+    click.echo(f"Verdict: {verdict}")
+    for gate in metrics["gates"]:
+        mark = "pass" if gate["passed"] else "FAIL"
+        value = "n/a" if gate["value"] is None else f"{gate['value']:.4g}"
+        click.echo(f"  [{mark}] {gate['name']}: value {value} vs threshold {gate['threshold']:.4g}")
+    if promotion.get("promoted"):
+        click.echo(f"Promoted allocator: {promotion['directory']}")
+    else:
+        click.echo("Nothing promoted (the allocator failed its gates; a rejection is a valid result).")
+    click.echo(f"Report: {paths.backtest / 'report.html'}")
+    click.echo(f"Metrics: {paths.backtest / 'metrics.json'}")
+
+
+@main.command("build-dataset")
+@click.pass_obj
+def build_dataset(ctx: Context) -> None:
+    """Prices, Step 3 legs, leg panel, features, utility labels and the fold plan."""
+    _build_dataset(ctx)
+
+
+@main.command()
+@click.option("--folds", "folds_spec", help="Folds: 2008,2009 or 2008..2012 (default: all).")
+@click.option("--workers", type=int, help="Folds in parallel (default: settings.workers).")
+@click.pass_obj
+def train(ctx: Context, folds_spec: str | None, workers: int | None) -> None:
+    """Per-fold datasets, tuning, models, calibrated ensembles and test predictions."""
+    from allocator_pipeline.defs.execution import TRAIN
+
+    _run_folds(ctx, TRAIN, folds_spec, "train", workers)
+
+
+@main.command()
+@click.option("--folds", "folds_spec", help="Folds: 2008,2009 or 2008..2012 (default: all).")
+@click.option("--trials", type=int, help="Optuna trials per fold (overrides the profile).")
+@click.option("--workers", type=int, help="Folds in parallel (default: settings.workers).")
+@click.pass_obj
+def optimize(ctx: Context, folds_spec: str | None, trials: int | None, workers: int | None) -> None:
+    """Nested walk-forward tuning with Optuna on each fold's inner splits."""
+    from allocator_pipeline.defs.execution import TUNING
+
+    if trials is not None:
+        ctx.set_overrides({"tuning": {"n_trials": trials}})
+    _run_folds(ctx, TUNING, folds_spec, "optimize", workers)
+
+
+@main.command()
+@click.option(
+    "--folds",
+    "folds_spec",
+    help="Folds whose test predictions to (re)compute first: 2008..2012 (default: none, the stored ones are used).",
+)
+@click.option("--workers", type=int, help="Folds in parallel (default: settings.workers).")
+@click.pass_obj
+def backtest(ctx: Context, folds_spec: str | None, workers: int | None) -> None:
+    """The continuous walk-forward allocator path over all folds, the report with its gates, and
+    promotion."""
+    if folds_spec is not None:
+        _run_folds(ctx, ["fold_predictions"], folds_spec, "predictions", workers)
+    _report(ctx)
+
+
+@main.command()
+@click.option("--workers", type=int, help="Folds in parallel (default: settings.workers).")
+@click.pass_obj
+def run(ctx: Context, workers: int | None) -> None:
+    """The whole pipeline on the configured data, ending with the report's path and headline table."""
+    from allocator_pipeline.defs.execution import FOLD_STAGES
+
+    started = time.monotonic()
+    _build_dataset(ctx)
+    _run_folds(ctx, FOLD_STAGES, None, "folds", workers)
+    _report(ctx)
+    click.echo(f"Total time: {time.monotonic() - started:.0f} s")
+
+
+@main.command()
+@click.option("--folds", "folds_spec", required=True, help="Folds: 2008,2009 or 2008..2012.")
+@click.option("--workers", type=int, help="Folds in parallel (default: settings.workers).")
+@click.option(
+    "--submit",
+    is_flag=True,
+    help="Queue a Dagster backfill of fold_job on the instance instead "
+    "(launched by the daemon of `dagster dev` / `dagster-daemon run`).",
+)
+@click.pass_obj
+def backfill(ctx: Context, folds_spec: str, workers: int | None, submit: bool) -> None:
+    """Materialise every fold stage for the folds (progress bar), or submit them to the instance."""
+    from allocator_pipeline.defs.execution import FOLD_STAGES, fold_keys, select_folds
+
+    if not submit:
+        _run_folds(ctx, FOLD_STAGES, folds_spec, "backfill", workers)
+        return
+    try:
+        folds = select_folds(folds_spec, fold_keys(ctx.instance))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    workspace = REPO_WORKSPACE
+    cmd = [
+        str(Path(sys.executable).with_name("dagster")),
+        "job",
+        "backfill",
+        "-j",
+        "fold_job",
+        "--partitions",
+        ",".join(folds),
+        "--noprompt",
+    ]
+    cmd += ["-w", str(workspace)] if workspace.is_file() else ["-m", "allocator_pipeline.definitions"]
+    env = ctx.settings_environment()
+    echo_step(f"submitting a backfill of fold_job for {len(folds)} fold(s): {' '.join(cmd)}")
+    raise SystemExit(subprocess.call(cmd, env=env))
+
+
+@main.command()
+@click.pass_obj
+def ui(ctx: Context) -> None:
+    """Start the Dagster UI (dagster dev) on 127.0.0.1."""
+    from allocator_pipeline.defs.execution import default_dagster_home
+
+    env = dict(
+        ctx.settings_environment(),
+        DAGSTER_HOME=str(default_dagster_home(ctx.settings).resolve()),
+        DAGSTER_DISABLE_TELEMETRY="1",
+    )
+    workspace = REPO_WORKSPACE
+    cmd = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", os.environ.get("PORT", "3000")]
+    if workspace.is_file():
+        cmd += ["-w", str(workspace)]
+    else:
+        cmd += ["-m", "allocator_pipeline.definitions"]
+    raise SystemExit(subprocess.call(cmd, env=env))
