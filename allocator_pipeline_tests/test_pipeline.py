@@ -182,23 +182,34 @@ def promoted(pipeline, tmp_path_factory):
 HANDOVER_BACK = 22
 
 
-def test_promotion_writes_the_final_allocator(promoted):
+def test_promotion_writes_a_versioned_model_then_the_pointer(promoted):
     home, _, _ = promoted
     final = home / "final output" / "step3_allocator"
-    for name in (
-        "model/lightgbm.txt",
-        "model/catboost.json",
-        "model/linear.json",
-        "model/ensemble.json",
-        "model/policy.json",
-        "settings.json",
-        "report.html",
-        "model_card.md",
-        "promotion.json",
-    ):
-        assert (final / name).is_file(), name
     manifest = read_json(final / "promotion.json")
     assert manifest["promoted"] is True and manifest["model_id"].startswith("allocator-")
+    version = Path(manifest["model_directory"])
+    assert version == final / "models" / manifest["model_id"]
+    for name in (
+        "lightgbm.txt",
+        "catboost.json",
+        "linear.json",
+        "ensemble.json",
+        "policy.json",
+        "settings.json",
+        "report.html",
+        "metrics.json",
+        "model_card.md",
+        "manifest.json",
+    ):
+        assert (version / name).is_file(), name
+    assert not list((final / "models").glob(".*staging"))
+    # the procedure the gates accepted: tuned by the folds' rule on inner splits of all labelled data
+    tuning = manifest["tuning"]
+    assert tuning["enabled"] and tuning["fold"] == "final" and tuning["n_inner"] == 2
+    assert manifest["tuned_params"] == tuning["best_params"]
+    card = (version / "model_card.md").read_text()
+    assert f"Trained on sessions {manifest['train_start']} .. {manifest['val_end']}" in card
+    assert "Optuna study 'final' on 2 inner walk-forward splits" in card
 
 
 def promoted_sessions(home: Path) -> list[str]:

@@ -13,15 +13,15 @@ GROUP = "promotion"
 @dg.asset(
     group_name=GROUP,
     kinds={"lightgbm", "json"},
-    description="When the report is accepted: the allocator retrained on all labelled data, with its "
-    "ensemble, calibrator, policy matrix, settings snapshot, report and model card, written to "
-    "'final output/step3_allocator/'. When rejected: nothing is promoted.",
+    description="When the report is accepted: the evaluated procedure applied to all labelled data "
+    "(tuned by the folds' rule on inner splits, trained, calibrated), continuing the walk-forward path's "
+    "state; written as a new version 'final output/step3_allocator/models/<model_id>/' (model, settings, "
+    "report, metrics, model card), then the pointer promotion.json. When rejected: nothing is promoted.",
 )
 def promoted_allocator(
     context: dg.AssetExecutionContext,
     settings: AllocatorSettings,
     walk_forward_report: dict,
-    fold_tuning: dict[str, dict],
     allocator_features: pd.DataFrame,
     utility_labels: pd.DataFrame,
     utility_table: pd.DataFrame,
@@ -31,13 +31,13 @@ def promoted_allocator(
     s = settings.load()
     manifest = promote_allocator(
         walk_forward_report,
-        fold_tuning,
         allocator_features,
         utility_labels,
         utility_table,
         leg_panel,
         allocator_path,
         s,
+        progress=context.log.info,
     )
     if not manifest["promoted"]:
         failed = ", ".join(g["name"] for g in manifest["failed_gates"])
@@ -47,7 +47,7 @@ def promoted_allocator(
         context.add_output_metadata(
             {
                 "promoted": True,
-                "directory": dg.MetadataValue.path(manifest["directory"]),
+                "directory": dg.MetadataValue.path(manifest["model_directory"]),
                 "model_id": manifest["model_id"],
             }
         )

@@ -12,15 +12,17 @@ from allocator_pipeline.core.folds.checks import (
     usable_sessions,
     validate_plan,
 )
-from allocator_pipeline.core.folds.plan import PLAN_COLUMNS, FoldPlanError, plan_folds
+from allocator_pipeline.core.folds.plan import FINAL_FOLD, PLAN_COLUMNS, FoldPlanError, plan_final, plan_folds
 
 __all__ = [
+    "FINAL_FOLD",
     "FOLD_DATASET_CHECKS",
     "PLAN_COLUMNS",
     "FoldPlanError",
     "class_balance",
     "fold_dataset",
     "fold_dataset_problems",
+    "plan_final",
     "plan_folds",
     "split_labels",
     "usable_sessions",

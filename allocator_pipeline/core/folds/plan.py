@@ -311,4 +311,45 @@ def plan_folds(sessions: pd.DatetimeIndex, usable: pd.Series, settings: Settings
     )
 
 
-__all__ = ["PLAN_COLUMNS", "FoldPlanError", "check_sessions", "plan_folds"]
+FINAL_FOLD = "final"
+"""The fold key of the promoted allocator's own tuning study (inner splits over all labelled data)."""
+
+
+def plan_final(sessions: pd.DatetimeIndex, usable: pd.Series, settings: Settings) -> pd.DataFrame:
+    """The inner splits of the promoted allocator: the folds' rule applied to all labelled data.
+
+    A fold tunes on inner walk-forward splits laid out in its training region (its first usable
+    session to the purge before its test window). The promoted allocator has no test window: its
+    region ends at the last usable (labelled) session, and the same number of held-out blocks of
+    the same length, each after a purged validation tail, are laid out before that end. Rows as
+    in :func:`plan_folds`, ``fold`` = :data:`FINAL_FOLD`, ``inner`` = 0, 1, ...
+
+    Raises
+    ------
+    FoldPlanError
+        Not enough usable history for the inner splits.
+    """
+    sessions = check_sessions(sessions)
+    usable_pos = np.flatnonzero(usable.reindex(sessions, fill_value=False).fillna(False).to_numpy(dtype=bool))
+    if len(usable_pos) == 0:
+        raise FoldPlanError("no usable session: nothing to tune the promoted allocator on")
+    rolling = settings.folds.rolling_years * SESSIONS_PER_YEAR if settings.folds.window == "rolling" else None
+    rows = _inner_rows(sessions, usable_pos, FINAL_FOLD, (int(usable_pos[0]), int(usable_pos[-1])), settings, rolling)
+    plan = pd.DataFrame(rows, columns=PLAN_COLUMNS)
+    for col in TIMESTAMP_COLUMNS:
+        plan[col] = pd.to_datetime(plan[col], utc=True).astype("datetime64[ns, UTC]")
+    return plan.astype(
+        {
+            "fold": "str",
+            "scheme": "str",
+            "inner": "int64",
+            "purge": "int64",
+            "embargo": "int64",
+            "n_train": "int64",
+            "n_val": "int64",
+            "n_test": "int64",
+        }
+    )
+
+
+__all__ = ["FINAL_FOLD", "PLAN_COLUMNS", "FoldPlanError", "check_sessions", "plan_final", "plan_folds"]

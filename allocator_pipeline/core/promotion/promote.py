@@ -1,16 +1,30 @@
-"""Promotion of an accepted allocator: retrain on all labelled data, write it with its model card.
+"""Promotion of the evaluated procedure: the walk-forward rule applied to all labelled data.
 
-Only an accepted walk-forward report promotes anything (DESIGN.md section 8). The promoted model
-is written to a staging directory and swapped in for ``final output/step3_allocator/model`` in
-one rename, so a reader sees the old model or the new one, never a mixture.
+The gates accept a *procedure*: how each fold is tuned (an Optuna study on inner walk-forward
+splits of its training region), trained (members fitted on train-proper, early-stopped on the
+validation tail), calibrated, and the policy and envelope it runs on one continuous path. Only an
+accepted report promotes, and promotion applies that same procedure once more, to all data up
+to the last labelled session:
+
+1. tuning: the study ``final`` on the inner splits of :func:`~allocator_pipeline.core.folds.plan.plan_final`
+   (same budget, seed, space and objective as the folds'; skipped with tuning off);
+2. training: :func:`~allocator_pipeline.core.allocation.fold_model.fit_fold` on the promotion
+   frame (train-proper, purge, the last ``validation_sessions`` usable sessions as validation)
+   with the study's best parameters;
+3. hand-over: the promoted model continues the walk-forward path after its last session, from
+   that path's state (``handover_state``).
+
+Atomic: the model, its settings, report, metrics and model card are written to a staging
+directory renamed to ``final output/step3_allocator/models/<model_id>/`` (a new version; earlier
+ones stay), and only then the pointer ``final output/step3_allocator/promotion.json`` is replaced
+(one atomic rename). The daily job reads the pointer once per run.
 """
 
 from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pandas as pd
@@ -20,28 +34,46 @@ from allocator_pipeline.core.allocation.path import state_after
 from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.storage import to_json_text, write_bytes, write_json, write_text
 from allocator_pipeline.core.folds.checks import usable_sessions
+from allocator_pipeline.core.folds.plan import FINAL_FOLD, plan_final
 from allocator_pipeline.core.labels.utility import utility_labels as compute_utility_labels
+from allocator_pipeline.core.tuning.result import export_ledger
 from allocator_pipeline.core.tuning.space import tuned_settings, tunes_labels
+from allocator_pipeline.core.tuning.study import inner_fold_frames, run_study
 from allocator_pipeline.report.tables import failed_gates, format_headline, headline_table
 from allocator_pipeline.settings import Settings
 
+POINTER = "promotion.json"
+"""The file in ``final output/step3_allocator/`` naming the promoted model version."""
+
 
 def model_card(metrics: dict[str, Any], manifest: dict[str, Any], settings: Settings) -> str:
-    """The promoted allocator's model card (markdown): training window, settings, evidence."""
+    """The promoted allocator's model card (markdown): training window, parameters and their
+    source, settings, and the out-of-sample evidence that accepted the procedure."""
     strategies = metrics["strategies"]
+    tuning = manifest["tuning"]
+    source = (
+        f"Optuna study '{FINAL_FOLD}' on {tuning['n_inner']} inner walk-forward splits of all labelled data "
+        f"(the folds' rule): {tuning['n_trials']['complete']} complete and {tuning['n_trials']['pruned']} pruned "
+        f"trials, best objective {tuning['best_value']:.4g}"
+        if tuning.get("enabled")
+        else "tuning off: the settings' defaults"
+    )
     lines = [
         "# Step 3b allocator: model card",
         "",
+        f"- Model `{manifest['model_id']}`.",
         f"- Trained on sessions {manifest['train_start']} .. {manifest['val_end']} "
         f"({manifest['n_train']} train-proper, {manifest['n_val']} validation rows).",
         f"- Members: {', '.join(manifest['members'])}; calibrator: {manifest['calibrator']}.",
+        f"- Parameters: {manifest['tuned_params'] or 'none tuned'}; source: {source}.",
         f"- Label horizon H = {settings.labels.horizon} sessions; lambda_dd = {settings.labels.lambda_dd}, "
         f"lambda_tc = {settings.labels.lambda_tc}; costs {settings.costs.fee_bps} + {settings.costs.slippage_bps} bps, "
         f"impact {settings.costs.impact_bps} bps x traded^2.",
         f"- Policy: alpha = {settings.policy.alpha}, max daily change = {settings.policy.max_daily_change}.",
-        f"- Tuned parameters applied (from fold {manifest['params_from_fold']}): {manifest['tuned_params'] or 'none'}.",
+        f"- Decides the sessions after {manifest['handover_state']['session']}, continuing the walk-forward "
+        "path's state there.",
         "",
-        "## Out-of-sample walk-forward evidence",
+        "## Out-of-sample walk-forward evidence (the procedure, fold by fold)",
         "",
         "```",
         format_headline(headline_table(metrics)),
@@ -61,18 +93,6 @@ def model_card(metrics: dict[str, Any], manifest: dict[str, Any], settings: Sett
     return "\n".join(lines) + "\n"
 
 
-def replace_dir(staging: Path, target: Path) -> None:
-    """Swap ``staging`` in for ``target`` (the old one is removed only after the swap)."""
-    old = target.with_name(target.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if target.exists():
-        target.rename(old)
-    staging.rename(target)
-    if old.exists():
-        shutil.rmtree(old)
-
-
 def rejection(report: Mapping[str, Any]) -> dict[str, Any]:
     """The promotion record of a rejected report: nothing is written to ``final output/``."""
     return {
@@ -82,50 +102,60 @@ def rejection(report: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def tune_final(
+    features: pd.DataFrame,
+    labels: pd.DataFrame,
+    utilities: pd.DataFrame,
+    leg_panel: pd.DataFrame,
+    settings: Settings,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The folds' tuning rule on all labelled data: ``(best parameters, study summary)``."""
+    if not settings.tuning.enabled:
+        return {}, {"enabled": False}
+    plan = plan_final(features.index, usable_sessions(features, labels), settings)
+    frames = inner_fold_frames(features, labels, plan, FINAL_FOLD)
+    result = run_study(FINAL_FOLD, frames, utilities, leg_panel, settings, progress=progress)
+    ledger = export_ledger(result, settings.paths.optuna / FINAL_FOLD / "trials.parquet")
+    summary = {**result.to_dict(), "enabled": True, "n_inner": len(frames), "ledger": str(ledger)}
+    return dict(result.best_params), summary
+
+
 def promote_allocator(
     report: dict[str, Any],
-    fold_tuning: Mapping[str, dict[str, Any]],
     features: pd.DataFrame,
     labels: pd.DataFrame,
     utilities: pd.DataFrame,
     leg_panel: pd.DataFrame,
     path: pd.DataFrame,
     settings: Settings,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Promote the allocator of an accepted report (a rejected one promotes nothing).
+    """Promote the evaluated procedure of an accepted report (a rejected one promotes nothing).
 
-    The final model is fitted on every usable session (:func:`promotion_frame`) with the last
-    fold's tuned parameters, then written with its settings, the report, the metrics and the
-    model card to ``settings.paths.final``; it takes over the walk-forward ``path`` (the evaluated
-    allocator path) after its last session, continuing its state (``handover_state``) (the report page is copied from the walk-forward report's
-    ``report.html`` in ``settings.paths.backtest``). Returns the promotion manifest (also written as
-    ``promotion.json`` there, last, so its presence marks a complete promotion).
+    ``path`` is the walk-forward allocator path (its last row's state is the hand-over);
+    ``settings.paths.backtest / "report.html"`` is copied beside the model. Returns the manifest,
+    also written as the pointer ``promotion.json`` (last, atomically).
     """
     if not report["accepted"]:
         return rejection(report)
-    last_fold = max(fold_tuning) if fold_tuning else None
-    params = fold_tuning[last_fold].get("best_params", {}) if last_fold else {}
+    params, tuning = tune_final(features, labels, utilities, leg_panel, settings, progress)
     s = tuned_settings(settings, params)
     if tunes_labels(params):  # tuned lambdas: labels to match them
         labels, utilities = compute_utility_labels(leg_panel, s.labels, CostModel.from_settings(s.costs))
-    usable = usable_sessions(features, labels)
-    frame = promotion_frame(features, labels, usable, s)
+    frame = promotion_frame(features, labels, usable_sessions(features, labels), s)
     model = fit_fold(frame, utilities, s)
-    final = s.paths.final
-    staging = final / "model.staging"
-    if staging.exists():
-        shutil.rmtree(staging)
-    files = model.save(staging)
     train = frame[frame["split"] == "train"].index
     val = frame[frame["split"] == "val"].index
+    digest = hashlib.sha256(to_json_text(s.model_dump(mode="json")).encode()).hexdigest()[:10]
+    model_id = f"allocator-{val[-1].date()}-{digest}"
+    final = s.paths.final
+    version = final / "models" / model_id
     manifest = {
         "promoted": True,
-        "model_id": "allocator-{}-{}".format(
-            val[-1].date(), hashlib.sha256(to_json_text(s.model_dump(mode="json")).encode()).hexdigest()[:10]
-        ),
+        "model_id": model_id,
         "directory": str(final),
-        "model_directory": str(final / "model"),
-        "files": files,
+        "model_directory": str(version),
         "members": list(model.members),
         "calibrator": model.ensemble.calibrator.to_dict().get("kind"),
         "train_start": str(train[0]),
@@ -134,16 +164,23 @@ def promote_allocator(
         "val_end": str(val[-1]),
         "n_train": len(train),
         "n_val": len(val),
-        "params_from_fold": last_fold,
         "tuned_params": params,
+        "tuning": tuning,
         "feature_names": feature_columns(frame),
-        # the promoted model continues the evaluated walk-forward path from its last session
+        # the promoted model continues the evaluated walk-forward path after its last session
         "handover_state": state_after(path).to_dict(),
     }
-    replace_dir(staging, final / "model")
-    write_json(s.model_dump(mode="json"), final / "settings.json")
-    write_bytes((s.paths.backtest / "report.html").read_bytes(), final / "report.html")
-    write_json(report, final / "metrics.json")
-    write_text(model_card(report, manifest, s), final / "model_card.md")
-    write_json(manifest, final / "promotion.json")
+    staging = final / "models" / f".{model_id}.staging"
+    if staging.exists():
+        shutil.rmtree(staging)
+    manifest["files"] = model.save(staging)["members"]
+    write_json(s.model_dump(mode="json"), staging / "settings.json")
+    write_bytes((s.paths.backtest / "report.html").read_bytes(), staging / "report.html")
+    write_json(report, staging / "metrics.json")
+    write_text(model_card(report, manifest, s), staging / "model_card.md")
+    write_json(manifest, staging / "manifest.json")
+    if version.exists():  # the same procedure on the same data again: replace that version
+        shutil.rmtree(version)
+    staging.rename(version)
+    write_json(manifest, final / POINTER)
     return manifest
