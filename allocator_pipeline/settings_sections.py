@@ -292,3 +292,14 @@ class LiveSettings(_Section):
         description="A daily decision refuses a model more sessions than this past its training end "
         "(the backtest retrains every year, about 252 sessions).",
     )
+
+
+class BacktestSettings(_Section):
+    execution_lag: int = Field(
+        0,
+        ge=0,
+        le=5,
+        description="Sessions between a decision and its trade: 0 trades at the close the decision reads, "
+        "1 at the next close. Applied in the walk-forward backtest, the tuner and the live decision's "
+        "execution date; the report shows lag 0 and lag 1 side by side.",
+    )

@@ -150,3 +150,21 @@ def test_static_and_oracle_baselines():
         baseline_decisions(idx, "oracle", rets)
     with pytest.raises(ValueError, match="unknown baseline"):
         baseline_decisions(idx, "momentum", rets)  # type: ignore[arg-type]
+
+
+def test_execution_lag_holds_the_previous_decision_over_the_next_session():
+    """Lag 1: the book held over the session after row d is the decision of row d - 1 (the first
+    row holds the initial book); by hand, without costs."""
+    returns = _returns([0.0, 0.02, -0.01, 0.03, 0.01], [0.0, 0.01, 0.0, -0.01, 0.02])
+    decisions = _decisions(returns.index, [0.0, 1.0, 0.0, 1.0, 0.0])
+    free = CostModel(fee_bps=0.0, slippage_bps=0.0, impact_bps=0.0)
+    lag0 = run_backtest(decisions, returns, free, initial_book=(0.5, 0.5))
+    lag1 = run_backtest(decisions, returns, free, initial_book=(0.5, 0.5), execution_lag=1)
+    r_q, r_s = returns["qqq_leg_return"].to_numpy(), returns["spy_leg_return"].to_numpy()
+    held0 = np.array([0.0, 1.0, 0.0, 1.0])  # decisions of rows 0..3 (row 4 has no next session)
+    held1 = np.array([0.5, 0.0, 1.0, 0.0])  # the initial book, then the decision of the row before
+    assert np.allclose(lag0["ret"], held0 * r_q[1:] + (1 - held0) * r_s[1:], rtol=0, atol=1e-15)
+    assert np.allclose(lag1["ret"], held1 * r_q[1:] + (1 - held1) * r_s[1:], rtol=0, atol=1e-15)
+    assert np.array_equal(lag1["w"].to_numpy(), held1)
+    with pytest.raises(InputDataError, match="execution_lag"):
+        run_backtest(decisions, returns, free, execution_lag=-1)

@@ -122,6 +122,12 @@ def test_report_contract(pipeline):
     for gate in metrics["gates"]:
         assert {"name", "value", "threshold", "passed"} <= set(gate)
     assert set(metrics["tuning"]) == {"2023", "2024", "2025"}
+    # the headline at execution lag 0 (the setting) and lag 1, side by side
+    lags = metrics["execution_lag"]
+    assert lags["setting"] == 0 and set(lags["strategies"]) == {"0", "1"}
+    assert lags["strategies"]["0"]["allocator"] == metrics["strategies"]["allocator"]
+    assert lags["strategies"]["1"]["allocator"]["cagr"] != metrics["strategies"]["allocator"]["cagr"]
+    assert np.array_equal(oos["w_executed"].to_numpy(), oos["w_final"].to_numpy())  # lag 0: trade what is decided
 
 
 def test_rejected_configuration_promotes_nothing(pipeline):

@@ -64,7 +64,7 @@ def _run_folds(ctx: Context, selection: Selection, folds_spec: str | None, what:
 def _report(ctx: Context) -> None:
     from allocator_pipeline.core.common.storage import read_json
     from allocator_pipeline.defs.execution import REPORT, materialize
-    from allocator_pipeline.report import format_headline, headline_table
+    from allocator_pipeline.report import format_headline, headline_table, lag_table
 
     echo_step("walk-forward report, gates and promotion")
     result = materialize(REPORT, ctx.options, ctx.instance)
@@ -74,6 +74,9 @@ def _report(ctx: Context) -> None:
     promotion = read_json(paths.allocator / "promotion.json")
     click.echo("")
     click.echo(format_headline(headline_table(metrics)))
+    lags = lag_table(metrics)
+    if not lags.empty:
+        click.echo(format_headline(lags))
     click.echo("")
     verdict = "ACCEPTED" if metrics["accepted"] else "REJECTED"
     click.echo(f"Verdict: {verdict}")

@@ -9,7 +9,14 @@ from allocator_pipeline.report.diagnostics import (
     tuning_table,
 )
 from allocator_pipeline.report.page import publish_report, render_report
-from allocator_pipeline.report.tables import STRATEGIES, failed_gates, format_headline, headline_cells, headline_table
+from allocator_pipeline.report.tables import (
+    STRATEGIES,
+    failed_gates,
+    format_headline,
+    headline_cells,
+    headline_table,
+    lag_table,
+)
 
 __all__ = [
     "STRATEGIES",
@@ -20,6 +27,7 @@ __all__ = [
     "headline_figure_png",
     "headline_table",
     "importance_matrix",
+    "lag_table",
     "mean_pairwise_spearman",
     "parameter_stability",
     "pooled_reliability",

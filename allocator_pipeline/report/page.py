@@ -44,6 +44,7 @@ from allocator_pipeline.report.sections import (
     _gate_section,
     _headline,
     _importance_section,
+    _lag_section,
     _recompute_note,
     _tuning_section,
     _verdict,
@@ -126,6 +127,7 @@ def render_report(
         _section("folds", "Per fold: allocator vs baseline", _fold_section(metrics)),
         _section("calibration", "Calibration", _calibration_section(metrics)),
         _section("importance", "Feature-importance stability", _importance_section(metrics, top_features)),
+        _section("lag", "Execution lag", _lag_section(metrics)),
         _section("gates", "Acceptance gates", _gate_section(metrics)),
     ]
     nav = [
@@ -136,6 +138,7 @@ def render_report(
         ("folds", "Folds"),
         ("calibration", "Calibration"),
         ("importance", "Importance"),
+        ("lag", "Lag"),
         ("gates", "Gates"),
     ]
     tuning = metrics.get("tuning") or {}

@@ -36,6 +36,7 @@ from allocator_pipeline.report.tables import (
     headline_cells,
     headline_headers,
     headline_table,
+    lag_table,
 )
 
 
@@ -242,6 +243,25 @@ def _importance_section(metrics: Mapping[str, Any], top_features: int) -> str:
     ]
     table = html_table(["Feature", "Mean gain", "Std", "CV", "Min", "Max", "Folds in top 10"], rows)
     return f"<p>{lead}</p>" + png_img(importance_heatmap_png(top), "Feature importance heat map") + table
+
+
+def _lag_section(metrics: Mapping[str, Any]) -> str:
+    table = lag_table(metrics)
+    if table.empty:
+        return "<p>No execution-lag comparison recorded.</p>"
+    cells = headline_cells(table)
+    headers = headline_headers(str(table.attrs.get("currency", "USD")))
+    rows = [
+        [cell(v, "txt" if c == "Strategy" else "num") for c, v in zip(cells.columns, r)]
+        for r in cells.itertuples(index=False, name=None)
+    ]
+    setting = (metrics.get("execution_lag") or {}).get("setting", 0)
+    note = (
+        f"<p>The same decisions traded at the close they read (lag 0) and at the next close (lag 1). The verdict "
+        f"uses <code>backtest.execution_lag = {esc(setting)}</code>. The drawdown guard follows the decision "
+        "path's own equity at every lag.</p>"
+    )
+    return note + html_table([headers[c] for c in cells.columns], rows)
 
 
 def _gate_section(metrics: Mapping[str, Any]) -> str:

@@ -270,3 +270,22 @@ def failed_gates(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
         miss = abs(value - threshold) if value is not None and threshold is not None else None
         out.append({**gate, "miss": miss})
     return out
+
+
+def lag_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
+    """The allocator's and the baseline's headline at each execution lag (``metrics["execution_lag"]``):
+    :func:`headline_table` rows labelled ``... (lag L: trade at the decision close / the next close)``,
+    index ``<strategy>@<lag>``; empty when the metrics hold no lag comparison."""
+    lags = (metrics.get("execution_lag") or {}).get("strategies") or {}
+    parts = []
+    for lag, strategies in sorted(lags.items()):
+        table = headline_table({"strategies": strategies, "settings": metrics.get("settings")})
+        when = "decision close" if int(lag) == 0 else "next close" if int(lag) == 1 else f"close +{lag}"
+        table["Strategy"] = table["Strategy"] + f" (lag {lag}: {when})"
+        table.index = [f"{name}@{lag}" for name in table.index]
+        parts.append(table)
+    if not parts:
+        return pd.DataFrame()
+    out = pd.concat(parts)
+    out.attrs = parts[0].attrs
+    return out

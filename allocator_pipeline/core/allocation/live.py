@@ -112,6 +112,8 @@ def _decision(
         "envelope": {k: (row[k] if isinstance(row[k], str) else float(row[k])) for k in ENVELOPE_FIELDS},
         "model_id": scheduled.model_id,
         "model_age_sessions": age,
+        # backtest.execution_lag: 0 trades at this session's close, 1 at the next session's close
+        "execute_after_sessions": scheduled.settings.backtest.execution_lag,
         "mode": mode,
         "data_through": cut.index[-1].isoformat(),
         "state": state.to_dict(),

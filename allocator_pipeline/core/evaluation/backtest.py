@@ -72,6 +72,7 @@ def run_backtest(
     returns: pd.DataFrame,
     cost_model: CostModel,
     initial_book: tuple[float, float] | None = None,
+    execution_lag: int = 0,
 ) -> pd.DataFrame:
     """Net daily returns of a path of decisions (see the module docstring for the convention).
 
@@ -86,6 +87,11 @@ def run_backtest(
     cost_model : CostModel
     initial_book : (float, float), optional
         QQQ and SPY shares of capital held just before the first trade (None: the first targets).
+    execution_lag : int
+        Sessions between a decision and its trade: 0 trades at the close the decision reads; 1 at
+        the next close (the book held over the session after row ``d`` is then the decision of
+        row ``d - 1``). The first ``execution_lag`` rows hold the initial book (or, without one,
+        the first decision's targets). The ``w`` and ``exposure`` columns are the executed ones.
 
     Returns
     -------
@@ -141,6 +147,17 @@ def run_backtest(
     e = dec["exposure"].to_numpy(dtype=float, na_value=np.nan)
     _check_unit_interval(w, "w", dec.index)
     _check_unit_interval(e, "exposure", dec.index)
+    if execution_lag < 0:
+        raise InputDataError("execution_lag must be >= 0 sessions", value=execution_lag)
+    if execution_lag and len(w):
+        if initial_book is not None:
+            held = float(initial_book[0]) + float(initial_book[1])
+            w_hold, e_hold = (float(initial_book[0]) / held if held > 0 else w[0]), held
+        else:
+            w_hold, e_hold = w[0], e[0]
+        lag = min(execution_lag, len(w))
+        w = np.concatenate([np.full(lag, w_hold), w[: len(w) - lag]])
+        e = np.concatenate([np.full(lag, e_hold), e[: len(e) - lag]])
 
     nxt = pos + 1
     r_q = returns["qqq_leg_return"].to_numpy(dtype=float, na_value=np.nan)[nxt]

@@ -1,8 +1,8 @@
 """Walk-forward evaluation: one continuous out-of-sample backtest over all folds (DESIGN.md 7-8).
 
-The folds' test windows are adjacent blocks of sessions. Their allocator paths (the
-:func:`allocator_pipeline.core.allocation.policy.allocator_path` output of each fold) are concatenated in
-time and backtested as ONE book: the book is continuous across fold boundaries (the first
+The folds' test windows are adjacent blocks of sessions, decided on one continuous allocator
+path (``core/allocation/path.py``), and backtested as ONE book: the book is continuous across
+fold boundaries (the first
 decision of a fold trades against the drifted book of the previous fold's last decision), and
 the very first decision trades from the baseline book ``(baseline_weight, 1 - baseline_weight)``,
 fully invested. Every baseline is backtested on the same sessions, from the same initial book,
@@ -11,8 +11,9 @@ that fold (so a fold's first-day trade cost is the one the continuous book reall
 
 ``oos_daily`` (index ``decision_ts``; a row per decision that has a next session) holds
 everything needed to recompute each metric by hand: ``realized_ts``, ``fold``, the allocator's
-``w_raw, w_smoothed, w_final, exposure``, the next session's ``qqq_leg_return, spy_leg_return,
-cash_return``, the allocator's ``traded, cost``, ``ret_<strategy>`` for every strategy and, for
+``w_raw, w_smoothed, w_final, exposure`` (decided) and ``w_executed, exposure_executed`` (held over
+the next session: the decision of ``backtest.execution_lag`` sessions earlier), the next session's
+``qqq_leg_return, spy_leg_return, cash_return``, the allocator's ``traded, cost``, ``ret_<strategy>`` for every strategy and, for
 each baseline, ``w_<baseline>, traded_<baseline>, cost_<baseline>``.
 """
 
@@ -36,6 +37,8 @@ ALLOCATOR = "allocator"
 BASELINES: tuple[BaselineKind, ...] = ("baseline", "qqq_only", "spy_only", "inverse_vol", "oracle")
 STRATEGIES: tuple[str, ...] = (ALLOCATOR, *BASELINES)
 PATH_COLUMNS = ("w_raw", "w_smoothed", "w_final", "exposure")
+LAG_COMPARISON = (0, 1)
+"""Execution lags (sessions) whose allocator and baseline headlines the report shows side by side."""
 
 
 def _concat_fold_paths(fold_paths: dict[str, pd.DataFrame], context: pd.DataFrame) -> pd.DataFrame:
@@ -148,7 +151,8 @@ def assemble_walk_forward(
         decisions[kind] = baseline_decisions(
             paths.index, kind, returns, labels=labels, weight=bw, vol_window=inverse_vol_window
         )
-    bts = {s: run_backtest(d, returns, cost_model, initial_book=book0) for s, d in decisions.items()}
+    lag = settings.backtest.execution_lag
+    bts = {s: run_backtest(d, returns, cost_model, initial_book=book0, execution_lag=lag) for s, d in decisions.items()}
     alloc = bts[ALLOCATOR]
     if len(alloc) == 0:
         raise InputDataError("no out-of-sample decision has a next session to earn")
@@ -164,6 +168,8 @@ def assemble_walk_forward(
             "qqq_leg_return": alloc["r_qqq"],
             "spy_leg_return": alloc["r_spy"],
             "cash_return": alloc["r_cash"],
+            "w_executed": alloc["w"],
+            "exposure_executed": alloc["exposure"],
             "traded": alloc["traded"],
             "cost": alloc["cost"],
         },
@@ -210,11 +216,21 @@ def evaluate_walk_forward(
 
     Returns ``(oos_daily, metrics)``; ``metrics`` holds the strategies' and folds' metrics (see
     :func:`assemble_walk_forward`) plus ``accepted``, ``gates``, ``monotonic``, ``calibration``,
-    ``importance`` (LightGBM gain share per fold), ``tuning`` (the folds whose study ran) and the
-    run's ``settings``.
+    ``importance`` (LightGBM gain share per fold), ``tuning`` (the folds whose study ran),
+    ``execution_lag`` (the setting, and the allocator's and baseline's metrics at lags 0 and 1) and
+    the run's ``settings``.
     """
     fold_paths = {str(fold): rows for fold, rows in path.groupby("fold", sort=False, observed=True)}
     oos_daily, metrics = assemble_walk_forward(fold_paths, leg_panel, utility_labels, settings)
+    by_lag: dict[str, dict[str, Any]] = {}
+    for lag in LAG_COMPARISON:
+        lagged = settings.model_copy(update={"backtest": settings.backtest.model_copy(update={"execution_lag": lag})})
+        strategies = (
+            metrics["strategies"]
+            if lag == settings.backtest.execution_lag
+            else assemble_walk_forward(fold_paths, leg_panel, utility_labels, lagged)[1]["strategies"]
+        )
+        by_lag[str(lag)] = {s: strategies[s] for s in (ALLOCATOR, "baseline")}
     importance = {fold: dict(sorted(importance_of(model.members).items())) for fold, model in sorted(models.items())}
     monotonic = monotonic_sanity(models, fold_datasets, settings.gates.monotonic_features)
     importance_frame = pd.DataFrame({fold: pd.Series(v) for fold, v in importance.items()}).T
@@ -228,6 +244,7 @@ def evaluate_walk_forward(
         calibration=calibration_summary(models),
         importance=importance,
         tuning={fold: t for fold, t in sorted(fold_tuning.items()) if t.get("enabled")},
+        execution_lag={"setting": settings.backtest.execution_lag, "strategies": by_lag},
         settings=settings.model_dump(mode="json"),
     )
     return oos_daily, metrics

@@ -276,7 +276,9 @@ def evaluate_split(
     first, last = context.index.get_indexer([path.index[0], path.index[-1]])
     returns = context.iloc[first : last + 2][list(RETURN_COLUMNS)]  # the block and the session after it
     decisions = path[["w_final", "exposure"]].rename(columns={"w_final": "w"})
-    backtest = run_backtest(decisions, returns, CostModel.from_settings(s.costs))
+    backtest = run_backtest(
+        decisions, returns, CostModel.from_settings(s.costs), execution_lag=s.backtest.execution_lag
+    )
     return performance_metrics(backtest, s.report.notional)
 
 
