@@ -1,10 +1,12 @@
-"""Asset group ``promotion`` (core: ``core/promotion``): the promoted allocator, and ``report_job``,
-which runs the walk-forward report and the promotion."""
+"""Asset group ``promotion`` (core: ``core/promotion``): the promoted allocator, ``report_job``
+(the continuous path, the report and the promotion) and the retraining sensor."""
 
 import dagster as dg
 import pandas as pd
 
 from allocator_pipeline.core.promotion import promote_allocator
+from allocator_pipeline.defs.ensemble import fold_job
+from allocator_pipeline.defs.partitions import FOLD_PARTITIONS_NAME
 from allocator_pipeline.defs.resources import AllocatorSettings
 
 GROUP = "promotion"
@@ -59,3 +61,39 @@ report_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets("allocator_path", "walk_forward_report") | dg.AssetSelection.groups(GROUP),
     description="The continuous walk-forward allocator path, its report and gates, and promotion when accepted.",
 )
+
+
+@dg.sensor(
+    jobs=[fold_job, report_job],
+    minimum_interval_seconds=300,
+    description="Retraining as the backtest assumes (a model per calendar year): when a fold partition "
+    "appears (the fold plan of new data registers it), requests that fold's fold_job run; once every fold "
+    "is trained, requests report_job (the continuous path, the report and a re-promotion) if a fold was "
+    "trained after the last report.",
+)
+def retrain_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason | list[dg.RunRequest]:
+    return retrain_requests(context.instance)
+
+
+def retrain_requests(instance: dg.DagsterInstance) -> dg.SkipReason | list[dg.RunRequest]:
+    """The runs the retraining sensor requests now (see ``retrain_sensor``)."""
+    folds = sorted(instance.get_dynamic_partitions(FOLD_PARTITIONS_NAME))
+    if not folds:
+        return dg.SkipReason("no fold partition yet: materialise dataset_job (allocator build-dataset)")
+    trained = {f: _materialized_at(instance, "fold_predictions", f) for f in folds}
+    new = [f for f, at in trained.items() if at == float("-inf")]
+    if new:
+        return [dg.RunRequest(job_name=fold_job.name, partition_key=f, run_key=f"fold-{f}") for f in new]
+    latest = max(trained.values())
+    if _materialized_at(instance, "walk_forward_report") >= latest:
+        return dg.SkipReason(f"every fold ({folds[0]}..{folds[-1]}) is trained and the report is up to date")
+    return [dg.RunRequest(job_name=report_job.name, run_key=f"report-{latest:.3f}")]
+
+
+def _materialized_at(instance: dg.DagsterInstance, asset: str, partition: str | None = None) -> float:
+    """Unix time of the asset (partition)'s latest materialisation; -inf when never materialised."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None),
+        limit=1,
+    ).records
+    return records[0].timestamp if records else float("-inf")

@@ -15,6 +15,7 @@ from allocator_pipeline.core.inputs.reference_engine import isotonic_calibration
 from allocator_pipeline.core.inputs.reference_features import direction_target, price_features, trailing_psi
 from allocator_pipeline.core.inputs.reference_output import position_events, run_reference_engine
 from allocator_pipeline.core.inputs.sources import (
+    extend_reference_legs,
     leg_panel_problems,
     live_inputs,
     load_market,
@@ -32,6 +33,7 @@ __all__ = [
     "Step3Data",
     "build_leg_panel",
     "direction_target",
+    "extend_reference_legs",
     "isotonic_calibration",
     "leg_panel_problems",
     "leg_returns",

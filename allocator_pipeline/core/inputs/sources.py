@@ -6,11 +6,15 @@ decision and the schedule call them, so every reader of the inputs reads them th
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.common.storage import read_parquet, write_bytes
 from allocator_pipeline.core.inputs.market import load_prices, market_panel
+from allocator_pipeline.core.inputs.reference_output import run_reference_engine
 from allocator_pipeline.core.inputs.step3 import build_leg_panel, read_step3_dir
 from allocator_pipeline.settings import Settings
 
@@ -51,9 +55,57 @@ def read_legs(settings: Settings, market: pd.DataFrame) -> pd.DataFrame:
     return build_leg_panel(step3, market)
 
 
+def extend_reference_legs(settings: Settings, market: pd.DataFrame) -> int:
+    """Extend the reference engine's legs to sessions the market panel has and they lack.
+
+    In reference-engine mode the Step 3 legs in ``<home>/step3_out`` end where the dataset was
+    built. When new price sessions arrive, the engine is run again on the extended prices: it is
+    walk-forward by year, so the current year's model (trained before the year) scores the new
+    sessions and every earlier row comes out the same, which is checked bit for bit before the
+    files are replaced (atomically, file by file). A user Step 3 directory is read as it is.
+
+    Returns the number of new sessions (0: nothing to do, or no legs built yet).
+
+    Raises
+    ------
+    InputDataError
+        The engine gives other values on sessions the legs already hold (settings or prices
+        changed): the dataset must be rebuilt.
+    """
+    if settings.data.step3_dir is not None:
+        return 0
+    out = settings.paths.step3_out
+    symbols = (settings.data.qqq_symbol, settings.data.spy_symbol)
+    files = [out / "backtest" / f"{symbol}.parquet" for symbol in symbols]
+    if not all(f.is_file() for f in files):
+        return 0
+    old = {f: read_parquet(f) for f in files}
+    last = min(frame["decision_ts"].max() for frame in old.values())
+    new_sessions = int((market.index > last).sum())
+    if new_sessions == 0:
+        return 0
+    with tempfile.TemporaryDirectory(prefix="step3-extension-", dir=out.parent) as tmp:
+        run_reference_engine(market, settings, tmp)
+        staged = {out / path.relative_to(tmp): path for path in Path(tmp).rglob("*.parquet")}
+        for path, frame in old.items():
+            fresh = read_parquet(staged[path])
+            if not fresh.iloc[: len(frame)].reset_index(drop=True).equals(frame.reset_index(drop=True)):
+                raise InputDataError(
+                    "the reference engine gives other legs for sessions already built (prices or settings "
+                    "changed): rebuild the dataset with `allocator build-dataset`",
+                    file=path,
+                )
+        for path, source in staged.items():
+            write_bytes(source.read_bytes(), path)
+    return new_sessions
+
+
 def live_inputs(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Market panel and leg panel read fresh from the configured sources (validated)."""
+    """Market panel and leg panel read fresh from the configured sources (validated); in
+    reference-engine mode the legs are first extended to new price sessions
+    (:func:`extend_reference_legs`)."""
     market = load_market(settings)
+    extend_reference_legs(settings, market)
     return market, read_legs(settings, market)
 
 
