@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.sessions import decision_ts_from_dates, session_dates
 from allocator_pipeline.core.folds.checks import fold_dataset, split_labels, usable_sessions, validate_plan
-from allocator_pipeline.core.folds.plan import PLAN_COLUMNS, FoldPlanError, plan_folds
+from allocator_pipeline.core.folds.plan import FINAL_FOLD, PLAN_COLUMNS, FoldPlanError, plan_final, plan_folds
 from allocator_pipeline.core.inputs.market import load_embedded
 from allocator_pipeline.settings import FoldSettings, LabelSettings, Settings
 from allocator_pipeline_tests.support.leakage import compare_up_to
@@ -304,3 +304,18 @@ def test_fold_dataset_rows_and_columns():
     with pytest.raises(InputDataError, match="test session with a non-finite feature") as err:
         fold_dataset(broken, labels, plan, last_fold)
     assert err.value.column == "f_b"
+
+
+def test_the_promoted_allocators_inner_splits_follow_the_folds_rule(real_sessions):
+    """plan_final lays the folds' inner splits over all labelled data: the same number of held-out
+    blocks of the same length, the last one ending on the last usable session, each sound by the
+    plan's own rules (its only 'violation' is having no outer test window, by design)."""
+    settings = make_settings()
+    usable = real_usable(real_sessions)
+    final = plan_final(real_sessions, usable, settings)
+    fs = settings.folds
+    assert list(final["fold"].unique()) == [FINAL_FOLD] and list(final["inner"]) == list(range(fs.n_inner_folds))
+    assert (final["n_test"] == fs.inner_test_sessions).all() and (final["n_val"] == fs.validation_sessions).all()
+    assert final["test_end"].iloc[-1] == usable[usable].index[-1]
+    violations = validate_plan(final, real_sessions, settings.labels.horizon)
+    assert {v.rule for v in violations} == {"no_outer_row"}

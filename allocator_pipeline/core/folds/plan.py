@@ -294,21 +294,20 @@ def plan_folds(sessions: pd.DatetimeIndex, usable: pd.Series, settings: Settings
         rows.append(_row(sessions, fold, -1, fs.window, layout, test, purge, 0))
         region = (int(layout.train[0]), first_pos[year] - purge - 1)
         rows.extend(_inner_rows(sessions, usable_pos, fold, region, settings, rolling))
+    return _plan_frame(rows)
+
+
+def _plan_frame(rows: list[dict]) -> pd.DataFrame:
+    """Plan rows as the typed plan table (UTC timestamps, string keys, int64 counts)."""
     plan = pd.DataFrame(rows, columns=PLAN_COLUMNS)
     for col in TIMESTAMP_COLUMNS:
         plan[col] = pd.to_datetime(plan[col], utc=True).astype("datetime64[ns, UTC]")
-    return plan.astype(
-        {
-            "fold": "str",
-            "scheme": "str",
-            "inner": "int64",
-            "purge": "int64",
-            "embargo": "int64",
-            "n_train": "int64",
-            "n_val": "int64",
-            "n_test": "int64",
-        }
-    )
+    types = {
+        "fold": "str",
+        "scheme": "str",
+        **{c: "int64" for c in ("inner", "purge", "embargo", "n_train", "n_val", "n_test")},
+    }
+    return plan.astype(types)
 
 
 FINAL_FOLD = "final"
@@ -335,21 +334,7 @@ def plan_final(sessions: pd.DatetimeIndex, usable: pd.Series, settings: Settings
         raise FoldPlanError("no usable session: nothing to tune the promoted allocator on")
     rolling = settings.folds.rolling_years * SESSIONS_PER_YEAR if settings.folds.window == "rolling" else None
     rows = _inner_rows(sessions, usable_pos, FINAL_FOLD, (int(usable_pos[0]), int(usable_pos[-1])), settings, rolling)
-    plan = pd.DataFrame(rows, columns=PLAN_COLUMNS)
-    for col in TIMESTAMP_COLUMNS:
-        plan[col] = pd.to_datetime(plan[col], utc=True).astype("datetime64[ns, UTC]")
-    return plan.astype(
-        {
-            "fold": "str",
-            "scheme": "str",
-            "inner": "int64",
-            "purge": "int64",
-            "embargo": "int64",
-            "n_train": "int64",
-            "n_val": "int64",
-            "n_test": "int64",
-        }
-    )
+    return _plan_frame(rows)
 
 
 __all__ = ["FINAL_FOLD", "PLAN_COLUMNS", "FoldPlanError", "check_sessions", "plan_final", "plan_folds"]
