@@ -101,7 +101,7 @@ def replay(ctx: Context, start: str, end: str, model_spec: str) -> None:
         raise click.ClickException(str(exc)) from None
     diff = max_abs_diff(replayed, backtest)
     click.echo(f"Replayed log: {directory / 'log.parquet'}")
-    click.echo(f"modes: {dict(replayed['mode'].value_counts())}")
+    click.echo("modes: " + ", ".join(f"{mode} {int(n)}" for mode, n in replayed["mode"].value_counts().items()))
     if diff["sessions"]:
         click.echo(
             f"max_abs_diff: w_final {diff['w_final']:.3g}, exposure {diff['exposure']:.3g} "
