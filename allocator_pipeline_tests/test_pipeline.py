@@ -378,3 +378,21 @@ def test_sensor_requests_exactly_the_new_sessions(pipeline):
     context = dg.build_sensor_context(cursor="2025-09-26", repository_def=repo)
     result = new_data_sensor.evaluate_tick(context)
     assert not result.run_requests and "no new session" in result.skip_message
+
+
+def test_a_model_older_than_the_limit_is_refused_with_what_to_run(promoted):
+    from allocator_pipeline.core.allocation import decide
+    from allocator_pipeline.core.common.errors import InputDataError
+    from allocator_pipeline.core.inputs import live_inputs
+    from allocator_pipeline.defs.allocation import load_promoted
+
+    home, _, options = promoted
+    settings = options.load()
+    schedule, manifest = load_promoted(settings)
+    _, legs = live_inputs(settings)
+    last = promoted_sessions(home)[-1]
+    decision, _ = decide(schedule, legs, last, settings, None)
+    age = decision["model_age_sessions"]
+    assert age == int((legs.index > pd.Timestamp(manifest["val_end"])).sum()) > 0  # sessions since training end
+    with pytest.raises(InputDataError, match=r"past its training end .* retrain and promote it again"):
+        decide(schedule, legs, last, settings, None, max_model_age=age - 1)
