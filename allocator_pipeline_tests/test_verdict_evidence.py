@@ -24,6 +24,8 @@ from allocator_pipeline.core.evaluation.overfitting import (
     pooled_sharpe_variance,
 )
 from allocator_pipeline.core.evaluation.walk_forward import assemble_walk_forward
+from allocator_pipeline.report.page import render_report
+from allocator_pipeline.report.tables import fmt_interval
 from allocator_pipeline.settings import BootstrapSettings, Settings
 
 SETTINGS = Settings()
@@ -228,3 +230,46 @@ def test_attribution_terms_add_up_to_the_return_difference(lag):
         assert abs(sum(part["annualised"][t] for t in ATTRIBUTION_TERMS) - part["annualised"]["difference"]) <= 1e-12
     assert summary["overall"]["difference"] == pytest.approx(diff.sum(), abs=1e-14)
     assert all(abs(summary["overall"][t]) > 0 for t in ATTRIBUTION_TERMS)
+
+
+def test_report_shows_the_evidence_the_ablations_and_the_gate_intervals():
+    context, labels, path, settings_of = _world()
+    fold_paths = {f: rows for f, rows in path.groupby("fold", sort=False)}
+    oos, metrics = assemble_walk_forward(
+        fold_paths, context, labels, SETTINGS, ablations=ablation_decisions(path, settings_of, context)
+    )
+    boot = paired_bootstrap(
+        oos["ret_allocator"], oos["ret_baseline"], oos["realized_ts"], BootstrapSettings(resamples=200)
+    )
+    rng = np.random.default_rng(3)
+    ledger = pd.DataFrame({"inner": 0, "cash_return": np.full(200, 1e-4)})
+    for k in range(4):
+        ledger[f"trial_{k}"] = rng.normal(0.0, 0.01, 200)
+    excess = (oos["ret_allocator"] - oos["cash_return"]).to_numpy()
+    over = overfitting_statistics(excess, {"2019": ledger}, n_trials=4, n_blocks=8)
+    gates = evaluate_gates(
+        metrics["strategies"],
+        metrics["folds"],
+        pd.DataFrame(),
+        {},
+        SETTINGS.gates,
+        bootstrap=boot,
+        overfitting={**over, "tuned_folds": 1},
+    )
+    metrics.update(
+        gates=gates,
+        accepted=False,
+        bootstrap=boot,
+        deflated_sharpe=over["deflated_sharpe"],
+        pbo=over["pbo"],
+        attribution=attribution_summary(oos),
+        settings=SETTINGS.model_dump(mode="json"),
+    )
+    html = render_report(oos, metrics)
+    for anchor in ('id="evidence"', 'id="attribution"', 'id="ablations"', "Deflated Sharpe ratio", "PBO per fold"):
+        assert anchor in html, anchor
+    assert "Envelope only (baseline w + envelope)" in html and "Model only (allocator w, no envelope)" in html
+    calmar = next(g for g in gates if g["name"] == "calmar_vs_baseline")
+    assert fmt_interval(calmar["interval"]) in html and calmar["interval"][0] < calmar["value"] < calmar["interval"][1]
+    assert {g["name"] for g in gates} >= {"deflated_sharpe", "pbo"}
+    assert render_report(oos, metrics) == html  # deterministic
