@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from allocator_pipeline.settings_sections import (  # noqa: F401  (re-exported: the settings API)
     FEATURE_BLOCKS,
     BacktestSettings,
+    BootstrapSettings,
     CatBoostSettings,
     CostSettings,
     DataSettings,
@@ -71,6 +72,7 @@ class Settings(_Section):
     envelope: EnvelopeSettings = EnvelopeSettings()
     tuning: TuningSettings = TuningSettings()
     gates: GateSettings = GateSettings()
+    bootstrap: BootstrapSettings = BootstrapSettings()
     report: ReportSettings = ReportSettings()
     backtest: BacktestSettings = BacktestSettings()
     live: LiveSettings = LiveSettings()

@@ -277,6 +277,53 @@ class GateSettings(_Section):
     monotonic_features: tuple[str, ...] = Field(
         ("qqq_vol_21", "qqq_dd_63"), description="Key risk features whose rise must not raise the mean predicted w_qqq."
     )
+    min_deflated_sharpe: float = Field(
+        0.95,
+        ge=0,
+        le=1,
+        description="Min deflated Sharpe ratio (Bailey and Lopez de Prado 2014) of the allocator's out-of-sample "
+        "daily returns: the probability that its true Sharpe exceeds the best Sharpe expected from the trials run.",
+    )
+    max_pbo: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Max probability of backtest overfitting (CSCV over the trials' inner-block returns): the share "
+        "of splits where the in-sample best trial ranks at or below the out-of-sample median.",
+    )
+    pbo_blocks: int = Field(
+        16,
+        ge=2,
+        le=20,
+        description="S: even number of contiguous blocks the trials' inner-block sessions are cut into for CSCV "
+        "(C(S, S/2) train/test combinations).",
+    )
+
+    @model_validator(mode="after")
+    def _even_blocks(self) -> GateSettings:
+        if self.pbo_blocks % 2:
+            raise ValueError(f"pbo_blocks ({self.pbo_blocks}) must be even: CSCV splits the blocks in two halves")
+        return self
+
+
+class BootstrapSettings(_Section):
+    """Stationary block bootstrap of the paired out-of-sample daily returns (allocator vs baseline)."""
+
+    block_length: int = Field(
+        63,
+        ge=1,
+        le=1260,
+        description="Mean block length of the stationary bootstrap, in sessions (geometric block lengths).",
+    )
+    resamples: int = Field(2000, ge=100, le=100_000, description="Bootstrap resamples.")
+    seed: int = Field(13, ge=0, le=2_147_483_647, description="Seed of the bootstrap's random generator.")
+    confidence: float = Field(
+        0.90,
+        gt=0.5,
+        lt=1,
+        description="Two-sided confidence of the percentile intervals; a 'beats the baseline' gate passes when "
+        "the interval's lower bound is > 0.",
+    )
 
 
 class ReportSettings(_Section):

@@ -13,6 +13,7 @@ import pytest
 
 from allocator_pipeline.core.allocation import state_after
 from allocator_pipeline.core.common.storage import read_json, write_json
+from allocator_pipeline.core.evaluation import overfitting_statistics, paired_bootstrap
 from allocator_pipeline.defs.execution import (
     DAILY,
     DATASET,
@@ -128,6 +129,59 @@ def test_report_contract(pipeline):
     assert lags["strategies"]["0"]["allocator"] == metrics["strategies"]["allocator"]
     assert lags["strategies"]["1"]["allocator"]["cagr"] != metrics["strategies"]["allocator"]["cagr"]
     assert np.array_equal(oos["w_executed"].to_numpy(), oos["w_final"].to_numpy())  # lag 0: trade what is decided
+
+
+def test_verdict_evidence_contract(pipeline):
+    """Bootstrap intervals, deflated Sharpe, PBO, attribution and ablations are in metrics.json and
+    recomputable from oos_daily.parquet and the trial ledgers."""
+    home, _, _ = pipeline
+    backtest = home / "step3_out" / "allocator" / "backtest"
+    metrics = read_json(backtest / "metrics.json")
+    oos = pd.read_parquet(backtest / "oos_daily.parquet")
+    settings = RunOptions(home=str(home)).load()
+    # ablations: strategies on the same sessions; model only = the smoothed weight, fully invested
+    for name in ("envelope_only", "model_only"):
+        assert name in metrics["strategies"] and all(name in f for f in metrics["folds"].values())
+        assert {f"ret_{name}", f"w_{name}", f"exposure_{name}", f"cost_{name}"} <= set(oos.columns)
+    np.testing.assert_array_equal(oos["w_model_only"].to_numpy(), oos["w_smoothed"].to_numpy())
+    assert (oos["exposure_model_only"] == 1.0).all()
+    assert set(oos["w_envelope_only"].round(12)) == {settings.labels.baseline_weight}
+    # bootstrap: recomputed from oos_daily with the run's settings, it gives the same intervals
+    boot = paired_bootstrap(oos["ret_allocator"], oos["ret_baseline"], oos["realized_ts"], settings.bootstrap)
+    assert boot == metrics["bootstrap"] and boot["resamples"] >= 2000
+    gates = {g["name"]: g for g in metrics["gates"]}
+    for gate, key in (("calmar_vs_baseline", "calmar"), ("avg_monthly_pnl_vs_baseline", "avg_monthly_pnl")):
+        b = metrics["bootstrap"][key]
+        assert gates[gate]["interval"] == [b["lower"], b["upper"]] and b["lower"] <= b["point"] <= b["upper"]
+        assert gates[gate]["passed"] == (b["lower"] > 0)
+        assert gates[gate]["value"] == pytest.approx(b["point"], rel=1e-9, abs=1e-15)
+    # deflated Sharpe and PBO from the trial ledgers
+    ledgers = {}
+    for fold, summary in metrics["tuning"].items():
+        path = home / "step3_out" / "allocator" / "optuna" / fold / "trial_returns.parquet"
+        assert path.is_file() and summary["trial_returns"] == str(path)
+        ledgers[fold] = pd.read_parquet(path)
+    n_trials = sum(t["n_trials"]["complete"] + t["n_trials"]["pruned"] for t in metrics["tuning"].values())
+    excess = (oos["ret_allocator"] - oos["cash_return"]).to_numpy()
+    again = overfitting_statistics(excess, ledgers, n_trials, settings.gates.pbo_blocks)
+    assert metrics["deflated_sharpe"] == pytest.approx(again["deflated_sharpe"], rel=1e-12)
+    assert metrics["deflated_sharpe"]["n_trials"] == n_trials >= 3
+    assert metrics["pbo"]["value"] == pytest.approx(again["pbo"]["value"]) and set(metrics["pbo"]["folds"])
+    assert gates["deflated_sharpe"]["value"] == metrics["deflated_sharpe"]["dsr"]
+    assert gates["pbo"]["value"] == metrics["pbo"]["value"]
+    # attribution: terms add up to the return difference, overall and per fold
+    att = metrics["attribution"]
+    terms = ("allocation", "exposure", "interaction", "cost")
+    for part in [att["overall"], *att["folds"].values()]:
+        assert abs(sum(part[t] for t in terms) - part["difference"]) <= 1e-12
+    diff = float((oos["ret_allocator"] - oos["ret_baseline"]).sum())
+    assert att["overall"]["difference"] == pytest.approx(diff, abs=1e-13)
+    w, b = oos["w_executed"], oos["w_baseline"]
+    allocation = float(((w - b) * (oos["qqq_leg_return"] - oos["spy_leg_return"])).sum())
+    assert att["overall"]["allocation"] == pytest.approx(allocation, abs=1e-13)
+    report = (backtest / "report.html").read_text()
+    for anchor in ('id="evidence"', 'id="attribution"', 'id="ablations"', "Envelope only", "Model only"):
+        assert anchor in report
 
 
 def test_rejected_configuration_promotes_nothing(pipeline):

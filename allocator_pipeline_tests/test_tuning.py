@@ -25,7 +25,7 @@ from allocator_pipeline.core.folds.plan import FoldPlanError, plan_folds
 from allocator_pipeline.core.labels.utility import utility_labels
 from allocator_pipeline.core.tuning import study as tuning_module
 from allocator_pipeline.core.tuning.objective import evaluate_params, objective_terms
-from allocator_pipeline.core.tuning.result import export_ledger
+from allocator_pipeline.core.tuning.result import export_ledger, export_trial_returns
 from allocator_pipeline.core.tuning.space import GROUPS, SEARCH_PARAMETERS, default_params, search_space
 from allocator_pipeline.core.tuning.study import (
     OBJECTIVE_FORMULA,
@@ -273,7 +273,10 @@ def test_tuning_reads_nothing_of_the_outer_test_window(problem):
     params = {"labels.lambda_dd": 2.0, "policy.alpha": 0.2, "ensemble.calibration": "temperature"}
     before = evaluate_params(params, frames, utilities, panel, settings)
     after = evaluate_params(params, frames2, utilities2, changed, settings)
+    blocks_before, blocks_after = before.pop("returns"), after.pop("returns")
     assert before == after
+    for a, b in zip(blocks_before, blocks_after, strict=True):  # the inner blocks' daily returns too
+        pd.testing.assert_frame_equal(a, b)
     assert all(f.index.max() < outer["test_start"] for f in frames2)
 
 
@@ -366,6 +369,20 @@ def test_study_resumes_with_its_finished_trials(problem, tmp_path):
         "param.policy.alpha",
         "term.tail_penalty",
     } <= set(stored.columns)
+    # the per-trial daily returns of the inner blocks (the overfitting statistics' input), earlier
+    # trials of the resumed study included, are the returns the objective measured
+    returns = read_parquet(export_trial_returns(resumed, tmp_path / "trial_returns.parquet"))
+    assert [c for c in returns.columns if c.startswith("trial_")] == [f"trial_{k}" for k in range(4)]
+    assert list(returns["inner"].unique()) == [0, 1] and returns["realized_ts"].is_monotonic_increasing
+    out = evaluate_params({}, frames, utilities, panel, s4)
+    expected = pd.concat(out["returns"], ignore_index=True)
+    np.testing.assert_array_equal(returns["trial_0"].to_numpy(), expected["ret"].to_numpy())
+    np.testing.assert_array_equal(returns["cash_return"].to_numpy(), expected["r_cash"].to_numpy())
+    assert (returns["realized_ts"] == expected["realized_ts"]).all()
+    for k in range(4):  # each trial's inner-split Calmar in the ledger comes from these returns
+        block = returns[returns["inner"] == 1]
+        equity = np.cumprod(1.0 + block[f"trial_{k}"].to_numpy())
+        assert stored.loc[k, "inner1.cagr"] == pytest.approx(equity[-1] ** (252 / len(block)) - 1.0, rel=1e-9)
 
 
 def test_interrupted_study_completes_the_remaining_trials(problem, tmp_path, monkeypatch):

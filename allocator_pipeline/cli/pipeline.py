@@ -80,9 +80,18 @@ def _report(ctx: Context) -> None:
     click.echo("")
     verdict = "ACCEPTED" if metrics["accepted"] else "REJECTED"
     click.echo(f"Verdict: {verdict}")
+    boot = metrics.get("bootstrap")
+    if boot:
+        click.echo(
+            f"  (intervals: {boot['confidence']:.0%} stationary block bootstrap, mean block {boot['block_length']} "
+            f"sessions, {boot['resamples']} resamples; the beats-the-baseline gates pass on the lower bound)"
+        )
     for gate in metrics["gates"]:
         mark = "pass" if gate["passed"] else "FAIL"
         value = "n/a" if gate["value"] is None else f"{gate['value']:.4g}"
+        interval = gate.get("interval")
+        if interval:
+            value += f" [{interval[0]:.4g}, {interval[1]:.4g}]"
         click.echo(f"  [{mark}] {gate['name']}: value {value} vs threshold {gate['threshold']:.4g}")
     if promotion.get("promoted"):
         click.echo(f"Promoted allocator: {promotion['directory']}")

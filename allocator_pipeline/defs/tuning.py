@@ -3,7 +3,7 @@
 import dagster as dg
 import pandas as pd
 
-from allocator_pipeline.core.tuning import export_ledger, inner_fold_frames, run_study
+from allocator_pipeline.core.tuning import export_ledger, export_trial_returns, inner_fold_frames, run_study
 from allocator_pipeline.defs.partitions import fold_partitions
 from allocator_pipeline.defs.resources import AllocatorSettings
 
@@ -14,7 +14,8 @@ from allocator_pipeline.defs.resources import AllocatorSettings
     kinds={"optuna"},
     description="Optuna study of the fold (seeded TPE, pruning on inner splits) maximising the robust "
     "objective over the fold's inner walk-forward splits; the outer test window is never seen. "
-    "Resumes an interrupted study from its storage; exports the trial ledger as parquet.",
+    "Resumes an interrupted study from its storage; exports the trial ledger and the trials' inner-block "
+    "daily returns as parquet.",
 )
 def fold_tuning(
     context: dg.AssetExecutionContext,
@@ -33,7 +34,8 @@ def fold_tuning(
     inner_frames = inner_fold_frames(allocator_features, utility_labels, fold_plan, fold)
     result = run_study(fold, inner_frames, utility_table, leg_panel, s, progress=context.log.info)
     ledger_path = export_ledger(result, s.paths.optuna / fold / "trials.parquet")
-    summary = {"enabled": True, **result.to_dict(), "ledger": str(ledger_path)}
+    returns_path = export_trial_returns(result, s.paths.optuna / fold / "trial_returns.parquet")
+    summary = {"enabled": True, **result.to_dict(), "ledger": str(ledger_path), "trial_returns": str(returns_path)}
     context.add_output_metadata(
         {
             "best_value": float(result.best_value),

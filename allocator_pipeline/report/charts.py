@@ -32,7 +32,7 @@ from PIL import Image
 
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.sessions import session_dates
-from allocator_pipeline.report.tables import STRATEGIES, strategy_label
+from allocator_pipeline.report.tables import REPORT_ORDER, strategy_label
 
 MAX_POINTS = 2000
 DPI = 100
@@ -41,6 +41,8 @@ ORACLE_OFF_SCALE = 3.0
 
 STRATEGY_STYLE: dict[str, dict] = {
     "allocator": {"color": "#1f4e9c", "lw": 2.0, "zorder": 5},
+    "envelope_only": {"color": "#17becf", "lw": 1.2, "ls": "-.", "zorder": 4},
+    "model_only": {"color": "#d62728", "lw": 1.0, "ls": ":", "zorder": 4},
     "baseline": {"color": "#e07b00", "lw": 1.5, "zorder": 4},
     "qqq_only": {"color": "#2e8b57", "lw": 1.0, "zorder": 3},
     "spy_only": {"color": "#8e44ad", "lw": 1.0, "zorder": 3},
@@ -156,7 +158,7 @@ def sample_rows(n: int, max_points: int = MAX_POINTS) -> np.ndarray:
 
 def strategy_columns(oos_daily: pd.DataFrame) -> list[str]:
     """Strategies with a ``ret_<strategy>`` column, in report order."""
-    return [s for s in STRATEGIES if f"ret_{s}" in oos_daily.columns]
+    return [s for s in REPORT_ORDER if f"ret_{s}" in oos_daily.columns]
 
 
 def equity_and_drawdown(oos_daily: pd.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -227,7 +229,7 @@ def _draw_equity(ax, dates: np.ndarray, equity: Mapping[str, np.ndarray], labels
 def equity_drawdown_png(oos_daily: pd.DataFrame, labels: Mapping[str, str] | None = None) -> bytes:
     """Equity curves (log scale) above drawdowns, all strategies, out of sample, as PNG bytes."""
     validate_oos_daily(oos_daily)
-    labels = labels or {s: strategy_label(s) for s in STRATEGIES}
+    labels = labels or {s: strategy_label(s) for s in REPORT_ORDER}
     dates, equity, drawdown = equity_and_drawdown(oos_daily)
     with matplotlib.style.context(["default", _RC]):
         fig = _figure(12, 7.5, top=0.96, bottom=0.05, hspace=0.14)
@@ -257,7 +259,7 @@ def headline_figure_png(oos_daily: pd.DataFrame) -> bytes:
     """
     validate_oos_daily(oos_daily)
     dates, equity, _ = equity_and_drawdown(oos_daily)
-    labels = {s: strategy_label(s) for s in STRATEGIES}
+    labels = {s: strategy_label(s) for s in REPORT_ORDER}
     with matplotlib.style.context(["default", _RC]):
         fig = _figure(10, 4.5, left=0.08, top=0.93, bottom=0.08)
         ax = fig.subplots()

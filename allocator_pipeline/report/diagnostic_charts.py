@@ -1,4 +1,5 @@
-"""Diagnostic charts of the walk-forward report: calibration reliability and feature-importance stability.
+"""Diagnostic charts of the walk-forward report: calibration reliability, feature-importance stability
+and the return attribution.
 
 Drawn on the same deterministic Agg canvas and PNG encoding as the performance charts
 (``report/charts.py``).
@@ -101,3 +102,32 @@ def importance_heatmap_png(matrix: pd.DataFrame) -> bytes:
         ax.set_title("Normalised gain by fold (% of the fold's total gain)")
         fig.colorbar(image, ax=ax, fraction=0.025, pad=0.01, format=PercentFormatter(xmax=1.0, decimals=0))
         return _png(fig, colors=128)
+
+
+ATTRIBUTION_COLORS = {"allocation": "#1f4e9c", "exposure": "#2e8b57", "interaction": "#9467bd", "cost": "#e07b00"}
+
+
+def attribution_png(terms: pd.DataFrame) -> bytes:
+    """Stacked bars of the attribution terms per fold (columns ``allocation, exposure, interaction,
+    cost`` and ``difference``, fractions of capital: sums of daily contributions), positive terms
+    stacked up and negative ones down, the total (allocator minus baseline) as a black dot."""
+    n = len(terms)
+    x = np.arange(n)
+    with matplotlib.style.context(["default", _RC]):
+        fig = _figure(12, 4.2, left=0.07, top=0.9, bottom=0.15 if n > 10 else 0.1)
+        ax = fig.subplots()
+        up, down = np.zeros(n), np.zeros(n)
+        for name, color in ATTRIBUTION_COLORS.items():
+            v = terms[name].to_numpy(dtype=float)
+            base = np.where(v >= 0, up, down)
+            ax.bar(x, v, 0.6, bottom=base, color=color, label=name)
+            up, down = up + np.maximum(v, 0), down + np.minimum(v, 0)
+        ax.plot(x, terms["difference"].to_numpy(dtype=float), "o", color="black", ms=5, label="allocator - baseline")
+        ax.axhline(0.0, color="black", lw=0.8)
+        ax.set_xticks(x, [str(f) for f in terms.index], rotation=45 if n > 10 else 0)
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=1))
+        ax.set_ylabel("sum of daily return differences")
+        ax.set_title("Where the allocator's return went, per fold (the terms add up to the dot)")
+        ax.legend(loc="best", ncols=5)
+        ax.grid(axis="x", visible=False)
+        return _png(fig)

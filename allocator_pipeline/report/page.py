@@ -10,7 +10,8 @@ Inputs
     timestamp is ``realized_ts`` (tz-aware UTC); costs are charged in the same row.
 ``metrics`` : the content of ``metrics.json``: ``accepted`` (bool), ``strategies`` ({strategy:
     m}), ``folds`` ({fold: {strategy: m}}), ``gates`` (list of {name, value, threshold, passed,
-    detail}), ``calibration`` ({fold: {chosen, before, after, reliability}}), ``importance``
+    detail, interval}), ``bootstrap``, ``deflated_sharpe``, ``pbo``, ``attribution`` (the verdict's
+    evidence, ``core/evaluation``), ``calibration`` ({fold: {chosen, before, after, reliability}}), ``importance``
     ({fold: {feature: normalised gain}}), ``tuning`` ({fold: {best_params, n_trials, best_value,
     duration_s}}, optional) and ``settings``. Each ``m`` has cagr, max_drawdown (negative
     fraction), calmar, avg_monthly_pnl, avg_monthly_pnl_ccy, sharpe, volatility,
@@ -37,6 +38,7 @@ import pandas as pd
 from allocator_pipeline.core.common.sessions import session_dates
 from allocator_pipeline.core.common.storage import to_json_text, write_parquet, write_text
 from allocator_pipeline.report.charts import equity_drawdown_png, headline_figure_png, validate_oos_daily, weights_png
+from allocator_pipeline.report.evidence import ablation_section, attribution_section, evidence_section
 from allocator_pipeline.report.html import esc, page, png_img
 from allocator_pipeline.report.sections import (
     _calibration_section,
@@ -49,7 +51,7 @@ from allocator_pipeline.report.sections import (
     _tuning_section,
     _verdict,
 )
-from allocator_pipeline.report.tables import format_headline, headline_table, strategy_label
+from allocator_pipeline.report.tables import REPORT_ORDER, format_headline, headline_table, strategy_label
 
 __all__ = ["format_headline", "headline_figure_png", "headline_table", "render_report"]
 
@@ -109,10 +111,7 @@ def render_report(
         allocator figures.
     """
     validate_oos_daily(oos_daily)
-    labels = {
-        s: strategy_label(s, metrics)
-        for s in ("allocator", "baseline", "qqq_only", "spy_only", "inverse_vol", "oracle")
-    }
+    labels = {s: strategy_label(s, metrics) for s in REPORT_ORDER}
     sections = [
         _section("verdict", "Verdict", _verdict(metrics)),
         _section("headline", "Headline: allocator vs baselines", _headline(metrics)),
@@ -124,10 +123,13 @@ def render_report(
         _section(
             "weights", "Weights and exposure", png_img(weights_png(oos_daily), "w_qqq and exposure") + _WEIGHTS_NOTE
         ),
+        _section("ablations", "Ablations: envelope only, model only", ablation_section(metrics)),
+        _section("attribution", "Return attribution", attribution_section(metrics)),
         _section("folds", "Per fold: allocator vs baseline", _fold_section(metrics)),
         _section("calibration", "Calibration", _calibration_section(metrics)),
         _section("importance", "Feature-importance stability", _importance_section(metrics, top_features)),
         _section("lag", "Execution lag", _lag_section(metrics)),
+        _section("evidence", "Evidence: uncertainty and overfitting", evidence_section(metrics)),
         _section("gates", "Acceptance gates", _gate_section(metrics)),
     ]
     nav = [
@@ -135,10 +137,13 @@ def render_report(
         ("headline", "Headline"),
         ("equity", "Equity"),
         ("weights", "Weights"),
+        ("ablations", "Ablations"),
+        ("attribution", "Attribution"),
         ("folds", "Folds"),
         ("calibration", "Calibration"),
         ("importance", "Importance"),
         ("lag", "Lag"),
+        ("evidence", "Evidence"),
         ("gates", "Gates"),
     ]
     tuning = metrics.get("tuning") or {}

@@ -29,6 +29,7 @@ from allocator_pipeline.report.tables import (
     MISSING,
     as_float,
     failed_gates,
+    fmt_interval,
     fmt_number,
     fmt_pct,
     fmt_ratio,
@@ -54,9 +55,10 @@ def _verdict(metrics: Mapping[str, Any]) -> str:
     for gate in failed:
         miss = "" if gate["miss"] is None else f", missed by {fmt_number(gate['miss'])}"
         detail = f" &mdash; {esc(gate.get('detail'))}" if gate.get("detail") else ""
+        interval = f" {fmt_interval(gate.get('interval'))}" if gate.get("interval") else ""
         items.append(
-            f"<li><b>{esc(gate.get('name'))}</b>: value {esc(fmt_number(gate.get('value')))} vs threshold "
-            f"{esc(fmt_number(gate.get('threshold')))}{esc(miss)}{detail}</li>"
+            f"<li><b>{esc(gate.get('name'))}</b>: value {esc(fmt_number(gate.get('value')))}{esc(interval)} vs "
+            f"threshold {esc(fmt_number(gate.get('threshold')))}{esc(miss)}{detail}</li>"
         )
     if failed:
         lead = f"{len(failed)} of {len(gates)} acceptance gates failed; nothing is promoted:"
@@ -272,13 +274,18 @@ def _gate_section(metrics: Mapping[str, Any]) -> str:
         [
             cell(g.get("name"), "txt"),
             cell(fmt_number(g.get("value"))),
+            cell(fmt_interval(g.get("interval"))),
             cell(fmt_number(g.get("threshold"))),
             cell("PASS" if g.get("passed") else "FAIL", "pass" if g.get("passed") else "fail"),
             cell(g.get("detail") or "", "detail"),
         ]
         for g in gates
     ]
-    return html_table(["Gate", "Value", "Threshold", "Verdict", "Detail"], rows)
+    note = (
+        '<p class="sub">Interval: the block-bootstrap interval of a difference (see "Evidence"); the two '
+        "'beats the baseline' gates pass on its lower bound.</p>"
+    )
+    return html_table(["Gate", "Value", "Interval", "Threshold", "Verdict", "Detail"], rows) + note
 
 
 def _tuning_section(tuning: Mapping[str, Any]) -> str:

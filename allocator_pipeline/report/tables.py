@@ -27,9 +27,14 @@ from allocator_pipeline.core.common.errors import InputDataError
 
 #: Strategies in report order; the oracle is the hindsight label path (an upper bound).
 STRATEGIES: tuple[str, ...] = ("allocator", "baseline", "qqq_only", "spy_only", "inverse_vol", "oracle")
+#: The allocator's ablations (``core/evaluation/ablations.py``), shown right after the allocator.
+ABLATIONS: tuple[str, ...] = ("envelope_only", "model_only")
+REPORT_ORDER: tuple[str, ...] = (STRATEGIES[0], *ABLATIONS, *STRATEGIES[1:])
 
 _STRATEGY_LABELS: dict[str, str] = {
     "allocator": "Allocator",
+    "envelope_only": "Envelope only (baseline w + envelope)",
+    "model_only": "Model only (allocator w, no envelope)",
     "baseline": "Step 3 baseline",
     "qqq_only": "QQQ leg only",
     "spy_only": "SPY leg only",
@@ -127,7 +132,7 @@ def strategy_label(strategy: str, metrics: Mapping[str, Any] | None = None) -> s
 def ordered_strategies(names: Any) -> list[str]:
     """Known strategies in report order, then any other names sorted."""
     names = list(names)
-    return [s for s in STRATEGIES if s in names] + sorted(n for n in names if n not in STRATEGIES)
+    return [s for s in REPORT_ORDER if s in names] + sorted(n for n in names if n not in REPORT_ORDER)
 
 
 def headline_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
@@ -141,8 +146,8 @@ def headline_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        Index ``strategy`` (keys, report order: allocator, baseline, qqq_only, spy_only,
-        inverse_vol, oracle, then others). Columns ``Strategy`` (human label; the oracle is
+        Index ``strategy`` (keys, report order: allocator, envelope_only, model_only, baseline,
+        qqq_only, spy_only, inverse_vol, oracle, then others). Columns ``Strategy`` (human label; the oracle is
         labelled as the hindsight upper bound) and the raw float figures ``CAGR``, ``MaxDD``
         (negative fraction), ``Calmar``, ``AvgMonthlyPnL`` (fraction of capital per month),
         ``AvgMonthlyPnLCcy`` (currency per month), ``Sharpe``, ``Vol`` (annualised fraction),
@@ -257,6 +262,13 @@ def fold_comparison(
     frame["calmar_diff"] = frame[f"{a}_calmar"] - frame[f"{b}_calmar"]
     frame["avg_monthly_pnl_diff"] = frame[f"{a}_avg_monthly_pnl"] - frame[f"{b}_avg_monthly_pnl"]
     return frame
+
+
+def fmt_interval(interval: Any) -> str:
+    """``[lower, upper]`` of a gate (4 significant digits each); None -> '' (the gate has none)."""
+    if not interval:
+        return ""
+    return f"[{fmt_number(interval[0])}, {fmt_number(interval[1])}]"
 
 
 def failed_gates(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -30,7 +30,7 @@ from allocator_pipeline.core.allocation.live import (
     max_abs_diff,
     replay,
 )
-from allocator_pipeline.core.allocation.path import Segment, continue_path, run_segments, state_after
+from allocator_pipeline.core.allocation.path import Segment, continue_path, run_segments, start_state, state_after
 from allocator_pipeline.core.allocation.policy import (
     EU_COLUMNS,
     allocator_end_state,
@@ -77,6 +77,7 @@ __all__ = [
     "run_segments",
     "smooth_and_cap",
     "split_rows",
+    "start_state",
     "state_after",
     "utility_matrix",
     "xy",

@@ -112,6 +112,27 @@ def fresh_start(context: pd.DataFrame, first: pd.Timestamp, settings: Settings) 
     )
 
 
+def start_state(
+    context: pd.DataFrame, first: pd.Timestamp, settings: Settings, state: AllocatorState | None, who: str
+) -> tuple[float, EnvelopeState]:
+    """``(w_smoothed, envelope state)`` before deciding ``first``: :func:`fresh_start` when ``state``
+    is None, else ``state`` continued (it must be the state after the session right before
+    ``first``), its volatility history re-read from ``context``. ``who`` names the deciding model
+    in errors. The rules of the module docstring, shared by every path (and the evaluation's
+    ablations)."""
+    if state is None:
+        return fresh_start(context, first, settings)
+    pos = context.index.get_indexer([state.session])[0]
+    if pos < 0 or pos + 1 >= len(context) or context.index[pos + 1] != first:
+        raise InputDataError(
+            f"{who} must continue at the session after {state.session} (the last decided one)",
+            column="decision_ts",
+            row=first,
+        )
+    qqq, spy = _history(context, first, settings.envelope.vol_window)
+    return state.w_smoothed, replace(state.envelope, qqq_history=qqq, spy_history=spy)
+
+
 def continue_path(
     segment: Segment, context: pd.DataFrame, state: AllocatorState | None
 ) -> tuple[pd.DataFrame, AllocatorState]:
@@ -145,21 +166,8 @@ def continue_path(
     missing = proba.index.difference(context.index)
     if len(missing):
         raise InputDataError("a decision session is missing from the leg panel", column="decision_ts", row=missing[0])
-    first = proba.index[0]
     s = segment.settings
-    if state is None:
-        w0, env0 = fresh_start(context, first, s)
-    else:
-        pos = context.index.get_indexer([state.session])[0]
-        if pos < 0 or pos + 1 >= len(context) or context.index[pos + 1] != first:
-            raise InputDataError(
-                f"{segment.model_id} must continue at the session after {state.session} (the last decided one)",
-                column="decision_ts",
-                row=first,
-            )
-        w0 = state.w_smoothed
-        qqq, spy = _history(context, first, s.envelope.vol_window)
-        env0 = replace(state.envelope, qqq_history=qqq, spy_history=spy)
+    w0, env0 = start_state(context, proba.index[0], s, state, segment.model_id)
     ctx = context.loc[proba.index]
     path = allocator_path(proba[PROBA_COLUMNS].to_numpy(), segment.m, ctx, s, w_prev0=w0, state0=env0)
     path.insert(0, MODEL_COLUMN, pd.array([segment.model_id] * len(path), dtype="string"))

@@ -1,8 +1,11 @@
-"""Backtest, performance metrics, the walk-forward evaluation over all folds, and the gates.
+"""Backtest, performance metrics, the walk-forward evaluation over all folds, and the gates, with the
+verdict's evidence: bootstrap intervals, overfitting statistics, return attribution and ablations.
 
 Asset group ``evaluation``: ``walk_forward_report``.
 """
 
+from allocator_pipeline.core.evaluation.ablations import ABLATIONS, ablation_decisions, envelope_path
+from allocator_pipeline.core.evaluation.attribution import ATTRIBUTION_TERMS, attribution_summary, daily_attribution
 from allocator_pipeline.core.evaluation.backtest import (
     BACKTEST_COLUMNS,
     RETURN_COLUMNS,
@@ -10,6 +13,7 @@ from allocator_pipeline.core.evaluation.backtest import (
     inverse_vol_weight,
     run_backtest,
 )
+from allocator_pipeline.core.evaluation.bootstrap import paired_bootstrap, path_metrics, stationary_indices
 from allocator_pipeline.core.evaluation.gates import accepted, evaluate_gates, importance_stability, monotonic_response
 from allocator_pipeline.core.evaluation.metrics import (
     METRIC_NAMES,
@@ -17,6 +21,12 @@ from allocator_pipeline.core.evaluation.metrics import (
     equity_curve,
     monthly_returns,
     performance_metrics,
+)
+from allocator_pipeline.core.evaluation.overfitting import (
+    deflated_sharpe,
+    expected_max_sharpe,
+    overfitting_statistics,
+    pbo_cscv,
 )
 from allocator_pipeline.core.evaluation.walk_forward import (
     STRATEGIES,
@@ -27,23 +37,36 @@ from allocator_pipeline.core.evaluation.walk_forward import (
 )
 
 __all__ = [
+    "ABLATIONS",
+    "ATTRIBUTION_TERMS",
     "BACKTEST_COLUMNS",
     "METRIC_NAMES",
     "RETURN_COLUMNS",
     "STRATEGIES",
+    "ablation_decisions",
     "accepted",
     "assemble_walk_forward",
+    "attribution_summary",
     "baseline_decisions",
+    "daily_attribution",
+    "deflated_sharpe",
     "drawdown_curve",
+    "envelope_path",
     "equity_curve",
     "evaluate_gates",
     "evaluate_walk_forward",
+    "expected_max_sharpe",
     "importance_stability",
     "inverse_vol_weight",
     "monotonic_response",
     "monthly_returns",
+    "overfitting_statistics",
+    "paired_bootstrap",
+    "path_metrics",
+    "pbo_cscv",
     "performance_metrics",
     "run_backtest",
+    "stationary_indices",
     "strategy_frame",
     "walk_forward_metrics",
 ]

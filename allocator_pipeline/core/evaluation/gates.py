@@ -6,10 +6,12 @@ when every gate passes (:func:`accepted`). The inputs are metric dicts of
 ``baseline`` (out of sample over all folds, and per fold), the per-fold normalised LightGBM gain,
 and the monotonic responses of the key risk features (:func:`monotonic_response`).
 
-Gates (value -- rule):
+Gates (value -- rule); every gate also carries ``interval`` (``[lower, upper]`` or None):
 
-* ``avg_monthly_pnl_vs_baseline``: allocator minus baseline avg_monthly_pnl -- > 0;
-* ``calmar_vs_baseline``: allocator minus baseline Calmar -- > 0 (fails when either is undefined);
+* ``avg_monthly_pnl_vs_baseline``: allocator minus baseline avg_monthly_pnl -- with a bootstrap
+  (``core/evaluation/bootstrap.py``) the interval's lower bound > 0, else the value > 0;
+* ``calmar_vs_baseline``: allocator minus baseline Calmar -- the same rule (fails when either is
+  undefined);
 * ``max_drawdown_vs_baseline``: ``|allocator mdd| - |baseline mdd|`` -- <= ``max_dd_tolerance``;
 * ``turnover``: allocator annualised turnover -- <= ``turnover_cap``;
 * ``negative_fold_rate``: share of folds with allocator CAGR < 0 -- <= ``max_negative_fold_rate``;
@@ -20,7 +22,14 @@ Gates (value -- rule):
   folds;
 * ``monotonic_sanity``: max over the key risk features of the change of the mean predicted
   w_qqq when the feature rises -- <= 0; features absent from ``monotonic`` are listed and
-  skipped, none present fails.
+  skipped, none present fails;
+* ``deflated_sharpe``: the deflated Sharpe ratio of the allocator's out-of-sample returns
+  (``core/evaluation/overfitting.py``) -- >= ``min_deflated_sharpe``;
+* ``pbo``: the probability of backtest overfitting by CSCV over the trials' inner-block returns --
+  <= ``max_pbo``; passes without a value when no fold was tuned (nothing was selected), fails when
+  folds were tuned but no ledger holds two complete trials.
+
+The last two are evaluated only when ``overfitting`` is given.
 """
 
 from __future__ import annotations
@@ -43,9 +52,72 @@ ALLOCATOR = "allocator"
 BASELINE = "baseline"
 
 
-def _gate(name: str, value: float | None, threshold: float, passed: bool, detail: str) -> dict[str, Any]:
+def _gate(
+    name: str,
+    value: float | None,
+    threshold: float,
+    passed: bool,
+    detail: str,
+    interval: tuple[float, float] | None = None,
+) -> dict[str, Any]:
     clean = None if value is None or math.isnan(value) else float(value)  # +inf is kept
-    return {"name": name, "value": clean, "threshold": float(threshold), "passed": bool(passed), "detail": detail}
+    return {
+        "name": name,
+        "value": clean,
+        "threshold": float(threshold),
+        "passed": bool(passed),
+        "detail": detail,
+        "interval": None if interval is None else [float(interval[0]), float(interval[1])],
+    }
+
+
+def _beats_baseline(name: str, point: float, unit: str, detail: str, bootstrap: Mapping | None) -> dict[str, Any]:
+    """A "beats the baseline" gate: on the bootstrap interval's lower bound when there is one."""
+    b = (bootstrap or {}).get(unit)
+    if bootstrap is None or not b or b.get("lower") is None or b.get("upper") is None:
+        return _gate(name, point, 0.0, point > 0, detail + "; no bootstrap interval: passes on the point estimate")
+    conf = float(bootstrap["confidence"])
+    lo, hi = float(b["lower"]), float(b["upper"])
+    detail += (
+        f"; {conf:.0%} block-bootstrap interval [{lo:.6g}, {hi:.6g}] (mean block {bootstrap['block_length']} "
+        f"sessions, {bootstrap['resamples']} resamples, {b['share_positive']:.0%} of them positive); "
+        "passes when the lower bound > 0"
+    )
+    return _gate(name, point, 0.0, lo > 0, detail, (lo, hi))
+
+
+def _overfitting_gates(overfitting: Mapping[str, Any], settings: GateSettings) -> list[dict[str, Any]]:
+    d = overfitting["deflated_sharpe"]
+    dsr = d.get("dsr")
+    detail = (
+        f"annualised Sharpe over cash {d['sharpe_annualised']:.3f} vs SR0 {d['sr0_annualised']:.3f} expected "
+        f"from the best of N = {d['n_trials']} trials (variance of their per-session Sharpe "
+        f"{d['trial_sharpe_variance'] or 0:.3g}); T = {d['n_sessions']} sessions, skew {d['skewness']:.2f}, "
+        f"kurtosis {d['kurtosis']:.2f}"
+        if dsr is not None
+        else "undefined (no spread of returns)"
+    )
+    gates = [
+        _gate(
+            "deflated_sharpe",
+            dsr,
+            settings.min_deflated_sharpe,
+            dsr is not None and dsr >= settings.min_deflated_sharpe,
+            detail,
+        )
+    ]
+    p = overfitting["pbo"]
+    folds = p.get("folds") or {}
+    per_fold = ", ".join(f"{f}: {v['pbo']:.2f}" for f, v in sorted(folds.items()))
+    if p.get("value") is not None:
+        detail = f"CSCV, S = {p['n_blocks']} blocks, mean over {len(folds)} folds ({per_fold})"
+        gates.append(_gate("pbo", p["value"], settings.max_pbo, p["value"] <= settings.max_pbo, detail))
+    elif not overfitting.get("tuned_folds"):
+        gates.append(_gate("pbo", None, settings.max_pbo, True, "no fold was tuned: nothing selected among trials"))
+    else:
+        reasons = "; ".join(f"{f}: {r}" for f, r in sorted((p.get("skipped") or {}).items())) or "no trial ledger"
+        gates.append(_gate("pbo", None, settings.max_pbo, False, f"undefined: {reasons}"))
+    return gates
 
 
 def _metric(metrics: dict[str, dict], strategy: str, key: str) -> float | None:
@@ -89,6 +161,8 @@ def evaluate_gates(
     importance: pd.DataFrame,
     monotonic: dict[str, float],
     settings: GateSettings,
+    bootstrap: Mapping[str, Any] | None = None,
+    overfitting: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Evaluate every acceptance gate (rules in the module docstring).
 
@@ -103,11 +177,17 @@ def evaluate_gates(
     monotonic : dict
         feature -> change of the mean predicted w_qqq when the feature rises (``<= 0`` is sane).
     settings : GateSettings
+    bootstrap : mapping, optional
+        :func:`~allocator_pipeline.core.evaluation.bootstrap.paired_bootstrap` of the allocator
+        against the baseline (the two "beats the baseline" gates pass on its lower bounds).
+    overfitting : mapping, optional
+        :func:`~allocator_pipeline.core.evaluation.overfitting.overfitting_statistics` plus
+        ``tuned_folds`` (how many folds ran a study).
 
     Returns
     -------
     list of dict
-        ``{name, value, threshold, passed, detail}`` per gate, in the order above.
+        ``{name, value, threshold, passed, detail, interval}`` per gate, in the order above.
     """
     gates: list[dict[str, Any]] = []
 
@@ -115,14 +195,9 @@ def evaluate_gates(
     if a_pnl is None or b_pnl is None:
         gates.append(_gate("avg_monthly_pnl_vs_baseline", None, 0.0, False, "avg_monthly_pnl undefined"))
     else:
+        detail = f"allocator {a_pnl:.6f} vs baseline {b_pnl:.6f} per month (fraction)"
         gates.append(
-            _gate(
-                "avg_monthly_pnl_vs_baseline",
-                a_pnl - b_pnl,
-                0.0,
-                a_pnl - b_pnl > 0,
-                f"allocator {a_pnl:.6f} vs baseline {b_pnl:.6f} per month (fraction)",
-            )
+            _beats_baseline("avg_monthly_pnl_vs_baseline", a_pnl - b_pnl, "avg_monthly_pnl", detail, bootstrap)
         )
 
     a_cal, b_cal = _metric(overall, ALLOCATOR, "calmar"), _metric(overall, BASELINE, "calmar")
@@ -131,15 +206,8 @@ def evaluate_gates(
             _gate("calmar_vs_baseline", None, 0.0, False, f"Calmar undefined (allocator {a_cal}, baseline {b_cal})")
         )
     else:
-        gates.append(
-            _gate(
-                "calmar_vs_baseline",
-                a_cal - b_cal,
-                0.0,
-                a_cal - b_cal > 0,
-                f"allocator {a_cal:.4f} vs baseline {b_cal:.4f}",
-            )
-        )
+        detail = f"allocator {a_cal:.4f} vs baseline {b_cal:.4f}"
+        gates.append(_beats_baseline("calmar_vs_baseline", a_cal - b_cal, "calmar", detail, bootstrap))
 
     a_dd, b_dd = _metric(overall, ALLOCATOR, "max_drawdown"), _metric(overall, BASELINE, "max_drawdown")
     if a_dd is None or b_dd is None:
@@ -237,6 +305,8 @@ def evaluate_gates(
                 f"change of mean predicted w_qqq per +1 std: {detail}",
             )
         )
+    if overfitting is not None:
+        gates.extend(_overfitting_gates(overfitting, settings))
     return gates
 
 

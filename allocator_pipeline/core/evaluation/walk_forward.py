@@ -14,7 +14,13 @@ everything needed to recompute each metric by hand: ``realized_ts``, ``fold``, t
 ``w_raw, w_smoothed, w_final, exposure`` (decided) and ``w_executed, exposure_executed`` (held over
 the next session: the decision of ``backtest.execution_lag`` sessions earlier), the next session's
 ``qqq_leg_return, spy_leg_return, cash_return``, the allocator's ``traded, cost``, ``ret_<strategy>`` for every strategy and, for
-each baseline, ``w_<baseline>, traded_<baseline>, cost_<baseline>``.
+each baseline, ``w_<baseline>, traded_<baseline>, cost_<baseline>``; for each ablation
+(``core/evaluation/ablations.py``) also ``exposure_<ablation>`` (all executed).
+
+:func:`evaluate_walk_forward` adds the verdict's evidence: the block-bootstrap intervals of the
+allocator's gain over the baseline (``core/evaluation/bootstrap.py``), the deflated Sharpe ratio
+and PBO from the trial ledgers (``core/evaluation/overfitting.py``) and the return attribution
+(``core/evaluation/attribution.py``), each recomputable from ``oos_daily`` and the ledgers.
 """
 
 from __future__ import annotations
@@ -28,9 +34,14 @@ import pandas as pd
 from allocator_pipeline.core.allocation.fold_model import FoldModel, importance_of
 from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.evaluation.ablations import ABLATIONS, ablation_decisions
+from allocator_pipeline.core.evaluation.attribution import attribution_summary
 from allocator_pipeline.core.evaluation.backtest import RETURN_COLUMNS, BaselineKind, baseline_decisions, run_backtest
+from allocator_pipeline.core.evaluation.bootstrap import paired_bootstrap
 from allocator_pipeline.core.evaluation.gates import accepted, evaluate_gates, monotonic_sanity
 from allocator_pipeline.core.evaluation.metrics import performance_metrics
+from allocator_pipeline.core.evaluation.overfitting import load_trial_returns, overfitting_statistics
+from allocator_pipeline.core.tuning.space import tuned_settings
 from allocator_pipeline.settings import Settings
 
 ALLOCATOR = "allocator"
@@ -100,7 +111,7 @@ def strategy_frame(oos_daily: pd.DataFrame, strategy: str) -> pd.DataFrame:
 
 def walk_forward_metrics(oos_daily: pd.DataFrame, notional: float) -> dict[str, Any]:
     """``{"strategies": {strategy: metrics}, "folds": {fold: {strategy: metrics}}}`` of ``oos_daily``."""
-    strategies = [s for s in STRATEGIES if f"ret_{s}" in oos_daily.columns]
+    strategies = [s for s in (*STRATEGIES, *ABLATIONS) if f"ret_{s}" in oos_daily.columns]
     overall = {s: performance_metrics(strategy_frame(oos_daily, s), notional) for s in strategies}
     folds: dict[str, dict[str, Any]] = {}
     for fold in pd.unique(oos_daily["fold"].to_numpy()):
@@ -115,8 +126,9 @@ def assemble_walk_forward(
     labels: pd.DataFrame,
     settings: Settings,
     inverse_vol_window: int = 63,
+    ablations: Mapping[str, pd.DataFrame] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Continuous out-of-sample backtest of the allocator and every baseline.
+    """Continuous out-of-sample backtest of the allocator, every baseline and the ablations given.
 
     Parameters
     ----------
@@ -133,6 +145,9 @@ def assemble_walk_forward(
         ``costs``, ``labels.baseline_weight`` (static baseline and initial book), ``report.notional``.
     inverse_vol_window : int
         Trailing sessions of the inverse-volatility baseline.
+    ablations : mapping, optional
+        name -> decision frame (``w``, ``exposure`` on the allocator's sessions), backtested like
+        the allocator (:func:`~allocator_pipeline.core.evaluation.ablations.ablation_decisions`).
 
     Returns
     -------
@@ -151,6 +166,8 @@ def assemble_walk_forward(
         decisions[kind] = baseline_decisions(
             paths.index, kind, returns, labels=labels, weight=bw, vol_window=inverse_vol_window
         )
+    for name, frame in (ablations or {}).items():
+        decisions[name] = frame.loc[paths.index, ["w", "exposure"]]
     lag = settings.backtest.execution_lag
     bts = {s: run_backtest(d, returns, cost_model, initial_book=book0, execution_lag=lag) for s, d in decisions.items()}
     alloc = bts[ALLOCATOR]
@@ -177,8 +194,13 @@ def assemble_walk_forward(
     )
     for s in STRATEGIES:
         oos[f"ret_{s}"] = bts[s]["ret"]
-    for s in BASELINES:
+    extra = [name for name in ABLATIONS if name in bts] + sorted(set(bts) - set(STRATEGIES) - set(ABLATIONS))
+    for s in extra:
+        oos[f"ret_{s}"] = bts[s]["ret"]
+    for s in (*BASELINES, *extra):
         oos[f"w_{s}"] = bts[s]["w"]
+        if s in extra:
+            oos[f"exposure_{s}"] = bts[s]["exposure"]
         oos[f"traded_{s}"] = bts[s]["traded"]
         oos[f"cost_{s}"] = bts[s]["cost"]
     oos.index.name = "decision_ts"
@@ -215,13 +237,20 @@ def evaluate_walk_forward(
     allocator path (``core/allocation/path.py``) with its ``fold`` column.
 
     Returns ``(oos_daily, metrics)``; ``metrics`` holds the strategies' and folds' metrics (see
-    :func:`assemble_walk_forward`) plus ``accepted``, ``gates``, ``monotonic``, ``calibration``,
+    :func:`assemble_walk_forward`; the ablations ``envelope_only`` and ``model_only`` among the
+    strategies) plus ``accepted``, ``gates``, ``monotonic``, ``calibration``,
     ``importance`` (LightGBM gain share per fold), ``tuning`` (the folds whose study ran),
-    ``execution_lag`` (the setting, and the allocator's and baseline's metrics at lags 0 and 1) and
-    the run's ``settings``.
+    ``execution_lag`` (the setting, and the allocator's and baseline's metrics at lags 0 and 1),
+    ``bootstrap`` (intervals of the gain over the baseline), ``deflated_sharpe``, ``pbo``,
+    ``attribution``, ``ablations`` (their names) and the run's ``settings``. The trial ledgers are
+    read from the paths in ``fold_tuning`` (``trial_returns``).
     """
     fold_paths = {str(fold): rows for fold, rows in path.groupby("fold", sort=False, observed=True)}
-    oos_daily, metrics = assemble_walk_forward(fold_paths, leg_panel, utility_labels, settings)
+    settings_of = {
+        fold: tuned_settings(settings, (fold_tuning.get(fold) or {}).get("best_params", {})) for fold in fold_paths
+    }
+    ablations = ablation_decisions(path, settings_of, leg_panel)
+    oos_daily, metrics = assemble_walk_forward(fold_paths, leg_panel, utility_labels, settings, ablations=ablations)
     by_lag: dict[str, dict[str, Any]] = {}
     for lag in LAG_COMPARISON:
         lagged = settings.model_copy(update={"backtest": settings.backtest.model_copy(update={"execution_lag": lag})})
@@ -234,16 +263,34 @@ def evaluate_walk_forward(
     importance = {fold: dict(sorted(importance_of(model.members).items())) for fold, model in sorted(models.items())}
     monotonic = monotonic_sanity(models, fold_datasets, settings.gates.monotonic_features)
     importance_frame = pd.DataFrame({fold: pd.Series(v) for fold, v in importance.items()}).T
+    bootstrap = paired_bootstrap(
+        oos_daily["ret_allocator"], oos_daily["ret_baseline"], oos_daily["realized_ts"], settings.bootstrap
+    )
+    tuned = {fold: t for fold, t in sorted(fold_tuning.items()) if t.get("enabled")}
+    n_trials = sum(int(t["n_trials"]["complete"]) + int(t["n_trials"]["pruned"]) for t in tuned.values())
+    excess = (oos_daily["ret_allocator"] - oos_daily["cash_return"]).to_numpy(dtype=float)
+    overfitting = overfitting_statistics(excess, load_trial_returns(tuned), n_trials, settings.gates.pbo_blocks)
     gates = evaluate_gates(
-        metrics["strategies"], metrics["folds"], importance_frame.fillna(0.0), monotonic, settings.gates
+        metrics["strategies"],
+        metrics["folds"],
+        importance_frame.fillna(0.0),
+        monotonic,
+        settings.gates,
+        bootstrap=bootstrap,
+        overfitting={**overfitting, "tuned_folds": len(tuned)},
     )
     metrics.update(
+        bootstrap=bootstrap,
+        deflated_sharpe=overfitting["deflated_sharpe"],
+        pbo=overfitting["pbo"],
+        attribution=attribution_summary(oos_daily),
+        ablations=[name for name in ABLATIONS if f"ret_{name}" in oos_daily.columns],
         accepted=accepted(gates),
         gates=gates,
         monotonic=monotonic,
         calibration=calibration_summary(models),
         importance=importance,
-        tuning={fold: t for fold, t in sorted(fold_tuning.items()) if t.get("enabled")},
+        tuning=tuned,
         execution_lag={"setting": settings.backtest.execution_lag, "strategies": by_lag},
         settings=settings.model_dump(mode="json"),
     )

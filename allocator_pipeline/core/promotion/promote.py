@@ -36,7 +36,7 @@ from allocator_pipeline.core.common.storage import to_json_text, write_bytes, wr
 from allocator_pipeline.core.folds.checks import usable_sessions
 from allocator_pipeline.core.folds.plan import FINAL_FOLD, plan_final
 from allocator_pipeline.core.labels.utility import utility_labels as compute_utility_labels
-from allocator_pipeline.core.tuning.result import export_ledger
+from allocator_pipeline.core.tuning.result import export_ledger, export_trial_returns
 from allocator_pipeline.core.tuning.space import tuned_settings, tunes_labels
 from allocator_pipeline.core.tuning.study import inner_fold_frames, run_study
 from allocator_pipeline.report.tables import failed_gates, format_headline, headline_table
@@ -117,7 +117,14 @@ def tune_final(
     frames = inner_fold_frames(features, labels, plan, FINAL_FOLD)
     result = run_study(FINAL_FOLD, frames, utilities, leg_panel, settings, progress=progress)
     ledger = export_ledger(result, settings.paths.optuna / FINAL_FOLD / "trials.parquet")
-    summary = {**result.to_dict(), "enabled": True, "n_inner": len(frames), "ledger": str(ledger)}
+    returns = export_trial_returns(result, settings.paths.optuna / FINAL_FOLD / "trial_returns.parquet")
+    summary = {
+        **result.to_dict(),
+        "enabled": True,
+        "n_inner": len(frames),
+        "ledger": str(ledger),
+        "trial_returns": str(returns),
+    }
     return dict(result.best_params), summary
 
 

@@ -11,7 +11,7 @@ from allocator_pipeline.core.tuning.objective import (
     objective_terms,
     robust_objective,
 )
-from allocator_pipeline.core.tuning.result import export_ledger
+from allocator_pipeline.core.tuning.result import TRIAL_PREFIX, export_ledger, export_trial_returns
 from allocator_pipeline.core.tuning.space import (
     GROUPS,
     MODEL_GROUPS,
@@ -28,10 +28,12 @@ __all__ = [
     "MODEL_GROUPS",
     "OBJECTIVE_FORMULA",
     "SEARCH_PARAMETERS",
+    "TRIAL_PREFIX",
     "InnerFitCache",
     "default_params",
     "evaluate_params",
     "export_ledger",
+    "export_trial_returns",
     "fold_training_inputs",
     "inner_fold_frames",
     "objective_terms",

@@ -260,8 +260,9 @@ def evaluate_split(
     base: Settings,
     s: Settings,
     cache: InnerFitCache,
-) -> dict[str, Any]:
-    """Fit, predict, trade and measure one inner split; the ``performance_metrics`` dict."""
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Fit, predict, trade and measure one inner split: the ``performance_metrics`` dict and the
+    block's daily returns (``realized_ts``, ``ret`` net of costs, ``r_cash``; one row per session)."""
     frame, table, labels_key = _split_inputs(k, frame, utilities, context, base, s, cache)
     member_key = (k, labels_key, _key(s.models.model_dump(mode="json")))
     outputs = cache.members.get(member_key)
@@ -279,7 +280,8 @@ def evaluate_split(
     backtest = run_backtest(
         decisions, returns, CostModel.from_settings(s.costs), execution_lag=s.backtest.execution_lag
     )
-    return performance_metrics(backtest, s.report.notional)
+    block = backtest[["realized_ts", "ret", "r_cash"]].reset_index(drop=True)
+    return performance_metrics(backtest, s.report.notional), block
 
 
 def evaluate_params(
@@ -308,7 +310,8 @@ def evaluate_params(
         The run's settings (the base the parameters apply to; ``tuning`` holds the objective).
     trial : optuna.trial.Trial, optional
         Receives, after split k, the objective of splits 0..k at step k; a pruned trial gets the
-        metrics so far as user attribute ``inner_metrics`` and raises ``optuna.TrialPruned``.
+        metrics so far as user attribute ``inner_metrics`` (and the blocks' daily net returns as
+        ``inner_returns``, a list of lists) and raises ``optuna.TrialPruned``.
     cache : InnerFitCache, optional
         Reuse of member outputs across calls (a private one when None).
 
@@ -316,20 +319,24 @@ def evaluate_params(
     -------
     dict
         ``objective`` (float), ``terms`` (:func:`objective_terms`), ``inner`` (one metrics dict per
-        split, keys :data:`INNER_METRICS` plus ``start``/``end``).
+        split, keys :data:`INNER_METRICS` plus ``start``/``end``), ``returns`` (one frame per split:
+        ``realized_ts``, ``ret``, ``r_cash``, the held-out block's daily returns).
     """
     if not inner_frames:
         raise ValueError("evaluate_params needs at least one inner split")
     s = tuned_settings(settings, params)
     cache = cache if cache is not None else InnerFitCache()
     inner: list[dict[str, Any]] = []
+    blocks: list[pd.DataFrame] = []
     for k, frame in enumerate(inner_frames):
-        metrics = evaluate_split(k, frame, utilities, context, settings, s, cache)
+        metrics, block = evaluate_split(k, frame, utilities, context, settings, s, cache)
         inner.append({key: metrics[key] for key in (*INNER_METRICS, "start", "end")})
+        blocks.append(block)
         if trial is not None:
             trial.report(robust_objective(inner, settings.tuning), step=k)
             if k < len(inner_frames) - 1 and trial.should_prune():
                 trial.set_user_attr("inner_metrics", inner)
+                trial.set_user_attr("inner_returns", [b["ret"].tolist() for b in blocks])
                 raise optuna.TrialPruned(f"pruned after inner split {k}")
     terms = objective_terms(inner, settings.tuning)
-    return {"objective": float(sum(terms[k] for k in _SUMMED)), "terms": terms, "inner": inner}
+    return {"objective": float(sum(terms[k] for k in _SUMMED)), "terms": terms, "inner": inner, "returns": blocks}

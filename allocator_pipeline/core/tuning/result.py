@@ -3,6 +3,14 @@
 Ledger
     :func:`export_ledger` writes every trial (number, state, role, objective, duration, parameters,
     per-inner-split metrics, objective terms, error) as parquet.
+Trial returns
+    :func:`export_trial_returns` writes every evaluated trial's daily net returns on the inner
+    held-out blocks (the per-block results the overfitting statistics need: the deflated Sharpe's
+    trial Sharpe ratios and PBO by CSCV), one row per (inner split, session): ``inner``,
+    ``realized_ts`` (UTC), ``cash_return`` and one column ``trial_<number>`` per trial (NaN on the
+    blocks a pruned trial never reached). The study keeps the blocks' sessions and cash returns
+    once (user attribute ``inner_blocks``), each trial its returns (``inner_returns``), so a
+    resumed study exports the returns of its earlier trials too.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import optuna
 import pandas as pd
 from optuna.distributions import BaseDistribution
@@ -21,9 +30,22 @@ from allocator_pipeline.core.common.storage import write_parquet
 from allocator_pipeline.core.tuning.objective import INNER_METRICS, OBJECTIVE_FORMULA
 from allocator_pipeline.core.tuning.space import search_space_table
 
-__all__ = ["TuningResult", "export_ledger", "trial_ledger"]
+__all__ = [
+    "INNER_BLOCKS",
+    "TRIAL_PREFIX",
+    "TuningResult",
+    "export_ledger",
+    "export_trial_returns",
+    "inner_blocks_attr",
+    "trial_ledger",
+    "trial_returns_frame",
+]
 
 LEDGER_HEAD = ["trial", "state", "role", "objective", "duration_s", "error"]
+INNER_BLOCKS = "inner_blocks"
+"""Study user attribute: per inner split, ``{"realized_ts": [ISO UTC], "cash": [float]}``."""
+TRIAL_PREFIX = "trial_"
+"""Column prefix of a trial's daily returns in the trial-returns ledger (``trial_<number>``)."""
 
 
 @dataclass
@@ -45,6 +67,7 @@ class TuningResult:
     n_new: int
     duration_s: float
     ledger: pd.DataFrame = field(repr=False)
+    trial_returns: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
 
     @property
     def n_trials(self) -> dict[str, int]:
@@ -109,6 +132,53 @@ def export_ledger(result: TuningResult, path: str | Path) -> Path:
     return write_parquet(result.ledger, path)
 
 
+def export_trial_returns(result: TuningResult, path: str | Path) -> Path:
+    """Write the fold's trial returns (module docstring) as parquet, atomically."""
+    return write_parquet(result.trial_returns, path)
+
+
+def inner_blocks_attr(blocks: Sequence[pd.DataFrame]) -> list[dict[str, list]]:
+    """The :data:`INNER_BLOCKS` study attribute of an evaluation's blocks (``realized_ts``, ``r_cash``)."""
+    return [
+        {
+            "realized_ts": [pd.Timestamp(t).isoformat() for t in block["realized_ts"]],
+            "cash": [float(x) for x in block["r_cash"]],
+        }
+        for block in blocks
+    ]
+
+
+def trial_returns_frame(blocks: Sequence[Mapping[str, Any]], trials: Sequence[FrozenTrial]) -> pd.DataFrame:
+    """The trial-returns ledger (module docstring) from the study's blocks and its trials.
+
+    A trial whose stored returns do not match the blocks' lengths (e.g. one evaluated before the
+    returns were recorded) is left out.
+    """
+    if not blocks:
+        return pd.DataFrame({"inner": pd.Series(dtype="int64"), "cash_return": pd.Series(dtype="float64")})
+    parts = [
+        pd.DataFrame(
+            {
+                "inner": np.full(len(b["realized_ts"]), k, dtype=np.int64),
+                "realized_ts": pd.to_datetime(list(b["realized_ts"]), utc=True),
+                "cash_return": np.asarray(b["cash"], dtype=float),
+            }
+        )
+        for k, b in enumerate(blocks)
+    ]
+    frame = pd.concat(parts, ignore_index=True)
+    lengths = [len(b["realized_ts"]) for b in blocks]
+    columns: dict[str, np.ndarray] = {}
+    for t in sorted(trials, key=lambda t: t.number):
+        stored = t.user_attrs.get("inner_returns")
+        if not stored or len(stored) > len(blocks) or any(len(r) != n for r, n in zip(stored, lengths)):
+            continue
+        values = np.full(len(frame), np.nan)
+        values[: sum(lengths[: len(stored)])] = np.concatenate([np.asarray(r, dtype=float) for r in stored])
+        columns[f"{TRIAL_PREFIX}{t.number}"] = values
+    return pd.concat([frame, pd.DataFrame(columns, index=frame.index)], axis=1)
+
+
 def _result(
     fold: str,
     study: optuna.Study,
@@ -143,4 +213,5 @@ def _result(
         n_new=n_new,
         duration_s=duration,
         ledger=trial_ledger(trials, space),
+        trial_returns=trial_returns_frame(study.user_attrs.get(INNER_BLOCKS, []), trials),
     )

@@ -56,7 +56,7 @@ from optuna.trial import FrozenTrial, TrialState
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.folds.checks import fold_dataset
 from allocator_pipeline.core.tuning.objective import OBJECTIVE_FORMULA, InnerFitCache, evaluate_params, robust_objective
-from allocator_pipeline.core.tuning.result import TuningResult, _duration, _result
+from allocator_pipeline.core.tuning.result import INNER_BLOCKS, TuningResult, _duration, _result, inner_blocks_attr
 from allocator_pipeline.core.tuning.space import default_params, resolve_groups, search_space, tuned_settings
 from allocator_pipeline.settings import Settings, SettingsError
 
@@ -237,6 +237,9 @@ def _run_trial(
         study.tell(trial, state=TrialState.FAIL)
         raise
     trial.set_user_attr("inner_metrics", out["inner"])
+    trial.set_user_attr("inner_returns", [block["ret"].tolist() for block in out["returns"]])
+    if len(study.user_attrs.get(INNER_BLOCKS, [])) < len(out["returns"]):
+        study.set_user_attr(INNER_BLOCKS, inner_blocks_attr(out["returns"]))
     trial.set_user_attr("terms", out["terms"])
     value = out["objective"]
     if not np.isfinite(value):
