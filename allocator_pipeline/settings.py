@@ -27,10 +27,15 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from allocator_pipeline.settings_sections import (  # noqa: F401  (re-exported: the settings API)
-    FEATURE_BLOCKS,
+from allocator_pipeline.settings_evaluation import (
     BacktestSettings,
     BootstrapSettings,
+    GateSettings,
+    LiveSettings,
+    ReportSettings,
+)
+from allocator_pipeline.settings_sections import (  # noqa: F401  (re-exported: the settings API)
+    FEATURE_BLOCKS,
     CatBoostSettings,
     CostSettings,
     DataSettings,
@@ -38,15 +43,12 @@ from allocator_pipeline.settings_sections import (  # noqa: F401  (re-exported: 
     EnvelopeSettings,
     FeatureSettings,
     FoldSettings,
-    GateSettings,
     LabelSettings,
     LightGBMSettings,
     LinearSettings,
-    LiveSettings,
     ModelSettings,
     PolicySettings,
     Profile,
-    ReportSettings,
     SettingsError,
     Step3EngineSettings,
     TuningSettings,

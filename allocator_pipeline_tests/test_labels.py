@@ -113,16 +113,44 @@ def test_ties_go_to_the_lower_weight():
     panel = leg_panel(r, r)  # identical legs: every weight has the same path
     free, _ = utility_labels(panel, LabelSettings(horizon=2), CostModel(0, 0, 0))
     assert free["best_weight"].iloc[:4].tolist() == [0.0] * 4
-    costly, u = utility_labels(panel, LabelSettings(horizon=2, baseline_weight=0.55), CostModel())
+    costly, u = utility_labels(
+        panel, LabelSettings(horizon=2, baseline_weight=0.55, lambda_tc=1.0, class_rule="nearest"), CostModel()
+    )
     assert costly["best_weight"].iloc[:4].tolist() == [0.55] * 4  # staying put is free
     assert costly["label_class"].iloc[0] == 5  # 0.55 is half way between buckets 0.5 and 0.6: lower
     assert (u.iloc[0].drop("u_055") < u["u_055"].iloc[0]).all()
+    # bucket_argmax (the default rule) picks among the 11 bucket utilities themselves: 0.5 and 0.6
+    # cost the same move from 0.55, so the tie goes to the lower bucket here too, by utility
+    by_bucket, _ = utility_labels(
+        panel, LabelSettings(horizon=2, baseline_weight=0.55, lambda_tc=1.0, class_rule="bucket_argmax"), CostModel()
+    )
+    assert by_bucket["label_class"].iloc[0] == 5
+
+
+def test_bucket_argmax_class_is_the_best_bucket_and_symmetric():
+    """Penalty-free labels (the defaults): the class is the bucket with the highest utility, so a
+    day whose best grid weight is 0.05 (an odd grid weight) is not pushed to SPY by rounding."""
+    panel = random_panel(120, seed=3)
+    labels, utilities = utility_labels(panel, LabelSettings(horizon=5), CostModel())
+    rows = labels["label_class"].notna()
+    buckets = utilities.loc[rows, [f"u_{k * 10:03d}" for k in range(11)]].to_numpy()
+    assert np.array_equal(labels.loc[rows, "label_class"].to_numpy(dtype=int), buckets.argmax(axis=1))
+    mirrored, _ = utility_labels(
+        panel.rename(columns={"qqq_leg_return": "spy_leg_return", "spy_leg_return": "qqq_leg_return"}),
+        LabelSettings(horizon=5, lambda_dd=0.0),
+        CostModel(),
+    )
+    plain, _ = utility_labels(panel, LabelSettings(horizon=5, lambda_dd=0.0), CostModel())
+    both = plain["label_class"].notna()
+    assert (plain.loc[both, "label_class"] + mirrored.loc[both, "label_class"] == 10).mean() > 0.99
 
 
 def test_turnover_cost_follows_the_previous_label():
     panel = random_panel(80, seed=5, scale=0.002)
     sticky, _ = utility_labels(
-        panel, LabelSettings(horizon=5, lambda_tc=50.0, baseline_weight=0.35), CostModel(100, 100, 1000)
+        panel,
+        LabelSettings(horizon=5, lambda_tc=50.0, baseline_weight=0.35, class_rule="nearest"),
+        CostModel(100, 100, 1000),
     )
     assert (sticky["best_weight"].dropna() == 0.35).all()  # moving costs more than any small return
     assert sticky["label_class"].dropna().eq(3).all()  # 0.35 -> nearest bucket, ties to the lower (0.3)

@@ -122,7 +122,7 @@ def test_tuned_settings_applies_dotted_params(tmp_path):
     assert tuned.envelope.dd_soft == 0.08 and tuned.ensemble.calibration == "isotonic"
     assert tuned.labels.lambda_dd == 2.5 and tuned.labels.horizon == base.labels.horizon
     assert tuned.models.lightgbm.max_depth == base.models.lightgbm.max_depth
-    assert base.policy.alpha == 0.5  # the original is untouched
+    assert base.policy.alpha == 0.0  # the original (the default, no smoothing) is untouched
     assert tuned_settings(base, {}) is base
 
 

@@ -26,8 +26,8 @@ def fold_models(
     leg_panel: pd.DataFrame,
     utility_table: pd.DataFrame,
 ) -> dict[str, Member]:
-    s, frame, _ = fold_training_inputs(settings.load(), fold_tuning, fold_dataset, leg_panel, utility_table)
-    members = fit_fold_members(frame, s)
+    s, frame, utilities = fold_training_inputs(settings.load(), fold_tuning, fold_dataset, leg_panel, utility_table)
+    members = fit_fold_members(frame, s, utilities)
     check_reload_exact(members, xy(frame, "val")[0])
     top = sorted(importance_of(members).items(), key=lambda kv: -kv[1])[:10]
     context.add_output_metadata(

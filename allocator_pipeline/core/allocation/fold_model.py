@@ -28,6 +28,7 @@ from allocator_pipeline.core.common.grid import N_CLASSES, PROBA_COLUMNS, UTILIT
 from allocator_pipeline.core.common.storage import read_json, write_json
 from allocator_pipeline.core.ensemble.blend import Ensemble, fit_ensemble, load_ensemble, save_ensemble
 from allocator_pipeline.core.models.members import Member, fit_members, lightgbm_gain_importance, load_members
+from allocator_pipeline.core.models.training import screen_features, training_weights, utility_gap
 from allocator_pipeline.settings import Settings
 
 SPLIT_COLUMN = "split"
@@ -109,10 +110,24 @@ def policy_matrix(frame: pd.DataFrame, utilities: pd.DataFrame) -> np.ndarray:
     return utility_matrix(utilities.loc[rows.index, UTILITY_COLUMNS], rows["label_class"])
 
 
-def fit_fold_members(frame: pd.DataFrame, settings: Settings) -> dict[str, Member]:
+def fit_fold_members(frame: pd.DataFrame, settings: Settings, utilities: pd.DataFrame) -> dict[str, Member]:
+    """The fold's members, fitted on ``train`` and early-stopped on ``val``.
+
+    ``models.feature_screen`` chooses the features and ``models.sample_weight`` weights the rows
+    (``core/models/training.py``), both from the ``train`` rows and the ``utilities`` table only.
+    """
     x_train, y_train = xy(frame, "train")
     x_val, y_val = xy(frame, "val")
-    return fit_members(x_train, y_train, x_val, y_val, settings.models)
+    ms = settings.models
+    need_gap = ms.feature_screen != "none" or ms.sample_weight in ("utility_gap", "side_balanced_gap")
+    gap = utility_gap(utilities, x_train.index) if need_gap else None
+    if ms.feature_screen == "block_stability":
+        assert gap is not None
+        kept = screen_features(
+            x_train, gap, ms.screen_blocks, ms.screen_min_t, ms.screen_min_features, settings.gates.monotonic_features
+        )
+        x_train, x_val = x_train[kept], x_val[kept]
+    return fit_members(x_train, y_train, x_val, y_val, ms, training_weights(y_train, gap, ms.sample_weight))
 
 
 def fit_fold_ensemble(frame: pd.DataFrame, members: dict[str, Member], settings: Settings) -> Ensemble:
@@ -123,7 +138,7 @@ def fit_fold_ensemble(frame: pd.DataFrame, members: dict[str, Member], settings:
 
 def fit_fold(frame: pd.DataFrame, utilities: pd.DataFrame, settings: Settings) -> FoldModel:
     """Members, ensemble and utility matrix of one fold frame."""
-    members = fit_fold_members(frame, settings)
+    members = fit_fold_members(frame, settings, utilities)
     ensemble = fit_fold_ensemble(frame, members, settings)
     return FoldModel(members=members, ensemble=ensemble, m=policy_matrix(frame, utilities))
 

@@ -4,9 +4,14 @@ The one code path from bucket probabilities to the traded weight is :func:`alloc
 walk-forward backtest and the live daily decision both call it (DESIGN.md section 6)::
 
     EU_j      = sum_k p_k * M[j, k]                       (expected utility of bucket j)
-    w_raw     = BUCKETS[argmax_j EU_j]                    (ties -> the lower bucket)
+    held_t    = w_s,t-1 drifted through row t's leg returns (the weight actually held)
+    w_raw     = BUCKETS[argmax_j (EU_j - lambda * cost(2 |B_j - held_t|))]   (ties -> the lower bucket)
     w_s,t     = alpha * w_s,t-1 + (1 - alpha) * w_raw,t  then |w_s,t - w_s,t-1| <= max_daily_change
     w_final, exposure = risk envelope (core/allocation/envelope.py)
+
+``lambda`` is ``policy.turnover_penalty`` (0: plain argmax) and ``cost`` the backtest's cost model,
+so the labels (penalty-free by default) and ``M`` carry no turnover charge: turnover is charged
+once, here, against the weight held.
 
 ``M[j, k]`` is the mean realised utility of bucket ``j`` on training days whose best bucket was
 ``k`` (:func:`utility_matrix`). Weights are the QQQ leg's share of capital, fractions in [0, 1].
@@ -14,10 +19,13 @@ walk-forward backtest and the live daily decision both call it (DESIGN.md sectio
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
 from allocator_pipeline.core.allocation.envelope import EnvelopeState, apply_envelope, envelope_end_state
+from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.grid import BUCKETS, GRID_INDEX_OF_BUCKET, N_CLASSES, UTILITY_COLUMNS
 from allocator_pipeline.settings import Settings
@@ -116,6 +124,47 @@ def smooth_and_cap(w_raw: np.ndarray, alpha: float, max_daily_change: float, w_p
     return out
 
 
+def held_weight(w_prev: float, r_qqq: float, r_spy: float) -> float:
+    """QQQ share of a book set to ``w_prev`` after one session's leg returns (the drifted book)."""
+    q = w_prev * (1.0 + r_qqq)
+    s = (1.0 - w_prev) * (1.0 + r_spy)
+    total = q + s
+    return q / total if total > 0.0 else w_prev
+
+
+def policy_with_turnover(
+    eu: np.ndarray,
+    r_qqq: np.ndarray,
+    r_spy: np.ndarray,
+    penalty: Callable[[np.ndarray, float], np.ndarray],
+    alpha: float,
+    max_daily_change: float,
+    w_prev0: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Argmax of expected utility net of the turnover cost from the weight held, then smoothing.
+
+    ``w_held_t`` = the previous policy weight ``w_{t-1}`` (``w_prev0`` before the first row) drifted
+    through row ``t``'s leg returns (realised over the session ending at ``decision_ts(t)``, so known
+    at the decision); ``w_raw_t = BUCKETS[argmax_j (EU_tj - penalty(B_j, w_held_t))]`` (ties to the
+    lower bucket); ``w_t`` = :func:`smooth_and_cap` of ``w_raw_t`` from ``w_{t-1}``. ``penalty`` maps
+    the bucket weights and a held weight to the charge (fraction of capital). A loop: each row's
+    charge depends on the previous row's weight. Returns ``(w_raw, w)``.
+    """
+    n = len(eu)
+    raw = np.empty(n)
+    out = np.empty(n)
+    prev = float(w_prev0)
+    a, b, cap = float(alpha), 1.0 - float(alpha), float(max_daily_change)
+    for i in range(n):
+        held = held_weight(prev, float(r_qqq[i]), float(r_spy[i]))
+        x = float(BUCKETS[int(np.argmax(eu[i] - penalty(BUCKETS, held)))])
+        step = a * prev + b * x - prev
+        step = min(max(step, -cap), cap)
+        prev = prev + step
+        raw[i], out[i] = x, prev
+    return raw, out
+
+
 def allocator_path(
     proba: np.ndarray,
     m: np.ndarray,
@@ -157,8 +206,21 @@ def allocator_path(
         i = int(np.flatnonzero(~np.isfinite(p).all(axis=1))[0])
         raise InputDataError("probability is not finite", column="proba", row=context.index[i])
     eu = expected_utility(p, m)
-    w_raw = BUCKETS[np.argmax(eu, axis=1)] if len(eu) else np.empty(0)
-    w_s = smooth_and_cap(w_raw, settings.policy.alpha, settings.policy.max_daily_change, w_prev0)
+    lam = settings.policy.turnover_penalty
+    if lam > 0 and len(eu):
+        cost_model = CostModel.from_settings(settings.costs)
+        w_raw, w_s = policy_with_turnover(
+            eu,
+            context["qqq_leg_return"].to_numpy(dtype=float),
+            context["spy_leg_return"].to_numpy(dtype=float),
+            lambda w, held: lam * cost_model.rebalance_cost(w, held),
+            settings.policy.alpha,
+            settings.policy.max_daily_change,
+            w_prev0,
+        )
+    else:
+        w_raw = BUCKETS[np.argmax(eu, axis=1)] if len(eu) else np.empty(0)
+        w_s = smooth_and_cap(w_raw, settings.policy.alpha, settings.policy.max_daily_change, w_prev0)
     env = apply_envelope(w_s, context, settings.envelope, settings.labels.baseline_weight, state0)
     head = pd.DataFrame(eu, index=context.index, columns=EU_COLUMNS)
     head["w_raw"] = w_raw.astype(float)

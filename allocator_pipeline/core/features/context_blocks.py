@@ -68,6 +68,20 @@ def _confidence(s: FeatureSettings) -> list[Feature]:
                 lambda x, leg=leg: fw.change(x.col(f"{leg}_prob_up", "confidence"), PROB_CHANGE),
             )
         )
+        if s.prob_mean_sessions:
+            k = s.prob_mean_sessions
+            out.append(
+                (
+                    FeatureSpec(
+                        f"{leg}_prob_up_mean_{k}",
+                        "confidence",
+                        f"mean of {leg}_prob_up over {k} sessions",
+                        k,
+                        "probability (0..1)",
+                    ),
+                    lambda x, leg=leg, k=k: fw.mean(x.col(f"{leg}_prob_up", "confidence"), k),
+                )
+            )
         out.append(
             (
                 FeatureSpec(

@@ -13,8 +13,12 @@ For a decision session ``d`` and each grid weight ``w`` in ``WEIGHT_GRID`` (0.00
   previous session's label ``best_weight`` (first session: ``LabelSettings.baseline_weight``);
 * ``U = future_return - lambda_dd * future_drawdown - lambda_tc * turnover_cost``.
 
-``best_weight = argmax_w U`` (ties go to the lower weight), ``label_class`` the nearest of the 11
-buckets (``grid.nearest_bucket``). The label of row ``d`` reads the returns of rows
+``best_weight = argmax_w U`` (ties go to the lower weight). ``label_class`` follows
+``LabelSettings.class_rule``: ``bucket_argmax`` (default) the bucket with the highest ``U`` among the
+11 bucket weights (symmetric in QQQ and SPY, and the utilities the policy matrix averages), or
+``nearest`` the bucket nearest to ``best_weight`` (``grid.nearest_bucket``: every odd grid weight
+goes to the lower bucket). With ``lambda_tc = 0`` (default) the labels are penalty-free and do not
+depend on the previous label. The label of row ``d`` reads the returns of rows
 ``d + 1 .. d + H`` and, through ``w_prev``, earlier labels only; the last ``H`` rows have no label.
 
 :func:`utility_labels` is vectorised over (sessions, weights, horizon); only the ``w_prev`` chain
@@ -31,7 +35,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.errors import InputDataError
-from allocator_pipeline.core.common.grid import UTILITY_COLUMNS, WEIGHT_GRID, nearest_bucket
+from allocator_pipeline.core.common.grid import GRID_INDEX_OF_BUCKET, UTILITY_COLUMNS, WEIGHT_GRID, nearest_bucket
 from allocator_pipeline.core.features.inputs import check_index, column_values
 from allocator_pipeline.settings import LabelSettings
 
@@ -91,7 +95,20 @@ def path_statistics(
     return future_return, future_drawdown
 
 
-def _frames(index: pd.DatetimeIndex, utilities: np.ndarray, best: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+def bucket_classes(utilities: np.ndarray, best: np.ndarray, rule: str) -> np.ndarray:
+    """The label class (bucket 0..10) of each labelled row under ``LabelSettings.class_rule``.
+
+    ``bucket_argmax``: ``argmax_k U(B_k)`` over the 11 bucket columns (grid columns ``2 k``; ties to
+    the lower bucket). ``nearest``: the bucket nearest to the grid's best weight ``WEIGHT_GRID[best]``.
+    """
+    if rule == "bucket_argmax":
+        return np.argmax(utilities[:, GRID_INDEX_OF_BUCKET], axis=1).astype(np.int64)
+    return nearest_bucket(WEIGHT_GRID[best])
+
+
+def _frames(
+    index: pd.DatetimeIndex, utilities: np.ndarray, best: np.ndarray, rule: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     n, m = len(index), len(best)
     table = np.full((n, len(WEIGHT_GRID)), np.nan)
     table[:m] = utilities
@@ -101,7 +118,7 @@ def _frames(index: pd.DatetimeIndex, utilities: np.ndarray, best: np.ndarray) ->
     best_utility[:m] = utilities[np.arange(m), best]
     classes = pd.array([pd.NA] * n, dtype="Int64")
     if m:
-        classes[:m] = nearest_bucket(WEIGHT_GRID[best])
+        classes[:m] = bucket_classes(utilities, best, rule)
     idx = index.rename("decision_ts")
     labels = pd.DataFrame({"best_weight": best_weight, "label_class": classes, "best_utility": best_utility}, index=idx)
     return labels, pd.DataFrame(table, index=idx, columns=UTILITY_COLUMNS)
@@ -163,7 +180,7 @@ def utility_labels(
         utilities[d] = row
         best[d] = k
         previous = penalty[k]
-    return _frames(index, utilities, best)
+    return _frames(index, utilities, best, settings.class_rule)
 
 
 def utility_labels_loop(
@@ -202,4 +219,4 @@ def utility_labels_loop(
                 best_u, best_j = u, j
         best[d] = best_j
         w_prev = float(WEIGHT_GRID[best_j])
-    return _frames(index, utilities, best)
+    return _frames(index, utilities, best, settings.class_rule)

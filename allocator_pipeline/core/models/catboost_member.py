@@ -93,6 +93,7 @@ class CatBoostMember(Member):
         *,
         seed: int,
         threads: int,
+        sample_weight: np.ndarray | None = None,
     ) -> CatBoostMember:
         """Train ``MultiClass`` with early stopping on the validation rows of seen classes.
 
@@ -115,7 +116,7 @@ class CatBoostMember(Member):
             allow_writing_files=False,
             verbose=0,
         )
-        train_pool = Pool(x_train, label=y_train, feature_names=names)
+        train_pool = Pool(x_train, label=y_train, weight=sample_weight, feature_names=names)
         if keep.any():
             model.fit(
                 train_pool,

@@ -90,6 +90,7 @@ class LightGBMMember(Member):
         *,
         seed: int,
         threads: int,
+        sample_weight: np.ndarray | None = None,
     ) -> LightGBMMember:
         """Train with early stopping on the validation split (multi log loss).
 
@@ -105,7 +106,9 @@ class LightGBMMember(Member):
         x_val, y_val = split_arrays(val_features, val_labels, member=cls.name, split="validation", names=names)
         _check_feature_names(names)
         params = lightgbm_params(settings, seed=seed, threads=threads)
-        train_set = lgb.Dataset(x_train, label=y_train, feature_name=names, params={"verbosity": -1})
+        train_set = lgb.Dataset(
+            x_train, label=y_train, weight=sample_weight, feature_name=names, params={"verbosity": -1}
+        )
         val_set = lgb.Dataset(x_val, label=y_val, reference=train_set)
         booster = lgb.train(
             params,

@@ -109,6 +109,7 @@ class LinearMember(Member):
         *,
         seed: int,
         threads: int,
+        sample_weight: np.ndarray | None = None,
     ) -> LinearMember:
         """Standardise on the training split, fit the elastic net (saga), keep the parameters.
 
@@ -125,7 +126,7 @@ class LinearMember(Member):
         )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
-            model.fit(scaler.transform(x_train), y_train)
+            model.fit(scaler.transform(x_train), y_train, sample_weight=sample_weight)
         converged = True
         for w in caught:
             if issubclass(w.category, ConvergenceWarning):

@@ -87,6 +87,7 @@ def fit_member(
     x_val: pd.DataFrame,
     y_val: np.ndarray | pd.Series,
     settings: ModelSettings,
+    sample_weight: np.ndarray | None = None,
 ) -> Member:
     """Fit one member on a fold's training split, early-stopped on its validation split.
 
@@ -101,6 +102,8 @@ def fit_member(
     settings : ModelSettings
         ``settings.<name>`` holds the member's hyperparameters; ``seed`` and ``threads`` apply
         to every member.
+    sample_weight : ndarray, optional
+        One positive weight per training row (``core/models/training.py``), or None.
 
     Returns
     -------
@@ -115,7 +118,14 @@ def fit_member(
     """
     member_type = _member_type(name)
     return member_type.fit(
-        x_train, y_train, x_val, y_val, getattr(settings, name), seed=settings.seed, threads=settings.threads
+        x_train,
+        y_train,
+        x_val,
+        y_val,
+        getattr(settings, name),
+        seed=settings.seed,
+        threads=settings.threads,
+        sample_weight=sample_weight,
     )
 
 
@@ -125,9 +135,13 @@ def fit_members(
     x_val: pd.DataFrame,
     y_val: np.ndarray | pd.Series,
     settings: ModelSettings,
+    sample_weight: np.ndarray | None = None,
 ) -> dict[str, Member]:
-    """Fit every member enabled in ``settings.members`` (ModelSettings), in that order."""
-    return {name: fit_member(name, x_train, y_train, x_val, y_val, settings) for name in settings.members}
+    """Fit every member enabled in ``settings.members`` (ModelSettings), in that order;
+    ``sample_weight`` (one positive weight per training row, or None) weights the training loss."""
+    return {
+        name: fit_member(name, x_train, y_train, x_val, y_val, settings, sample_weight) for name in settings.members
+    }
 
 
 def load_members(directory: str | Path, names: Iterable[str]) -> dict[str, Member]:

@@ -217,8 +217,8 @@ class InnerFitCache:
         self.members[key] = outputs
 
 
-def _member_outputs(frame: pd.DataFrame, settings: Settings) -> _MemberOutputs:
-    members = fit_fold_members(frame, settings)
+def _member_outputs(frame: pd.DataFrame, settings: Settings, utilities: pd.DataFrame) -> _MemberOutputs:
+    members = fit_fold_members(frame, settings, utilities)
     x_val, y_val = xy(frame, "val")
     test = split_rows(frame, "test")
     x_test = test[feature_columns(frame)]
@@ -267,7 +267,7 @@ def evaluate_split(
     member_key = (k, labels_key, _key(s.models.model_dump(mode="json")))
     outputs = cache.members.get(member_key)
     if outputs is None:
-        outputs = _member_outputs(frame, s)
+        outputs = _member_outputs(frame, s, table)
         cache.remember(member_key, outputs)
     ensemble = fit_ensemble(outputs.val, outputs.y_val, s.ensemble)
     proba = probability_frame(ensemble.predict(outputs.test), outputs.test_index)

@@ -124,11 +124,17 @@ SEARCH_PARAMETERS: tuple[SearchParameter, ...] = (
         FloatDistribution(0.005, 1.0, log=True),
         "blend weights softmax(-log loss / T): small T = best member, large T = equal weights",
     ),
+    _p(
+        "policy.turnover_penalty",
+        "policy",
+        FloatDistribution(0.0, 20.0),
+        "lambda: expected utility charged lambda * cost of the move from the weight held (0 .. H)",
+    ),
     _p("policy.alpha", "policy", FloatDistribution(0.0, 0.9), "smoothing w_t = a w_{t-1} + (1 - a) w_raw"),
     _p(
         "policy.max_daily_change",
         "policy",
-        FloatDistribution(0.02, 0.5, log=True),
+        FloatDistribution(0.02, 1.0, log=True),
         "cap on |w_t - w_{t-1}| per session (fraction of capital)",
     ),
     _p("envelope.dd_soft", "envelope", FloatDistribution(0.05, 0.15), "own drawdown where exposure is first cut"),
