@@ -7,6 +7,7 @@ import pandas as pd
 
 from allocator_pipeline.core.allocation import FoldModel
 from allocator_pipeline.core.evaluation import evaluate_walk_forward
+from allocator_pipeline.core.inputs import read_planted, step3_directory
 from allocator_pipeline.defs.resources import AllocatorSettings
 from allocator_pipeline.report import failed_gates, format_headline, headline_figure_png, headline_table, publish_report
 
@@ -30,8 +31,9 @@ def walk_forward_report(
     utility_labels: pd.DataFrame,
 ) -> dict:
     s = settings.load()
+    planted = read_planted(step3_directory(s))  # a synth-step3 directory: measure the signal kept
     oos_daily, metrics = evaluate_walk_forward(
-        allocator_path, fold_ensemble, fold_dataset, fold_tuning, leg_panel, utility_labels, s
+        allocator_path, fold_ensemble, fold_dataset, fold_tuning, leg_panel, utility_labels, s, planted
     )
     paths = publish_report(oos_daily, metrics, s.paths.backtest)
     png = base64.b64encode(headline_figure_png(oos_daily)).decode()

@@ -12,6 +12,7 @@ from allocator_pipeline.report.page import publish_report, render_report
 from allocator_pipeline.report.tables import (
     STRATEGIES,
     failed_gates,
+    fmt_interval,
     format_headline,
     headline_cells,
     headline_table,
@@ -22,6 +23,7 @@ __all__ = [
     "STRATEGIES",
     "equity_and_drawdown",
     "failed_gates",
+    "fmt_interval",
     "format_headline",
     "headline_cells",
     "headline_figure_png",

@@ -222,3 +222,26 @@ def ablation_section(metrics: Mapping[str, Any]) -> str:
         "ML layer add anything a plain risk overlay would not?</p>"
     )
     return lead + body + "".join(f"<p>{esc(p)}.</p>" for p in parts)
+
+
+def planted_section(metrics: Mapping[str, Any]) -> str:
+    """Stage retention on a planted-signal Step 3 directory (``metrics["planted_signal"]``)."""
+    planted = metrics.get("planted_signal") or {}
+    meta, retention = planted.get("generator") or {}, planted.get("retention") or {}
+    lead = (
+        f"<p>This run's Step 3 directory was made by <code>allocator synth-step3</code>: planted IC "
+        f"{esc(meta.get('ic'))} on the next {esc(meta.get('horizon'))} sessions' leg spread (seed {esc(meta.get('seed'))}). "
+        "Retention = correlation with that future spread over the out-of-sample sessions "
+        f"({esc(retention.get('sessions'))}); the transparent rule is a strategy of the headline.</p>"
+    )
+    rows: list[list[Cell]] = [
+        [cell(label, "txt"), cell(fmt_number(retention.get(key)))]
+        for label, key in (
+            ("planted signal (daily)", "signal"),
+            ("planted signal, trailing mean (the rule's input)", "signal_trailing_mean"),
+            ("w_raw (policy)", "w_raw"),
+            ("w_smoothed", "w_smoothed"),
+            ("w_final (traded)", "w_final"),
+        )
+    ]
+    return lead + html_table(["Stage", "Correlation with the future spread"], rows)

@@ -38,7 +38,7 @@ import pandas as pd
 from allocator_pipeline.core.common.sessions import session_dates
 from allocator_pipeline.core.common.storage import to_json_text, write_parquet, write_text
 from allocator_pipeline.report.charts import equity_drawdown_png, headline_figure_png, validate_oos_daily, weights_png
-from allocator_pipeline.report.evidence import ablation_section, attribution_section, evidence_section
+from allocator_pipeline.report.evidence import ablation_section, attribution_section, evidence_section, planted_section
 from allocator_pipeline.report.html import esc, page, png_img
 from allocator_pipeline.report.sections import (
     _calibration_section,
@@ -146,6 +146,9 @@ def render_report(
         ("evidence", "Evidence"),
         ("gates", "Gates"),
     ]
+    if metrics.get("planted_signal"):
+        sections.append(_section("planted", "Planted signal: what each stage keeps", planted_section(metrics)))
+        nav.append(("planted", "Planted"))
     tuning = metrics.get("tuning") or {}
     if tuning:
         sections.append(_section("tuning", "Tuning", _tuning_section(tuning)))

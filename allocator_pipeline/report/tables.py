@@ -40,6 +40,7 @@ _STRATEGY_LABELS: dict[str, str] = {
     "spy_only": "SPY leg only",
     "inverse_vol": "Inverse volatility",
     "oracle": "Oracle (hindsight upper bound)",
+    "planted_rule": "Transparent rule (planted signal)",
 }
 
 #: Headline column -> key of the per-strategy metrics dict.

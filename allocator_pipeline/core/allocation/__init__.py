@@ -30,7 +30,14 @@ from allocator_pipeline.core.allocation.live import (
     max_abs_diff,
     replay,
 )
-from allocator_pipeline.core.allocation.path import Segment, continue_path, run_segments, start_state, state_after
+from allocator_pipeline.core.allocation.path import (
+    AllocatorState,
+    Segment,
+    continue_path,
+    run_segments,
+    start_state,
+    state_after,
+)
 from allocator_pipeline.core.allocation.policy import (
     EU_COLUMNS,
     allocator_end_state,
@@ -45,6 +52,7 @@ __all__ = [
     "ENSEMBLE_FILE",
     "EU_COLUMNS",
     "SPLIT_COLUMN",
+    "AllocatorState",
     "DecisionLog",
     "EnvelopeState",
     "FoldModel",

@@ -1,5 +1,4 @@
-"""Backtest, performance metrics, the walk-forward evaluation over all folds, and the gates, with the
-verdict's evidence: bootstrap intervals, overfitting statistics, return attribution and ablations.
+"""Backtest, performance metrics, the walk-forward evaluation over all folds, and the gates.
 
 Asset group ``evaluation``: ``walk_forward_report``.
 """
@@ -13,7 +12,7 @@ from allocator_pipeline.core.evaluation.backtest import (
     inverse_vol_weight,
     run_backtest,
 )
-from allocator_pipeline.core.evaluation.bootstrap import paired_bootstrap, path_metrics, stationary_indices
+from allocator_pipeline.core.evaluation.bootstrap import month_starts, paired_bootstrap, path_metrics
 from allocator_pipeline.core.evaluation.gates import accepted, evaluate_gates, importance_stability, monotonic_response
 from allocator_pipeline.core.evaluation.metrics import (
     METRIC_NAMES,
@@ -24,9 +23,9 @@ from allocator_pipeline.core.evaluation.metrics import (
 )
 from allocator_pipeline.core.evaluation.overfitting import (
     deflated_sharpe,
-    expected_max_sharpe,
     overfitting_statistics,
     pbo_cscv,
+    pooled_sharpe_variance,
 )
 from allocator_pipeline.core.evaluation.walk_forward import (
     STRATEGIES,
@@ -55,18 +54,18 @@ __all__ = [
     "equity_curve",
     "evaluate_gates",
     "evaluate_walk_forward",
-    "expected_max_sharpe",
     "importance_stability",
     "inverse_vol_weight",
     "monotonic_response",
+    "month_starts",
     "monthly_returns",
     "overfitting_statistics",
     "paired_bootstrap",
     "path_metrics",
     "pbo_cscv",
     "performance_metrics",
+    "pooled_sharpe_variance",
     "run_backtest",
-    "stationary_indices",
     "strategy_frame",
     "walk_forward_metrics",
 ]

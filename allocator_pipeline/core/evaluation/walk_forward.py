@@ -41,6 +41,7 @@ from allocator_pipeline.core.evaluation.bootstrap import paired_bootstrap
 from allocator_pipeline.core.evaluation.gates import accepted, evaluate_gates, monotonic_sanity
 from allocator_pipeline.core.evaluation.metrics import performance_metrics
 from allocator_pipeline.core.evaluation.overfitting import load_trial_returns, overfitting_statistics
+from allocator_pipeline.core.evaluation.retention import signal_retention, transparent_rule
 from allocator_pipeline.core.tuning.space import tuned_settings
 from allocator_pipeline.settings import Settings
 
@@ -48,6 +49,8 @@ ALLOCATOR = "allocator"
 BASELINES: tuple[BaselineKind, ...] = ("baseline", "qqq_only", "spy_only", "inverse_vol", "oracle")
 STRATEGIES: tuple[str, ...] = (ALLOCATOR, *BASELINES)
 PATH_COLUMNS = ("w_raw", "w_smoothed", "w_final", "exposure")
+PLANTED_RULE = "planted_rule"
+"""The transparent rule's strategy key when the Step 3 directory carries a planted signal."""
 LAG_COMPARISON = (0, 1)
 """Execution lags (sessions) whose allocator and baseline headlines the report shows side by side."""
 
@@ -231,6 +234,7 @@ def evaluate_walk_forward(
     leg_panel: pd.DataFrame,
     utility_labels: pd.DataFrame,
     settings: Settings,
+    planted: tuple[dict[str, Any], pd.DataFrame] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The walk-forward evaluation: the continuous out-of-sample book against the baselines, the
     gates and their verdict, and the diagnostics of every fold. ``path`` is the continuous
@@ -243,13 +247,18 @@ def evaluate_walk_forward(
     ``execution_lag`` (the setting, and the allocator's and baseline's metrics at lags 0 and 1),
     ``bootstrap`` (intervals of the gain over the baseline), ``deflated_sharpe``, ``pbo``,
     ``attribution``, ``ablations`` (their names) and the run's ``settings``. The trial ledgers are
-    read from the paths in ``fold_tuning`` (``trial_returns``).
+    read from the paths in ``fold_tuning`` (``trial_returns``). With ``planted`` (the
+    ``synthetic.json`` content and signal of a ``synth-step3`` directory), ``planted_signal`` holds
+    the stage retention (``core/evaluation/retention.py``) and the transparent rule on the same
+    columns is a strategy (``planted_rule``: same sessions, same costs).
     """
     fold_paths = {str(fold): rows for fold, rows in path.groupby("fold", sort=False, observed=True)}
     settings_of = {
         fold: tuned_settings(settings, (fold_tuning.get(fold) or {}).get("best_params", {})) for fold in fold_paths
     }
     ablations = ablation_decisions(path, settings_of, leg_panel)
+    if planted is not None:
+        ablations[PLANTED_RULE] = transparent_rule(leg_panel, int(planted[0]["horizon"])).loc[path.index]
     oos_daily, metrics = assemble_walk_forward(fold_paths, leg_panel, utility_labels, settings, ablations=ablations)
     by_lag: dict[str, dict[str, Any]] = {}
     for lag in LAG_COMPARISON:
@@ -294,4 +303,11 @@ def evaluate_walk_forward(
         execution_lag={"setting": settings.backtest.execution_lag, "strategies": by_lag},
         settings=settings.model_dump(mode="json"),
     )
+    if planted is not None:
+        meta, signal = planted
+        metrics["planted_signal"] = {
+            "generator": meta,
+            "retention": signal_retention(path, signal, int(meta["horizon"])),
+            "rule": PLANTED_RULE,
+        }
     return oos_daily, metrics

@@ -25,11 +25,13 @@ from allocator_pipeline.core.inputs.sources import (
 )
 from allocator_pipeline.core.inputs.step3 import Step3Data, build_leg_panel, read_step3_dir, write_step3_dir
 from allocator_pipeline.core.inputs.step3_validation import CONFIDENCE_COLUMNS
+from allocator_pipeline.core.inputs.synthetic import MARKER, read_planted, synth_step3
 
 __all__ = [
     "CONFIDENCE_COLUMNS",
     "EMBEDDED_PATH",
     "EMBEDDED_SYMBOLS",
+    "MARKER",
     "Step3Data",
     "build_leg_panel",
     "direction_target",
@@ -47,10 +49,12 @@ __all__ = [
     "position_events",
     "price_features",
     "read_legs",
+    "read_planted",
     "read_price_file",
     "read_step3_dir",
     "run_reference_engine",
     "step3_directory",
+    "synth_step3",
     "trailing_psi",
     "write_step3_dir",
 ]

@@ -14,6 +14,7 @@ from allocator_pipeline.core.models.members import (
     member_files,
     save_members,
 )
+from allocator_pipeline.core.models.training import screen_features, training_weights, utility_gap
 
 __all__ = [
     "PROBABILITY_FLOOR",
@@ -26,4 +27,7 @@ __all__ = [
     "load_members",
     "member_files",
     "save_members",
+    "screen_features",
+    "training_weights",
+    "utility_gap",
 ]
