@@ -114,7 +114,11 @@ def strategy_frame(oos_daily: pd.DataFrame, strategy: str) -> pd.DataFrame:
 
 def walk_forward_metrics(oos_daily: pd.DataFrame, notional: float) -> dict[str, Any]:
     """``{"strategies": {strategy: metrics}, "folds": {fold: {strategy: metrics}}}`` of ``oos_daily``."""
-    strategies = [s for s in (*STRATEGIES, *ABLATIONS) if f"ret_{s}" in oos_daily.columns]
+    known = [s for s in (*STRATEGIES, *ABLATIONS) if f"ret_{s}" in oos_daily.columns]
+    others = sorted(
+        c[len("ret_") :] for c in oos_daily.columns if c.startswith("ret_") and c[len("ret_") :] not in known
+    )
+    strategies = known + others  # e.g. the transparent rule of a planted-signal run
     overall = {s: performance_metrics(strategy_frame(oos_daily, s), notional) for s in strategies}
     folds: dict[str, dict[str, Any]] = {}
     for fold in pd.unique(oos_daily["fold"].to_numpy()):
