@@ -482,3 +482,32 @@ def test_artifacts_are_readable_by_others_and_the_instance_has_telemetry_off(bui
     panel = built_home / "step3_out" / "allocator" / "dataset" / "leg_panel.parquet"
     assert panel.stat().st_mode & 0o777 == 0o666 & ~umask
     assert "enabled: false" in (built_home / ".dagster_home" / "dagster.yaml").read_text()
+
+
+def test_an_input_error_inside_a_run_fails_its_step_with_the_message(home: Path):
+    """What the UI shows (and what the CLI reports with exit 2 should a run meet bad input): the step
+    fails with a dagster.Failure whose description is the input's message and whose metadata holds
+    its fields, not a chain of wrapped exceptions."""
+    import dagster as dg
+
+    from allocator_pipeline.cli.context import InputError, check_run
+    from allocator_pipeline.defs.execution import materialize
+    from allocator_pipeline.settings import RunOptions
+
+    write_prices(home, "SPY", good_rows()[:20] + good_rows()[30:])
+    options = RunOptions(home=str(home), prices=str(home / "prices"), step3=str(home / STEP3))
+    result = materialize(["market_prices"], options, dg.DagsterInstance.ephemeral())
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data
+    assert failure.user_failure_data is not None
+    description, metadata = failure.user_failure_data.description, failure.user_failure_data.metadata
+    assert "SPY.csv" in description and "10 NYSE session(s) missing" in description
+    assert {key: metadata[key].value for key in ("column", "row", "value")} == {
+        "column": "Date",
+        "row": "20",
+        "value": good_rows()[20][0],
+    }
+    assert failure.error is not None and failure.error.cause is None  # one exception, no chain
+    with pytest.raises(InputError) as info:
+        check_run(result, "build-dataset")
+    assert info.value.exit_code == 2 and info.value.message == description

@@ -153,11 +153,8 @@ def _failure_message(event) -> tuple[str, bool]:
     """(the step failure's own message, whether it is an input error)."""
     data = event.step_failure_data
     user = data.user_failure_data if data else None
-    if user is not None and user.description:
-        is_input = any(getattr(entry, "label", None) == "input_error" for entry in (user.metadata or {}).values()) or (
-            "input_error" in (user.metadata or {})
-        )
-        return user.description.strip().splitlines()[-1], is_input
+    if user is not None and user.description:  # a dagster.Failure; bad input carries the input_error key
+        return user.description.strip().splitlines()[-1], "input_error" in (user.metadata or {})
     if data and data.error:
         error = data.error
         while error.cause is not None:  # the user code's own exception, not Dagster's wrapper
