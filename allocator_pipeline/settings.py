@@ -238,7 +238,9 @@ def _set_path(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:
-    lines = [f"invalid settings ({source}):"]
+    """One line per refused field, each naming the source, the field, the value and the allowed range
+    (so the last line of a command's output is complete on its own)."""
+    lines = []
     for e in err.errors():
         field = ".".join(str(p) for p in e["loc"]) or "<root>"
         value = e.get("input")
@@ -247,7 +249,7 @@ def format_validation_error(err: ValidationError, source: str) -> str:
         ctx = e.get("ctx") or {}
         bounds = ", ".join(f"{k} {v}" for k, v in ctx.items() if k in ("ge", "gt", "le", "lt"))
         allowed = f" (allowed: {bounds})" if bounds else ""
-        lines.append(f"  - {field} = {value!r}: {e['msg']}{allowed}")
+        lines.append(f"invalid settings ({source}): {field} = {value!r}: {e['msg']}{allowed}")
     return "\n".join(lines)
 
 

@@ -50,6 +50,34 @@ class DataSettings(_Section):
         description="Max absolute difference of daily returns (fraction) allowed between a user "
         "price file and the embedded data on overlapping dates.",
     )
+    max_abs_leg_return: float = Field(
+        0.25,
+        gt=0,
+        le=10,
+        description="Plausibility bound: a Step 3 row with |leg_return| above it (fraction; 0.25 = 25% in one "
+        "session) is refused. No SPY or QQQ session since 1993 moved 20%, and a leg's position is in [-1, 1].",
+    )
+    alignment_margin: float = Field(
+        0.3,
+        gt=0,
+        le=2,
+        description="A Step 3 leg is refused as shifted when its leg_return correlates with the position-weighted "
+        "market return of the previous or next session (lag -1/+1) by more than this above the same session's (lag 0).",
+    )
+    alignment_min_corr: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="... and that lag's correlation is at least this (a lag must explain the leg clearly, so legs "
+        "unrelated to their symbol's returns are never refused by chance).",
+    )
+    alignment_window_sessions: int = Field(
+        126,
+        ge=21,
+        le=2520,
+        description="The alignment check runs on the whole overlap with the market and on each calendar year "
+        "holding at least this many of the leg's sessions (a shift in part of the history is found too).",
+    )
 
 
 class Step3EngineSettings(_Section):

@@ -86,12 +86,12 @@ def test_holiday_rows_are_dropped_and_row_numbers_kept(tmp_path: Path) -> None:
     path = tmp_path / "VIX.csv"
     path.write_text(
         "Date,Open,High,Low,Close,Adj Close,Volume\n"
-        "2020-01-02,12,12,12,12.5,12.5,0\n"
-        "2020-01-03,,,,,,\n"
-        "2020-01-06,13,13,13,13.5,13.5,0\n"
+        "2019-12-31,12,12,12,12.5,12.5,0\n"
+        "2020-01-01,,,,,,\n"  # New Year's Day: Yahoo's empty holiday row
+        "2020-01-02,13,13,13,13.5,13.5,0\n"
     )
     frame = read_price_file(path)
-    assert list(frame["session"]) == [pd.Timestamp("2020-01-02"), pd.Timestamp("2020-01-06")]
+    assert list(frame["session"]) == [pd.Timestamp("2019-12-31"), pd.Timestamp("2020-01-02")]
     path.write_text(path.read_text().replace("13.5,13.5", "x13,13.5"))
     with pytest.raises(InputDataError) as info:
         read_price_file(path)

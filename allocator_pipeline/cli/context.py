@@ -2,7 +2,12 @@
 
 Global options (``--home``, ``--prices``, ``--step3``, ``--profile``, ``--config``) are generated
 from :class:`allocator_pipeline.settings.RunOptions`, their one declaration, and configure the
-settings resource exactly as the Dagster UI's resource config would.
+settings resource exactly as the Dagster UI's resource config would. ``--verbose`` is the
+command line's own: it shows Dagster's event log on the terminal (it always goes to the instance).
+
+Exit codes: 2 for bad input (settings, price files, the Step 3 directory, an option such as
+``--date``), refused before any run starts, with the specific error on the last line; 1 for a
+failure during a run. Either way nothing the command wrote stays published (:meth:`Context.publication`).
 """
 
 from __future__ import annotations
@@ -10,7 +15,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +25,7 @@ import click
 if TYPE_CHECKING:
     import dagster as dg
 
+    from allocator_pipeline.defs.execution import Publication
     from allocator_pipeline.defs.resources import AllocatorSettings
 
 from allocator_pipeline.settings import PROFILES, RunOptions, Settings, SettingsError, global_options
@@ -42,17 +49,26 @@ def _global_option(name: str, option: dict[str, Any]) -> Callable[[Callable[...,
     )
 
 
+class InputError(click.ClickException):
+    """Bad input (a price file, the Step 3 directory, a settings value, an option): exit code 2,
+    the message (file, column, row, value, what was expected) on the last line."""
+
+    exit_code = 2
+
+
 class Context:
-    def __init__(self, options: RunOptions) -> None:
+    def __init__(self, options: RunOptions, verbose: bool = False) -> None:
         self.options = options
+        self.verbose = verbose
         self.settings = self._load()
         self._instance: dg.DagsterInstance | None = None
+        self._publication: Publication | None = None
 
     def _load(self) -> Settings:
         try:
             return self.options.load()
         except SettingsError as exc:
-            raise click.UsageError(str(exc)) from None
+            raise InputError(str(exc)) from None
 
     def settings_environment(self) -> dict[str, str]:
         """The environment that gives a Dagster process (UI, daemon) this command's settings: every
@@ -88,35 +104,101 @@ class Context:
             from allocator_pipeline.defs.execution import get_instance
 
             self._instance = get_instance(self.settings)
+        if self._publication is not None:
+            self._publication.watch(self._instance)
         return self._instance
+
+    def validate_inputs(self) -> None:
+        """Validate the prices, the Step 3 source and the settings before any run (exit 2 if bad)."""
+        from allocator_pipeline.core.common.errors import InputDataError
+        from allocator_pipeline.core.inputs import validate_inputs
+
+        echo_step("validating the inputs (prices, NYSE calendar, Step 3 legs, settings)")
+        try:
+            summary = validate_inputs(self.settings)
+        except InputDataError as exc:
+            raise InputError(str(exc)) from None
+        except SettingsError as exc:
+            raise InputError(str(exc)) from None
+        legs = f", {summary['leg_sessions']} leg sessions" if "leg_sessions" in summary else ""
+        echo_step(
+            f"inputs valid: {summary['market_sessions']} sessions {summary['market_range']}{legs}; Step 3: {summary['step3']}"
+        )
+
+    @contextmanager
+    def publication(self) -> Iterator[None]:
+        """Publish what the block writes under the home as one set: on any failure the home is put
+        back as it was (``defs/execution.py: publication``)."""
+        from allocator_pipeline.core.common.journal import HomeBusyError
+        from allocator_pipeline.defs.execution import publication
+
+        try:
+            with publication(self.settings) as opened:
+                self._publication = opened
+                if self._instance is not None:
+                    opened.watch(self._instance)
+                try:
+                    yield
+                finally:
+                    self._publication = None
+        except HomeBusyError as exc:
+            raise click.ClickException(str(exc)) from None
 
 
 def echo_step(message: str) -> None:
     click.echo(f"[allocator {time.strftime('%H:%M:%S')}] {message}", err=True)
 
 
+def _failure_message(event) -> tuple[str, bool]:
+    """(the step failure's own message, whether it is an input error)."""
+    data = event.step_failure_data
+    user = data.user_failure_data if data else None
+    if user is not None and user.description:  # a dagster.Failure; bad input carries the input_error key
+        return user.description.strip().splitlines()[-1], "input_error" in (user.metadata or {})
+    if data and data.error:
+        error = data.error
+        while error.cause is not None:  # the user code's own exception, not Dagster's wrapper
+            error = error.cause
+        return " ".join(line.strip() for line in error.message.strip().splitlines()), False
+    return "failed", False
+
+
 def check_run(result, what: str) -> None:
-    """Fail the command, naming the failed steps and checks, when a Dagster run did not succeed."""
+    """Fail the command, naming the failed steps and checks, when a Dagster run did not succeed:
+    exit 2 when a step refused its input data (the input's message on the last line), else 1."""
     failed_checks = [
         f"{e.asset_key.to_user_string()}:{e.check_name}" for e in result.get_asset_check_evaluations() if not e.passed
     ]
     if not result.success:
-        failures = [e for e in result.all_events if e.is_step_failure]
-        detail = "; ".join(
-            f"{e.step_key}: {e.step_failure_data.error.message.strip().splitlines()[-1]}"
-            for e in failures
-            if e.step_failure_data and e.step_failure_data.error
-        )
-        raise click.ClickException(f"{what} failed (run {result.run_id}). {detail}")
+        failures = [_failure_message(e) + (e.step_key,) for e in result.all_events if e.is_step_failure]
+        inputs = [message for message, is_input, _ in failures if is_input]
+        if inputs:
+            raise InputError(inputs[0])
+        detail = "; ".join(f"{step}: {message}" for message, _, step in failures)
+        raise click.ClickException(f"{what} failed (run {result.run_id}, see `allocator ui`). {detail}")
     if failed_checks:
         raise click.ClickException(f"{what}: blocking checks failed: {', '.join(failed_checks)}")
 
 
+def echo_stages(result) -> None:
+    """One line per materialised stage of a run, in the order they finished, with its duration."""
+    for event in result.all_events:
+        if event.is_step_success:
+            seconds = event.event_specific_data.duration_ms / 1000.0
+            echo_step(f"  {event.step_key}: done in {seconds:.1f} s")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--verbose",
+    "-v",
+    is_flag=True,
+    help="Show Dagster's event log on the terminal too (it always goes to the instance, the UI's run logs).",
+)
 @click.pass_context
-def main(ctx: click.Context, **options: str | None) -> None:
+def main(ctx: click.Context, verbose: bool, **options: str | None) -> None:
     """Step 3b allocator: decide each session's capital split between the QQQ and SPY legs."""
-    ctx.obj = Context(RunOptions(**options))
+    ctx.obj = Context(RunOptions(**options), verbose=verbose)
 
 
 for _name, _option in GLOBAL_OPTIONS.items():

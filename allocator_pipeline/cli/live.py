@@ -1,4 +1,8 @@
-"""The live commands: rebalance (one session's decision) and replay (a run of daily decisions)."""
+"""The live commands: rebalance (one session's decision) and replay (a run of daily decisions).
+
+Both read the inputs fresh (validated: exit 2 on bad input, or on a ``--date`` that is not an NYSE
+session or lies outside the data) and write inside one publication (nothing stays on failure).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import sys
 
 import click
 
-from allocator_pipeline.cli.context import Context, check_run, echo_step, main
+from allocator_pipeline.cli.context import Context, InputError, check_run, echo_step, main
 
 MODEL_HELP = (
     "'promoted' (the promoted allocator after its hand-over), 'folds' (each fold's model on its test "
@@ -22,7 +26,18 @@ def _session_arg(value: str | None, option: str) -> str | None:
     try:
         return str(pd.Timestamp(value).date())
     except ValueError:
-        raise click.UsageError(f"{option} must be a date YYYY-MM-DD, got {value!r}") from None
+        raise InputError(f"{option} must be a date YYYY-MM-DD, got {value!r}") from None
+
+
+def _live_inputs(ctx: Context):
+    """The validated market and leg panels (exit 2 on bad input)."""
+    from allocator_pipeline.core.common.errors import InputDataError
+    from allocator_pipeline.core.inputs import live_inputs
+
+    try:
+        return live_inputs(ctx.settings)
+    except InputDataError as exc:
+        raise InputError(str(exc)) from None
 
 
 @main.command()
@@ -36,22 +51,30 @@ def rebalance(ctx: Context, session: str | None, model_spec: str) -> None:
     from allocator_pipeline.core.common.errors import InputDataError
     from allocator_pipeline.core.common.sessions import session_dates
     from allocator_pipeline.core.common.storage import read_json, to_json_text
-    from allocator_pipeline.core.inputs import live_inputs
+    from allocator_pipeline.core.inputs import check_decision_date
     from allocator_pipeline.defs.allocation import NoPromotedAllocator, load_promoted, model_schedule
     from allocator_pipeline.defs.execution import DAILY, materialize
 
     s = ctx.settings
-    _, legs = live_inputs(s)
-    session = _session_arg(session, "--date") or str(session_dates(legs.index[-1:])[0].date())
-    try:
-        if model_spec == "promoted":
-            load_promoted(s)  # a clear error before any run is started
-            check_run(materialize(DAILY, ctx.options, ctx.instance, partition_key=session), f"rebalance {session}")
-            decision = read_json(s.paths.decisions / f"{session}.json")
-        else:
-            decision, _ = decide(model_schedule(ctx.resource(), model_spec), legs, session, s, previous=None)
-    except (NoDataForSession, NoPromotedAllocator, FileNotFoundError, InputDataError) as exc:
-        raise click.ClickException(str(exc)) from None
+    session = _session_arg(session, "--date")
+    with ctx.publication():
+        _, legs = _live_inputs(ctx)
+        if session is None:
+            session = str(session_dates(legs.index[-1:])[0].date())
+        try:
+            check_decision_date(session, legs)
+        except InputDataError as exc:
+            raise InputError(f"--date {session}: {exc.problem}") from None
+        try:
+            if model_spec == "promoted":
+                load_promoted(s)  # a clear error before any run is started
+                result = materialize(DAILY, ctx.options, ctx.instance, partition_key=session, verbose=ctx.verbose)
+                check_run(result, f"rebalance {session}")
+                decision = read_json(s.paths.decisions / f"{session}.json")
+            else:
+                decision, _ = decide(model_schedule(ctx.resource(), model_spec), legs, session, s, previous=None)
+        except (NoDataForSession, NoPromotedAllocator, FileNotFoundError, InputDataError) as exc:
+            raise click.ClickException(str(exc)) from None
     click.echo(to_json_text({k: v for k, v in decision.items() if k != "state"}), nl=False)
 
 
@@ -64,8 +87,6 @@ def replay(ctx: Context, start: str, end: str, model_spec: str) -> None:
     """Decide the sessions START..END one by one exactly as the daily job does (data up to each
     session only, the replayed log's own state), write the replayed log, and print the largest
     absolute difference against the walk-forward backtest's w_final and exposure."""
-    import shutil
-
     import pandas as pd
     from tqdm import tqdm
 
@@ -73,32 +94,33 @@ def replay(ctx: Context, start: str, end: str, model_spec: str) -> None:
     from allocator_pipeline.core.allocation import replay as replay_sessions
     from allocator_pipeline.core.common.errors import InputDataError
     from allocator_pipeline.core.common.sessions import session_dates
-    from allocator_pipeline.core.inputs import live_inputs
+    from allocator_pipeline.core.common.storage import remove
     from allocator_pipeline.defs.allocation import NoPromotedAllocator, model_schedule
     from allocator_pipeline.defs.resources import ArtifactIOManager
 
     s = ctx.settings
     first, last = _session_arg(start, "--start"), _session_arg(end, "--end")
-    _, legs = live_inputs(s)
-    dates = session_dates(legs.index)
-    sessions = legs.index[(dates >= pd.Timestamp(first)) & (dates <= pd.Timestamp(last))]
-    if len(sessions) == 0:
-        raise click.UsageError(
-            f"no session between {first} and {last} in the data ({dates[0].date()} .. {dates[-1].date()})"
-        )
-    directory = s.paths.allocator / "replay" / model_spec.replace(":", "_")
-    try:
-        schedule = model_schedule(ctx.resource(), model_spec)
-        if directory.exists():
-            shutil.rmtree(directory)  # a replay starts from an empty log
-        echo_step(f"replay {model_spec}: {len(sessions)} session(s) {first}..{last}")
-        with tqdm(total=len(sessions), desc="replay", unit="session", file=sys.stderr, dynamic_ncols=True) as bar:
-            replayed = replay_sessions(
-                schedule, legs, sessions, s, DecisionLog(directory), progress=lambda done, total: bar.update(1)
+    with ctx.publication():
+        _, legs = _live_inputs(ctx)
+        dates = session_dates(legs.index)
+        sessions = legs.index[(dates >= pd.Timestamp(first)) & (dates <= pd.Timestamp(last))]
+        if len(sessions) == 0:
+            raise InputError(
+                f"--start {first} --end {last}: no session of the data in this range; expected dates within "
+                f"{dates[0].date()} .. {dates[-1].date()}"
             )
-        backtest = ArtifactIOManager(settings=ctx.resource()).load("allocator_path")
-    except (NoPromotedAllocator, FileNotFoundError, InputDataError) as exc:
-        raise click.ClickException(str(exc)) from None
+        directory = s.paths.allocator / "replay" / model_spec.replace(":", "_")
+        try:
+            schedule = model_schedule(ctx.resource(), model_spec)
+            remove(directory)  # a replay starts from an empty log
+            echo_step(f"replay {model_spec}: {len(sessions)} session(s) {first}..{last}")
+            with tqdm(total=len(sessions), desc="replay", unit="session", file=sys.stderr, dynamic_ncols=True) as bar:
+                replayed = replay_sessions(
+                    schedule, legs, sessions, s, DecisionLog(directory), progress=lambda done, total: bar.update(1)
+                )
+            backtest = ArtifactIOManager(settings=ctx.resource()).load("allocator_path")
+        except (NoPromotedAllocator, FileNotFoundError, InputDataError) as exc:
+            raise click.ClickException(str(exc)) from None
     diff = max_abs_diff(replayed, backtest)
     click.echo(f"Replayed log: {directory / 'log.parquet'}")
     click.echo("modes: " + ", ".join(f"{mode} {int(n)}" for mode, n in replayed["mode"].value_counts().items()))

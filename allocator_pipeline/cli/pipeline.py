@@ -1,7 +1,10 @@
 """The pipeline commands: build-dataset, train, optimize, backtest, run, backfill, ui.
 
 Every command materialises its job's own selection through Dagster, so runs, materialisations
-and checks show up in ``dagster dev``.
+and checks show up in ``dagster dev``. Each first validates what it reads (``build-dataset`` and
+``run``: the prices, the Step 3 source and the settings; the fold commands: the settings and the
+built dataset), then runs inside one publication: if anything fails, the home is put back as it
+was. The terminal shows one line per stage, a progress bar over folds, then the result.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from allocator_pipeline.cli.context import Context, check_run, echo_step, main
+from allocator_pipeline.cli.context import Context, InputError, check_run, echo_stages, echo_step, main
 
 if TYPE_CHECKING:
     from allocator_pipeline.defs.execution import Selection
@@ -28,7 +31,8 @@ def _build_dataset(ctx: Context) -> None:
     from allocator_pipeline.defs.execution import DATASET, asset_names, fold_keys, materialize
 
     echo_step(f"building the dataset ({', '.join(asset_names(DATASET))}), profile {ctx.settings.profile}")
-    result = materialize(DATASET, ctx.options, ctx.instance)
+    result = materialize(DATASET, ctx.options, ctx.instance, verbose=ctx.verbose)
+    echo_stages(result)
     check_run(result, "build-dataset")
     folds = fold_keys(ctx.instance)
     paths = ctx.settings.paths
@@ -38,12 +42,9 @@ def _build_dataset(ctx: Context) -> None:
 def _run_folds(ctx: Context, selection: Selection, folds_spec: str | None, what: str, workers: int | None) -> list[str]:
     from tqdm import tqdm
 
-    from allocator_pipeline.defs.execution import fold_keys, materialize_folds, select_folds
+    from allocator_pipeline.defs.execution import materialize_folds
 
-    try:
-        folds = select_folds(folds_spec, fold_keys(ctx.instance))
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    folds = _folds(ctx, folds_spec)
     n_workers = workers or ctx.settings.workers
     echo_step(f"{what}: {len(folds)} fold(s) {folds[0]}..{folds[-1]}, {n_workers} in parallel")
     failed: list[str] = []
@@ -55,10 +56,22 @@ def _run_folds(ctx: Context, selection: Selection, folds_spec: str | None, what:
             if not ok:
                 failed.append(f"{fold} (run {run_id})")
 
-        materialize_folds(selection, folds, ctx.options, ctx.instance, workers=n_workers, on_done=done)
+        materialize_folds(
+            selection, folds, ctx.options, ctx.instance, workers=n_workers, on_done=done, verbose=ctx.verbose
+        )
     if failed:
         raise click.ClickException(f"{what} failed for fold(s): {', '.join(sorted(failed))}; see the runs in `make ui`")
     return folds
+
+
+def _folds(ctx: Context, folds_spec: str | None) -> list[str]:
+    """The folds a command runs; refused (exit 2) before any run when unknown or not built yet."""
+    from allocator_pipeline.defs.execution import fold_keys, select_folds
+
+    try:
+        return select_folds(folds_spec, fold_keys(ctx.instance))
+    except ValueError as exc:
+        raise InputError(f"--folds {folds_spec or 'all'}: {exc}") from None
 
 
 def _report(ctx: Context) -> None:
@@ -67,7 +80,8 @@ def _report(ctx: Context) -> None:
     from allocator_pipeline.report import format_headline, headline_table, lag_table
 
     echo_step("walk-forward report, gates and promotion")
-    result = materialize(REPORT, ctx.options, ctx.instance)
+    result = materialize(REPORT, ctx.options, ctx.instance, verbose=ctx.verbose)
+    echo_stages(result)
     check_run(result, "report")
     paths = ctx.settings.paths
     metrics = read_json(paths.backtest / "metrics.json")
@@ -105,7 +119,9 @@ def _report(ctx: Context) -> None:
 @click.pass_obj
 def build_dataset(ctx: Context) -> None:
     """Prices, Step 3 legs, leg panel, features, utility labels and the fold plan."""
-    _build_dataset(ctx)
+    with ctx.publication():
+        ctx.validate_inputs()
+        _build_dataset(ctx)
 
 
 @main.command()
@@ -116,7 +132,8 @@ def train(ctx: Context, folds_spec: str | None, workers: int | None) -> None:
     """Per-fold datasets, tuning, models, calibrated ensembles and test predictions."""
     from allocator_pipeline.defs.execution import TRAIN
 
-    _run_folds(ctx, TRAIN, folds_spec, "train", workers)
+    with ctx.publication():
+        _run_folds(ctx, TRAIN, folds_spec, "train", workers)
 
 
 @main.command()
@@ -130,7 +147,8 @@ def optimize(ctx: Context, folds_spec: str | None, trials: int | None, workers: 
 
     if trials is not None:
         ctx.set_overrides({"tuning": {"n_trials": trials}})
-    _run_folds(ctx, TUNING, folds_spec, "optimize", workers)
+    with ctx.publication():
+        _run_folds(ctx, TUNING, folds_spec, "optimize", workers)
 
 
 @main.command()
@@ -144,9 +162,12 @@ def optimize(ctx: Context, folds_spec: str | None, trials: int | None, workers: 
 def backtest(ctx: Context, folds_spec: str | None, workers: int | None) -> None:
     """The continuous walk-forward allocator path over all folds, the report with its gates, and
     promotion."""
-    if folds_spec is not None:
-        _run_folds(ctx, ["fold_predictions"], folds_spec, "predictions", workers)
-    _report(ctx)
+    with ctx.publication():
+        if folds_spec is not None:
+            _run_folds(ctx, ["fold_predictions"], folds_spec, "predictions", workers)
+        else:
+            _folds(ctx, None)  # the dataset is built
+        _report(ctx)
 
 
 @main.command()
@@ -157,9 +178,11 @@ def run(ctx: Context, workers: int | None) -> None:
     from allocator_pipeline.defs.execution import FOLD_STAGES
 
     started = time.monotonic()
-    _build_dataset(ctx)
-    _run_folds(ctx, FOLD_STAGES, None, "folds", workers)
-    _report(ctx)
+    with ctx.publication():
+        ctx.validate_inputs()
+        _build_dataset(ctx)
+        _run_folds(ctx, FOLD_STAGES, None, "folds", workers)
+        _report(ctx)
     click.echo(f"Total time: {time.monotonic() - started:.0f} s")
 
 
@@ -175,15 +198,13 @@ def run(ctx: Context, workers: int | None) -> None:
 @click.pass_obj
 def backfill(ctx: Context, folds_spec: str, workers: int | None, submit: bool) -> None:
     """Materialise every fold stage for the folds (progress bar), or submit them to the instance."""
-    from allocator_pipeline.defs.execution import FOLD_STAGES, fold_keys, select_folds
+    from allocator_pipeline.defs.execution import FOLD_STAGES
 
     if not submit:
-        _run_folds(ctx, FOLD_STAGES, folds_spec, "backfill", workers)
+        with ctx.publication():
+            _run_folds(ctx, FOLD_STAGES, folds_spec, "backfill", workers)
         return
-    try:
-        folds = select_folds(folds_spec, fold_keys(ctx.instance))
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    folds = _folds(ctx, folds_spec)
     workspace = REPO_WORKSPACE
     cmd = [
         str(Path(sys.executable).with_name("dagster")),

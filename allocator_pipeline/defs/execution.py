@@ -4,18 +4,24 @@ Unpartitioned stages run as one in-process Dagster run. Fold stages run as one D
 fold (a fold is a partition); with ``workers > 1`` the folds run in parallel, one process per
 fold at a time, each recording its run in the same Dagster instance. (``allocator backfill
 --submit`` instead queues a Dagster backfill for the daemon to launch.)
+
+Every event goes to the instance (the UI's run logs); the terminal gets Dagster's console log
+only with ``verbose``. :func:`publication` makes a command's runs one published set (the
+rollback journal of ``core/common/journal.py``, plus the fold partitions the runs registered).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
 
+from allocator_pipeline.core.common import journal
 from allocator_pipeline.definitions import defs
 from allocator_pipeline.defs.allocation import daily_rebalance_job
 from allocator_pipeline.defs.ensemble import fold_job
@@ -32,9 +38,22 @@ TRAIN = FOLD_STAGES & dg.AssetSelection.assets("fold_predictions").upstream()
 TUNING = FOLD_STAGES & dg.AssetSelection.assets("fold_tuning").upstream()
 REPORT = report_job.selection
 DAILY = daily_rebalance_job.selection
-# Dagster's console logger at INFO: asset progress messages, not every engine event.
-RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 Selection = dg.AssetSelection | Sequence[str]
+INSTANCE_FILE = """# Written by `allocator` for a Dagster home without an instance file: the default local
+# instance (SQLite storage and logs in this folder), telemetry off.
+telemetry:
+  enabled: false
+"""
+JOURNAL_TAG = "allocator/journal"
+"""Run tag: the journal (command) a run belongs to."""
+ROLLED_BACK_TAG = "allocator/rolled_back"
+"""Run tag set on a command's runs when the command failed and its outputs were rolled back."""
+
+
+def run_config(verbose: bool = False) -> dict:
+    """Dagster's console logger: asset progress messages (INFO) with ``verbose``, else nothing on the
+    terminal (the events still go to the instance, the UI's run logs)."""
+    return {"loggers": {"console": {"config": {"log_level": "INFO" if verbose else "CRITICAL"}}}}
 
 
 def asset_names(selection: Selection) -> list[str]:
@@ -58,21 +77,30 @@ def get_instance(settings: Settings) -> dg.DagsterInstance:
     """The persistent Dagster instance (run history and fold partitions survive between commands)."""
     home = default_dagster_home(settings)
     home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").is_file():  # no banner, no "no instance file" warning
+        (home / "dagster.yaml").write_text(INSTANCE_FILE)
     os.environ["DAGSTER_HOME"] = str(home.resolve())
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
     return dg.DagsterInstance.get()
 
 
 def materialize(
-    selection: Selection, options: RunOptions, instance: dg.DagsterInstance, partition_key: str | None = None
+    selection: Selection,
+    options: RunOptions,
+    instance: dg.DagsterInstance,
+    partition_key: str | None = None,
+    verbose: bool = False,
 ) -> dg.ExecuteInProcessResult:
     """Materialise the selected assets in one run (upstream assets are read from their artifacts)."""
     tags = {"allocator/command": "cli"}
     if partition_key is not None:
         tags["allocator/partition"] = partition_key
+    current = journal.active()
+    if current is not None:
+        tags[JOURNAL_TAG] = current.id
     return dg.materialize(
         [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)],
-        run_config=RUN_CONFIG,
+        run_config=run_config(verbose),
         selection=selection if isinstance(selection, dg.AssetSelection) else list(selection),
         partition_key=partition_key,
         instance=instance,
@@ -107,10 +135,10 @@ def select_folds(spec: str | None, available: Sequence[str]) -> list[str]:
 
 
 def _run_fold_in_worker(
-    selection: Selection, options: RunOptions, fold: str, dagster_home: str
+    selection: Selection, options: RunOptions, fold: str, dagster_home: str, verbose: bool
 ) -> tuple[str, bool, str]:
     os.environ["DAGSTER_HOME"] = dagster_home
-    result = materialize(selection, options, dg.DagsterInstance.get(), partition_key=fold)
+    result = materialize(selection, options, dg.DagsterInstance.get(), partition_key=fold, verbose=verbose)
     return fold, result.success, result.run_id
 
 
@@ -121,13 +149,14 @@ def materialize_folds(
     instance: dg.DagsterInstance,
     workers: int = 1,
     on_done: Callable[[str, bool, str], None] | None = None,
+    verbose: bool = False,
 ) -> dict[str, bool]:
     """One Dagster run per fold, ``workers`` folds at a time. Returns fold -> success."""
     folds = list(folds)
     results: dict[str, bool] = {}
     if workers <= 1 or len(folds) <= 1 or instance.is_ephemeral:
         for fold in folds:
-            result = materialize(selection, options, instance, partition_key=fold)
+            result = materialize(selection, options, instance, partition_key=fold, verbose=verbose)
             results[fold] = result.success
             if on_done:
                 on_done(fold, result.success, result.run_id)
@@ -135,10 +164,55 @@ def materialize_folds(
     home = os.environ["DAGSTER_HOME"]
     # spawn, not fork: the parent already runs Dagster, SQLite connections and threads
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_run_fold_in_worker, selection, options, fold, home) for fold in folds]
+        futures = [pool.submit(_run_fold_in_worker, selection, options, fold, home, verbose) for fold in folds]
         for future in as_completed(futures):
             fold, ok, run_id = future.result()
             results[fold] = ok
             if on_done:
                 on_done(fold, ok, run_id)
     return results
+
+
+class Publication:
+    """A command's outputs as one set: see :func:`publication`."""
+
+    def __init__(self, open_journal: journal.Journal) -> None:
+        self.journal = open_journal
+        self.instance: dg.DagsterInstance | None = None
+        self.folds: list[str] | None = None
+
+    def watch(self, instance: dg.DagsterInstance) -> None:
+        """Remember the instance's fold partitions (put back if the command fails)."""
+        if self.instance is None:
+            self.instance, self.folds = instance, fold_keys(instance)
+
+    def roll_back_instance(self) -> None:
+        if self.instance is None or self.folds is None:
+            return
+        now = set(fold_keys(self.instance))
+        for fold in sorted(now - set(self.folds)):
+            self.instance.delete_dynamic_partition(FOLD_PARTITIONS_NAME, fold)
+        missing = sorted(set(self.folds) - now)
+        if missing:
+            self.instance.add_dynamic_partitions(FOLD_PARTITIONS_NAME, missing)
+        for run in self.instance.get_runs(filters=dg.RunsFilter(tags={JOURNAL_TAG: self.journal.id})):
+            self.instance.add_run_tags(run.run_id, {ROLLED_BACK_TAG: "true"})
+
+
+@contextmanager
+def publication(settings: Settings) -> Iterator[Publication]:
+    """Publish everything the block writes under the home as one set.
+
+    The home is locked for the command; a journal left by an interrupted command is rolled back
+    and stale temporary files are removed first. If the block raises (a failed run, a refused
+    input, Ctrl-C), every artifact it wrote is rolled back, the fold partitions it registered are
+    put back, and its runs are tagged ``allocator/rolled_back`` (the retraining sensor ignores
+    their materialisations). See the README, "Artifacts".
+    """
+    with journal.open_journal(settings.home) as opened:
+        current = Publication(opened)
+        try:
+            yield current
+        except BaseException:
+            current.roll_back_instance()
+            raise

@@ -1,10 +1,17 @@
-"""Asset group ``inputs`` (core: ``core/inputs``): market prices, the Step 3 legs, the leg panel."""
+"""Asset group ``inputs`` (core: ``core/inputs``): market prices, the Step 3 legs, the leg panel.
+
+A bad input fails its step with the input's own message (file, column, row, value, what was
+expected) as a :class:`dagster.Failure` with those fields as metadata, not as a chain of
+exceptions; the command line validates the same inputs before it starts any run.
+"""
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import dagster as dg
 import pandas as pd
 
+from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.inputs import (
     leg_panel_problems,
     market_problems,
@@ -17,6 +24,20 @@ from allocator_pipeline.defs.metadata import check_result, frame_metadata
 from allocator_pipeline.defs.resources import AllocatorSettings
 
 GROUP = "inputs"
+INPUT_ERROR = "input_error"
+"""Metadata key of a step failure caused by bad input data (the CLI exits 2 for those)."""
+
+
+@contextmanager
+def input_failure() -> Iterator[None]:
+    """Turn :class:`InputDataError` into a step failure that shows the message and its fields."""
+    try:
+        yield
+    except InputDataError as exc:
+        fields = {"file": exc.file, "column": exc.column, "row": exc.row, "value": exc.value}
+        metadata: dict[str, dg.RawMetadataValue] = {INPUT_ERROR: True, "problem": exc.problem}
+        metadata.update({k: str(v) for k, v in fields.items() if v is not None})
+        raise dg.Failure(description=str(exc), metadata=metadata, allow_retries=False) from None
 
 
 @dg.asset(
@@ -27,7 +48,8 @@ GROUP = "inputs"
     "merged with the user's price files.",
 )
 def market_prices(context: dg.AssetExecutionContext, settings: AllocatorSettings) -> Iterator:
-    panel = load_market_panel(settings.load())
+    with input_failure():
+        panel = load_market_panel(settings.load())
     yield dg.Output(panel, metadata=frame_metadata(panel))
     yield check_result("market_schema", market_problems(panel))
 
@@ -41,10 +63,11 @@ def market_prices(context: dg.AssetExecutionContext, settings: AllocatorSettings
 def step3_legs(context: dg.AssetExecutionContext, settings: AllocatorSettings, market_prices: pd.DataFrame) -> dict:
     s = settings.load()
     source = "user"
-    if s.data.step3_dir is None:
-        source = f"reference engine ({s.data.step3_mode})"
-        run_reference_engine(market_prices, s, s.paths.step3_out, progress=context.log.info)
-    legs = read_legs(s, market_prices)
+    with input_failure():
+        if s.data.step3_dir is None:
+            source = f"reference engine ({s.data.step3_mode})"
+            run_reference_engine(market_prices, s, s.paths.step3_out, progress=context.log.info)
+        legs = read_legs(s, market_prices)
     directory = str(step3_directory(s).resolve())
     manifest = {
         "source": source,
@@ -72,7 +95,8 @@ def step3_legs(context: dg.AssetExecutionContext, settings: AllocatorSettings, m
     description="Both Step 3 legs aligned on common sessions with their market context.",
 )
 def leg_panel(context: dg.AssetExecutionContext, settings: AllocatorSettings, market_prices: pd.DataFrame) -> Iterator:
-    panel = read_legs(settings.load(), market_prices)
+    with input_failure():
+        panel = read_legs(settings.load(), market_prices)
     schema, aligned = leg_panel_problems(panel, market_prices)
     yield dg.Output(panel, metadata=frame_metadata(panel))
     yield check_result("leg_panel_schema", schema)

@@ -91,9 +91,15 @@ def retrain_requests(instance: dg.DagsterInstance) -> dg.SkipReason | list[dg.Ru
 
 
 def _materialized_at(instance: dg.DagsterInstance, asset: str, partition: str | None = None) -> float:
-    """Unix time of the asset (partition)'s latest materialisation; -inf when never materialised."""
+    """Unix time of the asset (partition)'s latest materialisation; -inf when never materialised.
+    Materialisations of a command that failed and was rolled back (run tag ``allocator/rolled_back``)
+    do not count: their artifacts were put back as they were."""
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None),
-        limit=1,
+        limit=50,
     ).records
-    return records[0].timestamp if records else float("-inf")
+    for record in records:
+        run = instance.get_run_by_id(record.run_id)
+        if run is None or run.tags.get("allocator/rolled_back") != "true":
+            return record.timestamp
+    return float("-inf")

@@ -12,7 +12,7 @@ import dagster as dg
 import pandas as pd
 
 from allocator_pipeline.core.allocation.fold_model import ENSEMBLE_FILE, FoldModel
-from allocator_pipeline.core.common.storage import read_json, read_parquet, write_json, write_parquet
+from allocator_pipeline.core.common.storage import read_json, read_parquet, remove, write_json, write_parquet
 from allocator_pipeline.core.models.base import Member
 from allocator_pipeline.core.models.members import load_members, save_members
 from allocator_pipeline.settings import RunOptions
@@ -79,8 +79,7 @@ class ArtifactIOManager(dg.ConfigurableIOManager):
             stale = base.with_suffix(".parquet")
         else:
             raise TypeError(f"{context.asset_key.to_user_string()}: cannot store {type(obj).__name__}")
-        if stale.exists():
-            stale.unlink()
+        remove(stale)
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
 
     def load(self, asset_name: str, partition: str | None = None) -> Any:

@@ -1,4 +1,5 @@
-"""Small shared pieces of the domain: sessions, the weight grid, costs, errors, atomic storage."""
+"""Small shared pieces of the domain: sessions, the weight grid, costs, errors, atomic storage and
+the rollback journal that publishes a command's artifacts as one set (``journal.py``)."""
 
 from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.errors import InputDataError
@@ -19,8 +20,11 @@ from allocator_pipeline.core.common.sessions import (
     session_dates,
 )
 from allocator_pipeline.core.common.storage import (
+    preserve_in_place,
+    publish_directory,
     read_json,
     read_parquet,
+    remove,
     to_json_text,
     write_bytes,
     write_json,
@@ -42,8 +46,11 @@ __all__ = [
     "decision_ts_for",
     "decision_ts_from_dates",
     "nearest_bucket",
+    "preserve_in_place",
+    "publish_directory",
     "read_json",
     "read_parquet",
+    "remove",
     "session_dates",
     "to_json_text",
     "write_bytes",

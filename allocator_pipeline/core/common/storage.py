@@ -1,9 +1,16 @@
 """Atomic, deterministic artifact writes.
 
-Every artifact is written to a temporary file in the target directory, flushed, then renamed over
-the target (``os.replace`` is atomic on POSIX), so a crash never leaves a half-written file and
-a reader never sees one. Parquet and JSON outputs are deterministic: the same frame or object
-gives the same bytes.
+Every artifact is written to a temporary file in the target directory (``.<name>.<random>.tmp``),
+flushed, then renamed over the target (``os.replace`` is atomic on POSIX), so a crash never leaves
+a half-written file and a reader never sees one; a temporary file left by a killed process is
+removed by the next command (``journal.recover``). Files are created with mode ``0o666`` less
+the process umask (0644 with the usual umask 022), like any file a user writes. Parquet and JSON
+outputs are deterministic: the same frame or object gives the same bytes.
+
+While a command's journal is open (``core/common/journal.py``), every change goes through it
+first, so a failed command can put the previous set of artifacts back: :func:`atomic_path`,
+:func:`remove`, :func:`preserve_in_place` (a file a library changes in place, such as an Optuna
+SQLite study) and :func:`publish_directory` (a staged directory renamed into place).
 """
 
 from __future__ import annotations
@@ -11,7 +18,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
+import secrets
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,15 +28,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from allocator_pipeline.core.common import journal
+
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it over ``path``."""
     target = Path(path)
+    current = journal.active()
+    if current is not None:
+        current.preserve(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _temporary_file(target)
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
@@ -37,6 +48,53 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _temporary_file(target: Path) -> Path:
+    """Create ``.<name>.<random>.tmp`` beside ``target`` with mode 0o666 less the umask (unlike
+    ``tempfile.mkstemp``, which creates 0600 files that the rename would publish as such)."""
+    while True:
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+
+
+def remove(path: str | Path) -> None:
+    """Remove a file or a directory tree (kept by the open journal, if any, for a rollback)."""
+    target = Path(path)
+    if not target.exists():
+        return
+    current = journal.active()
+    if current is not None:
+        current.preserve(target)
+    if target.is_dir():
+        shutil.rmtree(target, ignore_errors=True)
+    elif target.exists():
+        target.unlink()
+
+
+def preserve_in_place(path: str | Path) -> Path:
+    """Declare that a library is about to change ``path`` in place (or create it): the open
+    journal, if any, keeps a copy first. Returns ``path``."""
+    current = journal.active()
+    if current is not None:
+        current.preserve(Path(path), in_place=True)
+    return Path(path)
+
+
+def publish_directory(staging: str | Path, target: str | Path) -> Path:
+    """Rename a fully written ``staging`` directory to ``target`` (replacing it)."""
+    staging, target = Path(staging), Path(target)
+    remove(target)
+    current = journal.active()
+    if current is not None:
+        current.preserve(target)
+    staging.rename(target)
+    return target
 
 
 def write_parquet(frame: pd.DataFrame, path: str | Path) -> Path:

@@ -3,6 +3,14 @@
 Asset group ``inputs``: ``market_prices``, ``step3_legs``, ``leg_panel``.
 """
 
+from allocator_pipeline.core.inputs.calendar import check_sessions, describe_non_session, is_session, nyse_sessions
+from allocator_pipeline.core.inputs.leg_checks import (
+    alignment_correlations,
+    check_alignment,
+    check_coverage,
+    check_legs,
+    check_plausible,
+)
 from allocator_pipeline.core.inputs.market import (
     EMBEDDED_PATH,
     EMBEDDED_SYMBOLS,
@@ -15,6 +23,7 @@ from allocator_pipeline.core.inputs.reference_engine import isotonic_calibration
 from allocator_pipeline.core.inputs.reference_features import direction_target, price_features, trailing_psi
 from allocator_pipeline.core.inputs.reference_output import position_events, run_reference_engine
 from allocator_pipeline.core.inputs.sources import (
+    check_decision_date,
     extend_reference_legs,
     leg_panel_problems,
     live_inputs,
@@ -22,6 +31,7 @@ from allocator_pipeline.core.inputs.sources import (
     market_problems,
     read_legs,
     step3_directory,
+    validate_inputs,
 )
 from allocator_pipeline.core.inputs.step3 import Step3Data, build_leg_panel, read_step3_dir, write_step3_dir
 from allocator_pipeline.core.inputs.step3_validation import CONFIDENCE_COLUMNS
@@ -33,9 +43,18 @@ __all__ = [
     "EMBEDDED_SYMBOLS",
     "MARKER",
     "Step3Data",
+    "alignment_correlations",
     "build_leg_panel",
+    "check_alignment",
+    "check_coverage",
+    "check_decision_date",
+    "check_legs",
+    "check_plausible",
+    "check_sessions",
+    "describe_non_session",
     "direction_target",
     "extend_reference_legs",
+    "is_session",
     "isotonic_calibration",
     "leg_panel_problems",
     "leg_returns",
@@ -45,6 +64,7 @@ __all__ = [
     "load_prices",
     "market_panel",
     "market_problems",
+    "nyse_sessions",
     "plan_year_folds",
     "position_events",
     "price_features",
@@ -56,5 +76,6 @@ __all__ = [
     "step3_directory",
     "synth_step3",
     "trailing_psi",
+    "validate_inputs",
     "write_step3_dir",
 ]

@@ -14,6 +14,10 @@ overlapping sessions the daily returns must agree within ``merge_return_toleranc
 differ by a constant factor: the user series is rescaled onto the embedded one); for IRX, a
 yield, the levels themselves must agree within 100x that tolerance in percentage points. New
 sessions extend the series. A symbol the embedded data does not have is taken as it is.
+
+Every series but the T-bill yield is checked against the NYSE session calendar
+(``core/inputs/calendar.py``): a user file must hold every session between its first and last
+date and no other date, and the merged series too (so the embedded data is checked as well).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import pandas as pd
 
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.sessions import SESSIONS_PER_YEAR, decision_ts_from_dates
+from allocator_pipeline.core.inputs.calendar import UNCHECKED_SYMBOLS, check_sessions
 
 EMBEDDED_PATH = Path(__file__).resolve().parents[2] / "data" / "market.parquet"
 EMBEDDED_SYMBOLS = ("SPY", "QQQ", "VIX", "IRX")
@@ -60,7 +65,8 @@ def read_price_file(path: str | Path, symbol: str | None = None) -> pd.DataFrame
 
     Rows are numbered as data rows from 0 (header lines not counted) in error messages.
     Validates: parseable dates, sorted, no duplicates, numeric values, prices > 0 (yields may
-    be <= 0). All-empty rows (Yahoo's holiday rows in VIX) are dropped.
+    be <= 0), and (but for the T-bill yield) the NYSE calendar: every session between the first
+    and the last date, and no other date. All-empty rows (Yahoo's holiday rows in VIX) are dropped.
     """
     path = Path(path)
     symbol = (symbol or path.stem).upper()
@@ -128,6 +134,8 @@ def read_price_file(path: str | Path, symbol: str | None = None) -> pd.DataFrame
         raise InputDataError(
             problem, file=path, column="Date", row=int(out.index[i]), value=str(out["session"].iloc[i].date())
         )
+    if symbol not in UNCHECKED_SYMBOLS:
+        check_sessions(out["session"], file=path, column="Date", rows=[int(i) for i in out.index])
     return out[PRICE_COLUMNS].reset_index(drop=True)
 
 
@@ -206,6 +214,11 @@ def load_prices(prices_dir: str | Path | None = None, tolerance: float = 1e-4) -
         user = read_price_file(path, symbol=symbol)
         base = out.get(symbol, pd.DataFrame(columns=PRICE_COLUMNS))
         out[symbol] = merge_series(base, user, symbol, tolerance, path)
+    sources = {path.stem.upper(): path for path in files}
+    for symbol, series in out.items():
+        if symbol not in UNCHECKED_SYMBOLS:
+            source = sources.get(symbol, EMBEDDED_PATH)
+            check_sessions(series["session"], file=source, column="Date", what=f"the merged {symbol} series")
     return pd.concat([g.assign(symbol=s) for s, g in sorted(out.items())], ignore_index=True)[
         ["symbol", *PRICE_COLUMNS]
     ]

@@ -12,11 +12,14 @@ from pathlib import Path
 import pandas as pd
 
 from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.common.sessions import session_dates
 from allocator_pipeline.core.common.storage import read_parquet, write_bytes
+from allocator_pipeline.core.inputs.calendar import describe_non_session, is_session
+from allocator_pipeline.core.inputs.leg_checks import check_legs
 from allocator_pipeline.core.inputs.market import load_prices, market_panel
 from allocator_pipeline.core.inputs.reference_output import run_reference_engine
-from allocator_pipeline.core.inputs.step3 import build_leg_panel, read_step3_dir
-from allocator_pipeline.settings import Settings
+from allocator_pipeline.core.inputs.step3 import BACKTEST_DIR, build_leg_panel, read_step3_dir
+from allocator_pipeline.settings import Settings, SettingsError
 
 MARKET_COLUMNS = (
     "spy_adj_close",
@@ -47,11 +50,13 @@ def step3_directory(settings: Settings) -> Path:
 
 
 def read_legs(settings: Settings, market: pd.DataFrame) -> pd.DataFrame:
-    """Read and validate the Step 3 directory, then align the two legs with the market panel."""
+    """Read and validate the Step 3 directory (the contract, then plausibility, alignment and
+    coverage: ``core/inputs/leg_checks.py``), then align the two legs with the market panel."""
     roles = {"qqq": settings.data.qqq_symbol, "spy": settings.data.spy_symbol}
-    step3 = read_step3_dir(
-        step3_directory(settings), roles, market.index, require_confidence="confidence" in settings.features.blocks
-    )
+    directory = step3_directory(settings)
+    step3 = read_step3_dir(directory, roles, market.index, require_confidence="confidence" in settings.features.blocks)
+    files = {role: directory / BACKTEST_DIR / f"{symbol}.parquet" for role, symbol in roles.items()}
+    check_legs(step3.legs, files, roles, market, settings.data)
     return build_leg_panel(step3, market)
 
 
@@ -84,7 +89,7 @@ def extend_reference_legs(settings: Settings, market: pd.DataFrame) -> int:
     new_sessions = int((market.index > last).sum())
     if new_sessions == 0:
         return 0
-    with tempfile.TemporaryDirectory(prefix="step3-extension-", dir=out.parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix=".step3-extension-", suffix=".tmp", dir=out.parent) as tmp:
         run_reference_engine(market, settings, tmp)
         staged = {out / path.relative_to(tmp): path for path in Path(tmp).rglob("*.parquet")}
         for path, frame in old.items():
@@ -98,6 +103,71 @@ def extend_reference_legs(settings: Settings, market: pd.DataFrame) -> int:
         for path, source in staged.items():
             write_bytes(source.read_bytes(), path)
     return new_sessions
+
+
+def validate_inputs(settings: Settings) -> dict[str, object]:
+    """Validate everything a pipeline command reads, before any run starts.
+
+    The market panel (each price file, its merge over the embedded data, the NYSE calendar), the
+    settings' consistency with the Step 3 source, and a user Step 3 directory (the contract, then
+    plausibility, alignment and coverage, then the leg panel). In reference-engine mode the legs
+    are the engine's output, written and validated by the same reader inside ``step3_legs``.
+
+    Returns a summary (sessions, range, legs) for the command's first line.
+
+    Raises
+    ------
+    InputDataError
+        The first problem, naming file, column, row and value.
+    SettingsError
+        Settings that cannot work with the configured Step 3 source.
+    """
+    market = load_market(settings)
+    summary: dict[str, object] = {
+        "market_sessions": len(market),
+        "market_range": f"{session_dates(market.index[:1])[0].date()}..{session_dates(market.index[-1:])[0].date()}",
+    }
+    if settings.data.step3_dir is None:
+        if settings.data.step3_mode == "passive":
+            wanting = [b for b in ("confidence", "drift") if b in settings.features.blocks]
+            if wanting:
+                raise SettingsError(
+                    f"invalid settings: features.blocks = {list(settings.features.blocks)} includes {wanting}, but "
+                    "data.step3_mode = 'passive' writes legs without confidence or drift columns (allowed: switch "
+                    f"{' and '.join(repr(b) for b in wanting)} off, or use step3_mode = 'reference')"
+                )
+        summary["step3"] = f"reference engine ({settings.data.step3_mode}), built by step3_legs"
+        return summary
+    panel = read_legs(settings, market)
+    summary["step3"] = f"{step3_directory(settings)}"
+    summary["leg_sessions"] = len(panel)
+    return summary
+
+
+def check_decision_date(date: str, legs: pd.DataFrame) -> None:
+    """Refuse a decision date that is not an NYSE session, or outside the leg data's sessions.
+
+    Raises
+    ------
+    InputDataError
+        Saying which: a weekend day or a holiday (with the nearest sessions), before the first
+        session of the data, after its last session (extend the prices / Step 3 data).
+    """
+    day = pd.Timestamp(date).normalize()
+    dates = session_dates(legs.index)
+    first, last = dates[0], dates[-1]
+    if not is_session(day):
+        problem = describe_non_session(day)
+    elif day < first:
+        problem = f"{day.date()} is before the first session of the data ({first.date()}); expected a session from {first.date()} to {last.date()}"
+    elif day > last:
+        problem = (
+            f"{day.date()} is after the last session of the data ({last.date()}); extend the price "
+            "data (--prices) or the Step 3 legs first"
+        )
+    else:
+        return
+    raise InputDataError(problem, column="--date", value=str(date))
 
 
 def live_inputs(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -23,7 +23,6 @@ ones stay), and only then the pointer ``final output/step3_allocator/promotion.j
 from __future__ import annotations
 
 import hashlib
-import shutil
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -32,7 +31,14 @@ import pandas as pd
 from allocator_pipeline.core.allocation.fold_model import feature_columns, fit_fold, promotion_frame
 from allocator_pipeline.core.allocation.path import state_after
 from allocator_pipeline.core.common.costs import CostModel
-from allocator_pipeline.core.common.storage import to_json_text, write_bytes, write_json, write_text
+from allocator_pipeline.core.common.storage import (
+    publish_directory,
+    remove,
+    to_json_text,
+    write_bytes,
+    write_json,
+    write_text,
+)
 from allocator_pipeline.core.folds.checks import usable_sessions
 from allocator_pipeline.core.folds.plan import FINAL_FOLD, plan_final
 from allocator_pipeline.core.labels.utility import utility_labels as compute_utility_labels
@@ -177,17 +183,14 @@ def promote_allocator(
         # the promoted model continues the evaluated walk-forward path after its last session
         "handover_state": state_after(path).to_dict(),
     }
-    staging = final / "models" / f".{model_id}.staging"
-    if staging.exists():
-        shutil.rmtree(staging)
+    staging = final / "models" / f".{model_id}.staging.tmp"
+    remove(staging)
     manifest["files"] = model.save(staging)["members"]
     write_json(s.model_dump(mode="json"), staging / "settings.json")
     write_bytes((s.paths.backtest / "report.html").read_bytes(), staging / "report.html")
     write_json(report, staging / "metrics.json")
     write_text(model_card(report, manifest, s), staging / "model_card.md")
     write_json(manifest, staging / "manifest.json")
-    if version.exists():  # the same procedure on the same data again: replace that version
-        shutil.rmtree(version)
-    staging.rename(version)
+    publish_directory(staging, version)  # the same procedure on the same data again replaces that version
     write_json(manifest, final / POINTER)
     return manifest

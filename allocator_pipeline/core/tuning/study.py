@@ -54,6 +54,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.common.storage import preserve_in_place
 from allocator_pipeline.core.folds.checks import fold_dataset
 from allocator_pipeline.core.tuning.objective import OBJECTIVE_FORMULA, InnerFitCache, evaluate_params, robust_objective
 from allocator_pipeline.core.tuning.result import INNER_BLOCKS, TuningResult, _duration, _result, inner_blocks_attr
@@ -103,6 +104,8 @@ def _storage(fold: str, settings: Settings) -> tuple[BaseStorage, str, bool]:
     if url is None:
         path = settings.paths.optuna / f"{fold}.db"
         path.parent.mkdir(parents=True, exist_ok=True)
+        for changed in (path, *(path.with_name(path.name + side) for side in ("-journal", "-wal", "-shm"))):
+            preserve_in_place(changed)  # a failed command puts the study back as it was
         return RDBStorage(f"sqlite:///{path}"), f"sqlite:///{path}", False
     if url.startswith("journal:"):
         path = Path(url[len("journal:") :]).expanduser()

@@ -1,0 +1,113 @@
+"""The NYSE calendar check of price series, and the Step 3 legs' alignment, plausibility and coverage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.inputs import (
+    alignment_correlations,
+    check_alignment,
+    check_coverage,
+    check_legs,
+    check_sessions,
+    nyse_sessions,
+)
+from allocator_pipeline.core.inputs.market import load_embedded
+from allocator_pipeline.settings_sections import DataSettings
+
+CLOSURES = [
+    "2001-09-11",
+    "2001-09-14",
+    "2004-06-11",
+    "2007-01-02",
+    "2012-10-29",
+    "2012-10-30",
+    "2018-12-05",
+    "2025-01-09",
+]
+
+
+@pytest.mark.parametrize("symbol", ["SPY", "QQQ", "VIX"])
+def test_the_embedded_data_holds_exactly_the_nyse_sessions(symbol: str):
+    embedded = load_embedded()
+    sessions = pd.DatetimeIndex(embedded.loc[embedded["symbol"] == symbol, "session"])
+    check_sessions(sessions, file="market.parquet")  # raises on a missing or extra date
+    assert sessions.equals(nyse_sessions(sessions[0], sessions[-1]).rename(sessions.name))
+    closed = pd.DatetimeIndex(CLOSURES)
+    assert not closed[(closed >= sessions[0])].isin(sessions).any()
+
+
+def test_missing_and_extra_dates_are_listed():
+    sessions = nyse_sessions(pd.Timestamp("2024-03-01"), pd.Timestamp("2024-04-30"))
+    holed = sessions.delete(range(10, 20))
+    with pytest.raises(InputDataError, match=r"10 NYSE session\(s\) missing.*2024-03-15, 2024-03-18") as info:
+        check_sessions(holed, file="SPY.csv")
+    assert (info.value.row, info.value.value, info.value.column) == (10, "2024-03-15", "Date")
+    with pytest.raises(InputDataError, match="Good Friday|holiday or an exchange closure") as info:
+        check_sessions(sessions.append(pd.DatetimeIndex(["2024-03-29"])).sort_values(), file="SPY.csv")
+    assert info.value.value == "2024-03-29"
+
+
+@pytest.fixture
+def legs(synthetic_market: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Legs following the contract: leg_return_t = p_{t-1} r_t - costs, long-biased positions."""
+    rng = np.random.default_rng(3)
+    out = {}
+    for role in ("qqq", "spy"):
+        r = synthetic_market[f"{role}_adj_close"].pct_change().fillna(0.0)
+        position = pd.Series(np.clip(0.8 + rng.normal(0, 0.15, len(r)), 0, 1), index=r.index)
+        cost = position.diff().abs().fillna(0.0).shift(1).fillna(0.0) * 2e-4
+        out[role] = pd.DataFrame({"leg_return": position.shift(1).fillna(0.0) * r - cost, "position": position})
+    return out
+
+
+def returns(market: pd.DataFrame, role: str) -> pd.Series:
+    return market[f"{role}_adj_close"].pct_change()
+
+
+def test_a_leg_following_the_contract_is_aligned(legs, synthetic_market):
+    corr = alignment_correlations(legs["qqq"], returns(synthetic_market, "qqq"))
+    assert corr[0] > 0.95 and abs(corr[1]) < 0.2 and abs(corr[-1]) < 0.2
+    check_legs(
+        legs,
+        {"qqq": "QQQ.parquet", "spy": "SPY.parquet"},
+        {"qqq": "QQQ", "spy": "SPY"},
+        synthetic_market,
+        DataSettings(),
+    )
+
+
+@pytest.mark.parametrize(("shift", "lag"), [(-1, "lag +1"), (1, "lag -1")])
+def test_a_shifted_leg_is_refused_naming_the_lag(legs, synthetic_market, shift, lag):
+    leg = legs["qqq"].assign(leg_return=legs["qqq"]["leg_return"].shift(shift))
+    with pytest.raises(InputDataError, match="explained by the") as info:
+        check_alignment(leg, returns(synthetic_market, "qqq"), DataSettings(), file="QQQ.parquet", symbol="QQQ")
+    assert info.value.value == lag and info.value.column == "leg_return"
+
+
+def test_short_passive_flat_and_unrelated_legs_pass(legs, synthetic_market):
+    r = returns(synthetic_market, "spy")
+    short = pd.DataFrame({"leg_return": -r, "position": -1.0}, index=r.index)  # short, position-weighted
+    passive = pd.DataFrame({"leg_return": r, "position": 1.0}, index=r.index)
+    flat = pd.DataFrame({"leg_return": 0.0, "position": 0.0}, index=r.index)  # no variance: nothing to say
+    noise = pd.DataFrame(
+        {"leg_return": np.random.default_rng(5).normal(0, 0.01, len(r)), "position": 1.0}, index=r.index
+    )
+    for leg in (short, passive, flat, noise):
+        check_alignment(leg, r, DataSettings(), file="SPY.parquet", symbol="SPY")
+    assert alignment_correlations(short, r)[0] == pytest.approx(1.0)
+
+
+def test_implausible_returns_and_legs_ending_apart_are_refused(legs, synthetic_market):
+    files, symbols = {"qqq": "QQQ.parquet", "spy": "SPY.parquet"}, {"qqq": "QQQ", "spy": "SPY"}
+    bad = dict(legs, spy=legs["spy"].assign(leg_return=legs["spy"]["leg_return"].where(np.arange(750) != 42, 5.0)))
+    with pytest.raises(InputDataError, match="plausibility bound") as info:
+        check_legs(bad, files, symbols, synthetic_market, DataSettings())
+    assert (info.value.file, info.value.row, info.value.value) == ("SPY.parquet", 42, 5.0)
+    check_legs(bad, files, symbols, synthetic_market, DataSettings(max_abs_leg_return=6))  # a bound is a setting
+    with pytest.raises(InputDataError, match="must end on the same session") as info:
+        check_coverage(dict(legs, qqq=legs["qqq"].iloc[:-3]), files, symbols)
+    assert (info.value.file, info.value.row) == ("QQQ.parquet", 746)
