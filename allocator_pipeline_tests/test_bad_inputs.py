@@ -22,17 +22,9 @@ from click.testing import CliRunner
 from allocator_pipeline import cli
 from allocator_pipeline.core.inputs import load_prices, market_panel, run_reference_engine
 from allocator_pipeline.settings import load_settings
+from allocator_pipeline_tests.support.homes import QUICK_PASSIVE_TOML
 
-TOML = """
-profile = "quick"
-[data]
-step3_mode = "passive"
-[features]
-blocks = ["returns", "volatility", "drawdown", "hit_rate", "regime", "tbill"]
-[folds]
-first_test_year = 2024
-required_oos_years = [2024]
-"""
+TOML = QUICK_PASSIVE_TOML
 STEP3 = "user_step3"
 EXTENSION = ["2025-09-29", "2025-09-30", "2025-10-01", "2025-10-02", "2025-10-03"]
 

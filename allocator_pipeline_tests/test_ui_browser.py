@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from allocator_pipeline_tests.support.homes import QUICK_PASSIVE_TOML
 from allocator_pipeline_tests.test_webserver import REPO, free_port
 
 pytestmark = pytest.mark.slow
@@ -52,17 +53,7 @@ GROUPS = [
     "tuning",
 ]
 DATASET_SELECTION = "group:inputs or group:features or group:labels or key:fold_plan"
-# A quick home: passive legs (no engine fit), small profile, folds 2024..2025.
-TOML = """
-profile = "quick"
-[data]
-step3_mode = "passive"
-[features]
-blocks = ["returns", "volatility", "drawdown", "hit_rate", "regime", "tbill"]
-[folds]
-first_test_year = 2024
-required_oos_years = [2024]
-"""
+TOML = QUICK_PASSIVE_TOML
 RUNS = "{ runsOrError { ... on Runs { results { runId status } } } }"
 
 

@@ -1,0 +1,13 @@
+"""Homes for the tests that run commands: small settings files."""
+
+QUICK_PASSIVE_TOML = """
+profile = "quick"
+[data]
+step3_mode = "passive"
+[features]
+blocks = ["returns", "volatility", "drawdown", "hit_rate", "regime", "tbill"]
+[folds]
+first_test_year = 2024
+required_oos_years = [2024]
+"""
+"""A quick home: passive legs (no engine fit), small profile, folds 2024..2025."""
