@@ -144,7 +144,8 @@ def test_plan_properties(
     assert brute_force_violations(plan, sessions, usable, horizon, s.purge) == []
     outer = plan[plan["inner"] == -1]
     assert outer["n_train"].iloc[0] >= 2 * 252
-    assert (plan.groupby("fold")["inner"].count() == n_inner + 1).all()
+    inner_counts = plan.groupby("fold")["inner"].count() - 1  # an early or rolling fold may fit fewer splits
+    assert ((inner_counts >= 1) & (inner_counts <= n_inner)).all()
     if window == "rolling":
         assert (outer["n_train"] <= rolling_years * 252).all()
     if scheme == "walk_forward":
@@ -152,7 +153,8 @@ def test_plan_properties(
     else:
         inner = plan[plan["inner"] >= 0]
         assert (inner["embargo"] == embargo).all()
-        assert inner.loc[inner["inner"] < n_inner - 1, "train2_start"].notna().all()
+        last = inner.groupby("fold")["inner"].transform("max")  # every block but a fold's last trains after it
+        assert inner.loc[inner["inner"] < last, "train2_start"].notna().all()
 
 
 def test_real_calendar_covers_the_required_years(real_sessions):
@@ -251,7 +253,7 @@ def test_validate_plan_catches_a_broken_plan(real_sessions, real_plan, what):
     elif what == "inner_in_outer":
         last_inner = plan.index[(plan["fold"] == "2012") & (plan["inner"] == 2)][0]
         plan.loc[last_inner, "test_end"] = moved(real_sessions, plan.loc[outer, "test_start"], -5)
-        expected = "inside the outer test window or its purge"
+        expected = "inside the outer validation tail, test window or their purge"
     else:
         plan.loc[outer, "purge"] = 19
         expected = "shorter than the label horizon"
@@ -308,14 +310,19 @@ def test_fold_dataset_rows_and_columns():
 
 def test_the_promoted_allocators_inner_splits_follow_the_folds_rule(real_sessions):
     """plan_final lays the folds' inner splits over all labelled data: the same number of held-out
-    blocks of the same length, the last one ending on the last usable session, each sound by the
-    plan's own rules (its only 'violation' is having no outer test window, by design)."""
+    blocks of the same length, the last one ending where the promoted model's train-proper ends
+    (before its validation tail and purge), each sound by the plan's own rules (its only
+    'violation' is having no outer test window, by design)."""
     settings = make_settings()
     usable = real_usable(real_sessions)
     final = plan_final(real_sessions, usable, settings)
     fs = settings.folds
     assert list(final["fold"].unique()) == [FINAL_FOLD] and list(final["inner"]) == list(range(fs.n_inner_folds))
     assert (final["n_test"] == fs.inner_test_sessions).all() and (final["n_val"] == fs.validation_sessions).all()
-    assert final["test_end"].iloc[-1] == usable[usable].index[-1]
+    # the region ends where the promoted model's own train-proper ends: before the purge that
+    # precedes its validation tail (the last validation_sessions usable sessions)
+    pos = np.flatnonzero(usable.reindex(real_sessions, fill_value=False).to_numpy())
+    train_end = pos[pos < pos[-fs.validation_sessions] - settings.purge][-1]
+    assert final["test_end"].iloc[-1] == real_sessions[train_end]
     violations = validate_plan(final, real_sessions, settings.labels.horizon)
     assert {v.rule for v in violations} == {"no_outer_row"}

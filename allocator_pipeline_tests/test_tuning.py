@@ -244,9 +244,11 @@ def test_inner_splits_never_reach_the_outer_test_window(
     pos = {ts: i for i, ts in enumerate(sessions)}
     for fold, rows in plan.groupby("fold"):
         outer = rows[rows["inner"] == -1].iloc[0]
-        limit = pos[outer["test_start"]] - purge  # first session of the outer purge
+        # the first session of the purge before the outer validation tail: inner splits (tuning)
+        # never reach the rows that early-stop, blend, calibrate and estimate M, nor the test window
+        limit = pos[outer["val_start"]] - purge
         inner = rows[rows["inner"] >= 0]
-        assert len(inner) == n_inner
+        assert 1 <= len(inner) <= n_inner  # an early fold with a short region tunes on fewer splits
         for _, row in inner.iterrows():
             for column in (
                 "train_start",

@@ -231,15 +231,18 @@ def _row_problems(row: pd.Series, idx: pd.DatetimeIndex, horizon: int, outer: pd
         if outer is None:
             report("no_outer_row", f"{where}: no outer fold row (inner = -1) for fold {row['fold']}")
         else:
-            start = idx.get_indexer([pd.Timestamp(outer["test_start"])])[0]
+            # inner splits end before the outer validation tail (early stopping, blend, calibration,
+            # M) and its purge, hence before the outer test window too
+            first = outer["val_start"] if pd.notna(outer.get("val_start")) else outer["test_start"]
+            start = idx.get_indexer([pd.Timestamp(first)])[0]
             if start >= 0:
                 limit = start - max(int(outer["purge"]), horizon)
                 for name, (_, end) in r.items():
                     if end >= limit:
                         report(
                             "inner_in_outer",
-                            f"{where}: the {name} range reaches {idx[end]}, inside the outer test window or "
-                            f"its purge (which starts {idx[max(limit, 0)]})",
+                            f"{where}: the {name} range reaches {idx[end]}, inside the outer validation tail, "
+                            f"test window or their purge (which starts {idx[max(limit, 0)]})",
                         )
     return found
 

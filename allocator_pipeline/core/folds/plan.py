@@ -10,9 +10,12 @@ session ``t`` reads the returns of sessions ``t + 1 .. t + H``. With ``purge >= 
   ``validation_sessions`` usable sessions are the validation tail, separated from train-proper
   by another purge. ``window='expanding'`` keeps all earlier usable sessions in train-proper;
   ``'rolling'`` keeps the last ``rolling_years * 252`` sessions of it.
-* **Inner splits** ``0 .. n_inner_folds - 1`` (tuning) live inside the outer fold's pre-purge
-  training region (never the outer test window or its purge): the last ``n_inner_folds`` blocks
-  of ``inner_test_sessions`` sessions are the held-out blocks (the plan's ``test_*`` columns).
+* **Inner splits** ``0 .. n_inner_folds - 1`` (tuning) live inside the outer fold's train-proper
+  region, which ends before the outer purge and validation tail: the rows that early-stop, blend,
+  calibrate and estimate ``M`` never serve as a tuning block, and the outer test window is never
+  seen. The last ``n_inner_folds`` blocks of ``inner_test_sessions`` sessions of that region are
+  the held-out blocks (the plan's ``test_*`` columns); an early fold whose region is too short for
+  them all gets fewer (at least one).
   ``walk_forward``: train-proper, purge, validation tail, purge, block, with the same layout as
   the outer fold. ``purged_kfold``: the same, plus a second training range after the block
   (``train2_start .. train2_end``, up to the end of the region) that starts ``embargo`` sessions
@@ -152,9 +155,11 @@ def _inner_rows(
     region: tuple[int, int],
     settings: Settings,
     rolling: int | None,
+    n_inner: int | None = None,
 ) -> list[dict]:
     fs = settings.folds
-    purge, length, n_inner = settings.purge, fs.inner_test_sessions, fs.n_inner_folds
+    purge, length = settings.purge, fs.inner_test_sessions
+    n_inner = fs.n_inner_folds if n_inner is None else n_inner
     start, end = region
     rows = []
     for k in range(n_inner):
@@ -180,6 +185,26 @@ def _inner_rows(
             layout = _Layout(train=layout.train, val=layout.val, train2=after)
         rows.append(_row(sessions, fold, k, fs.inner_scheme, layout, (block_start, block_end), purge, embargo))
     return rows
+
+
+def _inner_count(
+    sessions: pd.DatetimeIndex,
+    usable_pos: np.ndarray,
+    fold: str,
+    region: tuple[int, int],
+    settings: Settings,
+    rolling: int | None,
+) -> int:
+    """How many of the ``n_inner_folds`` held-out blocks fit in the region (at least one, else the
+    error of a single block): an early fold with a short training region tunes on fewer splits."""
+    for n in range(settings.folds.n_inner_folds, 1, -1):
+        try:
+            _inner_rows(sessions, usable_pos, fold, region, settings, rolling, n)
+            return n
+        except FoldPlanError:
+            continue
+    _inner_rows(sessions, usable_pos, fold, region, settings, rolling, 1)  # raises when not even one fits
+    return 1
 
 
 def plan_folds(sessions: pd.DatetimeIndex, usable: pd.Series, settings: Settings) -> pd.DataFrame:
@@ -225,9 +250,9 @@ def plan_folds(sessions: pd.DatetimeIndex, usable: pd.Series, settings: Settings
     >>> print(plan[["fold", "inner", "n_train", "n_val", "n_test", "purge"]].to_string())
        fold  inner  n_train  n_val  n_test  purge
     0  2013     -1      641    100     261     20
-    1  2013      0      369    100     252     20
+    1  2013      0      249    100     252     20
     2  2014     -1      902    100     261     20
-    3  2014      0      630    100     252     20
+    3  2014      0      510    100     252     20
     >>> outer = plan.iloc[0]
     >>> sessions.get_loc(outer["test_start"]) - sessions.get_loc(outer["val_end"]) - 1
     20
@@ -292,8 +317,18 @@ def plan_folds(sessions: pd.DatetimeIndex, usable: pd.Series, settings: Settings
             raise FoldPlanError(f"fold {fold}: no usable train-proper sessions before its validation tail")
         test = (first_pos[year], last_pos[year])
         rows.append(_row(sessions, fold, -1, fs.window, layout, test, purge, 0))
-        region = (int(layout.train[0]), first_pos[year] - purge - 1)
-        rows.extend(_inner_rows(sessions, usable_pos, fold, region, settings, rolling))
+        region = (int(layout.train[0]), int(layout.train[-1]))
+        rows.extend(
+            _inner_rows(
+                sessions,
+                usable_pos,
+                fold,
+                region,
+                settings,
+                rolling,
+                _inner_count(sessions, usable_pos, fold, region, settings, rolling),
+            )
+        )
     return _plan_frame(rows)
 
 
@@ -333,7 +368,12 @@ def plan_final(sessions: pd.DatetimeIndex, usable: pd.Series, settings: Settings
     if len(usable_pos) == 0:
         raise FoldPlanError("no usable session: nothing to tune the promoted allocator on")
     rolling = settings.folds.rolling_years * SESSIONS_PER_YEAR if settings.folds.window == "rolling" else None
-    rows = _inner_rows(sessions, usable_pos, FINAL_FOLD, (int(usable_pos[0]), int(usable_pos[-1])), settings, rolling)
+    layout = _layout(usable_pos, 0, int(usable_pos[-1]), settings.folds.validation_sessions, settings.purge, rolling)
+    if layout is None:
+        raise FoldPlanError("not enough usable sessions for the promoted allocator's validation tail")
+    region = (int(usable_pos[0]), int(layout.train[-1]))
+    n_inner = _inner_count(sessions, usable_pos, FINAL_FOLD, region, settings, rolling)
+    rows = _inner_rows(sessions, usable_pos, FINAL_FOLD, region, settings, rolling, n_inner)
     return _plan_frame(rows)
 
 
