@@ -33,20 +33,22 @@ class NoPromotedAllocator(FileNotFoundError):
     """No accepted allocator has been promoted yet."""
 
 
-def walk_forward_schedule(
-    resource: AllocatorSettings, folds: list[str] | None = None, only: str | None = None
-) -> ModelSchedule:
-    """The walk-forward folds' schedule (every fold, or the first ``folds``), their models, plans
-    and tuned settings read through the code location's IO managers; ``only`` refuses sessions
-    that another model decides."""
+def walk_forward_schedule(resource: AllocatorSettings, through: str | None = None) -> ModelSchedule:
+    """The walk-forward folds' schedule, their models, plan and tuned settings read through the code
+    location's IO managers (the fold plan once). ``through`` (a fold key): the folds up to it, and
+    sessions that another fold decides are refused."""
     artifacts = ArtifactIOManager(settings=resource)
     models = FoldModelIOManager(settings=resource)
     base = resource.load()
     plan = artifacts.load("fold_plan")
-    keys = walk_forward_schedule_keys(resource) if folds is None else folds
+    keys = sorted(plan.loc[plan["inner"] == -1, "fold"])
+    if through is not None:
+        if through not in keys:
+            raise InputDataError(f"unknown fold {through!r}; the fold plan has {keys[0]}..{keys[-1]}", value=through)
+        keys = [k for k in keys if k <= through]
     fitted = {k: models.load("fold_ensemble", k) for k in keys}
     tuned = {k: tuned_settings(base, artifacts.load("fold_tuning", k).get("best_params", {})) for k in keys}
-    return fold_schedule(plan, fitted, tuned, keys, only=only)
+    return fold_schedule(plan, fitted, tuned, keys, only=None if through is None else f"fold:{through}")
 
 
 def load_promoted(settings: Settings) -> tuple[ModelSchedule, dict]:
@@ -71,17 +73,8 @@ def model_schedule(resource: AllocatorSettings, spec: str) -> ModelSchedule:
     if spec == "folds":
         return walk_forward_schedule(resource)
     if spec.startswith("fold:"):
-        key = spec.split(":", 1)[1]
-        keys = sorted(walk_forward_schedule_keys(resource))
-        if key not in keys:
-            raise InputDataError(f"unknown fold {key!r}; the fold plan has {keys[0]}..{keys[-1]}", value=key)
-        return walk_forward_schedule(resource, [k for k in keys if k <= key], only=f"fold:{key}")
+        return walk_forward_schedule(resource, through=spec.split(":", 1)[1])
     raise InputDataError(f"a model is 'folds', 'fold:<KEY>' or 'promoted', not {spec!r}", value=spec)
-
-
-def walk_forward_schedule_keys(resource: AllocatorSettings) -> list[str]:
-    plan = ArtifactIOManager(settings=resource).load("fold_plan")
-    return sorted(plan.loc[plan["inner"] == -1, "fold"])
 
 
 @dg.asset(

@@ -63,14 +63,6 @@ class ModelSchedule:
         raise InputDataError(f"session {ts.date()} is outside the sessions {who} decides ({window})")
 
 
-def fold_test_window(fold_plan: pd.DataFrame, fold: str) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """First and last decision_ts of outer fold ``fold``'s test window in the fold plan."""
-    outer = fold_plan[(fold_plan["fold"] == fold) & (fold_plan["inner"] == -1)]
-    if outer.empty:
-        raise InputDataError(f"fold {fold} is not in the fold plan", column="fold", value=fold)
-    return pd.Timestamp(outer["test_start"].iloc[0]), pd.Timestamp(outer["test_end"].iloc[0])
-
-
 def fold_schedule(
     fold_plan: pd.DataFrame,
     models: Mapping[str, FoldModel],
@@ -108,19 +100,6 @@ def fold_schedule(
 def fold_of(model_id: str) -> str:
     """The fold key of a ``fold:<KEY>`` model id."""
     return model_id.split(":", 1)[1] if model_id.startswith("fold:") else model_id
-
-
-def schedule_summary(schedule: ModelSchedule) -> list[dict[str, Any]]:
-    """The schedule as JSON-able rows (model, first and last session, training end)."""
-    return [
-        {
-            "model_id": m.model_id,
-            "first": str(m.first),
-            "last": None if m.last is None else str(m.last),
-            "trained_through": str(m.trained_through),
-        }
-        for m in schedule.models
-    ]
 
 
 def promoted_schedule(manifest: Mapping[str, Any], model: FoldModel, settings: Settings) -> ModelSchedule:
