@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Profile = Literal["quick", "default", "full"]
+TuningGroup = Literal["lightgbm", "linear", "catboost", "labels", "ensemble", "policy", "envelope"]
+"""A group of the tuner's search space (``core/tuning/space.py``)."""
 FEATURE_BLOCKS = ("returns", "volatility", "drawdown", "hit_rate", "confidence", "drift", "regime", "vix", "tbill")
 
 
@@ -319,6 +321,12 @@ class TuningSettings(_Section):
     timeout_seconds: float = Field(90.0, gt=0, le=86400, description="Wall-clock budget per fold.")
     seed: int = Field(11, ge=0, le=2**31 - 1, description="TPE sampler seed.")
     pruning: bool = Field(True, description="Median pruning on inner folds.")
+    groups: tuple[TuningGroup, ...] | None = Field(
+        None,
+        min_length=1,
+        description="Search groups (lightgbm, linear, catboost, labels, ensemble, policy, envelope); None: the "
+        "profile's (quick and default: ensemble, policy, envelope; full: every group).",
+    )
     storage: str | None = Field(
         None,
         description="Optuna storage URL (RDB URL or 'journal:<path>'); None: a SQLite file per fold "

@@ -26,7 +26,7 @@ from allocator_pipeline.core.labels.utility import utility_labels
 from allocator_pipeline.core.tuning import study as tuning_module
 from allocator_pipeline.core.tuning.objective import evaluate_params, objective_terms
 from allocator_pipeline.core.tuning.result import export_ledger, export_trial_returns
-from allocator_pipeline.core.tuning.space import GROUPS, SEARCH_PARAMETERS, default_params, search_space
+from allocator_pipeline.core.tuning.space import GROUPS, SEARCH_PARAMETERS, default_params, resolve_groups, search_space
 from allocator_pipeline.core.tuning.study import (
     OBJECTIVE_FORMULA,
     inner_fold_frames,
@@ -34,7 +34,7 @@ from allocator_pipeline.core.tuning.study import (
     run_study,
     tuned_settings,
 )
-from allocator_pipeline.settings import Settings, SettingsError, TuningSettings
+from allocator_pipeline.settings import Settings, SettingsError, TuningSettings, load_settings
 from allocator_pipeline_tests.support.leakage import perturb_after
 
 FOLD = "2013"
@@ -161,6 +161,16 @@ def test_search_space_per_profile(tmp_path):
     for name, value in default_params(odd, odd_space).items():
         internal = odd_space[name].to_internal_repr(value)
         assert odd_space[name]._contains(internal), name
+
+
+def test_tuning_groups_setting_chooses_the_searched_groups(tmp_path):
+    base = make_settings(tmp_path, tuning={"groups": ["policy"]})
+    assert resolve_groups(base) == ("policy",)
+    assert {n.split(".")[0] for n in search_space(base)} == {"policy"}
+    assert resolve_groups(base, ["ensemble"]) == ("ensemble",)  # an explicit argument wins
+    with pytest.raises(SettingsError) as info:
+        load_settings(home=tmp_path, overrides={"tuning": {"groups": ["policy", "envelop"]}})
+    assert "tuning.groups" in str(info.value) and "envelop" in str(info.value), str(info.value)
 
 
 # --- the objective on a hand-made example --------------------------------------------------------

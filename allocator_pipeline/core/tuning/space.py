@@ -39,12 +39,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from pydantic import ValidationError
 
 from allocator_pipeline.settings import Settings, SettingsError, format_validation_error
+from allocator_pipeline.settings_sections import TuningGroup
 
 __all__ = [
     "CHEAP_GROUPS",
@@ -149,7 +150,8 @@ SEARCH_PARAMETERS: tuple[SearchParameter, ...] = (
 )
 """The full search space, in a fixed order (the order parameters are sampled in)."""
 
-GROUPS: tuple[str, ...] = ("lightgbm", "linear", "catboost", "labels", "ensemble", "policy", "envelope")
+GROUPS: tuple[str, ...] = get_args(TuningGroup)
+"""Every group, in the order of the search space (the values ``tuning.groups`` accepts)."""
 MODEL_GROUPS: tuple[str, ...] = ("lightgbm", "linear", "catboost", "labels")
 """Groups whose change requires refitting the members on every inner split."""
 CHEAP_GROUPS: tuple[str, ...] = ("ensemble", "policy", "envelope")
@@ -175,12 +177,16 @@ def current_value(settings: Settings, name: str) -> Any:
 
 
 def resolve_groups(settings: Settings, groups: Iterable[str] | None = None) -> tuple[str, ...]:
-    """The groups to search: ``groups`` if given, else the profile's (:data:`PROFILE_GROUPS`).
+    """The groups to search: ``groups`` if given, else ``settings.tuning.groups``, else the profile's.
+
+    The profile's groups are :data:`PROFILE_GROUPS`.
 
     Model groups of members that are not in ``settings.models.members`` are dropped (their
     parameters would not change anything).
     """
-    chosen = tuple(groups) if groups is not None else PROFILE_GROUPS.get(settings.profile, CHEAP_GROUPS)
+    if groups is None:
+        groups = settings.tuning.groups or PROFILE_GROUPS.get(settings.profile, CHEAP_GROUPS)
+    chosen = tuple(groups)
     unknown = sorted(set(chosen) - set(GROUPS))
     if unknown:
         raise ValueError(f"unknown tuning groups {unknown}; known: {list(GROUPS)}")
