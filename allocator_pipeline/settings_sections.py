@@ -294,12 +294,18 @@ class PolicySettings(_Section):
 class EnvelopeSettings(_Section):
     """Risk envelope, applied in order: drawdown guard, volatility scaling, drift throttle."""
 
-    dd_guard: bool = Field(True, description="Enable drawdown guard rails.")
+    dd_guard: bool = Field(
+        False,
+        description="Enable drawdown guard rails (off by default: cutting exposure costs average monthly PnL "
+        "against the fully invested baseline; README, power of the verdict).",
+    )
     dd_soft: float = Field(0.10, gt=0, lt=1, description="Own drawdown (fraction) where exposure is cut.")
     dd_hard: float = Field(0.20, gt=0, lt=1, description="Own drawdown where exposure is cut further.")
     dd_soft_exposure: float = Field(0.75, ge=0, le=1, description="Max exposure beyond dd_soft.")
     dd_hard_exposure: float = Field(0.50, ge=0, le=1, description="Max exposure beyond dd_hard.")
-    vol_scaling: bool = Field(True, description="Enable volatility scaling of gross exposure.")
+    vol_scaling: bool = Field(
+        False, description="Enable volatility scaling of gross exposure (off by default, as dd_guard)."
+    )
     vol_target: float = Field(0.22, gt=0, le=2, description="Annualised volatility target (fraction).")
     vol_window: int = Field(21, ge=5, le=252, description="Trailing sessions for realised volatility.")
     drift_throttle: bool = Field(True, description="Enable the drift safety throttle.")
@@ -325,7 +331,7 @@ class TuningSettings(_Section):
         None,
         min_length=1,
         description="Search groups (lightgbm, linear, catboost, labels, ensemble, policy, envelope); None: the "
-        "profile's (quick and default: ensemble, policy, envelope; full: every group).",
+        "profile's (quick and default: ensemble, policy; full: every group).",
     )
     storage: str | None = Field(
         None,

@@ -16,6 +16,7 @@ from allocator_pipeline.core.common.sessions import decision_ts_from_dates
 from allocator_pipeline.settings import EnvelopeSettings
 
 OFF = dict(dd_guard=False, vol_scaling=False, drift_throttle=False)
+ON = dict(dd_guard=True, vol_scaling=True, drift_throttle=True)
 
 
 def _ctx(r_q, r_s=None, r_c=None) -> pd.DataFrame:
@@ -102,7 +103,7 @@ def test_envelope_is_causal():
     n, d = 120, 70
     ctx = _random_ctx(n, seed=11)
     w = np.random.default_rng(11).uniform(0, 1, n)
-    s = EnvelopeSettings(dd_soft=0.03, dd_hard=0.06, vol_target=0.08, vol_window=15)
+    s = EnvelopeSettings(**ON, dd_soft=0.03, dd_hard=0.06, vol_target=0.08, vol_window=15)
     base = apply_envelope(w, ctx, s, 0.5)
 
     future = ctx.copy()
@@ -121,7 +122,7 @@ def test_continuing_from_state_equals_full_path():
     n, cut = 100, 61
     ctx = _random_ctx(n, seed=4)
     w = np.random.default_rng(4).uniform(0, 1, n)
-    s = EnvelopeSettings(dd_soft=0.03, dd_hard=0.06, vol_target=0.1, vol_window=20)
+    s = EnvelopeSettings(**ON, dd_soft=0.03, dd_hard=0.06, vol_target=0.1, vol_window=20)
     full = apply_envelope(w, ctx, s, 0.5)
     head = apply_envelope(w[:cut], ctx.iloc[:cut], s, 0.5)
     state = envelope_end_state(head, ctx.iloc[:cut], s.vol_window)
@@ -149,14 +150,14 @@ def test_a_fresh_state_with_history_earns_nothing_on_its_first_row():
         index=index,
     )
     history = EnvelopeState(fresh=True, qqq_history=(0.01, -0.01), spy_history=(0.0, 0.01))
-    path = apply_envelope(np.full(3, 0.5), context, EnvelopeSettings(vol_scaling=False), 0.5, history)
+    path = apply_envelope(np.full(3, 0.5), context, EnvelopeSettings(dd_guard=True, vol_scaling=False), 0.5, history)
     # the -30% of row 0 was realised before the first decision: no equity loss, no drawdown cut
     assert path["equity"].iloc[0] == 1.0 and path["exposure_dd"].iloc[0] == 1.0
     assert path["equity"].iloc[1] == pytest.approx(1.01)
     held = apply_envelope(
         np.full(3, 0.5),
         context,
-        EnvelopeSettings(vol_scaling=False),
+        EnvelopeSettings(dd_guard=True, vol_scaling=False),
         0.5,
         EnvelopeState(qqq_history=(0.01, -0.01), spy_history=(0.0, 0.01)),
     )

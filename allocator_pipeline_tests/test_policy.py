@@ -129,7 +129,10 @@ def test_no_smoothing_and_huge_cap_returns_raw(raw, w0):
 
 
 def _settings(**env) -> Settings:
-    return Settings(policy=PolicySettings(alpha=0.3, max_daily_change=0.15), envelope=EnvelopeSettings(**env))
+    return Settings(
+        policy=PolicySettings(alpha=0.3, max_daily_change=0.15),
+        envelope=EnvelopeSettings(**{"dd_guard": True, "vol_scaling": True, **env}),
+    )
 
 
 def test_allocator_path_without_smoothing_or_envelope_trades_argmax():

@@ -143,13 +143,20 @@ def test_tuned_settings_refuses_bad_params(tmp_path, params, words):
 
 
 def test_search_space_per_profile(tmp_path):
-    full = make_settings(tmp_path, models={"members": ["lightgbm", "linear", "catboost"]})
+    full = make_settings(
+        tmp_path,
+        models={"members": ["lightgbm", "linear", "catboost"]},
+        envelope={"dd_guard": True, "vol_scaling": True},
+    )
     full = full.model_copy(update={"profile": "full"})
     space = search_space(full)
     assert list(space) == [p.name for p in SEARCH_PARAMETERS]  # the full profile searches everything
+    # a parameter of a stage that is switched off is not searched (the defaults: no guard, no scaling)
+    unswitched = search_space(full.model_copy(update={"envelope": Settings().envelope}))
+    assert set(space) - set(unswitched) == {"envelope.dd_soft", "envelope.dd_hard", "envelope.vol_target"}
     assert {p.group for p in SEARCH_PARAMETERS} == set(GROUPS)
     default = search_space(full.model_copy(update={"profile": "default"}))
-    assert set(default) == {p.name for p in SEARCH_PARAMETERS if p.group in ("ensemble", "policy", "envelope")}
+    assert set(default) == {p.name for p in SEARCH_PARAMETERS if p.group in ("ensemble", "policy")}
     linear_only = search_space(make_settings(tmp_path).model_copy(update={"profile": "full"}))
     assert not any(n.startswith(("models.lightgbm", "models.catboost")) for n in linear_only)
     # dd_soft and dd_hard ranges are disjoint: any sample is a valid envelope

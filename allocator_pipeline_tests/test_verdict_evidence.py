@@ -28,7 +28,8 @@ from allocator_pipeline.report.page import render_report
 from allocator_pipeline.report.tables import fmt_interval
 from allocator_pipeline.settings import BootstrapSettings, Settings
 
-SETTINGS = Settings()
+SETTINGS = Settings.model_validate({"envelope": {"dd_guard": True, "vol_scaling": True}})
+"""Every envelope stage on (the drawdown guard and volatility scaling are off by default)."""
 
 
 def _frame(ts: pd.DatetimeIndex, ret: np.ndarray) -> pd.DataFrame:

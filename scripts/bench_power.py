@@ -12,7 +12,7 @@ planted signal, its trailing mean, w_raw, w_smoothed, w_final). Results go to ``
 
     .venv/bin/python scripts/bench_power.py --profile default --ics 0,0.05,0.1,0.2,0.3 --seeds 0,1,2
 
-Wall time: about one ``make run`` per (IC, seed) with the default profile (8 to 9 minutes here).
+Wall time: about one ``make run`` per (IC, seed) with the default profile (1.5 to 3 minutes here).
 """
 
 from __future__ import annotations
@@ -25,6 +25,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+
+from allocator_pipeline.core.evaluation.bootstrap import paired_bootstrap
+from allocator_pipeline.settings import BootstrapSettings
 
 REPO = Path(__file__).resolve().parents[1]
 ALLOCATOR = Path(sys.executable).with_name("allocator")
@@ -65,8 +69,14 @@ def one(work: Path, profile: str, ic: float, seed: int, horizon: int, extra: lis
         [str(ALLOCATOR), "--home", str(home), "--step3", str(step3), "--profile", profile, *extra, "run"],
         home / "run.log",
     )
-    metrics = json.loads((home / "step3_out" / "allocator" / "backtest" / "metrics.json").read_text())
+    backtest = home / "step3_out" / "allocator" / "backtest"
+    metrics = json.loads((backtest / "metrics.json").read_text())
     strategies = metrics["strategies"]
+    daily = pd.read_parquet(backtest / "oos_daily.parquet")
+    # the two "beats the baseline" gates applied to the rule: would the plain rule itself pass them?
+    rule_boot = paired_bootstrap(
+        daily["ret_planted_rule"], daily["ret_baseline"], daily["realized_ts"], BootstrapSettings()
+    )
 
     def delta(strategy: str, key: str) -> float:
         return float(strategies[strategy][key]) - float(strategies["baseline"][key])
@@ -78,6 +88,7 @@ def one(work: Path, profile: str, ic: float, seed: int, horizon: int, extra: lis
         "failed_gates": [g["name"] for g in metrics["gates"] if not g["passed"]],
         "allocator": {k: delta("allocator", k) for k in ("cagr", "calmar", "avg_monthly_pnl")},
         "rule": {k: delta("planted_rule", k) for k in ("cagr", "calmar", "avg_monthly_pnl")},
+        "rule_passes_beats_baseline_gates": all(rule_boot[m]["lower"] > 0 for m in ("calmar", "avg_monthly_pnl")),
         "retention": metrics["planted_signal"]["retention"],
         "seconds": time.monotonic() - started,
     }
@@ -85,9 +96,10 @@ def one(work: Path, profile: str, ic: float, seed: int, horizon: int, extra: lis
 
 def table(results: list[dict]) -> str:
     lines = [
-        "| IC | seeds | accepted | dCAGR alloc (rule) | dCalmar alloc (rule) | dmPnL bp alloc (rule) | share of rule's "
-        "Calmar gain | signal / trailing mean | w_raw / w_smoothed / w_final |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| IC | seeds | accepted | rule passes | dCAGR alloc (rule) | dCalmar alloc (rule) | dmPnL bp alloc (rule) | "
+        "share of rule's Calmar gain (lowest seed) | signal / trailing mean | w_raw / w_smoothed / w_final | "
+        "wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for ic in sorted({r["ic"] for r in results}):
         rows = [r for r in results if r["ic"] == ic]
@@ -99,13 +111,18 @@ def table(results: list[dict]) -> str:
             return float(np.mean([r["retention"][key] for r in rows]))
 
         share = mean("allocator", "calmar") / mean("rule", "calmar") if mean("rule", "calmar") > 0 else float("nan")
+        shares = [r["allocator"]["calmar"] / r["rule"]["calmar"] for r in rows if r["rule"]["calmar"] > 0]
+        lowest = min(shares) if len(shares) == len(rows) else float("nan")
+        rule_passes = sum(bool(r.get("rule_passes_beats_baseline_gates")) for r in rows)
         lines.append(
             f"| {ic} | {','.join(str(r['seed']) for r in rows)} | {sum(r['accepted'] for r in rows)}/{len(rows)} | "
+            f"{rule_passes}/{len(rows)} | "
             f"{mean('allocator', 'cagr') * 100:+.2f} pp ({mean('rule', 'cagr') * 100:+.2f}) | "
             f"{mean('allocator', 'calmar'):+.3f} ({mean('rule', 'calmar'):+.3f}) | "
             f"{mean('allocator', 'avg_monthly_pnl') * 1e4:+.1f} ({mean('rule', 'avg_monthly_pnl') * 1e4:+.1f}) | "
-            f"{share:.2f} | {ret('signal'):+.3f} / {ret('signal_trailing_mean'):+.3f} | "
-            f"{ret('w_raw'):+.3f} / {ret('w_smoothed'):+.3f} / {ret('w_final'):+.3f} |"
+            f"{share:.2f} ({lowest:.2f}) | {ret('signal'):+.3f} / {ret('signal_trailing_mean'):+.3f} | "
+            f"{ret('w_raw'):+.3f} / {ret('w_smoothed'):+.3f} / {ret('w_final'):+.3f} | "
+            f"{sum(r['seconds'] for r in rows):.0f} |"
         )
     return "\n".join(lines)
 
