@@ -139,16 +139,31 @@ def train(ctx: Context, folds_spec: str | None, workers: int | None) -> None:
 @main.command()
 @click.option("--folds", "folds_spec", help="Folds: 2008,2009 or 2008..2012 (default: all).")
 @click.option("--trials", type=int, help="Optuna trials per fold (overrides the profile).")
-@click.option("--workers", type=int, help="Folds in parallel (default: settings.workers).")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    help="With a shared tuning.storage (RDB URL or journal): worker processes on each fold's study, "
+    "folds one after another (default: tuning.workers); otherwise folds in parallel (default: settings.workers).",
+)
 @click.pass_obj
 def optimize(ctx: Context, folds_spec: str | None, trials: int | None, workers: int | None) -> None:
     """Nested walk-forward tuning with Optuna on each fold's inner splits."""
     from allocator_pipeline.defs.execution import TUNING
 
+    overrides: dict = {}
     if trials is not None:
-        ctx.set_overrides({"tuning": {"n_trials": trials}})
+        overrides["n_trials"] = trials
+    shared = ctx.settings.tuning.storage is not None
+    if shared and workers is not None:
+        overrides["workers"] = workers
+    if overrides:
+        ctx.set_overrides({"tuning": overrides})
+    if shared:
+        n = ctx.settings.tuning.workers
+        mode = "sequential, reproducible" if n == 1 else "parallel, not reproducible"
+        echo_step(f"tuning: {n} worker process(es) on each fold's study ({mode})")
     with ctx.publication():
-        _run_folds(ctx, TUNING, folds_spec, "optimize", workers)
+        _run_folds(ctx, TUNING, folds_spec, "optimize", 1 if shared else workers)
 
 
 @main.command()
