@@ -118,7 +118,14 @@ def _storage(fold: str, settings: Settings) -> tuple[BaseStorage, str, bool]:
         return JournalStorage(JournalFileBackend(str(path))), f"journal:{path}", True
     from sqlalchemy.engine import make_url  # optuna's RDB storage depends on SQLAlchemy
 
+    url = psycopg2_url(url)
     return RDBStorage(url), make_url(url).render_as_string(hide_password=True), True
+
+
+def psycopg2_url(url: str) -> str:
+    """A plain ``postgresql://`` URL with the installed driver, psycopg2, named (SQLAlchemy 2.1 would
+    otherwise pick psycopg 3); any other URL unchanged."""
+    return "postgresql+psycopg2://" + url[len("postgresql://") :] if url.startswith("postgresql://") else url
 
 
 def _open_study(
