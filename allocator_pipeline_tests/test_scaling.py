@@ -226,3 +226,31 @@ def test_two_workers_share_a_fold_study_on_postgres(postgres, local):
     )
     assert result.storage.startswith("postgresql://") and result.n_complete == 4
     assert set(result.ledger["mode"]) == {"parallel"} and result.to_dict()["workers"] == 2
+
+
+def test_instance_and_submit_options_refuse_bad_input(tmp_path, monkeypatch):
+    """Exit 2 with the problem on the last line, before any run: a folder without dagster.yaml,
+    the PostgreSQL instance without its database URL, --wait without --submit, parallel tuning
+    workers without a shared storage."""
+    from click.testing import CliRunner
+
+    from allocator_pipeline import cli
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))  # restored after the test
+    monkeypatch.delenv("ALLOCATOR_POSTGRES_URL", raising=False)
+    home = _home(tmp_path, "home")
+    cases = {
+        ("--instance", str(tmp_path), "backfill", "--folds", "2024"): f"no dagster.yaml in {tmp_path}",
+        ("--instance", str(REPO / "instances" / "postgres"), "backfill", "--folds", "2024"): (
+            "environment variable ALLOCATOR_POSTGRES_URL is not set"
+        ),
+        ("backfill", "--folds", "2024", "--wait"): "--wait follows a submitted backfill: add --submit",
+        ("optimize", "--workers", "0"): "Invalid value for '--workers'",
+    }
+    for args, message in cases.items():
+        result = CliRunner().invoke(cli.main, ["--home", str(home), *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output.strip().splitlines()[-1], (args, result.output)
+    (home / "allocator.toml").write_text(TOML + "workers = 2\n")
+    result = CliRunner().invoke(cli.main, ["--home", str(home), "optimize"])
+    assert result.exit_code == 2 and "tuning.workers = 2 needs a shared tuning.storage" in result.output

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -113,19 +114,22 @@ class Context:
         """The Dagster instance (``--instance``, else DAGSTER_HOME, ...); a missing or bad instance
         configuration (e.g. ALLOCATOR_POSTGRES_URL unset) is bad input, exit 2."""
         from dagster import DagsterInvalidConfigError
-        from sqlalchemy.exc import OperationalError
 
         from allocator_pipeline.defs.execution import get_instance
 
         where = self.instance_dir or os.environ.get("DAGSTER_HOME") or "the default instance"
         try:
             return get_instance(self.settings, self.instance_dir)
-        except (ValueError, DagsterInvalidConfigError) as exc:
-            lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-            raise InputError(f"Dagster instance {where}: {' '.join(lines[-2:])}") from None
-        except OperationalError as exc:
-            first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-            raise click.ClickException(f"Dagster instance {where}: cannot reach its database: {first}") from None
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        except DagsterInvalidConfigError as exc:
+            unset = re.search(r'environment variable "?(\w+)"? which is not set', str(exc))
+            problem = f"environment variable {unset.group(1)} is not set" if unset else str(exc).splitlines()[0]
+            raise InputError(f"Dagster instance {where}/dagster.yaml: {problem}") from None
+        except Exception as exc:  # e.g. the database cannot be reached (after Dagster's retries)
+            cause = exc.__cause__ or exc
+            first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+            raise click.ClickException(f"Dagster instance {where}: cannot open it: {first}") from None
 
     def validate_inputs(self) -> None:
         """Validate the prices, the Step 3 source and the settings before any run (exit 2 if bad)."""

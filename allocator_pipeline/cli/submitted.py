@@ -29,7 +29,7 @@ def require_daemon(ctx: Context, wait: bool) -> None:
         return
     message = (
         f"no dagster-daemon is running on instance {_instance_name(ctx)}: start one with "
-        "`allocator daemon` (same global options) or `allocator ui`"
+        "`allocator daemon` (the same --instance) or `allocator ui`"
     )
     if wait:
         raise click.ClickException(message)

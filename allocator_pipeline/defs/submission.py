@@ -20,6 +20,7 @@ running on the same instance and workspace for the queue to move.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -83,13 +84,24 @@ def _workspace(instance: dg.DagsterInstance) -> Iterator[WorkspaceRequestContext
         yield ws
 
 
-def settings_run_config(options: RunOptions, verbose: bool = False) -> dict[str, Any]:
-    """A run's config: the ``settings`` resource configured with the command's options (the set
-    ones, paths absolute), and the console logger as in the in-process path."""
-    config = {k: v for k, v in options.model_dump().items() if v is not None}
-    for key in ("home", "prices", "step3", "config_file"):
-        if key in config:
-            config[key] = str(Path(config[key]).resolve())
+def settings_run_config(options: RunOptions, verbose: bool = False, environ: Mapping[str, str] | None = None) -> dict:
+    """A run's config: the ``settings`` resource configured with the command's options resolved
+    against its environment (home, prices, Step 3 directory, profile, settings file: absolute), so
+    the run reads what the command reads whatever the launched process's environment or folder;
+    and the console logger as in the in-process path."""
+    settings = options.load(environ)
+    env = os.environ if environ is None else environ
+    config_file = options.config_file or env.get("ALLOCATOR_CONFIG") or None
+    resolved = {
+        "home": settings.home,
+        "prices": settings.data.prices_dir,
+        "step3": settings.data.step3_dir,
+        "config_file": config_file,
+    }
+    config: dict[str, Any] = {k: str(Path(v).resolve()) for k, v in resolved.items() if v is not None}
+    config["profile"] = settings.profile
+    if options.overrides_json:
+        config["overrides_json"] = options.overrides_json
     return merge_dicts(run_config(verbose), {"resources": {"settings": {"config": config}}})
 
 
