@@ -208,7 +208,7 @@ def test_two_workers_share_a_fold_study_on_postgres(postgres, local):
     url = _database(postgres, "optuna")
     home, _ = local  # its dataset; the study lives in PostgreSQL only
     settings = load_settings(
-        home=home, environ={}, overrides={"tuning": {"n_trials": 4, "storage": url, "workers": 2, "pruning": False}}
+        home=home, environ={}, overrides={"tuning": {"n_trials": 6, "storage": url, "workers": 2, "pruning": False}}
     )
     dataset = settings.paths.dataset
     frames = inner_fold_frames(
@@ -224,8 +224,9 @@ def test_two_workers_share_a_fold_study_on_postgres(postgres, local):
         read_parquet(dataset / "leg_panel.parquet"),
         settings,
     )
-    assert result.storage.startswith("postgresql://") and result.n_complete == 4
+    assert result.storage.startswith("postgresql") and result.n_complete == 6 and result.n_new == 6
     assert set(result.ledger["mode"]) == {"parallel"} and result.to_dict()["workers"] == 2
+    assert set(result.ledger["worker"]) == {0, 1}  # both processes ran trials of the one study
 
 
 def test_instance_and_submit_options_refuse_bad_input(tmp_path, monkeypatch):

@@ -339,13 +339,14 @@ def _trial_loop(
         )
 
 
-def _helper_main(problem: tuple, worker: int) -> None:
+def _helper_main(problem: tuple, worker: int, ready: Any) -> None:
     """A spawned worker process: load the fold's study from the shared storage and run trials."""
     optuna.logging.set_verbosity(logging.WARNING)
     fold, inner_frames, utilities, context, settings, space, started = problem
     storage, _, _ = _storage(fold, settings)
     try:
         study = optuna.load_study(study_name=study_name(fold), storage=storage, pruner=_pruner(settings))
+        ready.set()
         _trial_loop(study, inner_frames, utilities, context, settings, space, started, worker)
     finally:
         if isinstance(storage, RDBStorage):
@@ -357,10 +358,13 @@ def _helpers(problem: tuple, n: int) -> Iterator[None]:
     """Run ``n`` spawned worker processes on the study while the block runs; a worker that failed
     fails the study (its traceback is on stderr)."""
     ctx = multiprocessing.get_context("spawn")  # not fork: the parent holds connections and threads
-    workers = [ctx.Process(target=_helper_main, args=(problem, k), daemon=True) for k in range(1, n + 1)]
+    ready = [ctx.Event() for _ in range(n)]
+    workers = [ctx.Process(target=_helper_main, args=(problem, k, ready[k - 1]), daemon=True) for k in range(1, n + 1)]
     for process in workers:
         process.start()
-    try:
+    try:  # all start trials together (a worker that died before is reported below)
+        while not all(event.is_set() or not p.is_alive() for event, p in zip(ready, workers)):
+            time.sleep(0.1)
         yield
     except BaseException:
         for process in workers:
