@@ -5,6 +5,8 @@ and checks show up in ``dagster dev``. Each first validates what it reads (``bui
 ``run``: the prices, the Step 3 source and the settings; the fold commands: the settings and the
 built dataset), then runs inside one publication: if anything fails, the home is put back as it
 was. The terminal shows one line per stage, a progress bar over folds, then the result.
+``run --submit`` and ``backfill --submit`` go through the instance's queue instead, launched by
+the daemon (``cli/submitted.py``).
 """
 
 from __future__ import annotations
