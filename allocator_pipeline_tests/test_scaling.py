@@ -189,8 +189,10 @@ def test_backfill_through_the_daemon_on_postgres_equals_the_in_process_path(post
     assert sorted(r.tags["dagster/partition"] for r in runs) == FOLDS
     assert {r.job_name for r in runs} == {"fold_job"} and {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
     assert all(r.tags.get("allocator/submitted") == "backfill" for r in runs)
-    launched = instance.all_logs(runs[0].run_id, of_type=dg.DagsterEventType.RUN_START)
-    assert launched  # executed by a launched run worker, recorded in PostgreSQL
+    for run in runs:  # queued by the run coordinator, launched by the daemon (starting), then run
+        events = [e.dagster_event_type for e in instance.all_logs(run.run_id) if e.is_dagster_event]
+        queue = [dg.DagsterEventType.RUN_ENQUEUED, dg.DagsterEventType.RUN_STARTING, dg.DagsterEventType.RUN_START]
+        assert [e for e in events if e in queue] == queue, events
     instance.dispose()
 
     ours, reference = _comparable(home), _comparable(local_home)
