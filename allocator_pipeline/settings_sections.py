@@ -338,6 +338,13 @@ class TuningSettings(_Section):
         description="Optuna storage URL (RDB URL or 'journal:<path>'); None: a SQLite file per fold "
         "under step3_out/allocator/optuna/.",
     )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Worker processes on each fold's study; > 1 needs a shared storage (RDB URL or "
+        "journal). 1: reproducible for a seed; > 1: parallel, not reproducible.",
+    )
     w_calmar: float = Field(1.0, ge=0, le=100, description="Weight of median inner-fold Calmar.")
     w_monthly_pnl: float = Field(
         50.0, ge=0, le=10000, description="Weight of average monthly PnL (fraction of capital)."
@@ -349,3 +356,12 @@ class TuningSettings(_Section):
     w_tail_penalty: float = Field(
         0.5, ge=0, le=100, description="Penalty per unit of (median - min) inner-fold Calmar spread."
     )
+
+    @model_validator(mode="after")
+    def _parallel_needs_shared_storage(self) -> TuningSettings:
+        if self.workers > 1 and self.storage is None:
+            raise ValueError(
+                f"tuning.workers = {self.workers} needs a shared tuning.storage (an RDB URL such as "
+                "postgresql://... or 'journal:<path>'); the default per-fold SQLite file takes one worker"
+            )
+        return self

@@ -365,6 +365,7 @@ def test_study_resumes_with_its_finished_trials(problem, tmp_path):
     first = run_study(FOLD, frames, utilities, panel, s2)
     assert first.n_complete == 2 and (tmp_path / "a/step3_out/allocator/optuna" / f"{FOLD}.db").is_file()
     assert first.ledger.loc[0, "role"] == "defaults"
+    assert set(first.ledger["mode"]) == {"sequential"} and first.to_dict()["mode"] == "sequential"
     s4 = s2.model_copy(update={"tuning": s2.tuning.model_copy(update={"n_trials": 4})})
     resumed = run_study(FOLD, frames, utilities, panel, s4)
     assert resumed.n_complete == 4 and resumed.n_new == 2
@@ -450,6 +451,19 @@ def test_journal_storage_and_changed_problem(problem, tmp_path):
     messages: list[str] = []
     fresh = run_study(FOLD, frames, utilities, panel, changed, progress=messages.append)
     assert fresh.n_new == 2 and any("afresh" in m for m in messages)
+
+
+def test_parallel_workers_share_a_journal_study(problem, tmp_path):
+    """Two worker processes on one fold's study in a journal file: together they stop at the
+    budget, and the ledger records the parallel mode and each trial's worker."""
+    settings, panel, utilities, _, frames = problem
+    s = with_budget(settings, tmp_path, n_trials=4, storage="journal:optuna/studies.log", workers=2)
+    result = run_study(FOLD, frames, utilities, panel, s)
+    assert result.n_complete + result.n_pruned == 4 and result.n_new == len(result.ledger) >= 4
+    assert set(result.ledger["mode"]) == {"parallel"} and set(result.ledger["worker"]) <= {0, 1}
+    assert result.to_dict()["mode"] == "parallel" and result.to_dict()["workers"] == 2
+    with pytest.raises(ValueError, match="tuning.workers = 2 needs a shared tuning.storage"):
+        make_settings(tmp_path, tuning={"workers": 2})
 
 
 # --- tuning finds a known best -------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The ``allocator`` command: a thin layer over the Dagster definitions.
 
 ``context`` declares the group and its global options, ``pipeline`` the pipeline commands,
-``live`` rebalance and replay. The seed plan's script names are aliases of four commands.
+``submitted`` their ``--submit`` path through the instance's queue and ``daemon``, ``live`` rebalance
+and replay. The seed plan's script names are aliases of four commands.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from allocator_pipeline.cli.context import GLOBAL_OPTIONS, main
 from allocator_pipeline.cli.instruments import synth_step3
 from allocator_pipeline.cli.live import rebalance, replay
 from allocator_pipeline.cli.pipeline import backfill, backtest, build_dataset, optimize, run, train, ui
+from allocator_pipeline.cli.submitted import daemon
 
 GLOBAL_FLAGS = {option["flag"] for option in GLOBAL_OPTIONS.values()}
 
@@ -54,6 +56,7 @@ __all__ = [
     "backtest_alias",
     "build_dataset",
     "build_dataset_alias",
+    "daemon",
     "main",
     "optimize",
     "optimize_alias",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -57,9 +58,10 @@ class InputError(click.ClickException):
 
 
 class Context:
-    def __init__(self, options: RunOptions, verbose: bool = False) -> None:
+    def __init__(self, options: RunOptions, verbose: bool = False, instance_dir: str | None = None) -> None:
         self.options = options
         self.verbose = verbose
+        self.instance_dir = instance_dir
         self.settings = self._load()
         self._instance: dg.DagsterInstance | None = None
         self._publication: Publication | None = None
@@ -81,6 +83,8 @@ class Context:
             "config_file": self.options.config_file,
         }
         env = dict(os.environ)
+        if self.instance_dir is not None:
+            env["DAGSTER_HOME"] = str(Path(self.instance_dir).resolve())
         for name, option in GLOBAL_OPTIONS.items():
             value = resolved[name]
             if value is not None:
@@ -101,12 +105,31 @@ class Context:
     @property
     def instance(self) -> dg.DagsterInstance:
         if self._instance is None:
-            from allocator_pipeline.defs.execution import get_instance
-
-            self._instance = get_instance(self.settings)
+            self._instance = self._open_instance()
         if self._publication is not None:
             self._publication.watch(self._instance)
         return self._instance
+
+    def _open_instance(self) -> dg.DagsterInstance:
+        """The Dagster instance (``--instance``, else DAGSTER_HOME, ...); a missing or bad instance
+        configuration (e.g. ALLOCATOR_POSTGRES_URL unset) is bad input, exit 2."""
+        from dagster import DagsterInvalidConfigError
+
+        from allocator_pipeline.defs.execution import get_instance
+
+        where = self.instance_dir or os.environ.get("DAGSTER_HOME") or "the default instance"
+        try:
+            return get_instance(self.settings, self.instance_dir)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        except DagsterInvalidConfigError as exc:
+            unset = re.search(r'environment variable "?(\w+)"? which is not set', str(exc))
+            problem = f"environment variable {unset.group(1)} is not set" if unset else str(exc).splitlines()[0]
+            raise InputError(f"Dagster instance {where}/dagster.yaml: {problem}") from None
+        except Exception as exc:  # e.g. the database cannot be reached (after Dagster's retries)
+            cause = exc.__cause__ or exc
+            first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+            raise click.ClickException(f"Dagster instance {where}: cannot open it: {first}") from None
 
     def validate_inputs(self) -> None:
         """Validate the prices, the Step 3 source and the settings before any run (exit 2 if bad)."""
@@ -195,10 +218,18 @@ def echo_stages(result) -> None:
     is_flag=True,
     help="Show Dagster's event log on the terminal too (it always goes to the instance, the UI's run logs).",
 )
+@click.option(
+    "--instance",
+    "instance_dir",
+    envvar="ALLOCATOR_INSTANCE",
+    type=click.Path(file_okay=False),
+    help="Dagster instance: a folder with its dagster.yaml, e.g. instances/postgres "
+    "(env ALLOCATOR_INSTANCE; default: DAGSTER_HOME, else the SQLite instance of ./dagster.yaml).",
+)
 @click.pass_context
-def main(ctx: click.Context, verbose: bool, **options: str | None) -> None:
+def main(ctx: click.Context, verbose: bool, instance_dir: str | None, **options: str | None) -> None:
     """Step 3b allocator: decide each session's capital split between the QQQ and SPY legs."""
-    ctx.obj = Context(RunOptions(**options), verbose=verbose)
+    ctx.obj = Context(RunOptions(**options), verbose=verbose, instance_dir=instance_dir)
 
 
 for _name, _option in GLOBAL_OPTIONS.items():

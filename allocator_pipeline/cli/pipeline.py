@@ -5,6 +5,8 @@ and checks show up in ``dagster dev``. Each first validates what it reads (``bui
 ``run``: the prices, the Step 3 source and the settings; the fold commands: the settings and the
 built dataset), then runs inside one publication: if anything fails, the home is put back as it
 was. The terminal shows one line per stage, a progress bar over folds, then the result.
+``run --submit`` and ``backfill --submit`` go through the instance's queue instead, launched by
+the daemon (``cli/submitted.py``).
 """
 
 from __future__ import annotations
@@ -13,18 +15,15 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from allocator_pipeline.cli.context import Context, InputError, check_run, echo_stages, echo_step, main
+from allocator_pipeline.cli.submitted import require_daemon, submit_folds, submit_stage
 
 if TYPE_CHECKING:
     from allocator_pipeline.defs.execution import Selection
-
-REPO_WORKSPACE = Path(__file__).resolve().parents[2] / "workspace.yaml"
-"""The repository's workspace file (absent in an installed copy: then the module is named)."""
 
 
 def _build_dataset(ctx: Context) -> None:
@@ -75,14 +74,20 @@ def _folds(ctx: Context, folds_spec: str | None) -> list[str]:
 
 
 def _report(ctx: Context) -> None:
-    from allocator_pipeline.core.common.storage import read_json
     from allocator_pipeline.defs.execution import REPORT, materialize
-    from allocator_pipeline.report import format_headline, headline_table, lag_table
 
     echo_step("walk-forward report, gates and promotion")
     result = materialize(REPORT, ctx.options, ctx.instance, verbose=ctx.verbose)
     echo_stages(result)
     check_run(result, "report")
+    _echo_report(ctx)
+
+
+def _echo_report(ctx: Context) -> None:
+    """The report's headline table, verdict, gates and paths (from the stored artifacts)."""
+    from allocator_pipeline.core.common.storage import read_json
+    from allocator_pipeline.report import format_headline, headline_table, lag_table
+
     paths = ctx.settings.paths
     metrics = read_json(paths.backtest / "metrics.json")
     promotion = read_json(paths.allocator / "promotion.json")
@@ -139,16 +144,31 @@ def train(ctx: Context, folds_spec: str | None, workers: int | None) -> None:
 @main.command()
 @click.option("--folds", "folds_spec", help="Folds: 2008,2009 or 2008..2012 (default: all).")
 @click.option("--trials", type=int, help="Optuna trials per fold (overrides the profile).")
-@click.option("--workers", type=int, help="Folds in parallel (default: settings.workers).")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    help="With a shared tuning.storage (RDB URL or journal): worker processes on each fold's study, "
+    "folds one after another (default: tuning.workers); otherwise folds in parallel (default: settings.workers).",
+)
 @click.pass_obj
 def optimize(ctx: Context, folds_spec: str | None, trials: int | None, workers: int | None) -> None:
     """Nested walk-forward tuning with Optuna on each fold's inner splits."""
     from allocator_pipeline.defs.execution import TUNING
 
+    overrides: dict = {}
     if trials is not None:
-        ctx.set_overrides({"tuning": {"n_trials": trials}})
+        overrides["n_trials"] = trials
+    shared = ctx.settings.tuning.storage is not None
+    if shared and workers is not None:
+        overrides["workers"] = workers
+    if overrides:
+        ctx.set_overrides({"tuning": overrides})
+    if shared:
+        n = ctx.settings.tuning.workers
+        mode = "sequential, reproducible" if n == 1 else "parallel, not reproducible"
+        echo_step(f"tuning: {n} worker process(es) on each fold's study ({mode})")
     with ctx.publication():
-        _run_folds(ctx, TUNING, folds_spec, "optimize", workers)
+        _run_folds(ctx, TUNING, folds_spec, "optimize", 1 if shared else workers)
 
 
 @main.command()
@@ -172,17 +192,31 @@ def backtest(ctx: Context, folds_spec: str | None, workers: int | None) -> None:
 
 @main.command()
 @click.option("--workers", type=int, help="Folds in parallel (default: settings.workers).")
+@click.option(
+    "--submit",
+    is_flag=True,
+    help="Through the instance's run queue and a fold backfill, launched by the daemon (`allocator daemon`), "
+    "each stage followed to its end.",
+)
 @click.pass_obj
-def run(ctx: Context, workers: int | None) -> None:
+def run(ctx: Context, workers: int | None, submit: bool) -> None:
     """The whole pipeline on the configured data, ending with the report's path and headline table."""
     from allocator_pipeline.defs.execution import FOLD_STAGES
 
     started = time.monotonic()
-    with ctx.publication():
+    if submit:
         ctx.validate_inputs()
-        _build_dataset(ctx)
-        _run_folds(ctx, FOLD_STAGES, None, "folds", workers)
-        _report(ctx)
+        require_daemon(ctx, wait=True)
+        submit_stage(ctx, "dataset_job", "build-dataset")
+        submit_folds(ctx, _folds(ctx, None), "folds", wait=True)
+        submit_stage(ctx, "report_job", "report")
+        _echo_report(ctx)
+    else:
+        with ctx.publication():
+            ctx.validate_inputs()
+            _build_dataset(ctx)
+            _run_folds(ctx, FOLD_STAGES, None, "folds", workers)
+            _report(ctx)
     click.echo(f"Total time: {time.monotonic() - started:.0f} s")
 
 
@@ -192,34 +226,24 @@ def run(ctx: Context, workers: int | None) -> None:
 @click.option(
     "--submit",
     is_flag=True,
-    help="Queue a Dagster backfill of fold_job on the instance instead "
-    "(launched by the daemon of `dagster dev` / `dagster-daemon run`).",
+    help="Store a backfill of fold_job in the instance instead: the daemon (`allocator daemon`) launches one "
+    "run per fold through the instance's run queue and run launcher.",
 )
+@click.option("--wait", is_flag=True, help="With --submit: follow the backfill to its end (progress bar).")
 @click.pass_obj
-def backfill(ctx: Context, folds_spec: str, workers: int | None, submit: bool) -> None:
+def backfill(ctx: Context, folds_spec: str, workers: int | None, submit: bool, wait: bool) -> None:
     """Materialise every fold stage for the folds (progress bar), or submit them to the instance."""
     from allocator_pipeline.defs.execution import FOLD_STAGES
 
+    if wait and not submit:
+        raise InputError("--wait follows a submitted backfill: add --submit")
     if not submit:
         with ctx.publication():
             _run_folds(ctx, FOLD_STAGES, folds_spec, "backfill", workers)
         return
     folds = _folds(ctx, folds_spec)
-    workspace = REPO_WORKSPACE
-    cmd = [
-        str(Path(sys.executable).with_name("dagster")),
-        "job",
-        "backfill",
-        "-j",
-        "fold_job",
-        "--partitions",
-        ",".join(folds),
-        "--noprompt",
-    ]
-    cmd += ["-w", str(workspace)] if workspace.is_file() else ["-m", "allocator_pipeline.definitions"]
-    env = ctx.settings_environment()
-    echo_step(f"submitting a backfill of fold_job for {len(folds)} fold(s): {' '.join(cmd)}")
-    raise SystemExit(subprocess.call(cmd, env=env))
+    require_daemon(ctx, wait)
+    submit_folds(ctx, folds, "backfill", wait)
 
 
 @main.command()
@@ -227,16 +251,12 @@ def backfill(ctx: Context, folds_spec: str, workers: int | None, submit: bool) -
 def ui(ctx: Context) -> None:
     """Start the Dagster UI (dagster dev) on 127.0.0.1."""
     from allocator_pipeline.defs.execution import default_dagster_home
+    from allocator_pipeline.defs.submission import workspace_arguments
 
     env = dict(
         ctx.settings_environment(),
-        DAGSTER_HOME=str(default_dagster_home(ctx.settings).resolve()),
+        DAGSTER_HOME=str(default_dagster_home(ctx.settings, ctx.instance_dir).resolve()),
         DAGSTER_DISABLE_TELEMETRY="1",
     )
-    workspace = REPO_WORKSPACE
     cmd = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", os.environ.get("PORT", "3000")]
-    if workspace.is_file():
-        cmd += ["-w", str(workspace)]
-    else:
-        cmd += ["-m", "allocator_pipeline.definitions"]
-    raise SystemExit(subprocess.call(cmd, env=env))
+    raise SystemExit(subprocess.call([*cmd, *workspace_arguments()], env=env))

@@ -2,8 +2,8 @@
 
 Unpartitioned stages run as one in-process Dagster run. Fold stages run as one Dagster run per
 fold (a fold is a partition); with ``workers > 1`` the folds run in parallel, one process per
-fold at a time, each recording its run in the same Dagster instance. (``allocator backfill
---submit`` instead queues a Dagster backfill for the daemon to launch.)
+fold at a time, each recording its run in the same Dagster instance. (``--submit`` instead goes
+through the instance's backfill and run queue, launched by the daemon: ``defs/submission.py``.)
 
 Every event goes to the instance (the UI's run logs); the terminal gets Dagster's console log
 only with ``verbose``. :func:`publication` makes a command's runs one published set (the
@@ -22,6 +22,7 @@ from pathlib import Path
 import dagster as dg
 
 from allocator_pipeline.core.common import journal
+from allocator_pipeline.core.tuning.study import psycopg2_url
 from allocator_pipeline.definitions import defs
 from allocator_pipeline.defs.allocation import daily_rebalance_job
 from allocator_pipeline.defs.ensemble import fold_job
@@ -44,6 +45,8 @@ INSTANCE_FILE = """# Written by `allocator` for a Dagster home without an instan
 telemetry:
   enabled: false
 """
+POSTGRES_URL_ENV = "ALLOCATOR_POSTGRES_URL"
+"""The PostgreSQL instance's database URL (``instances/postgres/dagster.yaml``)."""
 JOURNAL_TAG = "allocator/journal"
 """Run tag: the journal (command) a run belongs to."""
 ROLLED_BACK_TAG = "allocator/rolled_back"
@@ -64,8 +67,12 @@ def asset_names(selection: Selection) -> list[str]:
     return [key.to_user_string() for key in graph.toposorted_asset_keys if key in chosen]
 
 
-def default_dagster_home(settings: Settings) -> Path:
-    """DAGSTER_HOME when unset: the folder with dagster.yaml (the repo root) or <home>/.dagster_home."""
+def default_dagster_home(settings: Settings, instance: str | Path | None = None) -> Path:
+    """The Dagster home (the folder of the instance's ``dagster.yaml``): ``instance`` when given (the
+    CLI's ``--instance``, e.g. ``instances/postgres``), else DAGSTER_HOME, else the current folder
+    when it holds dagster.yaml (the repo root), else <home>/.dagster_home."""
+    if instance is not None:
+        return Path(instance).resolve()
     if os.environ.get("DAGSTER_HOME"):
         return Path(os.environ["DAGSTER_HOME"])
     if Path("dagster.yaml").is_file():
@@ -73,13 +80,18 @@ def default_dagster_home(settings: Settings) -> Path:
     return settings.home.resolve() / ".dagster_home"
 
 
-def get_instance(settings: Settings) -> dg.DagsterInstance:
-    """The persistent Dagster instance (run history and fold partitions survive between commands)."""
-    home = default_dagster_home(settings)
+def get_instance(settings: Settings, instance: str | Path | None = None) -> dg.DagsterInstance:
+    """The persistent Dagster instance (run history and fold partitions survive between commands);
+    ``instance``: a Dagster home folder with its own dagster.yaml (refused without one)."""
+    home = default_dagster_home(settings, instance)
+    if instance is not None and not (home / "dagster.yaml").is_file():
+        raise ValueError(f"--instance {instance}: no dagster.yaml in {home}")
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").is_file():  # no banner, no "no instance file" warning
         (home / "dagster.yaml").write_text(INSTANCE_FILE)
     os.environ["DAGSTER_HOME"] = str(home.resolve())
+    if os.environ.get(POSTGRES_URL_ENV):  # the instance's database (instances/postgres/dagster.yaml)
+        os.environ[POSTGRES_URL_ENV] = psycopg2_url(os.environ[POSTGRES_URL_ENV])
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
     return dg.DagsterInstance.get()
 

@@ -1,8 +1,9 @@
 """The outcome of a fold's tuning study: :class:`TuningResult` and its trial ledger.
 
 Ledger
-    :func:`export_ledger` writes every trial (number, state, role, objective, duration, parameters,
-    per-inner-split metrics, objective terms, error) as parquet.
+    :func:`export_ledger` writes every trial (number, state, role, mode (``sequential``: one seeded
+    worker, reproducible; ``parallel``: several workers, not reproducible), worker, objective,
+    duration, parameters, per-inner-split metrics, objective terms, error) as parquet.
 Trial returns
     :func:`export_trial_returns` writes every evaluated trial's daily net returns on the inner
     held-out blocks (the per-block results the overfitting statistics need: the deflated Sharpe's
@@ -41,7 +42,7 @@ __all__ = [
     "trial_returns_frame",
 ]
 
-LEDGER_HEAD = ["trial", "state", "role", "objective", "duration_s", "error"]
+LEDGER_HEAD = ["trial", "state", "role", "mode", "worker", "objective", "duration_s", "error"]
 INNER_BLOCKS = "inner_blocks"
 """Study user attribute: per inner split, ``{"realized_ts": [ISO UTC], "cash": [float]}``."""
 TRIAL_PREFIX = "trial_"
@@ -68,6 +69,12 @@ class TuningResult:
     duration_s: float
     ledger: pd.DataFrame = field(repr=False)
     trial_returns: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+    workers: int = 1
+
+    @property
+    def mode(self) -> str:
+        """``sequential`` (one seeded worker: reproducible) or ``parallel`` (not reproducible)."""
+        return "parallel" if self.workers > 1 else "sequential"
 
     @property
     def n_trials(self) -> dict[str, int]:
@@ -89,6 +96,8 @@ class TuningResult:
             if self.default_value is None
             else float(self.best_value - self.default_value),
             "n_trials": self.n_trials,
+            "mode": self.mode,
+            "workers": self.workers,
             "duration_s": float(self.duration_s),
             "objective_formula": OBJECTIVE_FORMULA,
         }
@@ -110,6 +119,8 @@ def trial_ledger(trials: Sequence[FrozenTrial], space: Mapping[str, BaseDistribu
             "trial": t.number,
             "state": t.state.name,
             "role": t.user_attrs.get("role", "tpe"),
+            "mode": t.user_attrs.get("mode"),
+            "worker": t.user_attrs.get("worker"),
             "objective": t.value if t.state == TrialState.COMPLETE else None,
             "duration_s": _duration(t),
             "error": t.user_attrs.get("error"),

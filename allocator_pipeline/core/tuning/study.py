@@ -23,25 +23,31 @@ Storage
     ``tuning.storage`` None: a SQLite file per fold, ``<home>/step3_out/allocator/optuna/<fold>.db``
     (one process per fold file: trials left ``RUNNING`` by a killed process are marked failed and
     redone). ``"journal:<path>"``: Optuna's journal file storage (relative paths under ``home``);
-    any other value: an RDB URL (e.g. ``postgresql://...``). With a shared storage several workers
-    (processes or machines) can run the same fold's study: together they stop at ``n_trials``
-    (running trials count), and each worker salts its sampler seed with its process id so they do
-    not propose the same points (parallel studies are not bit-reproducible). The study name is
+    any other value: an RDB URL (e.g. ``postgresql://...``). The study name is
     ``allocator-fold-<fold>``. A study stores a fingerprint of its problem (settings that change
     the objective, search space, inner frames, the leg panel rows it reads); a stored study with
     another fingerprint is started afresh in a per-fold file and refused in a shared storage.
+Workers
+    ``tuning.workers`` 1 (sequential): one process proposes and evaluates every trial; the sampler
+    seed is ``tuning.seed + finished trials``, so the study is reproducible. ``tuning.workers`` N > 1
+    (parallel, a shared storage only): the calling process and N - 1 spawned worker processes run
+    trials of the same study until together they reach ``n_trials`` (running trials count); each
+    salts its sampler seed with the number of trials it sees and its process id so they do not
+    propose the same points. Which trial sees which finished trials depends on timing: parallel
+    studies are not reproducible. Other processes or machines may join a shared study the same way.
+    The ledger records each trial's ``mode`` (sequential / parallel) and ``worker``.
 
 The study's outcome, :class:`TuningResult`, and its trial ledger are in ``core/tuning/result.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
+import multiprocessing
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +62,7 @@ from optuna.trial import FrozenTrial, TrialState
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.storage import preserve_in_place
 from allocator_pipeline.core.folds.checks import fold_dataset
+from allocator_pipeline.core.tuning.fingerprint import problem_fingerprint
 from allocator_pipeline.core.tuning.objective import OBJECTIVE_FORMULA, InnerFitCache, evaluate_params, robust_objective
 from allocator_pipeline.core.tuning.result import INNER_BLOCKS, TuningResult, _duration, _result, inner_blocks_attr
 from allocator_pipeline.core.tuning.space import default_params, resolve_groups, search_space, tuned_settings
@@ -74,9 +81,6 @@ __all__ = [
 
 Progress = Callable[[str], None] | None
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-OBJECTIVE_SECTIONS = ("labels", "costs", "models", "ensemble", "policy", "envelope")
-"""Settings sections a trial's objective depends on (with the objective's weights in ``tuning``);
-features and folds enter the fingerprint through the inner frames themselves."""
 
 
 class StudyMismatchError(ValueError):
@@ -114,39 +118,14 @@ def _storage(fold: str, settings: Settings) -> tuple[BaseStorage, str, bool]:
         return JournalStorage(JournalFileBackend(str(path))), f"journal:{path}", True
     from sqlalchemy.engine import make_url  # optuna's RDB storage depends on SQLAlchemy
 
+    url = psycopg2_url(url)
     return RDBStorage(url), make_url(url).render_as_string(hide_password=True), True
 
 
-def _frame_digest(frame: pd.DataFrame) -> bytes:
-    values = pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes()
-    return values + ",".join(map(str, frame.columns)).encode()
-
-
-def problem_fingerprint(
-    inner_frames: Sequence[pd.DataFrame],
-    utilities: pd.DataFrame,
-    context: pd.DataFrame,
-    settings: Settings,
-    space: Mapping[str, BaseDistribution],
-) -> str:
-    """SHA-256 of what a trial's objective depends on (see the module docstring)."""
-    full = settings.model_dump(mode="json")
-    tree = {key: full[key] for key in OBJECTIVE_SECTIONS}
-    tree["tuning"] = {
-        k: v
-        for k, v in full["tuning"].items()
-        if k not in ("enabled", "n_trials", "timeout_seconds", "seed", "pruning", "storage")
-    }
-    h = hashlib.sha256(
-        json.dumps({"settings": tree, "space": {k: repr(v) for k, v in space.items()}}, sort_keys=True).encode()
-    )
-    last = max(f.index[-1] for f in inner_frames)
-    end = context.index.get_indexer([last])[0] + settings.labels.horizon + 1
-    for frame in inner_frames:
-        h.update(_frame_digest(frame))
-        h.update(_frame_digest(utilities.reindex(frame.index)))
-    h.update(_frame_digest(context.iloc[:end].select_dtypes("number")))
-    return h.hexdigest()
+def psycopg2_url(url: str) -> str:
+    """A plain ``postgresql://`` URL with the installed driver, psycopg2, named (SQLAlchemy 2.1 would
+    otherwise pick psycopg 3); any other URL unchanged."""
+    return "postgresql+psycopg2://" + url[len("postgresql://") :] if url.startswith("postgresql://") else url
 
 
 def _open_study(
@@ -159,17 +138,12 @@ def _open_study(
     progress: Progress,
 ) -> optuna.Study:
     name = study_name(fold)
-    pruner: optuna.pruners.BasePruner = (
-        optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
-        if settings.tuning.pruning
-        else optuna.pruners.NopPruner()
-    )
 
     def create() -> optuna.Study:
         return optuna.create_study(
             storage=storage,
             sampler=optuna.samplers.TPESampler(seed=settings.tuning.seed),
-            pruner=pruner,
+            pruner=_pruner(settings),
             study_name=name,
             direction="maximize",
             load_if_exists=True,
@@ -194,6 +168,12 @@ def _open_study(
     return study
 
 
+def _pruner(settings: Settings) -> optuna.pruners.BasePruner:
+    if settings.tuning.pruning:
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    return optuna.pruners.NopPruner()
+
+
 def _say(progress: Progress, message: str) -> None:
     if progress is not None:
         progress(message)
@@ -209,9 +189,9 @@ def _enqueue_defaults(study: optuna.Study, defaults: dict[str, Any]) -> None:
         study.enqueue_trial(defaults, user_attrs={"role": "defaults"})
 
 
-def _sampler(settings: Settings, finished: int, total: int, shared: bool) -> optuna.samplers.TPESampler:
+def _sampler(settings: Settings, finished: int, total: int, parallel: bool) -> optuna.samplers.TPESampler:
     n_trials = settings.tuning.n_trials
-    seed = settings.tuning.seed + (total + os.getpid() if shared else finished)
+    seed = settings.tuning.seed + (total + os.getpid() if parallel else finished)
     return optuna.samplers.TPESampler(seed=seed % (2**32), n_startup_trials=max(3, min(10, n_trials // 3)))
 
 
@@ -223,9 +203,12 @@ def _run_trial(
     context: pd.DataFrame,
     settings: Settings,
     cache: InnerFitCache,
+    worker: int,
 ) -> FrozenTrial:
     trial = study.ask(space)
     defaults = trial.user_attrs.get("role") == "defaults"
+    trial.set_user_attr("mode", "parallel" if settings.tuning.workers > 1 else "sequential")
+    trial.set_user_attr("worker", worker)
     try:
         out = evaluate_params(trial.params, inner_frames, utilities, context, settings, trial=trial, cache=cache)
     except optuna.TrialPruned:
@@ -296,7 +279,7 @@ def run_study(
     optuna.logging.set_verbosity(logging.WARNING)
     if not inner_frames:
         raise ValueError(f"fold {fold}: no inner splits to tune on")
-    started = time.monotonic()
+    started, wall_start = time.monotonic(), time.time()
     chosen = tuple(resolve_groups(settings, groups)) if space is None else ("custom",)
     space = dict(space) if space is not None else search_space(settings, groups)
     fingerprint = problem_fingerprint(inner_frames, utilities, context, settings, space)
@@ -304,27 +287,92 @@ def run_study(
     try:
         study = _open_study(str(fold), storage, described, shared, settings, fingerprint, progress)
         _enqueue_defaults(study, default_params(settings, space))
-        cache = InnerFitCache()
-        budget, timeout = settings.tuning.n_trials, settings.tuning.timeout_seconds
-        n_new = 0
-        while True:
-            trials = study.get_trials(deepcopy=False)
-            finished = sum(t.state in FINISHED for t in trials)
-            taken = finished + (sum(t.state == TrialState.RUNNING for t in trials) if shared else 0)
-            any_complete = any(t.state == TrialState.COMPLETE for t in trials)
-            if taken >= budget or (any_complete and time.monotonic() - started >= timeout):
-                break
-            study.sampler = _sampler(settings, finished, len(trials), shared)
-            frozen = _run_trial(study, space, inner_frames, utilities, context, settings, cache)
-            n_new += 1
-            value = "-" if frozen.value is None else f"{frozen.value:.4f}"
-            best = f"{study.best_value:.4f}" if any_complete or frozen.state == TrialState.COMPLETE else "-"
-            _say(
-                progress,
-                f"fold {fold}: trial {frozen.number} ({finished + 1}/{budget}) {frozen.state.name}, "
-                f"objective {value}, best {best} ({_duration(frozen) or 0.0:.1f} s)",
-            )
-        return _result(str(fold), study, described, chosen, space, n_new, time.monotonic() - started)
+        before = _started_trials(study)
+        problem = (str(fold), list(inner_frames), utilities, context, settings, space, wall_start)
+        with _helpers(problem, settings.tuning.workers - 1):
+            _trial_loop(study, *problem[1:], worker=0, progress=progress)
+        n_new = _started_trials(study) - before  # by every worker of this call
+        result = _result(str(fold), study, described, chosen, space, n_new, time.monotonic() - started)
+        result.workers = settings.tuning.workers
+        return result
     finally:
         if isinstance(storage, RDBStorage):  # release the database file / connections
             storage.engine.dispose()
+
+
+def _started_trials(study: optuna.Study) -> int:
+    return sum(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))
+
+
+def _trial_loop(
+    study: optuna.Study,
+    inner_frames: Sequence[pd.DataFrame],
+    utilities: pd.DataFrame,
+    context: pd.DataFrame,
+    settings: Settings,
+    space: dict[str, BaseDistribution],
+    started: float,
+    worker: int,
+    progress: Progress = None,
+) -> None:
+    """Run trials of the study until the budget (counted over all workers) or the timeout (wall
+    time since ``started``, a ``time.time()``) is spent."""
+    fold = study.user_attrs.get("fold", "?")
+    parallel = settings.tuning.workers > 1
+    cache = InnerFitCache()
+    budget, timeout = settings.tuning.n_trials, settings.tuning.timeout_seconds
+    while True:
+        trials = study.get_trials(deepcopy=False)
+        finished = sum(t.state in FINISHED for t in trials)
+        taken = finished + sum(t.state == TrialState.RUNNING for t in trials) * parallel
+        any_complete = any(t.state == TrialState.COMPLETE for t in trials)
+        if taken >= budget or (any_complete and time.time() - started >= timeout):
+            return
+        study.sampler = _sampler(settings, finished, len(trials), parallel)
+        frozen = _run_trial(study, space, inner_frames, utilities, context, settings, cache, worker)
+        value = "-" if frozen.value is None else f"{frozen.value:.4f}"
+        best = f"{study.best_value:.4f}" if any_complete or frozen.state == TrialState.COMPLETE else "-"
+        _say(
+            progress,
+            f"fold {fold}: trial {frozen.number} ({finished + 1}/{budget}) {frozen.state.name}, "
+            f"objective {value}, best {best} ({_duration(frozen) or 0.0:.1f} s)",
+        )
+
+
+def _helper_main(problem: tuple, worker: int, ready: Any) -> None:
+    """A spawned worker process: load the fold's study from the shared storage and run trials."""
+    optuna.logging.set_verbosity(logging.WARNING)
+    fold, inner_frames, utilities, context, settings, space, started = problem
+    storage, _, _ = _storage(fold, settings)
+    try:
+        study = optuna.load_study(study_name=study_name(fold), storage=storage, pruner=_pruner(settings))
+        ready.set()
+        _trial_loop(study, inner_frames, utilities, context, settings, space, started, worker)
+    finally:
+        if isinstance(storage, RDBStorage):
+            storage.engine.dispose()
+
+
+@contextmanager
+def _helpers(problem: tuple, n: int) -> Iterator[None]:
+    """Run ``n`` spawned worker processes on the study while the block runs; a worker that failed
+    fails the study (its traceback is on stderr)."""
+    ctx = multiprocessing.get_context("spawn")  # not fork: the parent holds connections and threads
+    ready = [ctx.Event() for _ in range(n)]
+    workers = [ctx.Process(target=_helper_main, args=(problem, k, ready[k - 1]), daemon=True) for k in range(1, n + 1)]
+    for process in workers:
+        process.start()
+    try:  # all start trials together (a worker that died before is reported below)
+        while not all(event.is_set() or not p.is_alive() for event, p in zip(ready, workers)):
+            time.sleep(0.1)
+        yield
+    except BaseException:
+        for process in workers:
+            process.terminate()
+        raise
+    finally:
+        for process in workers:
+            process.join()
+    failed = [f"worker {k} (exit code {p.exitcode})" for k, p in enumerate(workers, 1) if p.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"fold {problem[0]}: tuning {', '.join(failed)} failed; see its traceback above")

@@ -1,0 +1,56 @@
+"""The fingerprint of a fold's tuning problem: what a trial's objective depends on.
+
+A stored study records it; a study stored for another fingerprint (other settings that change the
+objective, another search space, other inner frames or leg panel rows) is not resumed
+(``core/tuning/study.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+from optuna.distributions import BaseDistribution
+
+from allocator_pipeline.settings import Settings
+
+__all__ = ["OBJECTIVE_SECTIONS", "problem_fingerprint"]
+
+OBJECTIVE_SECTIONS = ("labels", "costs", "models", "ensemble", "policy", "envelope")
+"""Settings sections a trial's objective depends on (with the objective's weights in ``tuning``);
+features and folds enter the fingerprint through the inner frames themselves."""
+
+
+def _frame_digest(frame: pd.DataFrame) -> bytes:
+    values = pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes()
+    return values + ",".join(map(str, frame.columns)).encode()
+
+
+def problem_fingerprint(
+    inner_frames: Sequence[pd.DataFrame],
+    utilities: pd.DataFrame,
+    context: pd.DataFrame,
+    settings: Settings,
+    space: Mapping[str, BaseDistribution],
+) -> str:
+    """SHA-256 of what a trial's objective depends on (see the module docstring); the settings that
+    only steer the search (budget, seed, pruning, storage, workers) are left out."""
+    full = settings.model_dump(mode="json")
+    tree = {key: full[key] for key in OBJECTIVE_SECTIONS}
+    tree["tuning"] = {
+        k: v
+        for k, v in full["tuning"].items()
+        if k not in ("enabled", "n_trials", "timeout_seconds", "seed", "pruning", "storage", "workers")
+    }
+    h = hashlib.sha256(
+        json.dumps({"settings": tree, "space": {k: repr(v) for k, v in space.items()}}, sort_keys=True).encode()
+    )
+    last = max(f.index[-1] for f in inner_frames)
+    end = context.index.get_indexer([last])[0] + settings.labels.horizon + 1
+    for frame in inner_frames:
+        h.update(_frame_digest(frame))
+        h.update(_frame_digest(utilities.reindex(frame.index)))
+    h.update(_frame_digest(context.iloc[:end].select_dtypes("number")))
+    return h.hexdigest()
