@@ -32,6 +32,8 @@ import dagster as dg
 from dagster._cli.job import _create_run
 from dagster._cli.workspace.cli_target import WorkspaceOpts, get_workspace_from_cli_opts
 from dagster._core.execution.backfill import BULK_ACTION_TERMINAL_STATUSES, BulkActionStatus, PartitionBackfill
+from dagster._core.remote_representation.code_location import CodeLocation
+from dagster._core.remote_representation.external import RemoteRepository
 from dagster._core.storage.tags import BACKFILL_ID_TAG, PARTITION_NAME_TAG
 from dagster._core.workspace.context import WorkspaceRequestContext
 from dagster._daemon.controller import all_daemons_live
@@ -77,11 +79,16 @@ def _workspace_opts() -> WorkspaceOpts:
 
 
 @contextmanager
-def _workspace(instance: dg.DagsterInstance) -> Iterator[WorkspaceRequestContext]:
+def _repository(
+    instance: dg.DagsterInstance,
+) -> Iterator[tuple[WorkspaceRequestContext, CodeLocation, RemoteRepository]]:
+    """The workspace, its one code location and that location's one repository."""
     with get_workspace_from_cli_opts(
         instance, version=dagster_version, workspace_opts=_workspace_opts(), log_level="WARNING"
     ) as ws:
-        yield ws
+        (location,) = ws.code_locations
+        (repo,) = location.get_repositories().values()
+        yield ws, location, repo
 
 
 def settings_run_config(options: RunOptions, verbose: bool = False, environ: Mapping[str, str] | None = None) -> dict:
@@ -124,9 +131,7 @@ def submit_backfill(
     """Store a job backfill of ``partitions`` for the daemon; returns the backfill id."""
     from dagster._core.utils import make_new_backfill_id
 
-    with _workspace(instance) as ws:
-        (location,) = ws.code_locations
-        (repo,) = location.get_repositories().values()
+    with _repository(instance) as (_ws, location, repo):
         matches = [p for p in repo.get_partition_sets() if p.job_name == job_name]
         if not matches:
             raise ValueError(f"job {job_name!r} is not partitioned in {location.name}")
@@ -156,9 +161,7 @@ def submit_run(
     verbose: bool = False,
 ) -> str:
     """Create a run of an unpartitioned job and submit it to the instance's run coordinator."""
-    with _workspace(instance) as ws:
-        (location,) = ws.code_locations
-        (repo,) = location.get_repositories().values()
+    with _repository(instance) as (ws, location, repo):
         run = _create_run(
             instance=instance,
             code_location=location,
