@@ -10,7 +10,7 @@ allocator's and the transparent rule's CAGR, Calmar and average monthly PnL minu
 gain the allocator captures; and the stage retention (correlation with the future spread of the
 planted signal, its trailing mean, w_raw, w_smoothed, w_final). Results go to ``--out`` as JSON.
 
-    .venv/bin/python scripts/bench_power.py --profile default --ics 0,0.05,0.1,0.2,0.3 --seeds 0,1,2
+    .venv/bin/python scripts/bench_power.py --profile default --ics 0,0.05,0.1,0.2,0.25,0.3 --seeds 0,1,2
 
 Wall time: about one ``make run`` per (IC, seed) with the default profile (1.5 to 3 minutes here).
 """
@@ -130,7 +130,7 @@ def table(results: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="default", help="settings profile of every run (default: default)")
-    parser.add_argument("--ics", default="0,0.05,0.1,0.2,0.3", help="planted ICs, comma-separated")
+    parser.add_argument("--ics", default="0,0.05,0.1,0.2,0.25,0.3", help="planted ICs, comma-separated")
     parser.add_argument("--seeds", default="0,1,2", help="seeds, comma-separated")
     parser.add_argument("--horizon", type=int, default=20, help="H of the planted spread (sessions)")
     parser.add_argument("--work", default=str(REPO / "bench_power_work"), help="working folder (git-ignored)")

@@ -194,7 +194,7 @@ def resolve_groups(settings: Settings, groups: Iterable[str] | None = None) -> t
     parameters would not change anything).
     """
     if groups is None:
-        groups = settings.tuning.groups or PROFILE_GROUPS.get(settings.profile, CHEAP_GROUPS)
+        groups = settings.tuning.groups or PROFILE_GROUPS[settings.profile]
     chosen = tuple(groups)
     unknown = sorted(set(chosen) - set(GROUPS))
     if unknown:
