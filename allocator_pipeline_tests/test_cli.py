@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -55,3 +56,17 @@ def test_seed_plan_script_names_are_aliases(alias, command_help, monkeypatch, ca
         alias()
     assert exit_.value.code == 0
     assert command_help in capsys.readouterr().out
+
+
+def test_fold_progress_names_every_failed_fold_and_its_run():
+    from allocator_pipeline.cli.context import fold_progress
+
+    with fold_progress(["2023", "2024"], "folds", "; see the runs") as done:  # all ok: no error
+        done("2024", True, "run-b")
+        done("2023", True, "run-a")
+    failing = fold_progress(["2023", "2024", "2025"], "folds", "; see the runs")
+    with pytest.raises(click.ClickException) as info, failing as done:
+        done("2025", False, "run-c")
+        done("2023", True, "run-a")
+        done("2024", False, "run-b")
+    assert info.value.message == "folds failed for fold(s): 2024 (run run-b), 2025 (run run-c); see the runs"

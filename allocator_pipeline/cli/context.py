@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -170,6 +171,27 @@ class Context:
 
 def echo_step(message: str) -> None:
     click.echo(f"[allocator {time.strftime('%H:%M:%S')}] {message}", err=True)
+
+
+@contextmanager
+def fold_progress(folds: list[str], what: str, where: str) -> Iterator[Callable[[str, bool, str], None]]:
+    """A progress bar over ``folds`` on stderr; yields the ``on_done(fold, ok, run_id)`` callback that
+    advances it. On leaving, fails (a ClickException) naming every failed fold and its run, then
+    ``where`` (where to look at the runs)."""
+    from tqdm import tqdm
+
+    failed: list[str] = []
+    with tqdm(total=len(folds), desc=what, unit="fold", file=sys.stderr, dynamic_ncols=True) as bar:
+
+        def done(fold: str, ok: bool, run_id: str) -> None:
+            bar.update(1)
+            bar.set_postfix_str(f"{fold} {'ok' if ok else 'FAILED'}")
+            if not ok:
+                failed.append(f"{fold} (run {run_id})")
+
+        yield done
+    if failed:
+        raise click.ClickException(f"{what} failed for fold(s): {', '.join(sorted(failed))}{where}")
 
 
 def _failure_message(event) -> tuple[str, bool]:

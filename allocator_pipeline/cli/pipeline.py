@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from allocator_pipeline.cli.context import Context, InputError, check_run, echo_stages, echo_step, main
+from allocator_pipeline.cli.context import Context, InputError, check_run, echo_stages, echo_step, fold_progress, main
 from allocator_pipeline.cli.submitted import require_daemon, submit_folds, submit_stage
 
 if TYPE_CHECKING:
@@ -39,27 +39,15 @@ def _build_dataset(ctx: Context) -> None:
 
 
 def _run_folds(ctx: Context, selection: Selection, folds_spec: str | None, what: str, workers: int | None) -> list[str]:
-    from tqdm import tqdm
-
     from allocator_pipeline.defs.execution import materialize_folds
 
     folds = _folds(ctx, folds_spec)
     n_workers = workers or ctx.settings.workers
     echo_step(f"{what}: {len(folds)} fold(s) {folds[0]}..{folds[-1]}, {n_workers} in parallel")
-    failed: list[str] = []
-    with tqdm(total=len(folds), desc=what, unit="fold", file=sys.stderr, dynamic_ncols=True) as bar:
-
-        def done(fold: str, ok: bool, run_id: str) -> None:
-            bar.update(1)
-            bar.set_postfix_str(f"{fold} {'ok' if ok else 'FAILED'}")
-            if not ok:
-                failed.append(f"{fold} (run {run_id})")
-
+    with fold_progress(folds, what, "; see the runs in `make ui`") as done:
         materialize_folds(
             selection, folds, ctx.options, ctx.instance, workers=n_workers, on_done=done, verbose=ctx.verbose
         )
-    if failed:
-        raise click.ClickException(f"{what} failed for fold(s): {', '.join(sorted(failed))}; see the runs in `make ui`")
     return folds
 
 

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from allocator_pipeline.cli.context import Context, InputError, _failure_message, echo_step, main
+from allocator_pipeline.cli.context import Context, InputError, _failure_message, echo_step, fold_progress, main
 
 HEARTBEAT_SECONDS = 60.0
 """A daemon whose last heartbeat is older than this is taken as not running."""
@@ -76,8 +76,6 @@ def submit_stage(ctx: Context, job_name: str, what: str) -> None:
 def submit_folds(ctx: Context, folds: list[str], what: str, wait: bool) -> None:
     """A backfill of ``fold_job`` over the folds; with ``wait``, a progress bar over folds until
     every fold's run has finished, failing with the failed folds and their runs."""
-    from tqdm import tqdm
-
     from allocator_pipeline.defs.submission import SUBMITTED_TAG, follow_backfill, submit_backfill
 
     backfill_id = submit_backfill(
@@ -90,23 +88,11 @@ def submit_folds(ctx: Context, folds: list[str], what: str, wait: bool) -> None:
     if not wait:
         echo_step(f"follow it in the UI (`allocator ui`, Overview > Backfills) or with --wait; id {backfill_id}")
         return
-    failed: list[str] = []
-    with tqdm(total=len(folds), desc=what, unit="fold", file=sys.stderr, dynamic_ncols=True) as bar:
-
-        def done(fold: str, ok: bool, run_id: str) -> None:
-            bar.update(1)
-            bar.set_postfix_str(f"{fold} {'ok' if ok else 'FAILED'}")
-            if not ok:
-                failed.append(f"{fold} (run {run_id})")
-
+    with fold_progress(folds, what, f" (backfill {backfill_id}); see the runs in `allocator ui`") as done:
         try:
             follow_backfill(ctx.instance, backfill_id, on_done=done)
         except RuntimeError as exc:
             raise click.ClickException(str(exc)) from None
-    if failed:
-        raise click.ClickException(
-            f"{what} failed for fold(s): {', '.join(sorted(failed))} (backfill {backfill_id}); see the runs in `allocator ui`"
-        )
 
 
 @main.command()
