@@ -28,7 +28,7 @@ from allocator_pipeline.settings import RunOptions
 pytestmark = pytest.mark.slow
 
 FIRST_TEST_YEAR = 2023
-# Small but complete: quick models, 2 tuning trials on 2 inner splits, folds 2023..2025; every
+# Small but complete: quick models, tuning switched on (off by default) with 2 trials on 2 inner splits, folds 2023..2025; every
 # envelope stage on (the drawdown guard and volatility scaling are off by default), so the path
 # carries all of the state machine's state and its exposure moves.
 TOML = f"""
@@ -37,6 +37,7 @@ profile = "quick"
 first_test_year = {FIRST_TEST_YEAR}
 required_oos_years = [{FIRST_TEST_YEAR}]
 [tuning]
+enabled = true
 n_trials = 2
 [envelope]
 dd_guard = true

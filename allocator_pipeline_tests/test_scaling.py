@@ -38,6 +38,7 @@ TOML = """profile = "quick"
 first_test_year = 2024
 required_oos_years = [2024]
 [tuning]
+enabled = true
 n_trials = 2
 """
 FOLDS = ["2024", "2025"]

@@ -53,7 +53,7 @@ def make_settings(home: Path, **sections) -> Settings:
             "required_oos_years": [],
         },
         "models": {"members": ["linear"], "linear": {"max_iter": 60}},
-        "tuning": {"n_trials": 4, "timeout_seconds": 600.0, "pruning": False},
+        "tuning": {"enabled": True, "n_trials": 4, "timeout_seconds": 600.0, "pruning": False},
     }
     for name, values in sections.items():
         tree[name] = {**tree.get(name, {}), **values}
