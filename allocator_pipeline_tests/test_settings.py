@@ -57,3 +57,16 @@ def test_profile_chosen_in_the_settings_file_applies_its_values(tmp_path):
     s = load_settings(home=tmp_path, environ={})
     assert s.profile == "quick" and s.tuning.n_trials == 3
     assert load_settings(home=tmp_path, profile="default", environ={}).tuning.n_trials == 24
+
+
+def test_the_nested_study_is_off_unless_the_full_profile_or_the_settings_switch_it_on(tmp_path):
+    """tuning.enabled: off in quick and default (README, nested tuning: on the planted-signal
+    fixtures the per-fold choices lowered what the allocator kept), on in full, and the settings
+    file switches it on in any profile."""
+    assert [load_settings(profile=p, environ={}).tuning.enabled for p in ("quick", "default", "full")] == [
+        False,
+        False,
+        True,
+    ]
+    (tmp_path / "allocator.toml").write_text("[tuning]\nenabled = true\n")
+    assert load_settings(home=tmp_path, profile="quick", environ={}).tuning.enabled

@@ -34,7 +34,7 @@ from allocator_pipeline.core.tuning.study import (
     run_study,
     tuned_settings,
 )
-from allocator_pipeline.settings import Settings, SettingsError, TuningSettings, load_settings
+from allocator_pipeline.settings import PolicySettings, Settings, SettingsError, TuningSettings, load_settings
 from allocator_pipeline_tests.support.leakage import perturb_after
 
 FOLD = "2013"
@@ -122,7 +122,7 @@ def test_tuned_settings_applies_dotted_params(tmp_path):
     assert tuned.envelope.dd_soft == 0.08 and tuned.ensemble.calibration == "isotonic"
     assert tuned.labels.lambda_dd == 2.5 and tuned.labels.horizon == base.labels.horizon
     assert tuned.models.lightgbm.max_depth == base.models.lightgbm.max_depth
-    assert base.policy.alpha == 0.0  # the original (the default, no smoothing) is untouched
+    assert base.policy.alpha == PolicySettings().alpha != 0.2  # the original (the default) is untouched
     assert tuned_settings(base, {}) is base
 
 

@@ -26,14 +26,17 @@ envelope    dd_soft, dd_hard, vol_target, drift_psi_threshold            policy 
 A trial that only changes the cheap groups (ensemble, policy, envelope) reuses the members fitted
 on each inner split (see ``core/tuning/objective.py``): it costs a blend, a calibrator and three
 policy/backtest paths, a few tens of milliseconds, instead of several seconds of model fitting.
-:data:`PROFILE_GROUPS` uses this: the ``quick`` and ``default`` profiles search the ensemble and
-policy groups on members fitted once per inner split with the run's model settings; ``full``
-searches every group; ``tuning.groups`` overrides both. The envelope group is not searched by
-default: on the planted-signal fixtures (README, power of the verdict) a tuner free to choose the
-envelope picked volatility targets of 10 to 15% and drift thresholds that throttled 45% of the
-sessions, which lowered the signal kept in the traded weight (w_final correlation with the future
-spread +0.05..+0.17 against +0.13..+0.21 untuned) and cost the average monthly PnL the acceptance
-gate compares with a fully invested baseline.
+Tuning itself is off in the ``quick`` and ``default`` profiles (``tuning.enabled``; README, nested
+tuning: on the planted-signal fixtures the per-fold choices lowered what the allocator kept of a
+real signal). When it is switched on, :data:`PROFILE_GROUPS` uses the cheap groups: the ``quick``
+and ``default`` profiles search the ensemble and policy groups on members fitted once per inner
+split with the run's model settings; ``full`` searches every group; ``tuning.groups`` overrides
+both. The envelope group is not searched by default: on the planted-signal fixtures (README,
+power of the verdict) a tuner free to choose the envelope picked volatility targets of 10 to 15%
+and drift thresholds that throttled 45% of the sessions, which lowered the signal kept in the
+traded weight (w_final correlation with the future spread +0.05..+0.17 against +0.13..+0.21
+untuned) and cost the average monthly PnL the acceptance gate compares with a fully invested
+baseline.
 
 Ranges (:data:`SEARCH_PARAMETERS`) are widened, per run, to contain the run's own value of each
 field (:func:`search_space`), so the defaults trial that opens every study lies inside the space.
@@ -167,7 +170,7 @@ PROFILE_GROUPS: dict[str, tuple[str, ...]] = {
     "default": ("ensemble", "policy"),
     "full": GROUPS,
 }
-"""Groups searched by each profile when the caller does not name them."""
+"""Groups searched by each profile, when tuning is on, if the caller does not name them."""
 
 # Parameters that only matter when a switch of the run is on.
 _SWITCHES: dict[str, str] = {
