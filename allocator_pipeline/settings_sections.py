@@ -281,6 +281,11 @@ class EnsembleSettings(_Section):
 class PolicySettings(_Section):
     alpha: float = Field(0.7, ge=0, lt=1, description="Smoothing: w_t = a*w_{t-1} + (1-a)*w_raw.")
     max_daily_change: float = Field(1.0, gt=0, le=1, description="Cap on |w_t - w_{t-1}| per session.")
+    hold_out_of_range: bool = Field(
+        True,
+        description="On a session where an input of the deciding model lies outside the range it took on the "
+        "model's train and validation rows, w_raw is the baseline weight (the model does not extrapolate).",
+    )
     turnover_penalty: float = Field(
         5.0,
         ge=0,

@@ -4,7 +4,7 @@ its out-of-sample probabilities, and ``fold_job``, which runs every stage of one
 import dagster as dg
 import pandas as pd
 
-from allocator_pipeline.core.allocation import FoldModel, fit_fold_ensemble, policy_matrix, predict_split
+from allocator_pipeline.core.allocation import FoldModel, assemble_fold, fit_fold_ensemble, predict_split
 from allocator_pipeline.core.common.grid import BUCKETS, PROBA_COLUMNS
 from allocator_pipeline.core.models import Member
 from allocator_pipeline.core.tuning import fold_training_inputs
@@ -46,7 +46,7 @@ def fold_ensemble(
             "validation_metrics": dg.MetadataValue.md(table),
         }
     )
-    return FoldModel(members=fold_models, ensemble=ensemble, m=policy_matrix(frame, utilities))
+    return assemble_fold(frame, fold_models, ensemble, utilities)
 
 
 @dg.asset(

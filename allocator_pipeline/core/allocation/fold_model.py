@@ -6,15 +6,16 @@ code on the same kind of input: a *fold frame* (``core/folds.fold_dataset``) wit
 column in {train, val, test}, the feature columns, ``label_class`` and ``best_weight``.
 
 Conventions: the ``train`` rows fit the members; the ``val`` rows early-stop them, weight the
-blend and fit the calibrator; the utility matrix ``M`` of the policy is estimated on ``train``
-and ``val`` rows (all labelled, all before the purge that precedes the test window); the
+blend and fit the calibrator; the utility matrix ``M`` of the policy and the range of each model
+input (``input_ranges``: outside it the policy holds the baseline weight) are taken from the
+``train`` and ``val`` rows (all labelled, all before the purge that precedes the test window); the
 ``test`` rows are predicted; the walk-forward evaluation trades them on one continuous path
 across the folds (``core/allocation/path.py``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import pandas as pd
 from allocator_pipeline.core.allocation.path import MODEL_COLUMN, Segment, continue_path
 from allocator_pipeline.core.allocation.policy import utility_matrix
 from allocator_pipeline.core.common.errors import InputDataError
-from allocator_pipeline.core.common.grid import N_CLASSES, PROBA_COLUMNS, UTILITY_COLUMNS
+from allocator_pipeline.core.common.grid import N_CLASSES, OUT_OF_RANGE_COLUMN, PROBA_COLUMNS, UTILITY_COLUMNS
 from allocator_pipeline.core.common.storage import read_json, write_json
 from allocator_pipeline.core.ensemble.blend import Ensemble, fit_ensemble, load_ensemble, save_ensemble
 from allocator_pipeline.core.models.members import Member, fit_members, lightgbm_gain_importance, load_members
@@ -58,13 +59,32 @@ def xy(frame: pd.DataFrame, split: str) -> tuple[pd.DataFrame, np.ndarray]:
     return rows[feature_columns(frame)], y.to_numpy(dtype=np.int64)
 
 
+def input_ranges(frame: pd.DataFrame, names: list[str]) -> dict[str, tuple[float, float]]:
+    """``{feature: (min, max)}`` of the model inputs ``names`` over the frame's train and validation rows."""
+    rows = frame.loc[frame[SPLIT_COLUMN].isin(["train", "val"]), names]
+    return {name: (float(rows[name].min()), float(rows[name].max())) for name in names}
+
+
+def out_of_range(features: pd.DataFrame, ranges: dict[str, tuple[float, float]]) -> np.ndarray:
+    """True on the rows where at least one feature of ``ranges`` lies outside its ``(min, max)``."""
+    if not ranges:
+        return np.zeros(len(features), dtype=bool)
+    names = list(ranges)
+    values = features[names].to_numpy(dtype=float)
+    low = np.array([ranges[n][0] for n in names])
+    high = np.array([ranges[n][1] for n in names])
+    return ((values < low) | (values > high)).any(axis=1)
+
+
 @dataclass(frozen=True)
 class FoldModel:
-    """A fitted fold: members, calibrated ensemble and the policy's utility matrix ``M``."""
+    """A fitted fold: members, calibrated ensemble, the policy's utility matrix ``M`` and the range
+    each model input took on the fold's train and validation rows (empty: never out of range)."""
 
     members: dict[str, Member]
     ensemble: Ensemble
     m: np.ndarray
+    input_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def feature_names(self) -> list[str]:
@@ -78,13 +98,21 @@ class FoldModel:
         """Calibrated ensemble probabilities, ``(n, 11)`` in bucket order."""
         return self.ensemble.predict(self.member_probabilities(features))
 
+    def decision_frame(self, features: pd.DataFrame) -> pd.DataFrame:
+        """What the policy reads: ``p_00 .. p_10`` and ``out_of_range`` (an input outside its
+        training range), indexed like ``features``."""
+        frame = probability_frame(self.predict_proba(features), features.index)
+        frame[OUT_OF_RANGE_COLUMN] = out_of_range(features, self.input_ranges)
+        return frame
+
     def save(self, directory: str | Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Write members (LightGBM text, CatBoost JSON, linear JSON), ``ensemble.json`` and
         ``policy.json``; returns the manifest."""
         directory = Path(directory)
         files = {name: str(member.save(directory).name) for name, member in self.members.items()}
         save_ensemble(self.ensemble, directory / ENSEMBLE_FILE)
-        save_policy(self.m, directory, extra)
+        ranges = {name: list(bounds) for name, bounds in self.input_ranges.items()}
+        save_policy(self.m, directory, {"input_ranges": ranges, **(extra or {})})
         return {"directory": str(directory), "members": files, "ensemble": ENSEMBLE_FILE, "policy": POLICY_FILE}
 
     @classmethod
@@ -93,7 +121,10 @@ class FoldModel:
         ensemble = load_ensemble(directory / ENSEMBLE_FILE)
         members = load_members(directory, ensemble.member_names)
         policy = read_json(directory / POLICY_FILE)
-        return cls(members=members, ensemble=ensemble, m=np.asarray(policy["utility_matrix"], dtype=float))
+        ranges = {name: (float(lo), float(hi)) for name, (lo, hi) in policy.get("input_ranges", {}).items()}
+        return cls(
+            members=members, ensemble=ensemble, m=np.asarray(policy["utility_matrix"], dtype=float), input_ranges=ranges
+        )
 
 
 def save_policy(m: np.ndarray, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
@@ -139,8 +170,16 @@ def fit_fold_ensemble(frame: pd.DataFrame, members: dict[str, Member], settings:
 def fit_fold(frame: pd.DataFrame, utilities: pd.DataFrame, settings: Settings) -> FoldModel:
     """Members, ensemble and utility matrix of one fold frame."""
     members = fit_fold_members(frame, settings, utilities)
-    ensemble = fit_fold_ensemble(frame, members, settings)
-    return FoldModel(members=members, ensemble=ensemble, m=policy_matrix(frame, utilities))
+    return assemble_fold(frame, members, fit_fold_ensemble(frame, members, settings), utilities)
+
+
+def assemble_fold(
+    frame: pd.DataFrame, members: dict[str, Member], ensemble: Ensemble, utilities: pd.DataFrame
+) -> FoldModel:
+    """The fold model of fitted members and ensemble: ``M`` and the input ranges from the frame's
+    train and validation rows."""
+    names = list(next(iter(members.values())).feature_names)
+    return FoldModel(members, ensemble, policy_matrix(frame, utilities), input_ranges(frame, names))
 
 
 def probability_frame(proba: np.ndarray, index: pd.Index) -> pd.DataFrame:
@@ -150,9 +189,9 @@ def probability_frame(proba: np.ndarray, index: pd.Index) -> pd.DataFrame:
 
 
 def predict_split(model: FoldModel, frame: pd.DataFrame, split: str = "test") -> pd.DataFrame:
-    """Calibrated probabilities (``p_00..p_10``) of a split's rows."""
+    """The decision frame (``p_00..p_10``, ``out_of_range``) of a split's rows."""
     rows = split_rows(frame, split)
-    return probability_frame(model.predict_proba(rows[feature_columns(frame)]), rows.index)
+    return model.decision_frame(rows[feature_columns(frame)])
 
 
 def fold_path(probabilities: pd.DataFrame, m: np.ndarray, context: pd.DataFrame, settings: Settings) -> pd.DataFrame:
@@ -198,12 +237,15 @@ def importance_of(members: dict[str, Member]) -> dict[str, float]:
 
 __all__ = [
     "FoldModel",
+    "assemble_fold",
     "feature_columns",
     "fit_fold",
     "fit_fold_ensemble",
     "fit_fold_members",
     "fold_path",
     "importance_of",
+    "input_ranges",
+    "out_of_range",
     "policy_matrix",
     "predict_split",
     "probability_frame",

@@ -24,7 +24,6 @@ from typing import Any
 
 import pandas as pd
 
-from allocator_pipeline.core.allocation.fold_model import probability_frame
 from allocator_pipeline.core.allocation.path import AllocatorState, Segment, continue_path, run_segments
 from allocator_pipeline.core.allocation.schedule import ModelSchedule, ScheduledModel
 from allocator_pipeline.core.common.errors import InputDataError
@@ -76,7 +75,7 @@ def _segments(schedule: ModelSchedule, features: pd.DataFrame, sessions: pd.Date
         if len(mine) == 0:
             continue
         rows = features.loc[mine, scheduled.model.feature_names]
-        proba = probability_frame(scheduled.model.predict_proba(rows), rows.index)
+        proba = scheduled.model.decision_frame(rows)
         out.append(Segment(scheduled.model_id, proba, scheduled.model.m, scheduled.settings))
     return out
 
@@ -163,7 +162,7 @@ def decide(
         mode = "reconstructed"
     table = build_features(cut, settings.features)
     rows = table.loc[[ts], scheduled.model.feature_names]
-    proba = probability_frame(scheduled.model.predict_proba(rows), rows.index)
+    proba = scheduled.model.decision_frame(rows)
     path, end = continue_path(Segment(scheduled.model_id, proba, scheduled.model.m, scheduled.settings), cut, state)
     return _decision(path.iloc[-1], scheduled, mode, cut, end, age), path
 

@@ -35,7 +35,7 @@ import pandas as pd
 from allocator_pipeline.core.allocation.envelope import EnvelopeState
 from allocator_pipeline.core.allocation.policy import allocator_path
 from allocator_pipeline.core.common.errors import InputDataError
-from allocator_pipeline.core.common.grid import PROBA_COLUMNS
+from allocator_pipeline.core.common.grid import OUT_OF_RANGE_COLUMN, PROBA_COLUMNS
 from allocator_pipeline.settings import Settings
 
 MODEL_COLUMN = "model_id"
@@ -81,7 +81,9 @@ class Segment:
     model_id : str
         Which model decides (``fold:2012``, a promoted model's id, ...), recorded on every row.
     probabilities : DataFrame
-        Calibrated bucket probabilities ``p_00 .. p_10`` indexed by the block's ``decision_ts``.
+        Calibrated bucket probabilities ``p_00 .. p_10`` indexed by the block's ``decision_ts``, and
+        optionally ``out_of_range`` (bool: a model input outside its training range, see
+        :meth:`~allocator_pipeline.core.allocation.fold_model.FoldModel.decision_frame`).
     m : ndarray, shape (11, 11)
         The model's utility matrix (:func:`~allocator_pipeline.core.allocation.policy.utility_matrix`).
     settings : Settings
@@ -169,7 +171,10 @@ def continue_path(
     s = segment.settings
     w0, env0 = start_state(context, proba.index[0], s, state, segment.model_id)
     ctx = context.loc[proba.index]
-    path = allocator_path(proba[PROBA_COLUMNS].to_numpy(), segment.m, ctx, s, w_prev0=w0, state0=env0)
+    outside = proba[OUT_OF_RANGE_COLUMN].to_numpy(dtype=bool) if OUT_OF_RANGE_COLUMN in proba.columns else None
+    path = allocator_path(
+        proba[PROBA_COLUMNS].to_numpy(), segment.m, ctx, s, w_prev0=w0, state0=env0, out_of_range=outside
+    )
     path.insert(0, MODEL_COLUMN, pd.array([segment.model_id] * len(path), dtype="string"))
     return path, state_after(path)
 

@@ -5,7 +5,8 @@ walk-forward backtest and the live daily decision both call it (DESIGN.md sectio
 
     EU_j      = sum_k p_k * M[j, k]                       (expected utility of bucket j)
     held_t    = w_s,t-1 drifted through row t's leg returns (the weight actually held)
-    w_raw     = BUCKETS[argmax_j (EU_j - lambda * cost(2 |B_j - held_t|))]   (ties -> the lower bucket)
+    w_raw     = BUCKETS[argmax_j (EU_j - lambda * cost(2 |B_j - held_t|))]   (ties -> the lower bucket;
+                the baseline weight on a session whose model inputs are out of range, below)
     w_s,t     = alpha * w_s,t-1 + (1 - alpha) * w_raw,t  then |w_s,t - w_s,t-1| <= max_daily_change
     w_final, exposure = risk envelope (core/allocation/envelope.py)
 
@@ -15,6 +16,11 @@ once, here, against the weight held.
 
 ``M[j, k]`` is the mean realised utility of bucket ``j`` on training days whose best bucket was
 ``k`` (:func:`utility_matrix`). Weights are the QQQ leg's share of capital, fractions in [0, 1].
+
+**Out of range, hold the baseline** (``policy.hold_out_of_range``): on a session where one of the
+deciding model's inputs lies outside the range it took on the model's own train and validation
+rows (``FoldModel.input_ranges``), ``w_raw`` is the baseline weight: the model does not
+extrapolate. Smoothing, the change cap and the envelope then apply as on any other session.
 """
 
 from __future__ import annotations
@@ -140,6 +146,7 @@ def policy_with_turnover(
     alpha: float,
     max_daily_change: float,
     w_prev0: float,
+    held_raw: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Argmax of expected utility net of the turnover cost from the weight held, then smoothing.
 
@@ -147,8 +154,9 @@ def policy_with_turnover(
     through row ``t``'s leg returns (realised over the session ending at ``decision_ts(t)``, so known
     at the decision); ``w_raw_t = BUCKETS[argmax_j (EU_tj - penalty(B_j, w_held_t))]`` (ties to the
     lower bucket); ``w_t`` = :func:`smooth_and_cap` of ``w_raw_t`` from ``w_{t-1}``. ``penalty`` maps
-    the bucket weights and a held weight to the charge (fraction of capital). A loop: each row's
-    charge depends on the previous row's weight. Returns ``(w_raw, w)``.
+    the bucket weights and a held weight to the charge (fraction of capital). ``held_raw``: a
+    ``w_raw`` per row that replaces the argmax where it is finite (NaN elsewhere), or None. A loop:
+    each row's charge depends on the previous row's weight. Returns ``(w_raw, w)``.
     """
     n = len(eu)
     raw = np.empty(n)
@@ -156,8 +164,11 @@ def policy_with_turnover(
     prev = float(w_prev0)
     a, b, cap = float(alpha), 1.0 - float(alpha), float(max_daily_change)
     for i in range(n):
-        held = held_weight(prev, float(r_qqq[i]), float(r_spy[i]))
-        x = float(BUCKETS[int(np.argmax(eu[i] - penalty(BUCKETS, held)))])
+        if held_raw is not None and np.isfinite(held_raw[i]):
+            x = float(held_raw[i])
+        else:
+            held = held_weight(prev, float(r_qqq[i]), float(r_spy[i]))
+            x = float(BUCKETS[int(np.argmax(eu[i] - penalty(BUCKETS, held)))])
         step = a * prev + b * x - prev
         step = min(max(step, -cap), cap)
         prev = prev + step
@@ -172,6 +183,7 @@ def allocator_path(
     settings: Settings,
     w_prev0: float,
     state0: EnvelopeState | None = None,
+    out_of_range: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Probabilities -> traded weight and exposure, for the backtest and the live decision.
 
@@ -191,11 +203,14 @@ def allocator_path(
         The smoothed weight of the session before the first row (the smoothing state).
     state0 : EnvelopeState, optional
         The envelope state at the end of the preceding path (None: a fresh start).
+    out_of_range : ndarray of bool, shape (n,), optional
+        Rows whose model inputs lie outside the model's training range (None: none). With
+        ``policy.hold_out_of_range`` their ``w_raw`` is the baseline weight.
 
     Returns
     -------
     DataFrame
-        Index of ``context``; ``eu_00 .. eu_10``, ``w_raw``, ``w_smoothed`` and the envelope's
+        Index of ``context``; ``eu_00 .. eu_10``, ``out_of_range``, ``w_raw``, ``w_smoothed`` and the envelope's
         columns (``equity, peak, dd, exposure_dd, w_dd, vol, exposure_vol, drift_psi,
         drift_throttled, drift_status, w_drift, w_final, exposure``).
     """
@@ -206,6 +221,12 @@ def allocator_path(
         i = int(np.flatnonzero(~np.isfinite(p).all(axis=1))[0])
         raise InputDataError("probability is not finite", column="proba", row=context.index[i])
     eu = expected_utility(p, m)
+    outside = np.zeros(len(p), dtype=bool) if out_of_range is None else np.asarray(out_of_range, dtype=bool)
+    if outside.shape != (len(p),):
+        raise InputDataError(f"out_of_range has shape {outside.shape}, expected ({len(p)},)")
+    held_raw = None
+    if settings.policy.hold_out_of_range and outside.any():
+        held_raw = np.where(outside, float(settings.labels.baseline_weight), np.nan)
     lam = settings.policy.turnover_penalty
     if lam > 0 and len(eu):
         cost_model = CostModel.from_settings(settings.costs)
@@ -217,12 +238,16 @@ def allocator_path(
             settings.policy.alpha,
             settings.policy.max_daily_change,
             w_prev0,
+            held_raw,
         )
     else:
         w_raw = BUCKETS[np.argmax(eu, axis=1)] if len(eu) else np.empty(0)
+        if held_raw is not None:
+            w_raw = np.where(np.isfinite(held_raw), held_raw, w_raw)
         w_s = smooth_and_cap(w_raw, settings.policy.alpha, settings.policy.max_daily_change, w_prev0)
     env = apply_envelope(w_s, context, settings.envelope, settings.labels.baseline_weight, state0)
     head = pd.DataFrame(eu, index=context.index, columns=EU_COLUMNS)
+    head["out_of_range"] = outside
     head["w_raw"] = w_raw.astype(float)
     return pd.concat([head, env], axis=1)
 

@@ -15,6 +15,8 @@ N_CLASSES: int = len(BUCKETS)
 GRID_INDEX_OF_BUCKET: np.ndarray = np.arange(N_CLASSES) * 2
 UTILITY_COLUMNS: list[str] = [f"u_{int(round(w * 100)):03d}" for w in WEIGHT_GRID]
 PROBA_COLUMNS: list[str] = [f"p_{k:02d}" for k in range(N_CLASSES)]
+OUT_OF_RANGE_COLUMN = "out_of_range"
+"""Column of a model's decision frame: True where an input lies outside the model's training range."""
 
 
 def nearest_bucket(weights: np.ndarray) -> np.ndarray:

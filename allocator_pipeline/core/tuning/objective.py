@@ -37,12 +37,15 @@ from allocator_pipeline.core.allocation.fold_model import (
     feature_columns,
     fit_fold_members,
     fold_path,
+    input_ranges,
+    out_of_range,
     policy_matrix,
     probability_frame,
     split_rows,
     xy,
 )
 from allocator_pipeline.core.common.costs import CostModel
+from allocator_pipeline.core.common.grid import OUT_OF_RANGE_COLUMN
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.ensemble.blend import fit_ensemble
 from allocator_pipeline.core.evaluation.backtest import RETURN_COLUMNS, run_backtest
@@ -196,6 +199,7 @@ class _MemberOutputs:
     y_val: np.ndarray
     test: dict[str, np.ndarray]
     test_index: pd.DatetimeIndex
+    test_out_of_range: np.ndarray
 
 
 @dataclass
@@ -222,11 +226,13 @@ def _member_outputs(frame: pd.DataFrame, settings: Settings, utilities: pd.DataF
     x_val, y_val = xy(frame, "val")
     test = split_rows(frame, "test")
     x_test = test[feature_columns(frame)]
+    names = list(next(iter(members.values())).feature_names)
     return _MemberOutputs(
         val={name: m.predict_proba(x_val) for name, m in members.items()},
         y_val=y_val,
         test={name: m.predict_proba(x_test) for name, m in members.items()},
         test_index=pd.DatetimeIndex(test.index),
+        test_out_of_range=out_of_range(x_test, input_ranges(frame, names)),
     )
 
 
@@ -271,6 +277,7 @@ def evaluate_split(
         cache.remember(member_key, outputs)
     ensemble = fit_ensemble(outputs.val, outputs.y_val, s.ensemble)
     proba = probability_frame(ensemble.predict(outputs.test), outputs.test_index)
+    proba[OUT_OF_RANGE_COLUMN] = outputs.test_out_of_range
     if (k, labels_key) not in cache.matrices:
         cache.matrices[(k, labels_key)] = policy_matrix(frame, table)
     path = fold_path(proba, cache.matrices[(k, labels_key)], context, s)
