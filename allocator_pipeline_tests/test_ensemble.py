@@ -6,11 +6,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.isotonic import IsotonicRegression
 
+from allocator_pipeline.core.allocation.fold_model import FoldModel, assemble_fold
 from allocator_pipeline.core.common.errors import InputDataError
-from allocator_pipeline.core.common.grid import N_CLASSES
+from allocator_pipeline.core.common.grid import N_CLASSES, OUT_OF_RANGE_COLUMN, UTILITY_COLUMNS
 from allocator_pipeline.core.common.storage import to_json_text
 from allocator_pipeline.core.ensemble.blend import (
     Ensemble,
@@ -213,3 +215,40 @@ def test_members_and_ensemble_reload_to_identical_predictions(tmp_path):
     assert fresh.shape == (len(x_test), N_CLASSES) and np.array_equal(fresh, again)
     assert ens.metrics_after["log_loss"] <= ens.metrics_before["log_loss"]
     assert set(ens.metrics_before) == {"log_loss", "brier", "ece", "accuracy", "top2_accuracy", "n"}
+
+
+def test_fold_model_input_ranges_come_from_train_and_validation_rows_and_flag_the_rest(tmp_path):
+    """FoldModel.input_ranges: each input's (min, max) over the fold's train and validation rows
+    only (changing every test row leaves them as they are: no look-ahead); decision_frame flags a
+    row with any input outside them; the ranges survive save/load exactly."""
+    x_train, y_train, x_val, y_val = synthetic_fold(n_train=300, n_val=120, seed=41)
+    x_test = synthetic_fold(n_train=50, n_val=60, seed=42)[2]
+    parts = [x.assign(split=name, label_class=y) for x, name, y in ((x_train, "train", y_train), (x_val, "val", y_val))]
+    parts.append(x_test.assign(split="test", label_class=np.zeros(len(x_test), dtype=np.int64)))
+    frame = pd.concat(parts, ignore_index=True)
+    frame.index = pd.date_range("2010-01-04", periods=len(frame), freq="B", tz="UTC", name="decision_ts")
+    rng = np.random.default_rng(5)
+    utilities = pd.DataFrame(rng.normal(scale=0.01, size=(len(frame), len(UTILITY_COLUMNS))), index=frame.index)
+    utilities.columns = UTILITY_COLUMNS
+    settings = quick_settings(members=["linear"])
+    members = fit_members(x_train, y_train, x_val, y_val, settings)
+    ens = fit_ensemble({n: m.predict_proba(x_val) for n, m in members.items()}, y_val, EnsembleSettings())
+    model = assemble_fold(frame, members, ens, utilities)
+
+    seen = frame[frame["split"] != "test"]
+    assert model.input_ranges == {c: (seen[c].min(), seen[c].max()) for c in x_train.columns}
+    moved = frame.copy()
+    moved.loc[moved["split"] == "test", x_train.columns] *= 100.0
+    assert assemble_fold(moved, members, ens, utilities).input_ranges == model.input_ranges
+
+    test = frame.loc[frame["split"] == "test", list(x_train.columns)].copy()
+    inside = ((test >= seen[test.columns].min()) & (test <= seen[test.columns].max())).all(axis=1)
+    decided = model.decision_frame(test)
+    assert decided[OUT_OF_RANGE_COLUMN].tolist() == (~inside).tolist() and inside.any()
+    test.loc[test.index[np.flatnonzero(inside)[0]], "feat_03"] = seen["feat_03"].max() + 1.0
+    assert decided[OUT_OF_RANGE_COLUMN].sum() + 1 == model.decision_frame(test)[OUT_OF_RANGE_COLUMN].sum()
+
+    model.save(tmp_path)
+    again = FoldModel.load(tmp_path)
+    assert again.input_ranges == model.input_ranges
+    pd.testing.assert_frame_equal(again.decision_frame(test), model.decision_frame(test), check_exact=True)

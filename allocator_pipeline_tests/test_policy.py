@@ -217,3 +217,37 @@ def test_turnover_penalty_charges_the_move_from_the_weight_held():
         proba, m, ctx, s.model_copy(update={"policy": PolicySettings(alpha=0.0, turnover_penalty=0.0)}), w_prev0=0.5
     )
     assert np.abs(np.diff(path["w_final"])).sum() < np.abs(np.diff(free["w_final"])).sum()  # it trades less
+
+
+@pytest.mark.parametrize("lam", [0.0, 5.0])
+def test_out_of_range_sessions_hold_the_baseline_weight(lam):
+    """policy.hold_out_of_range: on a session flagged out of range, w_raw is the baseline weight
+    (smoothing and the envelope then apply as usual); every other session takes the policy's
+    argmax, which the same path without the flags reproduces; switched off, the flags change
+    nothing."""
+    n = 30
+    ctx = _context(n, seed=2)
+    rng = np.random.default_rng(2)
+    proba = rng.dirichlet(np.ones(11) * 0.2, n)
+    m = rng.normal(scale=0.01, size=(11, 11))
+    flags = np.zeros(n, dtype=bool)
+    flags[[3, 4, 5, 17]] = True
+    s = Settings(
+        policy=PolicySettings(alpha=0.0, max_daily_change=1.0, turnover_penalty=lam),
+        envelope=EnvelopeSettings(dd_guard=False, vol_scaling=False, drift_throttle=False),
+    )
+    held = allocator_path(proba, m, ctx, s, w_prev0=0.5, out_of_range=flags)
+    free = allocator_path(proba, m, ctx, s, w_prev0=0.5)
+    assert (held["w_raw"][flags] == s.labels.baseline_weight).all()
+    assert held["out_of_range"].tolist() == flags.tolist() and not free["out_of_range"].any()
+    assert (free["w_raw"][flags] != s.labels.baseline_weight).any()  # the flags did change something
+    if lam == 0.0:  # without the turnover charge, rows do not depend on each other
+        pd.testing.assert_series_equal(held["w_raw"][~flags], free["w_raw"][~flags])
+    else:  # the first flagged row follows an unflagged history, so it is decided as before up to there
+        pd.testing.assert_frame_equal(
+            held.iloc[:3].drop(columns="out_of_range"), free.iloc[:3].drop(columns="out_of_range")
+        )
+    off = s.model_copy(update={"policy": s.policy.model_copy(update={"hold_out_of_range": False})})
+    pd.testing.assert_series_equal(allocator_path(proba, m, ctx, off, 0.5, out_of_range=flags)["w_raw"], free["w_raw"])
+    with pytest.raises(InputDataError, match="out_of_range"):
+        allocator_path(proba, m, ctx, s, 0.5, out_of_range=flags[:-1])
