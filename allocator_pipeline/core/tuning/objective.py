@@ -45,8 +45,8 @@ from allocator_pipeline.core.allocation.fold_model import (
     xy,
 )
 from allocator_pipeline.core.common.costs import CostModel
-from allocator_pipeline.core.common.grid import OUT_OF_RANGE_COLUMN
 from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.common.grid import OUT_OF_RANGE_COLUMN
 from allocator_pipeline.core.ensemble.blend import fit_ensemble
 from allocator_pipeline.core.evaluation.backtest import RETURN_COLUMNS, run_backtest
 from allocator_pipeline.core.evaluation.metrics import performance_metrics
