@@ -146,7 +146,7 @@ def policy_with_turnover(
     alpha: float,
     max_daily_change: float,
     w_prev0: float,
-    held_raw: np.ndarray | None = None,
+    raw_override: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Argmax of expected utility net of the turnover cost from the weight held, then smoothing.
 
@@ -154,7 +154,7 @@ def policy_with_turnover(
     through row ``t``'s leg returns (realised over the session ending at ``decision_ts(t)``, so known
     at the decision); ``w_raw_t = BUCKETS[argmax_j (EU_tj - penalty(B_j, w_held_t))]`` (ties to the
     lower bucket); ``w_t`` = :func:`smooth_and_cap` of ``w_raw_t`` from ``w_{t-1}``. ``penalty`` maps
-    the bucket weights and a held weight to the charge (fraction of capital). ``held_raw``: a
+    the bucket weights and a held weight to the charge (fraction of capital). ``raw_override``: a
     ``w_raw`` per row that replaces the argmax where it is finite (NaN elsewhere), or None. A loop:
     each row's charge depends on the previous row's weight. Returns ``(w_raw, w)``.
     """
@@ -164,8 +164,8 @@ def policy_with_turnover(
     prev = float(w_prev0)
     a, b, cap = float(alpha), 1.0 - float(alpha), float(max_daily_change)
     for i in range(n):
-        if held_raw is not None and np.isfinite(held_raw[i]):
-            x = float(held_raw[i])
+        if raw_override is not None and np.isfinite(raw_override[i]):
+            x = float(raw_override[i])
         else:
             held = held_weight(prev, float(r_qqq[i]), float(r_spy[i]))
             x = float(BUCKETS[int(np.argmax(eu[i] - penalty(BUCKETS, held)))])
@@ -224,9 +224,9 @@ def allocator_path(
     outside = np.zeros(len(p), dtype=bool) if out_of_range is None else np.asarray(out_of_range, dtype=bool)
     if outside.shape != (len(p),):
         raise InputDataError(f"out_of_range has shape {outside.shape}, expected ({len(p)},)")
-    held_raw = None
+    raw_override = None
     if settings.policy.hold_out_of_range and outside.any():
-        held_raw = np.where(outside, float(settings.labels.baseline_weight), np.nan)
+        raw_override = np.where(outside, float(settings.labels.baseline_weight), np.nan)
     lam = settings.policy.turnover_penalty
     if lam > 0 and len(eu):
         cost_model = CostModel.from_settings(settings.costs)
@@ -238,12 +238,12 @@ def allocator_path(
             settings.policy.alpha,
             settings.policy.max_daily_change,
             w_prev0,
-            held_raw,
+            raw_override,
         )
     else:
         w_raw = BUCKETS[np.argmax(eu, axis=1)] if len(eu) else np.empty(0)
-        if held_raw is not None:
-            w_raw = np.where(np.isfinite(held_raw), held_raw, w_raw)
+        if raw_override is not None:
+            w_raw = np.where(np.isfinite(raw_override), raw_override, w_raw)
         w_s = smooth_and_cap(w_raw, settings.policy.alpha, settings.policy.max_daily_change, w_prev0)
     env = apply_envelope(w_s, context, settings.envelope, settings.labels.baseline_weight, state0)
     head = pd.DataFrame(eu, index=context.index, columns=EU_COLUMNS)
