@@ -106,6 +106,8 @@ def _decision(
         "exposure": float(row["exposure"]),
         "cash": float(1.0 - row["exposure"]),
         "w_raw": float(row["w_raw"]),
+        # policy.hold_out_of_range: an input outside the model's training range, w_raw at the baseline
+        "out_of_range": bool(row["out_of_range"]),
         "w_smoothed": float(row["w_smoothed"]),
         "expected_utility": eu,
         "envelope": {k: (row[k] if isinstance(row[k], str) else float(row[k])) for k in ENVELOPE_FIELDS},

@@ -83,7 +83,8 @@ class Segment:
     probabilities : DataFrame
         Calibrated bucket probabilities ``p_00 .. p_10`` indexed by the block's ``decision_ts``, and
         optionally ``out_of_range`` (bool: a model input outside its training range, see
-        :meth:`~allocator_pipeline.core.allocation.fold_model.FoldModel.decision_frame`).
+        :meth:`~allocator_pipeline.core.allocation.fold_model.FoldModel.decision_frame`, which every
+        producer of segments uses; without the column no session is out of range).
     m : ndarray, shape (11, 11)
         The model's utility matrix (:func:`~allocator_pipeline.core.allocation.policy.utility_matrix`).
     settings : Settings

@@ -337,7 +337,9 @@ def monotonic_response(
 
 
 def policy_weight(model: FoldModel) -> Callable[[pd.DataFrame], np.ndarray]:
-    """Features -> the policy's raw weight (argmax expected utility), for the monotonic sanity gate."""
+    """Features -> the model's own choice (argmax expected utility), for the monotonic sanity gate:
+    without the turnover charge, smoothing or the out-of-range hold, which would mask the model's
+    response to a feature."""
 
     def predict(features: pd.DataFrame) -> np.ndarray:
         return BUCKETS[np.argmax(expected_utility(model.predict_proba(features), model.m), axis=1)]
