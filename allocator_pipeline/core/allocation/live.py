@@ -27,6 +27,7 @@ import pandas as pd
 from allocator_pipeline.core.allocation.path import AllocatorState, Segment, continue_path, run_segments
 from allocator_pipeline.core.allocation.schedule import ModelSchedule, ScheduledModel
 from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.common.grid import OUT_OF_RANGE_COLUMN
 from allocator_pipeline.core.common.sessions import decision_ts_for, session_dates
 from allocator_pipeline.core.common.storage import read_json, read_parquet, write_json, write_parquet
 from allocator_pipeline.core.features.table import build_features
@@ -107,7 +108,7 @@ def _decision(
         "cash": float(1.0 - row["exposure"]),
         "w_raw": float(row["w_raw"]),
         # policy.hold_out_of_range: an input outside the model's training range, w_raw at the baseline
-        "out_of_range": bool(row["out_of_range"]),
+        OUT_OF_RANGE_COLUMN: bool(row[OUT_OF_RANGE_COLUMN]),
         "w_smoothed": float(row["w_smoothed"]),
         "expected_utility": eu,
         "envelope": {k: (row[k] if isinstance(row[k], str) else float(row[k])) for k in ENVELOPE_FIELDS},

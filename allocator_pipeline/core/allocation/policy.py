@@ -33,7 +33,13 @@ import pandas as pd
 from allocator_pipeline.core.allocation.envelope import EnvelopeState, apply_envelope, envelope_end_state
 from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.errors import InputDataError
-from allocator_pipeline.core.common.grid import BUCKETS, GRID_INDEX_OF_BUCKET, N_CLASSES, UTILITY_COLUMNS
+from allocator_pipeline.core.common.grid import (
+    BUCKETS,
+    GRID_INDEX_OF_BUCKET,
+    N_CLASSES,
+    OUT_OF_RANGE_COLUMN,
+    UTILITY_COLUMNS,
+)
 from allocator_pipeline.settings import Settings
 
 EU_COLUMNS: list[str] = [f"eu_{k:02d}" for k in range(N_CLASSES)]
@@ -247,7 +253,7 @@ def allocator_path(
         w_s = smooth_and_cap(w_raw, settings.policy.alpha, settings.policy.max_daily_change, w_prev0)
     env = apply_envelope(w_s, context, settings.envelope, settings.labels.baseline_weight, state0)
     head = pd.DataFrame(eu, index=context.index, columns=EU_COLUMNS)
-    head["out_of_range"] = outside
+    head[OUT_OF_RANGE_COLUMN] = outside
     head["w_raw"] = w_raw.astype(float)
     return pd.concat([head, env], axis=1)
 
