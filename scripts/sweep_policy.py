@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -62,12 +63,13 @@ def sweep_run(home: Path, base: Settings, grid: list[tuple[float, float]]) -> li
     calmar_base, calmar_rule = strategies["baseline"]["calmar"], strategies["planted_rule"]["calmar"]
     cost_model = CostModel.from_settings(base.costs)
     w0 = float(base.labels.baseline_weight)
+    segments = fold_segments(allocator, base)  # read once; each setting only swaps the settings
     rows = []
     for lam, alpha in grid:
         settings = base.model_copy(
             update={"policy": base.policy.model_copy(update={"turnover_penalty": lam, "alpha": alpha})}
         )
-        path, _ = run_segments(fold_segments(allocator, settings), panel)
+        path, _ = run_segments([replace(segment, settings=settings) for segment in segments], panel)
         decisions = pd.DataFrame({"w": path["w_final"], "exposure": path["exposure"]})
         bt = run_backtest(
             decisions,
