@@ -10,9 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from allocator_pipeline.core.allocation.envelope import EnvelopeState, apply_envelope, envelope_end_state
+from allocator_pipeline.core.allocation.envelope import EnvelopeState, apply_envelope
+from allocator_pipeline.core.allocation.path import state_after
+from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.sessions import decision_ts_from_dates
+from allocator_pipeline.core.evaluation.backtest import run_backtest
 from allocator_pipeline.settings import EnvelopeSettings
 
 OFF = dict(dd_guard=False, vol_scaling=False, drift_throttle=False)
@@ -40,42 +43,83 @@ def _random_ctx(n: int, seed: int) -> pd.DataFrame:
 
 
 def test_drawdown_guard_hand_example():
-    ctx = _ctx([0.0, -0.05, -0.06, -0.12, -0.03, 0.30])
+    """The guard cuts the tilt first, then the exposure, on equity the held book earned."""
+    ctx = _ctx([0.0, -0.05, -0.06, -0.20, -0.03, 0.30])
     s = EnvelopeSettings(
-        **{**OFF, "dd_guard": True}, dd_soft=0.10, dd_hard=0.20, dd_soft_exposure=0.75, dd_hard_exposure=0.5
+        **{**OFF, "dd_guard": True},
+        dd_soft=0.10,
+        dd_hard=0.20,
+        dd_soft_tilt_cut=0.5,
+        dd_soft_exposure=0.75,
+        dd_hard_exposure=0.5,
     )
     out = apply_envelope(np.ones(6), ctx, s, baseline_weight=0.5)
-    # Row d's return is earned by row d-1's exposure (w = 1: all QQQ; the rest in cash at 0.1%).
+    # Row d's return is earned by row d-1's decision (SPY flat, cash 0.1%); exposure 1 without
+    # volatility scaling (only that stage levers up).
     eq = [1.0]
-    eq.append(eq[-1] * (1 - 0.05))  # exposure 1 (dd 0)
-    eq.append(eq[-1] * (1 - 0.06))  # exposure 1 (dd 5%)  -> dd 10.7%
-    eq.append(eq[-1] * (1 + 0.75 * -0.12 + 0.25 * 0.001))  # exposure 0.75       -> dd 18.7%
-    eq.append(eq[-1] * (1 + 0.75 * -0.03 + 0.25 * 0.001))  # exposure 0.75       -> dd 20.5%
-    eq.append(eq[-1] * (1 + 0.5 * 0.30 + 0.5 * 0.001))  # exposure 0.5        -> dd 8.6%
+    eq.append(eq[-1] * (1 - 0.05))  # row 0: w 1, exposure 1                      -> dd 5%
+    eq.append(eq[-1] * (1 - 0.06))  # row 1: untouched                            -> dd 10.7%
+    eq.append(eq[-1] * (1 + 0.75 * 0.75 * -0.20 + 0.25 * 0.001))  # row 2: soft: w 0.75 (half the tilt), e 0.75
+    eq.append(eq[-1] * (1 + 0.5 * 0.5 * -0.03 + 0.5 * 0.001))  # row 3: dd 20.7%: hard, w 0.5, e 0.5
+    eq.append(eq[-1] * (1 + 0.5 * 0.5 * 0.30 + 0.5 * 0.001))  # row 4: dd 21.2%: still hard
     np.testing.assert_allclose(out["equity"], eq, rtol=1e-14)
-    np.testing.assert_allclose(out["dd"], [1 - e / max(eq[: i + 1]) for i, e in enumerate(eq)], atol=1e-14)
-    np.testing.assert_array_equal(out["exposure_dd"], [1, 1, 0.75, 0.75, 0.5, 1])
-    np.testing.assert_array_equal(out["exposure"], out["exposure_dd"])
-    np.testing.assert_array_equal(out["w_final"], np.ones(6))
+    dd = [1 - e / max(eq[: i + 1]) for i, e in enumerate(eq)]
+    np.testing.assert_allclose(out["dd"], dd, atol=1e-14)
+    assert 0.10 < dd[5] < 0.20
+    assert out["guard_level"].tolist() == [0, 0, 1, 2, 2, 1]
+    np.testing.assert_array_equal(out["w_final"], [1.0, 1.0, 0.75, 0.5, 0.5, 0.75])
+    np.testing.assert_array_equal(out["exposure"], [1.0, 1.0, 0.75, 0.5, 0.5, 0.75])
 
     off = apply_envelope(np.ones(6), ctx, EnvelopeSettings(**OFF), baseline_weight=0.5)
     assert (off["exposure"] == 1.0).all() and off["dd"].iloc[2] > 0.10  # tracked, not acted on
+
+
+def test_drawdown_guard_re_risks_after_its_reset_clock():
+    """After dd_reset_sessions sessions beyond dd_soft the peak resets and the caps lift."""
+    ctx = _ctx([0.0, -0.3] + [0.0] * 6)
+    s = EnvelopeSettings(**{**OFF, "dd_guard": True}, max_exposure=1.0, dd_reset_sessions=3)
+    out = apply_envelope(np.full(8, 0.9), ctx, s, baseline_weight=0.5)
+    assert out["guard_level"].tolist() == [0, 2, 2, 0, 0, 0, 0, 0]
+    assert out["guard_sessions"].tolist() == [0, 1, 2, 0, 0, 0, 0, 0]
+    # the reset takes the loss: a new peak at the current equity, full exposure and tilt for a day
+    assert out["peak"].iloc[3] == out["equity"].iloc[3] and out["exposure"].iloc[3] == 1.0
+    assert out["w_final"].iloc[3] == 0.9 and out["w_final"].iloc[2] == 0.5
+    # without the reset the flat legs never bring the equity back: the guard would hold for ever
+    held = apply_envelope(np.full(8, 0.9), ctx, s.model_copy(update={"dd_reset_sessions": 100}), 0.5)
+    assert (held["guard_level"].iloc[1:] == 2).all()
 
 
 def test_volatility_scaling_hand_example():
     r_q = [0.01, -0.02, 0.015, 0.0, -0.01, 0.03, -0.025, 0.001]
     r_s = [0.005, -0.01, 0.004, 0.002, -0.006, 0.01, -0.012, 0.0]
     w = np.array([0.5] * 6 + [1.0, 0.0])
-    s = EnvelopeSettings(**{**OFF, "vol_scaling": True}, vol_window=5, vol_target=0.2)
+    s = EnvelopeSettings(**{**OFF, "vol_scaling": True}, vol_window=5, vol_target=0.2, max_exposure=1.2)
     out = apply_envelope(w, _ctx(r_q, r_s), s, baseline_weight=0.5)
     assert out["vol"].iloc[:4].isna().all() and (out["exposure_vol"].iloc[:4] == 1.0).all()  # warm-up
     for d in range(4, 8):
         port = [w[d] * r_q[i] + (1 - w[d]) * r_s[i] for i in range(d - 4, d + 1)]  # today's weight
         vol = statistics.stdev(port) * math.sqrt(252)
         assert out["vol"].iloc[d] == pytest.approx(vol, rel=1e-12)
-        assert out["exposure_vol"].iloc[d] == pytest.approx(min(1.0, 0.2 / vol), rel=1e-12)
-    assert out["exposure_vol"].iloc[6] < 1.0 < out["vol"].iloc[6] / 0.2  # the all-QQQ row is scaled
+        assert out["exposure_vol"].iloc[d] == pytest.approx(min(1.2, 0.2 / vol), rel=1e-12)
+    assert out["exposure_vol"].iloc[6] < 1.0 < out["vol"].iloc[6] / 0.2  # the all-QQQ row is scaled down
+    assert out["exposure_vol"].iloc[7] == 1.2  # the calm all-SPY row is levered up to the cap
     np.testing.assert_allclose(out["exposure"], np.minimum(out["exposure_dd"], out["exposure_vol"]))
+
+
+def test_volatility_target_is_the_baseline_portfolios_trailing_volatility():
+    """vol_target None: the target is the baseline portfolio's volatility over the trailing
+    vol_target_window rows (at least 252), from rows <= d only."""
+    rng = np.random.default_rng(3)
+    n = 400
+    r_q, r_s = rng.normal(0, 0.015, n), rng.normal(0, 0.01, n)
+    s = EnvelopeSettings(**{**OFF, "vol_scaling": True}, vol_window=10, vol_target_window=300, vol_target_scale=0.8)
+    out = apply_envelope(np.full(n, 0.8), _ctx(r_q, r_s), s, baseline_weight=0.4)
+    assert out["vol_target"].iloc[:251].isna().all() and (out["exposure_vol"].iloc[:251] == 1.0).all()
+    for d in (251, 299, 350, 399):
+        base = 0.4 * r_q[max(0, d - 299) : d + 1] + 0.6 * r_s[max(0, d - 299) : d + 1]
+        target = 0.8 * statistics.stdev(base) * math.sqrt(252)
+        assert out["vol_target"].iloc[d] == pytest.approx(target, rel=1e-12)
+        assert out["exposure_vol"].iloc[d] == pytest.approx(min(1.5, target / out["vol"].iloc[d]), rel=1e-12)
 
 
 def test_drift_throttle_hand_example_and_missing_data():
@@ -118,19 +162,50 @@ def test_envelope_is_causal():
     assert not np.array_equal(changed_past["exposure"].iloc[: d + 1], base["exposure"].iloc[: d + 1])
 
 
-def test_continuing_from_state_equals_full_path():
-    n, cut = 100, 61
+@pytest.mark.parametrize("lag", [0, 1, 2])
+def test_continuing_from_state_equals_full_path(lag):
+    n = 100
     ctx = _random_ctx(n, seed=4)
     w = np.random.default_rng(4).uniform(0, 1, n)
-    s = EnvelopeSettings(**ON, dd_soft=0.03, dd_hard=0.06, vol_target=0.1, vol_window=20)
-    full = apply_envelope(w, ctx, s, 0.5)
-    head = apply_envelope(w[:cut], ctx.iloc[:cut], s, 0.5)
-    state = envelope_end_state(head, ctx.iloc[:cut], s.vol_window)
-    state = EnvelopeState.from_dict(json.loads(json.dumps(state.to_dict())))  # persisted as JSON
-    middle = apply_envelope(w[cut : cut + 3], ctx.iloc[cut : cut + 3], s, 0.5, state0=state)  # a short step
-    state2 = envelope_end_state(middle, ctx.iloc[cut : cut + 3], s.vol_window, state0=state)
-    tail = apply_envelope(w[cut + 3 :], ctx.iloc[cut + 3 :], s, 0.5, state0=state2)
+    s = EnvelopeSettings(**ON, dd_soft=0.015, dd_hard=0.03, vol_target=0.1, vol_window=20, dd_reset_sessions=15)
+    full = apply_envelope(w, ctx, s, 0.5, execution_lag=lag)
+    assert full["guard_level"].nunique() == 3
+    cut = 40 + int(np.flatnonzero(full["guard_sessions"].iloc[40:] > 0)[0]) + 1  # the guard's clock runs at the cut
+
+    def resumed(state, rows):
+        return state.envelope.__class__(
+            **{
+                **state.envelope.__dict__,
+                "qqq_history": tuple(ctx["qqq_leg_return"].iloc[rows.start - 19 : rows.start]),
+                "spy_history": tuple(ctx["spy_leg_return"].iloc[rows.start - 19 : rows.start]),
+            }
+        )
+
+    head = apply_envelope(w[:cut], ctx.iloc[:cut], s, 0.5, execution_lag=lag)
+    state = state_after(head.assign(w_smoothed=w[:cut]), lag)
+    env = EnvelopeState.from_dict(json.loads(json.dumps(resumed(state, range(cut, cut + 1)).to_dict())))
+    middle = apply_envelope(w[cut : cut + 1], ctx.iloc[cut : cut + 1], s, 0.5, env, execution_lag=lag)  # one day
+    state2 = state_after(middle, lag, start=env)
+    env2 = resumed(state2, range(cut + 1, n))
+    tail = apply_envelope(w[cut + 1 :], ctx.iloc[cut + 1 :], s, 0.5, env2, execution_lag=lag)
     pd.testing.assert_frame_equal(pd.concat([head, middle, tail]), full, check_exact=True)
+
+
+@pytest.mark.parametrize("lag", [0, 1, 2])
+def test_the_guard_follows_the_book_the_backtest_holds(lag):
+    """The guard's equity compounds exactly the gross returns the backtest earns with the
+    decisions executed ``execution_lag`` sessions later (the baseline book held before)."""
+    n = 80
+    ctx = _random_ctx(n, seed=9)
+    w = np.random.default_rng(9).uniform(0, 1, n)
+    s = EnvelopeSettings(**ON, dd_soft=0.03, dd_hard=0.06, vol_window=10, vol_target=0.12)
+    out = apply_envelope(w, ctx, s, 0.4, execution_lag=lag)
+    decisions = pd.DataFrame({"w": out["w_final"], "exposure": out["exposure"]})
+    bt = run_backtest(decisions, ctx, CostModel(0.0, 0.0, 0.0), initial_book=(0.4, 0.6), execution_lag=lag)
+    np.testing.assert_allclose(out["equity"].iloc[1:], np.cumprod(1.0 + bt["gross_return"].to_numpy()), rtol=1e-12)
+    np.testing.assert_array_equal(out["w_book"].iloc[:-1], bt["w"])  # the book over the next session
+    np.testing.assert_array_equal(out["exposure_book"].iloc[:-1], bt["exposure"])
+    assert (out["exposure"] != 1.0).any() and (out["guard_level"] > 0).any()
 
 
 def test_envelope_refuses_bad_input():
@@ -150,14 +225,16 @@ def test_a_fresh_state_with_history_earns_nothing_on_its_first_row():
         index=index,
     )
     history = EnvelopeState(fresh=True, qqq_history=(0.01, -0.01), spy_history=(0.0, 0.01))
-    path = apply_envelope(np.full(3, 0.5), context, EnvelopeSettings(dd_guard=True, vol_scaling=False), 0.5, history)
+    path = apply_envelope(
+        np.full(3, 0.5), context, EnvelopeSettings(dd_guard=True, vol_scaling=False, max_exposure=1.0), 0.5, history
+    )
     # the -30% of row 0 was realised before the first decision: no equity loss, no drawdown cut
     assert path["equity"].iloc[0] == 1.0 and path["exposure_dd"].iloc[0] == 1.0
     assert path["equity"].iloc[1] == pytest.approx(1.01)
     held = apply_envelope(
         np.full(3, 0.5),
         context,
-        EnvelopeSettings(dd_guard=True, vol_scaling=False),
+        EnvelopeSettings(dd_guard=True, vol_scaling=False, max_exposure=1.0),
         0.5,
         EnvelopeState(qqq_history=(0.01, -0.01), spy_history=(0.0, 0.01)),
     )

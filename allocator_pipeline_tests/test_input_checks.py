@@ -16,7 +16,7 @@ from allocator_pipeline.core.inputs import (
     nyse_sessions,
 )
 from allocator_pipeline.core.inputs.market import load_embedded
-from allocator_pipeline.settings_sections import DataSettings
+from allocator_pipeline.settings.sections import DataSettings
 
 CLOSURES = [
     "2001-09-11",

@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from allocator_pipeline.core.allocation.path import Segment, continue_path
 from allocator_pipeline.core.allocation.policy import (
     EU_COLUMNS,
-    allocator_end_state,
     allocator_path,
     expected_utility,
     smooth_and_cap,
@@ -19,7 +19,7 @@ from allocator_pipeline.core.allocation.policy import (
 )
 from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.errors import InputDataError
-from allocator_pipeline.core.common.grid import BUCKETS, UTILITY_COLUMNS
+from allocator_pipeline.core.common.grid import BUCKETS, PROBA_COLUMNS, UTILITY_COLUMNS
 from allocator_pipeline.core.common.sessions import decision_ts_from_dates
 from allocator_pipeline.settings import EnvelopeSettings, PolicySettings, Settings
 
@@ -162,25 +162,26 @@ def test_argmax_ties_go_to_the_lower_bucket():
     assert (path["w_raw"] == 0.3).all()
 
 
-def test_allocator_path_continued_from_state_equals_full_path():
+@pytest.mark.parametrize("lag", [0, 1])
+def test_allocator_path_continued_from_state_equals_full_path(lag):
+    """The production continuation (path.continue_path, state_after) gives the rows of one long path,
+    cut once and then stepped one session at a time like the live decision."""
     n, cut = 90, 55
     ctx = _context(n, seed=5)
     rng = np.random.default_rng(5)
-    proba = rng.dirichlet(np.ones(11) * 0.3, n)
+    proba = pd.DataFrame(rng.dirichlet(np.ones(11) * 0.3, n), index=ctx.index, columns=PROBA_COLUMNS)
     m = rng.normal(size=(11, 11))
     s = _settings(dd_soft=0.02, dd_hard=0.04, vol_target=0.12, vol_window=10)
-    full = allocator_path(proba, m, ctx, s, w_prev0=0.5)
+    s = s.model_copy(update={"backtest": s.backtest.model_copy(update={"execution_lag": lag})})
+    full, _ = continue_path(Segment("m", proba, m, s), ctx, None)
     assert full["exposure_dd"].lt(1.0).any() and full["exposure_vol"].lt(1.0).any()  # stages active
-    head = allocator_path(proba[:cut], m, ctx.iloc[:cut], s, w_prev0=0.5)
-    w_prev, state = allocator_end_state(head, ctx.iloc[:cut], s)
-    tail = allocator_path(proba[cut:], m, ctx.iloc[cut:], s, w_prev0=w_prev, state0=state)
+    head, state = continue_path(Segment("m", proba.iloc[:cut], m, s), ctx, None)
+    tail, _ = continue_path(Segment("m", proba.iloc[cut:], m, s), ctx, state)
     pd.testing.assert_frame_equal(pd.concat([head, tail]), full, check_exact=True)
 
-    # The live decision: one session at a time, each continuing the previous day's state.
     days = [head]
     for i in range(cut, cut + 6):
-        day = allocator_path(proba[i : i + 1], m, ctx.iloc[i : i + 1], s, w_prev0=w_prev, state0=state)
-        w_prev, state = allocator_end_state(day, ctx.iloc[i : i + 1], s, state0=state)
+        day, state = continue_path(Segment("m", proba.iloc[i : i + 1], m, s), ctx, state)
         days.append(day)
     pd.testing.assert_frame_equal(pd.concat(days), full.iloc[: cut + 6], check_exact=True)
 

@@ -269,7 +269,7 @@ def rejected(oos: pd.DataFrame) -> tuple[dict, str]:
 def test_headline_table_orders_labels_and_keeps_raw_numbers() -> None:
     table = headline_table(hand_metrics())
     assert list(table.index) == ["allocator", "baseline", "qqq_only", "spy_only", "oracle"]
-    assert "hindsight upper bound" in table.loc["oracle", "Strategy"].lower()
+    assert "hindsight label path" in table.loc["oracle", "Strategy"].lower()
     assert table.loc["allocator", "CAGR"] == pytest.approx(0.123449)
     assert table.loc["allocator", "MaxDD"] == pytest.approx(-0.234567)
     assert np.isnan(table.loc["qqq_only", "AvgMonthlyPnL"])
@@ -313,7 +313,13 @@ def test_report_shows_headline_values_as_formatted(accepted: tuple[dict, str]) -
     for strategy, row in cells.iterrows():
         for value in row:
             assert f">{value}<" in headline, (strategy, value)
-    for expected in ("12.34%", "-23.46%", "8,765", "4.21", "Oracle (hindsight upper bound)"):
+    for expected in (
+        "12.34%",
+        "-23.46%",
+        "8,765",
+        "4.21",
+        "Hindsight label path (penalised labels, not an upper bound)",
+    ):
         assert f">{expected}<" in headline
     assert "ACCEPTED" in html and "REJECTED" not in html
 

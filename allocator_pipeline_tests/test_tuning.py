@@ -151,9 +151,10 @@ def test_search_space_per_profile(tmp_path):
     full = full.model_copy(update={"profile": "full"})
     space = search_space(full)
     assert list(space) == [p.name for p in SEARCH_PARAMETERS]  # the full profile searches everything
-    # a parameter of a stage that is switched off is not searched (the defaults: no guard, no scaling)
-    unswitched = search_space(full.model_copy(update={"envelope": Settings().envelope}))
-    assert set(space) - set(unswitched) == {"envelope.dd_soft", "envelope.dd_hard", "envelope.vol_target"}
+    # a parameter of a stage that is switched off is not searched
+    off = Settings().envelope.model_copy(update={"dd_guard": False, "vol_scaling": False})
+    unswitched = search_space(full.model_copy(update={"envelope": off}))
+    assert set(space) - set(unswitched) == {"envelope.dd_soft", "envelope.dd_hard", "envelope.vol_target_scale"}
     assert {p.group for p in SEARCH_PARAMETERS} == set(GROUPS)
     default = search_space(full.model_copy(update={"profile": "default"}))
     assert set(default) == {p.name for p in SEARCH_PARAMETERS if p.group in ("ensemble", "policy")}

@@ -28,8 +28,8 @@ from allocator_pipeline.report.page import render_report
 from allocator_pipeline.report.tables import fmt_interval
 from allocator_pipeline.settings import BootstrapSettings, Settings
 
-SETTINGS = Settings.model_validate({"envelope": {"dd_guard": True, "vol_scaling": True}})
-"""Every envelope stage on (the drawdown guard and volatility scaling are off by default)."""
+SETTINGS = Settings()
+"""The defaults: every envelope stage on."""
 
 
 def _frame(ts: pd.DatetimeIndex, ret: np.ndarray) -> pd.DataFrame:
@@ -175,6 +175,8 @@ def _world(n: int = 330, seed: int = 3):
             "cash_return": np.full(n, 0.00008),
             "qqq_drift_psi": rng.gamma(1.0, 0.3, n),
             "spy_drift_psi": rng.gamma(1.0, 0.3, n),
+            "qqq_prob_up": rng.uniform(0.3, 0.7, n),
+            "spy_prob_up": rng.uniform(0.3, 0.7, n),
         },
         index=idx,
     )

@@ -74,7 +74,7 @@ def _report(ctx: Context) -> None:
 def _echo_report(ctx: Context) -> None:
     """The report's headline table, verdict, gates and paths (from the stored artifacts)."""
     from allocator_pipeline.core.common.storage import read_json
-    from allocator_pipeline.report import format_headline, headline_table, lag_table
+    from allocator_pipeline.report import comparison_lines, format_headline, headline_table, lag_table
 
     paths = ctx.settings.paths
     metrics = read_json(paths.backtest / "metrics.json")
@@ -100,6 +100,11 @@ def _echo_report(ctx: Context) -> None:
         if interval:
             value += f" [{interval[0]:.4g}, {interval[1]:.4g}]"
         click.echo(f"  [{mark}] {gate['name']}: value {value} vs threshold {gate['threshold']:.4g}")
+    comparisons = comparison_lines(metrics)
+    if comparisons:
+        click.echo("Three-way verdict (same bootstrap; promotion follows the seed's gates above):")
+        for line in comparisons:
+            click.echo(f"  {line}")
     if promotion.get("promoted"):
         click.echo(f"Promoted allocator: {promotion['directory']}")
     else:

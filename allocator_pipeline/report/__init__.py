@@ -11,6 +11,7 @@ from allocator_pipeline.report.diagnostics import (
 from allocator_pipeline.report.page import publish_report, render_report
 from allocator_pipeline.report.tables import (
     STRATEGIES,
+    comparison_lines,
     failed_gates,
     fmt_interval,
     format_headline,
@@ -21,6 +22,7 @@ from allocator_pipeline.report.tables import (
 
 __all__ = [
     "STRATEGIES",
+    "comparison_lines",
     "equity_and_drawdown",
     "failed_gates",
     "fmt_interval",

@@ -329,9 +329,44 @@ def weights_png(oos_daily: pd.DataFrame) -> bytes:
         exposure = oos_daily["exposure"].to_numpy(dtype=float)[rows]
         ax_x.fill_between(dates[rows], exposure, 0.0, color="#2e8b57", alpha=0.25, lw=0)
         ax_x.plot(dates[rows], exposure, color="#2e8b57", lw=1.0)
-        ax_x.set_ylim(0.0, 1.05)
+        ax_x.set_ylim(0.0, max(1.05, float(np.nanmax(exposure)) * 1.05 if len(exposure) else 1.05))
+        ax_x.axhline(1.0, color="black", lw=0.6, ls=":")
         ax_x.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
         ax_x.set_ylabel("gross exposure")
+        return _png(fig)
+
+
+def envelope_png(oos_daily: pd.DataFrame, dd_soft: float, dd_hard: float) -> bytes:
+    """The risk envelope at work: gross exposure, the realised volatility of the leg portfolio
+    against the target, and the envelope's own drawdown against the guard's levels (``dd_soft``,
+    ``dd_hard``, fractions), by decision session (``envelope_*`` columns of ``oos_daily``)."""
+    validate_oos_daily(oos_daily)
+    dates = session_dates(oos_daily.index).to_numpy(dtype="datetime64[ns]")
+    rows = sample_rows(len(dates))
+    with matplotlib.style.context(["default", _RC]):
+        fig = _figure(12, 7, top=0.92, bottom=0.06, hspace=0.15)
+        ax_e, ax_v, ax_d = fig.subplots(3, 1, sharex=True)
+        exposure = oos_daily["exposure"].to_numpy(dtype=float)[rows]
+        ax_e.fill_between(dates[rows], exposure, 0.0, color="#2e8b57", alpha=0.25, lw=0)
+        ax_e.plot(dates[rows], exposure, color="#2e8b57", lw=1.0)
+        ax_e.axhline(1.0, color="black", lw=0.6, ls=":")
+        ax_e.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+        ax_e.set_ylabel("gross exposure")
+        vol = oos_daily["envelope_vol"].to_numpy(dtype=float)[rows]
+        target = oos_daily["envelope_vol_target"].to_numpy(dtype=float)[rows]
+        ax_v.plot(dates[rows], vol, color="#c0392b", lw=0.9, label="realised volatility (leg portfolio)")
+        ax_v.plot(dates[rows], target, color="black", lw=1.2, ls="--", label="target")
+        ax_v.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+        ax_v.set_ylabel("annualised vol")
+        ax_v.legend(loc="upper right")
+        dd = -oos_daily["envelope_dd"].to_numpy(dtype=float)[rows]
+        ax_d.fill_between(dates[rows], dd, 0.0, color="#c0392b", alpha=0.3, lw=0)
+        for level, name in ((dd_soft, "dd_soft: tilt cut, no leverage"), (dd_hard, "dd_hard: no tilt, exposure cut")):
+            ax_d.axhline(-level, color="black", lw=0.8, ls=":")
+            ax_d.text(dates[0], -level, f" {name}", va="bottom", fontsize=8)
+        ax_d.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+        ax_d.set_ylabel("envelope drawdown")
+        fig.suptitle("The risk envelope at work", x=0.07, y=0.975, ha="left", fontsize=11, fontweight="bold")
         return _png(fig)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from allocator_pipeline.report.charts import envelope_png
 from allocator_pipeline.report.diagnostic_charts import attribution_png
 from allocator_pipeline.report.html import Cell, cell, esc, html_table, png_img, signed_class
 from allocator_pipeline.report.tables import (
@@ -245,3 +246,36 @@ def planted_section(metrics: Mapping[str, Any]) -> str:
         )
     ]
     return lead + html_table(["Stage", "Correlation with the future spread"], rows)
+
+
+def envelope_section(oos_daily: pd.DataFrame, metrics: Mapping[str, Any]) -> str:
+    """The risk envelope at work (chart), the borrowing rule that applies, and the trade-off of other
+    envelopes on this run's sessions (the baseline weight through each variant)."""
+    envelope = ((metrics.get("settings") or {}).get("envelope")) or {}
+    soft, hard = float(envelope.get("dd_soft", 0.10)), float(envelope.get("dd_hard", 0.20))
+    body = png_img(envelope_png(oos_daily, soft, hard), "exposure, volatility against its target, drawdown")
+    borrowing = (metrics.get("comparisons") or {}).get("borrowing")
+    if borrowing:
+        body += f'<p class="sub">This run: {esc(borrowing)}.</p>'
+    rows = metrics.get("envelope_tradeoff") or []
+    if rows:
+        table = html_table(
+            ["Envelope (baseline weight through it)", "Mean exposure", "MaxDD", "Avg monthly PnL", "Calmar", "CAGR"],
+            [
+                [
+                    cell(r["variant"], "txt"),
+                    cell(fmt_pct(r["mean_exposure"], 0)),
+                    cell(fmt_pct(r["max_drawdown"], 1)),
+                    cell(fmt_pct(r["avg_monthly_pnl"], 3)),
+                    cell(fmt_ratio(r["calmar"], 3)),
+                    cell(fmt_pct(r["cagr"], 2)),
+                ]
+                for r in rows
+            ],
+        )
+        body += (
+            table + '<p class="sub">What a stricter or looser envelope would have cost or saved on these sessions, '
+            "with no model (the baseline weight through each variant, the same costs). For information only: the "
+            "defaults were chosen on synthetic fixtures, never on this table (README, policy and risk envelope).</p>"
+        )
+    return body

@@ -38,7 +38,13 @@ import pandas as pd
 from allocator_pipeline.core.common.sessions import session_dates
 from allocator_pipeline.core.common.storage import to_json_text, write_parquet, write_text
 from allocator_pipeline.report.charts import equity_drawdown_png, headline_figure_png, validate_oos_daily, weights_png
-from allocator_pipeline.report.evidence import ablation_section, attribution_section, evidence_section, planted_section
+from allocator_pipeline.report.evidence import (
+    ablation_section,
+    attribution_section,
+    envelope_section,
+    evidence_section,
+    planted_section,
+)
 from allocator_pipeline.report.html import esc, page, png_img
 from allocator_pipeline.report.sections import (
     _calibration_section,
@@ -123,7 +129,12 @@ def render_report(
         _section(
             "weights", "Weights and exposure", png_img(weights_png(oos_daily), "w_qqq and exposure") + _WEIGHTS_NOTE
         ),
-        _section("ablations", "Ablations: envelope only, model only", ablation_section(metrics)),
+        *(
+            [_section("envelope", "The risk envelope at work", envelope_section(oos_daily, metrics))]
+            if "envelope_vol" in oos_daily.columns
+            else []
+        ),
+        _section("ablations", "Ablations: envelope only, model only, confidence rule", ablation_section(metrics)),
         _section("attribution", "Return attribution", attribution_section(metrics)),
         _section("folds", "Per fold: allocator vs baseline", _fold_section(metrics)),
         _section("calibration", "Calibration", _calibration_section(metrics)),
@@ -137,6 +148,7 @@ def render_report(
         ("headline", "Headline"),
         ("equity", "Equity"),
         ("weights", "Weights"),
+        *([("envelope", "Envelope")] if "envelope_vol" in oos_daily.columns else []),
         ("ablations", "Ablations"),
         ("attribution", "Attribution"),
         ("folds", "Folds"),

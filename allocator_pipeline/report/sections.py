@@ -28,6 +28,7 @@ from allocator_pipeline.report.html import cell, esc, html_table, png_img, signe
 from allocator_pipeline.report.tables import (
     MISSING,
     as_float,
+    comparison_lines,
     failed_gates,
     fmt_interval,
     fmt_number,
@@ -50,7 +51,10 @@ def _verdict(metrics: Mapping[str, Any]) -> str:
             if gates
             else "The allocator was accepted (no gate results recorded)."
         )
-        return f'<div class="verdict accepted"><div class="word">ACCEPTED</div><div>{esc(text)}</div></div>'
+        return (
+            f'<div class="verdict accepted"><div class="word">ACCEPTED</div><div>{esc(text)}</div>'
+            f"{_three_way(metrics)}</div>"
+        )
     items = []
     for gate in failed:
         miss = "" if gate["miss"] is None else f", missed by {fmt_number(gate['miss'])}"
@@ -65,7 +69,22 @@ def _verdict(metrics: Mapping[str, Any]) -> str:
     else:
         lead = "The allocator was not accepted (no failed gate recorded); nothing is promoted."
     listing = f"<ul>{''.join(items)}</ul>" if items else ""
-    return f'<div class="verdict rejected"><div class="word">REJECTED</div><div>{esc(lead)}</div>{listing}</div>'
+    return (
+        f'<div class="verdict rejected"><div class="word">REJECTED</div><div>{esc(lead)}</div>{listing}'
+        f"{_three_way(metrics)}</div>"
+    )
+
+
+def _three_way(metrics: Mapping[str, Any]) -> str:
+    """The three-way verdict under the seed's (``comparison_lines``, the CLI's words)."""
+    lines = comparison_lines(metrics)
+    if not lines:
+        return ""
+    items = "".join(f"<li>{esc(line)}</li>" for line in lines)
+    return (
+        "<div><b>Three-way verdict</b> (the same paired block bootstrap; a comparison passes when both "
+        f"lower bounds are above 0; promotion follows the seed's gates):<ul>{items}</ul></div>"
+    )
 
 
 def _headline(metrics: Mapping[str, Any]) -> str:
@@ -89,7 +108,7 @@ def _headline(metrics: Mapping[str, Any]) -> str:
         body += f"<p>Allocator minus baseline: {esc('; '.join(parts))}.</p>"
     body += (
         '<p class="sub">Turnover/yr: annualised traded weight summed over legs. CostDrag: trading costs per '
-        "year as a fraction of capital. The oracle follows the hindsight label path: an upper bound, not a "
+        "year as a fraction of capital. The oracle follows the hindsight label path (the penalised labels, traded with costs): not an upper bound, and not a "
         "tradable strategy.</p>"
     )
     return body

@@ -25,21 +25,23 @@ import pandas as pd
 
 from allocator_pipeline.core.common.errors import InputDataError
 
-#: Strategies in report order; the oracle is the hindsight label path (an upper bound).
+#: Strategies in report order; the oracle is the hindsight label path (the penalised labels'
+#: best weights traded with costs: not an upper bound).
 STRATEGIES: tuple[str, ...] = ("allocator", "baseline", "qqq_only", "spy_only", "inverse_vol", "oracle")
 #: The allocator's ablations (``core/evaluation/ablations.py``), shown right after the allocator.
-ABLATIONS: tuple[str, ...] = ("envelope_only", "model_only")
+ABLATIONS: tuple[str, ...] = ("envelope_only", "model_only", "confidence_rule")
 REPORT_ORDER: tuple[str, ...] = (STRATEGIES[0], *ABLATIONS, *STRATEGIES[1:])
 
 _STRATEGY_LABELS: dict[str, str] = {
     "allocator": "Allocator",
     "envelope_only": "Envelope only (baseline w + envelope)",
     "model_only": "Model only (allocator w, no envelope)",
+    "confidence_rule": "Confidence rule (Step 3 prob_up spread + envelope)",
     "baseline": "Step 3 baseline",
     "qqq_only": "QQQ leg only",
     "spy_only": "SPY leg only",
     "inverse_vol": "Inverse volatility",
-    "oracle": "Oracle (hindsight upper bound)",
+    "oracle": "Hindsight label path (penalised labels, not an upper bound)",
     "planted_rule": "Transparent rule (planted signal)",
 }
 
@@ -149,7 +151,7 @@ def headline_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
     DataFrame
         Index ``strategy`` (keys, report order: allocator, envelope_only, model_only, baseline,
         qqq_only, spy_only, inverse_vol, oracle, then others). Columns ``Strategy`` (human label; the oracle is
-        labelled as the hindsight upper bound) and the raw float figures ``CAGR``, ``MaxDD``
+        labelled as the hindsight label path) and the raw float figures ``CAGR``, ``MaxDD``
         (negative fraction), ``Calmar``, ``AvgMonthlyPnL`` (fraction of capital per month),
         ``AvgMonthlyPnLCcy`` (currency per month), ``Sharpe``, ``Vol`` (annualised fraction),
         ``Turnover`` (annualised, sum over legs), ``CostDrag`` (annual cost, fraction); NaN where
@@ -302,3 +304,49 @@ def lag_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
     out = pd.concat(parts)
     out.attrs = parts[0].attrs
     return out
+
+
+#: The three-way verdict's comparisons (``metrics["comparisons"]``), in report order.
+COMPARISON_LABELS: dict[str, str] = {
+    "envelope": "Envelope earns (envelope only - baseline)",
+    "model_increment": "Model's increment (allocator - envelope only)",
+    "confidence_rule": "Against the confidence rule (allocator - confidence rule)",
+}
+
+
+def _signed(value: Any, fmt: Callable[[Any], str]) -> str:
+    x = as_float(value)
+    return MISSING if x is None else ("+" if x > 0 else "") + fmt(x)
+
+
+def comparison_lines(metrics: Mapping[str, Any]) -> list[str]:
+    """The three-way verdict as plain lines (the CLI, the model card and the report's verdict box):
+    per comparison the point difference and interval of Calmar and of average monthly PnL (percent
+    a month), pass or FAIL, and its sentence; then the one-line summary and the borrowing rule.
+    Empty when the run has no ``comparisons`` (an older metrics.json)."""
+    comparisons = metrics.get("comparisons")
+    if not comparisons:
+        return []
+    lines = []
+    for name, label in COMPARISON_LABELS.items():
+        c = comparisons.get(name)
+        if c is None:
+            lines.append(f"{label}: not evaluated")
+            continue
+        cal, pnl = c["calmar"], c["avg_monthly_pnl"]
+
+        def ratio(x: Any) -> str:
+            return fmt_ratio(x, 3)
+
+        def pct(x: Any) -> str:
+            return fmt_pct(x, 3)
+
+        lines.append(
+            f"[{'pass' if c['passed'] else 'FAIL'}] {label}: Calmar {_signed(cal['point'], ratio)} "
+            f"[{_signed(cal['lower'], ratio)}, {_signed(cal['upper'], ratio)}], avg monthly PnL "
+            f"{_signed(pnl['point'], pct)} [{_signed(pnl['lower'], pct)}, {_signed(pnl['upper'], pct)}] "
+            f"a month: {c['sentence']}"
+        )
+    lines.append(f"In words: {comparisons['summary']}")
+    lines.append(f"Envelope: {comparisons['borrowing']}.")
+    return lines

@@ -4,7 +4,7 @@ envelope, the allocator path and the live daily decision.
 Asset group ``allocation``: ``allocator_path`` (the walk-forward path), ``daily_allocation``.
 """
 
-from allocator_pipeline.core.allocation.envelope import EnvelopeState, apply_envelope, envelope_end_state
+from allocator_pipeline.core.allocation.envelope import EnvelopeState, apply_envelope
 from allocator_pipeline.core.allocation.fold_model import (
     ENSEMBLE_FILE,
     SPLIT_COLUMN,
@@ -43,7 +43,6 @@ from allocator_pipeline.core.allocation.path import (
 )
 from allocator_pipeline.core.allocation.policy import (
     EU_COLUMNS,
-    allocator_end_state,
     allocator_path,
     expected_utility,
     smooth_and_cap,
@@ -62,13 +61,11 @@ __all__ = [
     "ModelSchedule",
     "NoDataForSession",
     "Segment",
-    "allocator_end_state",
     "allocator_path",
     "apply_envelope",
     "assemble_fold",
     "continue_path",
     "decide",
-    "envelope_end_state",
     "evaluated_path",
     "expected_utility",
     "feature_columns",

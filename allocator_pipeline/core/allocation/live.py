@@ -33,7 +33,7 @@ from allocator_pipeline.core.common.storage import read_json, read_parquet, writ
 from allocator_pipeline.core.features.table import build_features
 from allocator_pipeline.settings import FeatureSettings, Settings
 
-ENVELOPE_FIELDS = ("dd", "exposure_dd", "vol", "exposure_vol", "drift_psi", "drift_status")
+ENVELOPE_FIELDS = ("dd", "guard_level", "exposure_dd", "vol", "vol_target", "exposure_vol", "drift_psi", "drift_status")
 LOG_COLUMNS = [
     "session",
     "w_qqq",

@@ -17,9 +17,10 @@ Rules
   baseline weight, equity and peak 1.0, no book held (the first row earns nothing). The walk-forward
   path starts at the first fold's first test session. The tuner's inner held-out blocks are short
   independent evaluations and each starts fresh.
-* **The volatility window is market data, not state**: at every start or continuation the
-  envelope's return history is re-read from the leg panel (the ``vol_window - 1`` sessions before
-  the first row), so a continuation gives exactly the rows of one long path.
+* **The volatility windows are market data, not state**: at every start or continuation the
+  envelope's return history is re-read from the leg panel (the
+  ``EnvelopeSettings.history_sessions`` sessions before the first row), so a continuation gives
+  exactly the rows of one long path.
 
 Row ``d`` of a path uses leg-panel rows ``<= d`` only (plus the carried state).
 """
@@ -97,22 +98,19 @@ class Segment:
     settings: Settings
 
 
-def _history(
-    context: pd.DataFrame, first: pd.Timestamp, vol_window: int
-) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The QQQ and SPY leg returns of the ``vol_window - 1`` sessions strictly before ``first``."""
-    before = context.loc[context.index < first].tail(max(vol_window - 1, 0))
+def _history(context: pd.DataFrame, first: pd.Timestamp, sessions: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The QQQ and SPY leg returns of the last ``sessions`` sessions strictly before ``first``."""
+    before = context.loc[context.index < first].tail(max(sessions, 0))
     return tuple(float(x) for x in before["qqq_leg_return"]), tuple(float(x) for x in before["spy_leg_return"])
 
 
 def fresh_start(context: pd.DataFrame, first: pd.Timestamp, settings: Settings) -> tuple[float, EnvelopeState]:
     """``(w_smoothed, envelope state)`` before the first decision of a path beginning at ``first``:
-    the baseline weight, equity 1.0 and no book held (the first row earns nothing); the
-    volatility window is seeded with the leg returns of the sessions strictly before ``first``."""
-    qqq, spy = _history(context, first, settings.envelope.vol_window)
-    return settings.labels.baseline_weight, EnvelopeState(
-        fresh=True, w_final=settings.labels.baseline_weight, qqq_history=qqq, spy_history=spy
-    )
+    the baseline weight, equity 1.0 and the baseline book held (the first row earns nothing); the
+    volatility windows are seeded with the leg returns of the sessions strictly before ``first``."""
+    qqq, spy = _history(context, first, settings.envelope.history_sessions)
+    bw = settings.labels.baseline_weight
+    return bw, EnvelopeState.start(bw, settings.backtest.execution_lag, qqq_history=qqq, spy_history=spy)
 
 
 def start_state(
@@ -132,7 +130,7 @@ def start_state(
             column="decision_ts",
             row=first,
         )
-    qqq, spy = _history(context, first, settings.envelope.vol_window)
+    qqq, spy = _history(context, first, settings.envelope.history_sessions)
     return state.w_smoothed, replace(state.envelope, qqq_history=qqq, spy_history=spy)
 
 
@@ -177,24 +175,32 @@ def continue_path(
         proba[PROBA_COLUMNS].to_numpy(), segment.m, ctx, s, w_prev0=w0, state0=env0, out_of_range=outside
     )
     path.insert(0, MODEL_COLUMN, pd.array([segment.model_id] * len(path), dtype="string"))
-    return path, state_after(path)
+    return path, state_after(path, s.backtest.execution_lag, env0)
 
 
-def state_after(path: pd.DataFrame) -> AllocatorState:
-    """The state after a path's last row, read from the row itself (``w_smoothed``, ``equity``,
-    ``peak``, ``w_final``, ``exposure``); the volatility history is re-read from the leg panel
-    when the path continues."""
+def state_after(path: pd.DataFrame, execution_lag: int, start: EnvelopeState | None = None) -> AllocatorState:
+    """The state after a path's last row, read from its rows (``w_smoothed``, ``equity``, ``peak``,
+    ``guard_sessions``, the book held and the last ``execution_lag`` decisions, still pending);
+    ``start``: the envelope state the path started from, needed when the path has fewer rows than
+    the lag. The volatility history is re-read from the leg panel when the path continues."""
     if len(path) == 0:
         raise InputDataError("cannot take the state after an empty path")
     last = path.iloc[-1]
+    decided = list(zip(path["w_final"].astype(float).tolist(), path["exposure"].astype(float).tolist()))
+    if len(decided) < execution_lag:
+        if start is None or len(start.pending) != execution_lag:
+            raise InputDataError(f"a path of {len(path)} rows needs its start state at execution_lag {execution_lag}")
+        decided = [*start.pending, *decided]
+    pending = tuple(decided[len(decided) - execution_lag :]) if execution_lag else ()
     return AllocatorState(
         session=path.index[-1],
         w_smoothed=float(last["w_smoothed"]),
         envelope=EnvelopeState(
             equity=float(last["equity"]),
             peak=float(last["peak"]),
-            w_final=float(last["w_final"]),
-            exposure=float(last["exposure"]),
+            guard_sessions=int(last["guard_sessions"]),
+            book=(float(last["w_book"]), float(last["exposure_book"])),
+            pending=pending,
         ),
     )
 

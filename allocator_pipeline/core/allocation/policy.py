@@ -30,7 +30,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from allocator_pipeline.core.allocation.envelope import EnvelopeState, apply_envelope, envelope_end_state
+from allocator_pipeline.core.allocation.envelope import EnvelopeState, apply_envelope
 from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.grid import (
@@ -103,14 +103,19 @@ def utility_matrix(utilities: pd.DataFrame, label_class: pd.Series) -> np.ndarra
 def expected_utility(proba: np.ndarray, m: np.ndarray) -> np.ndarray:
     """``EU[i, j] = sum_k proba[i, k] * M[j, k]``, shape (n, 11), in the utility's units.
 
-    Computed as an elementwise product and a sum over ``k`` (not a BLAS matrix product) so each
-    row's result does not depend on how many rows are evaluated together: the live one-row
-    decision reproduces the backtest's row bit for bit.
+    Summed over ``k`` in a fixed order, one elementwise product and addition at a time (not a BLAS
+    product, nor numpy's reduction, whose order depends on the array's shape), so each row's result
+    does not depend on how many rows are evaluated together: the live one-row decision reproduces
+    the backtest's row bit for bit.
     """
     p = np.asarray(proba, dtype=float)
     if p.ndim != 2 or p.shape[1] != N_CLASSES or np.shape(m) != (N_CLASSES, N_CLASSES):
         raise InputDataError(f"expected proba (n, 11) and M (11, 11), got {p.shape} and {np.shape(m)}")
-    return (p[:, None, :] * np.asarray(m, dtype=float)[None, :, :]).sum(axis=2)
+    mm = np.asarray(m, dtype=float)
+    eu = p[:, 0:1] * mm[None, :, 0]
+    for k in range(1, N_CLASSES):
+        eu = eu + p[:, k : k + 1] * mm[None, :, k]
+    return eu
 
 
 def smooth_and_cap(w_raw: np.ndarray, alpha: float, max_daily_change: float, w_prev0: float) -> np.ndarray:
@@ -251,18 +256,10 @@ def allocator_path(
         if raw_override is not None:
             w_raw = np.where(np.isfinite(raw_override), raw_override, w_raw)
         w_s = smooth_and_cap(w_raw, settings.policy.alpha, settings.policy.max_daily_change, w_prev0)
-    env = apply_envelope(w_s, context, settings.envelope, settings.labels.baseline_weight, state0)
+    env = apply_envelope(
+        w_s, context, settings.envelope, settings.labels.baseline_weight, state0, settings.backtest.execution_lag
+    )
     head = pd.DataFrame(eu, index=context.index, columns=EU_COLUMNS)
     head[OUT_OF_RANGE_COLUMN] = outside
     head["w_raw"] = w_raw.astype(float)
     return pd.concat([head, env], axis=1)
-
-
-def allocator_end_state(
-    path: pd.DataFrame, context: pd.DataFrame, settings: Settings, state0: EnvelopeState | None = None
-) -> tuple[float, EnvelopeState]:
-    """``(w_prev0, state0)`` to continue :func:`allocator_path` after the last row of ``path``."""
-    if len(path) == 0:
-        raise InputDataError("cannot take the end state of an empty allocator path")
-    w_prev = float(path["w_smoothed"].iloc[-1])
-    return w_prev, envelope_end_state(path, context, settings.envelope.vol_window, state0)

@@ -4,9 +4,10 @@ Conventions
 -----------
 * Input frames are indexed by ``decision_ts`` (UTC). A return column at row ``d`` is realised
   over the session ending at ``decision_ts(d)``.
-* A decision at row ``d`` (QQQ share ``w`` and gross exposure ``e``, fractions in [0, 1]) sets
-  the leg targets ``q = e * w``, ``s = e * (1 - w)`` (fractions of capital; cash ``1 - e``) and
-  earns the returns of the **next** session ``d + 1``::
+* A decision at row ``d`` (QQQ share ``w`` in [0, 1] and gross exposure ``e`` in
+  ``[0, MAX_EXPOSURE]``) sets the leg targets ``q = e * w``, ``s = e * (1 - w)`` (fractions of
+  capital; cash ``1 - e``, borrowed when negative) and earns the returns of the **next** session
+  ``d + 1``::
 
       R_d = e * (w * r_qqq_{d+1} + (1 - w) * r_spy_{d+1}) + (1 - e) * r_cash_{d+1}
 
@@ -14,8 +15,9 @@ Conventions
   row ``d``'s returns, ``q'_d = q_{d-1} (1 + r_qqq_d) / (1 + R_{d-1})`` (same for ``s``), where
   ``R_{d-1}`` is the gross return of the previous decision (realised at ``d``).
   ``traded_d = |q_d - q'_d| + |s_d - s'_d|`` (cash is the residual and is not counted);
-  ``cost_d = CostModel.cost(traded_d)``, charged in the same output row: ``ret_d = R_d - cost_d``
-  (the return realised at ``d + 1``).
+  ``cost_d = CostModel.cost(traded_d) + CostModel.financing(e_d)`` (trading, then the spread over
+  the T-bill rate on exposure above 1, reported apart as ``financing``), charged in the same
+  output row: ``ret_d = R_d - cost_d`` (the return realised at ``d + 1``).
 * The first decision trades from ``initial_book = (q', s')``; by default the book already equals
   the first targets (no entry trade). The walk-forward report passes the baseline book
   ``(baseline_weight, 1 - baseline_weight)``.
@@ -44,6 +46,7 @@ BACKTEST_COLUMNS = [
     "r_cash",
     "gross_return",
     "traded",
+    "financing",
     "cost",
     "ret",
     "drifted_q",
@@ -51,6 +54,7 @@ BACKTEST_COLUMNS = [
 ]
 BaselineKind = Literal["baseline", "qqq_only", "spy_only", "inverse_vol", "oracle"]
 BASELINE_KINDS: tuple[str, ...] = ("baseline", "qqq_only", "spy_only", "inverse_vol", "oracle")
+MAX_EXPOSURE = 3.0  # the largest envelope.max_exposure the settings allow
 
 
 def _check_unit_interval(values: np.ndarray, column: str, index: pd.Index) -> None:
@@ -58,6 +62,15 @@ def _check_unit_interval(values: np.ndarray, column: str, index: pd.Index) -> No
     if not ok.all():
         i = int(np.flatnonzero(~ok)[0])
         raise InputDataError("must be a number in [0, 1]", column=column, row=index[i], value=values[i])
+
+
+def _check_exposure(values: np.ndarray, index: pd.Index) -> None:
+    ok = np.isfinite(values) & (values >= 0.0) & (values <= MAX_EXPOSURE)
+    if not ok.all():
+        i = int(np.flatnonzero(~ok)[0])
+        raise InputDataError(
+            f"must be a number in [0, {MAX_EXPOSURE}]", column="exposure", row=index[i], value=values[i]
+        )
 
 
 def _check_finite(values: np.ndarray, column: str, index: pd.Index) -> None:
@@ -80,7 +93,7 @@ def run_backtest(
     ----------
     decisions : DataFrame
         Index ``decision_ts`` (a contiguous block of ``returns``' sessions, sorted); columns
-        ``w`` (QQQ share) and ``exposure``, both in [0, 1].
+        ``w`` (QQQ share, in [0, 1]) and ``exposure`` (gross, in ``[0, MAX_EXPOSURE]``).
     returns : DataFrame
         Index ``decision_ts`` (sorted, unique: the session calendar); columns ``qqq_leg_return``,
         ``spy_leg_return``, ``cash_return`` (fractions, realised over the session ending at the row).
@@ -146,7 +159,7 @@ def run_backtest(
     w = dec["w"].to_numpy(dtype=float, na_value=np.nan)
     e = dec["exposure"].to_numpy(dtype=float, na_value=np.nan)
     _check_unit_interval(w, "w", dec.index)
-    _check_unit_interval(e, "exposure", dec.index)
+    _check_exposure(e, dec.index)
     if execution_lag < 0:
         raise InputDataError("execution_lag must be >= 0 sessions", value=execution_lag)
     if execution_lag and len(w):
@@ -186,7 +199,8 @@ def run_backtest(
         drifted_q[1:] = q[:-1] * (1.0 + r_q[:-1]) / (1.0 + gross[:-1])
         drifted_s[1:] = s[:-1] * (1.0 + r_s[:-1]) / (1.0 + gross[:-1])
     traded = np.abs(q - drifted_q) + np.abs(s - drifted_s)
-    cost = cost_model.cost(traded)
+    financing = cost_model.financing(e)
+    cost = cost_model.cost(traded) + financing
     return pd.DataFrame(
         {
             "realized_ts": cal[nxt],
@@ -197,6 +211,7 @@ def run_backtest(
             "r_cash": r_c,
             "gross_return": gross,
             "traded": traded,
+            "financing": financing,
             "cost": cost,
             "ret": gross - cost,
             "drifted_q": drifted_q,
@@ -241,7 +256,7 @@ def baseline_decisions(
         ``baseline``: static ``weight``; ``qqq_only``: w = 1; ``spy_only``: w = 0;
         ``inverse_vol``: :func:`inverse_vol_weight` on ``returns`` (history before ``index`` is
         used for the warm-up); ``oracle``: the hindsight label path, ``labels.best_weight`` at
-        each row (it uses future returns: an upper bound, never a strategy); NaN labels take the
+        each row (it uses future returns: a reference, never a strategy, and not an upper bound: the labels are penalised); NaN labels take the
         previous weight, leading NaNs the static ``weight``. Exposure is 1 for all.
     returns : DataFrame
         Leg returns indexed by ``decision_ts`` (``qqq_leg_return``, ``spy_leg_return``).

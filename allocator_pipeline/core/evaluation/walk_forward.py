@@ -34,10 +34,11 @@ import pandas as pd
 from allocator_pipeline.core.allocation.fold_model import FoldModel, importance_of
 from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.errors import InputDataError
-from allocator_pipeline.core.evaluation.ablations import ABLATIONS, ablation_decisions
+from allocator_pipeline.core.evaluation.ablations import ABLATIONS, ablation_decisions, envelope_variant_decisions
 from allocator_pipeline.core.evaluation.attribution import attribution_summary
 from allocator_pipeline.core.evaluation.backtest import RETURN_COLUMNS, BaselineKind, baseline_decisions, run_backtest
 from allocator_pipeline.core.evaluation.bootstrap import paired_bootstrap
+from allocator_pipeline.core.evaluation.comparisons import three_way_verdict
 from allocator_pipeline.core.evaluation.gates import accepted, evaluate_gates, monotonic_sanity
 from allocator_pipeline.core.evaluation.metrics import performance_metrics
 from allocator_pipeline.core.evaluation.overfitting import load_trial_returns, overfitting_statistics
@@ -49,6 +50,8 @@ ALLOCATOR = "allocator"
 BASELINES: tuple[BaselineKind, ...] = ("baseline", "qqq_only", "spy_only", "inverse_vol", "oracle")
 STRATEGIES: tuple[str, ...] = (ALLOCATOR, *BASELINES)
 PATH_COLUMNS = ("w_raw", "w_smoothed", "w_final", "exposure")
+ENVELOPE_REPORT_COLUMNS = ("vol", "vol_target", "dd", "guard_level")
+"""The envelope's own columns carried into ``oos_daily`` when the path has them (the report's envelope chart)."""
 PLANTED_RULE = "planted_rule"
 """The transparent rule's strategy key when the Step 3 directory carries a planted signal."""
 LAG_COMPARISON = (0, 1)
@@ -69,7 +72,7 @@ def _concat_fold_paths(fold_paths: dict[str, pd.DataFrame], context: pd.DataFram
     ordered.sort(key=lambda item: item[0])
     parts = []
     for _, fold, path in ordered:
-        part = path[list(PATH_COLUMNS)].copy()
+        part = path[[*PATH_COLUMNS, *(c for c in ENVELOPE_REPORT_COLUMNS if c in path.columns)]].copy()
         part.insert(0, "fold", pd.array([str(fold)] * len(part), dtype="string"))
         parts.append(part)
     paths = pd.concat(parts)
@@ -199,6 +202,10 @@ def assemble_walk_forward(
         },
         index=alloc.index,
     )
+    for column in ENVELOPE_REPORT_COLUMNS:
+        if column in head.columns:
+            oos[f"envelope_{column}"] = head[column].astype(float)
+    oos["financing"] = alloc["financing"]
     for s in STRATEGIES:
         oos[f"ret_{s}"] = bts[s]["ret"]
     extra = [name for name in ABLATIONS if name in bts] + sorted(set(bts) - set(STRATEGIES) - set(ABLATIONS))
@@ -250,7 +257,8 @@ def evaluate_walk_forward(
     ``importance`` (LightGBM gain share per fold), ``tuning`` (the folds whose study ran),
     ``execution_lag`` (the setting, and the allocator's and baseline's metrics at lags 0 and 1),
     ``bootstrap`` (intervals of the gain over the baseline), ``deflated_sharpe``, ``pbo``,
-    ``attribution``, ``ablations`` (their names) and the run's ``settings``. The trial ledgers are
+    ``attribution``, ``ablations`` (their names), ``comparisons`` (the three-way verdict,
+    ``core/evaluation/comparisons.py``) and the run's ``settings``. The trial ledgers are
     read from the paths in ``fold_tuning`` (``trial_returns``). With ``planted`` (the
     ``synthetic.json`` content and signal of a ``synth-step3`` directory), ``planted_signal`` holds
     the stage retention (``core/evaluation/retention.py``) and the transparent rule on the same
@@ -292,13 +300,27 @@ def evaluate_walk_forward(
         bootstrap=bootstrap,
         overfitting={**overfitting, "tuned_folds": len(tuned)},
     )
+    seed_accepted = accepted(gates)
+    returns = leg_panel[list(RETURN_COLUMNS)]
+    cost_model = CostModel.from_settings(settings.costs)
+    book0 = (settings.labels.baseline_weight, 1.0 - settings.labels.baseline_weight)
+    tradeoff = []
+    for name, decisions in envelope_variant_decisions(path, settings_of, leg_panel).items():
+        bt = run_backtest(decisions, returns, cost_model, book0, settings.backtest.execution_lag)
+        m = performance_metrics(bt, settings.report.notional)
+        tradeoff.append(
+            {"variant": name, "mean_exposure": float(bt["exposure"].mean())}
+            | {k: m[k] for k in ("max_drawdown", "avg_monthly_pnl", "calmar", "cagr")}
+        )
     metrics.update(
+        envelope_tradeoff=tradeoff,
+        comparisons=three_way_verdict(oos_daily, seed_accepted, settings.bootstrap, settings.envelope.max_exposure),
         bootstrap=bootstrap,
         deflated_sharpe=overfitting["deflated_sharpe"],
         pbo=overfitting["pbo"],
         attribution=attribution_summary(oos_daily),
         ablations=[name for name in ABLATIONS if f"ret_{name}" in oos_daily.columns],
-        accepted=accepted(gates),
+        accepted=seed_accepted,
         gates=gates,
         monotonic=monotonic,
         calibration=calibration_summary(models),

@@ -35,7 +35,7 @@ import pandas as pd
 
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.sessions import session_dates
-from allocator_pipeline.settings_sections import DataSettings
+from allocator_pipeline.settings.sections import DataSettings
 
 LAGS = (-1, 0, 1)
 LAG_MEANING = {

@@ -45,7 +45,7 @@ from allocator_pipeline.core.labels.utility import utility_labels as compute_uti
 from allocator_pipeline.core.tuning.result import export_ledger, export_trial_returns
 from allocator_pipeline.core.tuning.space import tuned_settings, tunes_labels
 from allocator_pipeline.core.tuning.study import inner_fold_frames, run_study
-from allocator_pipeline.report.tables import failed_gates, format_headline, headline_table
+from allocator_pipeline.report.tables import comparison_lines, failed_gates, format_headline, headline_table
 from allocator_pipeline.settings import Settings
 
 POINTER = "promotion.json"
@@ -76,6 +76,9 @@ def model_card(metrics: dict[str, Any], manifest: dict[str, Any], settings: Sett
         f"lambda_tc = {settings.labels.lambda_tc}; costs {settings.costs.fee_bps} + {settings.costs.slippage_bps} bps, "
         f"impact {settings.costs.impact_bps} bps x traded^2.",
         f"- Policy: alpha = {settings.policy.alpha}, max daily change = {settings.policy.max_daily_change}.",
+        f"- Envelope: drawdown guard {settings.envelope.dd_guard}, volatility scaling {settings.envelope.vol_scaling}, "
+        f"max exposure {settings.envelope.max_exposure} (financing spread {settings.costs.financing_spread_bps} bps "
+        "a year above 1).",
         f"- Decides the sessions after {manifest['handover_state']['session']}, continuing the walk-forward "
         "path's state there.",
         "",
@@ -84,6 +87,10 @@ def model_card(metrics: dict[str, Any], manifest: dict[str, Any], settings: Sett
         "```",
         format_headline(headline_table(metrics)),
         "```",
+        "",
+        "Three-way verdict (promotion follows the seed's gates below):",
+        "",
+        *[f"- {line}" for line in comparison_lines(metrics)],
         "",
         "| gate | value | threshold | verdict |",
         "| --- | --- | --- | --- |",
@@ -181,7 +188,7 @@ def promote_allocator(
         "tuning": tuning,
         "feature_names": feature_columns(frame),
         # the promoted model continues the evaluated walk-forward path after its last session
-        "handover_state": state_after(path).to_dict(),
+        "handover_state": state_after(path, s.backtest.execution_lag).to_dict(),
     }
     staging = final / "models" / f".{model_id}.staging.tmp"
     remove(staging)

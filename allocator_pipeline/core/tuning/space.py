@@ -20,7 +20,7 @@ labels      lambda_dd, lambda_tc (utility labels recomputed, members     relabel
 ensemble    calibration (auto/none/temperature/isotonic),                blend + calibrator only
             blend_temperature
 policy      alpha, max_daily_change, turnover_penalty                    policy path + backtest
-envelope    dd_soft, dd_hard, vol_target, drift_psi_threshold            policy path + backtest
+envelope    dd_soft, dd_hard, vol_target_scale, drift_psi_threshold      policy path + backtest
 =========== ============================================================ ==========================
 
 A trial that only changes the cheap groups (ensemble, policy, envelope) reuses the members fitted
@@ -54,7 +54,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from pydantic import ValidationError
 
 from allocator_pipeline.settings import Settings, SettingsError, format_validation_error
-from allocator_pipeline.settings_sections import TuningGroup
+from allocator_pipeline.settings.sections import TuningGroup
 
 __all__ = [
     "CHEAP_GROUPS",
@@ -149,7 +149,12 @@ SEARCH_PARAMETERS: tuple[SearchParameter, ...] = (
     ),
     _p("envelope.dd_soft", "envelope", FloatDistribution(0.05, 0.15), "own drawdown where exposure is first cut"),
     _p("envelope.dd_hard", "envelope", FloatDistribution(0.16, 0.35), "own drawdown where exposure is cut further"),
-    _p("envelope.vol_target", "envelope", FloatDistribution(0.10, 0.40), "annualised volatility target"),
+    _p(
+        "envelope.vol_target_scale",
+        "envelope",
+        FloatDistribution(0.5, 1.2),
+        "volatility target as a multiple of the legs' long-run volatility",
+    ),
     _p(
         "envelope.drift_psi_threshold",
         "envelope",
@@ -176,7 +181,7 @@ PROFILE_GROUPS: dict[str, tuple[str, ...]] = {
 _SWITCHES: dict[str, str] = {
     "envelope.dd_soft": "envelope.dd_guard",
     "envelope.dd_hard": "envelope.dd_guard",
-    "envelope.vol_target": "envelope.vol_scaling",
+    "envelope.vol_target_scale": "envelope.vol_scaling",
     "envelope.drift_psi_threshold": "envelope.drift_throttle",
 }
 

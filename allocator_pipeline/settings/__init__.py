@@ -27,27 +27,26 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from allocator_pipeline.settings_evaluation import (
+from allocator_pipeline.settings.allocation import EnvelopeSettings, PolicySettings
+from allocator_pipeline.settings.evaluation import (
     BacktestSettings,
     BootstrapSettings,
     GateSettings,
     LiveSettings,
     ReportSettings,
 )
-from allocator_pipeline.settings_sections import (  # noqa: F401  (re-exported: the settings API)
+from allocator_pipeline.settings.sections import (  # noqa: F401  (re-exported: the settings API)
     FEATURE_BLOCKS,
     CatBoostSettings,
     CostSettings,
     DataSettings,
     EnsembleSettings,
-    EnvelopeSettings,
     FeatureSettings,
     FoldSettings,
     LabelSettings,
     LightGBMSettings,
     LinearSettings,
     ModelSettings,
-    PolicySettings,
     Profile,
     SettingsError,
     Step3EngineSettings,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from allocator_pipeline.settings_sections import _Section
+from allocator_pipeline.settings.sections import _Section
 
 
 class GateSettings(_Section):
