@@ -11,6 +11,12 @@ allocator's and the transparent rule's CAGR, Calmar and average monthly PnL minu
 gain the allocator captures; and the stage retention (correlation with the future spread of the
 planted signal, its trailing mean, w_raw, w_smoothed, w_final). Results go to ``--out`` as JSON.
 
+The three-way verdict (``core/evaluation/comparisons.py``) is reported per run: whether the envelope
+earns on its own, the model's increment over "envelope only" and the comparison with the
+confidence rule, and the maximum drawdowns. A planted signal counts as **found** when the seed's
+verdict accepts *and* the model's increment passes; pure noise (IC 0) counts as **refused** when
+the model's increment fails (the envelope may earn on noise).
+
     .venv/bin/python scripts/bench_power.py --profile default --ics 0,0.05,0.1,0.2,0.25,0.3 --seeds 0,1,2
 
 Wall time: about one ``make run`` per (IC, seed); with the default profile (tuning off) about one
@@ -24,12 +30,14 @@ import json
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from allocator_pipeline.core.evaluation.bootstrap import paired_bootstrap
+from allocator_pipeline.core.evaluation.comparisons import COMPARISONS, model_found_skill
 from allocator_pipeline.settings import BootstrapSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,6 +99,9 @@ def one(work: Path, profile: str, ic: float, seed: int, horizon: int, extra: lis
         "allocator": {k: delta("allocator", k) for k in ("cagr", "calmar", "avg_monthly_pnl")},
         "rule": {k: delta("planted_rule", k) for k in ("cagr", "calmar", "avg_monthly_pnl")},
         "rule_passes_beats_baseline_gates": all(rule_boot[m]["lower"] > 0 for m in ("calmar", "avg_monthly_pnl")),
+        "comparisons": {n: bool((metrics["comparisons"].get(n) or {}).get("passed")) for n in COMPARISONS},
+        "found": model_found_skill(metrics["comparisons"]),
+        "max_drawdown": {k: float(strategies[k]["max_drawdown"]) for k in ("allocator", "baseline", "envelope_only")},
         "retention": metrics["planted_signal"]["retention"],
         "seconds": time.monotonic() - started,
     }
@@ -98,10 +109,11 @@ def one(work: Path, profile: str, ic: float, seed: int, horizon: int, extra: lis
 
 def table(results: list[dict]) -> str:
     lines = [
-        "| IC | seeds | accepted | rule passes | dCAGR alloc (rule) | dCalmar alloc (rule) | dmPnL bp alloc (rule) | "
-        "share of rule's Calmar gain (lowest seed) | signal / trailing mean | w_raw / w_smoothed / w_final | "
-        "wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| IC | seeds | accepted | found (noise: refused) | envelope earns | beats conf. rule | rule passes | "
+        "MaxDD alloc / baseline (shallowest-seed cut, worst seed) | dCAGR alloc (rule) | dCalmar alloc (rule) | "
+        "dmPnL bp alloc (rule) | share of rule's Calmar gain (lowest seed) | signal / trailing mean | "
+        "w_raw / w_smoothed / w_final | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for ic in sorted({r["ic"] for r in results}):
         rows = [r for r in results if r["ic"] == ic]
@@ -116,9 +128,18 @@ def table(results: list[dict]) -> str:
         shares = [r["allocator"]["calmar"] / r["rule"]["calmar"] for r in rows if r["rule"]["calmar"] > 0]
         lowest = min(shares) if len(shares) == len(rows) else float("nan")
         rule_passes = sum(bool(r.get("rule_passes_beats_baseline_gates")) for r in rows)
+        found = sum(r["found"] for r in rows) if ic > 0 else sum(not r["comparisons"]["model_increment"] for r in rows)
+        cuts = [1.0 - r["max_drawdown"]["allocator"] / r["max_drawdown"]["baseline"] for r in rows]
+
+        def passes(name: str, rows: list[dict] = rows) -> str:
+            return f"{sum(r['comparisons'][name] for r in rows)}/{len(rows)}"
+
         lines.append(
             f"| {ic} | {','.join(str(r['seed']) for r in rows)} | {sum(r['accepted'] for r in rows)}/{len(rows)} | "
+            f"{found}/{len(rows)}{'' if ic > 0 else ' refused'} | {passes('envelope')} | {passes('confidence_rule')} | "
             f"{rule_passes}/{len(rows)} | "
+            f"{np.mean([r['max_drawdown']['allocator'] for r in rows]) * 100:.1f}% / "
+            f"{np.mean([r['max_drawdown']['baseline'] for r in rows]) * 100:.1f}% ({min(cuts):.0%} shallower at least) | "
             f"{mean('allocator', 'cagr') * 100:+.2f} pp ({mean('rule', 'cagr') * 100:+.2f}) | "
             f"{mean('allocator', 'calmar'):+.3f} ({mean('rule', 'calmar'):+.3f}) | "
             f"{mean('allocator', 'avg_monthly_pnl') * 1e4:+.1f} ({mean('rule', 'avg_monthly_pnl') * 1e4:+.1f}) | "
@@ -138,6 +159,7 @@ def main() -> None:
     parser.add_argument("--work", default=str(REPO / "bench_power_work"), help="working folder (git-ignored)")
     parser.add_argument("--out", help="results (JSON), appended run by run (default: WORK/power.json)")
     parser.add_argument("--config", help="an allocator.toml for every run (e.g. a shorter fold range)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (each a whole pipeline; default 1)")
     args = parser.parse_args()
     work = Path(args.work).resolve()
     extra = ["--config", str(Path(args.config).resolve())] if args.config else []
@@ -150,17 +172,23 @@ def main() -> None:
     results = json.loads(out.read_text()) if out.is_file() else []
     done = {(r["ic"], r["seed"]) for r in results}
     started = time.monotonic()
-    for ic in (float(x) for x in args.ics.split(",")):
-        for seed in (int(x) for x in args.seeds.split(",")):
-            if (ic, seed) in done:
-                continue
-            result = one(work, args.profile, ic, seed, args.horizon, extra)
+    todo = [
+        (ic, seed)
+        for ic in (float(x) for x in args.ics.split(","))
+        for seed in (int(x) for x in args.seeds.split(","))
+        if (ic, seed) not in done
+    ]
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = [pool.submit(one, work, args.profile, ic, seed, args.horizon, extra) for ic, seed in todo]
+        for future in futures:
+            result = future.result()
             results.append(result)
             out.write_text(json.dumps(results, indent=2))
             print(
-                f"IC {ic} seed {seed}: accepted {result['accepted']} {result['failed_gates']} "
-                f"dCalmar {result['allocator']['calmar']:+.3f} (rule {result['rule']['calmar']:+.3f}), "
-                f"w_final retention {result['retention']['w_final']:+.3f}, {result['seconds']:.0f} s",
+                f"IC {result['ic']} seed {result['seed']}: accepted {result['accepted']} {result['failed_gates']} "
+                f"found {result['found']} {result['comparisons']} MaxDD {result['max_drawdown']['allocator']:.3f} "
+                f"(baseline {result['max_drawdown']['baseline']:.3f}) dCalmar {result['allocator']['calmar']:+.3f} "
+                f"(rule {result['rule']['calmar']:+.3f}), {result['seconds']:.0f} s",
                 flush=True,
             )
     print(f"\nprofile {args.profile}, {len(results)} runs, {time.monotonic() - started:.0f} s this call\n")
