@@ -168,3 +168,21 @@ def test_execution_lag_holds_the_previous_decision_over_the_next_session():
     assert np.array_equal(lag1["w"].to_numpy(), held1)
     with pytest.raises(InputDataError, match="execution_lag"):
         run_backtest(decisions, returns, free, execution_lag=-1)
+
+
+def test_exposure_above_one_borrows_at_cash_plus_the_financing_spread():
+    """e = 1.5: the legs earn 1.5 x, the cash leg is -0.5 (borrowed at the T-bill rate) and the
+    borrowed half pays financing_spread_bps a year on top, charged in ``cost``."""
+    idx = decision_ts_from_dates(pd.bdate_range("2024-01-02", periods=3))
+    returns = pd.DataFrame(
+        {"qqq_leg_return": [0.0, 0.02, 0.01], "spy_leg_return": [0.0, 0.01, -0.01], "cash_return": 0.0002}, index=idx
+    )
+    decisions = pd.DataFrame({"w": [0.5, 0.5, 0.5], "exposure": [1.5, 1.5, 1.5]}, index=idx)
+    cm = CostModel(fee_bps=0.0, slippage_bps=0.0, impact_bps=0.0, financing_spread_bps=252.0)
+    bt = run_backtest(decisions, returns, cm)
+    assert bt["gross_return"].iloc[0] == pytest.approx(1.5 * 0.015 - 0.5 * 0.0002, rel=1e-12)
+    assert bt["financing"].iloc[0] == pytest.approx(0.5 * 252.0 / 1e4 / 252, rel=1e-12)  # 0.5 bp a session
+    assert bt["cost"].iloc[0] == bt["financing"].iloc[0]
+    assert bt["ret"].iloc[1] == pytest.approx(1.5 * 0.0 - 0.5 * 0.0002 - 0.5e-4, rel=1e-12)
+    with pytest.raises(InputDataError, match="exposure"):
+        run_backtest(decisions.assign(exposure=3.5), returns, cm)

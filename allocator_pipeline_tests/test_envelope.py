@@ -93,7 +93,9 @@ def test_volatility_scaling_hand_example():
     r_q = [0.01, -0.02, 0.015, 0.0, -0.01, 0.03, -0.025, 0.001]
     r_s = [0.005, -0.01, 0.004, 0.002, -0.006, 0.01, -0.012, 0.0]
     w = np.array([0.5] * 6 + [1.0, 0.0])
-    s = EnvelopeSettings(**{**OFF, "vol_scaling": True}, vol_window=5, vol_target=0.2, max_exposure=1.2)
+    s = EnvelopeSettings(
+        **{**OFF, "vol_scaling": True}, vol_window=5, vol_target=0.2, max_exposure=1.2, exposure_band=0
+    )
     out = apply_envelope(w, _ctx(r_q, r_s), s, baseline_weight=0.5)
     assert out["vol"].iloc[:4].isna().all() and (out["exposure_vol"].iloc[:4] == 1.0).all()  # warm-up
     for d in range(4, 8):
@@ -104,6 +106,32 @@ def test_volatility_scaling_hand_example():
     assert out["exposure_vol"].iloc[6] < 1.0 < out["vol"].iloc[6] / 0.2  # the all-QQQ row is scaled down
     assert out["exposure_vol"].iloc[7] == 1.2  # the calm all-SPY row is levered up to the cap
     np.testing.assert_allclose(out["exposure"], np.minimum(out["exposure_dd"], out["exposure_vol"]))
+
+
+def test_the_exposure_band_keeps_the_previous_exposure_for_small_moves():
+    """exposure_band 0.1: a target within 0.1 of the exposure decided last keeps it; a larger move,
+    or the guard's cap below it, goes through whole."""
+    ctx = _ctx([0.0] * 6)
+    s = EnvelopeSettings(**OFF, exposure_band=0.1)
+    targets = [1.05, 0.97, 1.2, 1.13, 1.35, 0.9]
+    out = apply_envelope(np.full(6, 0.5), ctx, s.model_copy(update={"vol_scaling": True}), 0.5)
+    assert (out["exposure"] == 1.0).all()  # no volatility in the flat legs: every target is 1
+    from unittest import mock
+
+    import allocator_pipeline.core.allocation.envelope as envelope
+
+    path = []
+    last = 1.0  # the fresh path's baseline book
+    for t in targets:
+        last = last if abs(t - last) <= 0.1 else t
+        path.append(last)
+    assert path == [1.0, 1.0, 1.2, 1.2, 1.35, 0.9]
+    with mock.patch.object(envelope, "trailing_portfolio_vol", return_value=np.array([0.2 / t for t in targets])):
+        banded = apply_envelope(
+            np.full(6, 0.5), ctx, s.model_copy(update={"vol_scaling": True, "vol_target": 0.2}), 0.5
+        )
+    np.testing.assert_allclose(banded["exposure_vol"], targets, rtol=1e-12)
+    np.testing.assert_allclose(banded["exposure"], path, rtol=1e-12)
 
 
 def test_volatility_target_is_the_baseline_portfolios_trailing_volatility():

@@ -240,7 +240,7 @@ def promoted(pipeline, tmp_path_factory):
     manifest_path = other / "final output" / "step3_allocator" / "promotion.json"
     manifest = read_json(manifest_path)
     path = pd.read_parquet(other / "step3_out" / "allocator" / "backtest" / "allocator_path.parquet")
-    manifest["handover_state"] = state_after(path.iloc[:-HANDOVER_BACK]).to_dict()
+    manifest["handover_state"] = state_after(path.iloc[:-HANDOVER_BACK], 0).to_dict()
     write_json(manifest, manifest_path)
     return other, instance, options
 
@@ -361,7 +361,7 @@ def test_each_fold_continues_the_previous_folds_state(pipeline):
         segment = Segment(
             f"fold:{fold}", artifacts.load("fold_predictions", fold), models.load("fold_ensemble", fold).m, settings
         )
-        continued, _ = continue_path(segment, legs, state_after(path[path["fold"] == previous]))
+        continued, _ = continue_path(segment, legs, state_after(path[path["fold"] == previous], 0))
         fresh, _ = continue_path(segment, legs, None)
         for column in ("w_smoothed", "w_final", "exposure", "equity"):
             assert np.array_equal(continued[column].to_numpy(), rows[column].to_numpy()), (fold, column)

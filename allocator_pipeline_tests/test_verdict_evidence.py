@@ -276,3 +276,40 @@ def test_report_shows_the_evidence_the_ablations_and_the_gate_intervals():
     assert fmt_interval(calmar["interval"]) in html and calmar["interval"][0] < calmar["value"] < calmar["interval"][1]
     assert {g["name"] for g in gates} >= {"deflated_sharpe", "pbo"}
     assert render_report(oos, metrics) == html  # deterministic
+
+
+# --- three-way verdict ---------------------------------------------------------------------------
+
+
+def test_three_way_verdict_tells_the_envelope_from_the_model():
+    """Hand-built returns with known answers: the envelope only is the baseline plus noise (it earns
+    nothing), the allocator is the envelope only plus 5 bp a day (it adds), the confidence rule is
+    absent (not evaluated)."""
+    from allocator_pipeline.core.evaluation.comparisons import model_found_skill, three_way_verdict
+    from allocator_pipeline.report.tables import comparison_lines
+
+    rng = np.random.default_rng(8)
+    n = 1500
+    idx = decision_ts_from_dates(pd.bdate_range("2015-01-02", periods=n))
+    base = rng.normal(0.0003, 0.01, n)
+    envelope_only = base + rng.normal(0.0, 0.002, n)
+    oos = pd.DataFrame({"realized_ts": idx, "ret_baseline": base, "ret_envelope_only": envelope_only}, index=idx)
+    oos["ret_allocator"] = envelope_only + 0.0005
+    s = BootstrapSettings(resamples=400)
+    out = three_way_verdict(oos, seed_accepted=True, settings=s, max_exposure=1.0)
+    assert out["model_increment"]["passed"] and out["model_increment"]["sentence"] == "the model adds to the envelope"
+    assert out["model_increment"]["avg_monthly_pnl"]["lower"] > 0
+    assert not out["envelope"]["passed"] and out["envelope"]["calmar"]["lower"] < 0 < out["envelope"]["calmar"]["upper"]
+    assert out["confidence_rule"] is None and "confidence rule not evaluated" in out["summary"]
+    assert out["borrowing"] == "gross exposure up to 1: no borrowing"
+    assert model_found_skill(out)
+    assert not model_found_skill({**out, "seed": {"accepted": False}})
+    lines = comparison_lines({"comparisons": out})
+    assert lines[0].startswith("[FAIL] Envelope earns") and lines[1].startswith("[pass] Model's increment")
+    assert lines[2] == "Against the confidence rule (allocator - confidence rule): not evaluated"
+    # the allocator equal to the envelope only: every resample's difference is 0, so no interval
+    # lies above 0 and the model adds nothing
+    same = three_way_verdict(oos.assign(ret_allocator=envelope_only), True, s, 1.5)
+    assert not same["model_increment"]["passed"] and same["model_increment"]["calmar"]["lower"] == 0.0
+    assert not model_found_skill(same)
+    assert "borrowed at the T-bill rate" in same["borrowing"]

@@ -45,8 +45,10 @@ ALLOCATOR = Path(sys.executable).with_name("allocator")
 
 
 def run(cmd: list[str], log: Path) -> None:
+    """Run ``cmd`` in the folder of ``log`` (a run's home: its own Dagster instance there, so that
+    runs side by side never share one)."""
     with log.open("w") as fh:
-        code = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT)
+        code = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=log.parent)
     if code != 0:
         raise SystemExit(f"{' '.join(cmd)} failed (exit {code}); see {log}")
 

@@ -59,6 +59,9 @@ VARIANTS: dict[str, dict[str, object]] = {
     "default, target x0.7": {"vol_target_scale": 0.7},
     "default, target x0.6": {"vol_target_scale": 0.6},
     "vol only, target x0.8, max 2": {"dd_guard": False, "vol_target_scale": 0.8, "max_exposure": 2.0},
+    "default, band 0 (trade every session)": {"exposure_band": 0.0},
+    "default, band 0.05": {"exposure_band": 0.05},
+    "default, band 0.2": {"exposure_band": 0.2},
 }
 
 
@@ -110,6 +113,7 @@ def main() -> None:
                     1 - dd / base_dd,
                     bt["exposure"].mean(),
                     float(m["calmar"][0] - base_m["calmar"][0]),
+                    performance_metrics(bt, 1.0)["turnover"],
                 )
             )
     print(
@@ -118,14 +122,14 @@ def main() -> None:
     )
     print(
         "| envelope variant | median MaxDD | median dPnL (bp a month) | median dCalmar | MaxDD >= 20% shallower "
-        "| mean exposure |"
+        "| mean exposure | turnover a year |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for name, values in rows.items():
         a = np.array(values)
         print(
             f"| {name} | {np.median(a[:, 0]) * 100:.1f}% | {np.median(a[:, 1]) * 1e4:+.1f} | {np.median(a[:, 4]):+.3f} | "
-            f"{(a[:, 2] >= 0.2).mean():.0%} | {a[:, 3].mean():.2f} |"
+            f"{(a[:, 2] >= 0.2).mean():.0%} | {a[:, 3].mean():.2f} | {np.median(a[:, 5]):.1f} |"
         )
 
 

@@ -76,6 +76,13 @@ class EnvelopeSettings(_Section):
         description="Cap on gross exposure; above 1 the extra is borrowed at the T-bill rate plus "
         "costs.financing_spread_bps. 1: no borrowing.",
     )
+    exposure_band: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="No-trade band on gross exposure: the exposure decided moves only when the stages' target "
+        "leaves [previous - band, previous + band] (0: every session), so volatility noise does not trade.",
+    )
     drift_throttle: bool = Field(True, description="Enable the drift safety throttle.")
     drift_psi_threshold: float = Field(0.5, gt=0, le=5, description="Mean leg PSI that triggers it.")
     drift_shrink: float = Field(

@@ -32,7 +32,10 @@ b) **Volatility scaling.** ``vol_d`` = sample standard deviation (ddof = 1) time
    ``vol_target_window`` rows (at least 252 rows; fewer: no scaling): a long-run level of the legs' own volatility, so that
    exposure averages about 1 rather than sitting in cash (Moreira and Muir 2017, with their leverage
    cap of 1.5 as ``max_exposure``). ``exposure_vol = min(max_exposure, target / vol)`` (1 during the
-   warm-up and when ``vol == 0``). ``exposure = min(exposure_dd, exposure_vol)``.
+   warm-up and when ``vol == 0``). ``exposure = min(exposure_dd, exposure_vol)``, then a **no-trade
+   band**: when that lies within ``exposure_band`` of the exposure decided the session before, the
+   previous exposure is kept unless it is above the guard's cap (volatility noise does not trade; a
+   move beyond the band, such as the guard's cut, goes through whole).
 c) **Drift throttle.** ``drift_psi_d`` = mean over the legs of ``qqq_drift_psi`` and
    ``spy_drift_psi`` at row ``d`` (the legs present). When it exceeds ``drift_psi_threshold``,
    ``w_final = w_dd + drift_shrink * (b - w_dd)``. Without drift columns (passive Step 3) the stage
@@ -157,11 +160,13 @@ class EnvelopeState:
         def book(x: Any) -> Book:
             return float(x[0]), float(x[1])
 
+        # a state written before the book was recorded held its last decision (execution lag 0)
+        held = data["book"] if "book" in data else (data["w_final"], data["exposure"])
         return cls(
             equity=float(data["equity"]),
             peak=float(data["peak"]),
             guard_sessions=int(data.get("guard_sessions", 0)),
-            book=book(data["book"]),
+            book=book(held),
             pending=tuple(book(b) for b in data.get("pending", ())),
             qqq_history=tuple(float(x) for x in data.get("qqq_history", ())),
             spy_history=tuple(float(x) for x in data.get("spy_history", ())),
@@ -332,6 +337,8 @@ def apply_envelope(
     soft_keep = 1.0 - settings.dd_soft_tilt_cut
     soft_e, hard_e = settings.dd_soft_exposure, settings.dd_hard_exposure
     shrink = settings.drift_shrink
+    band = settings.exposure_band
+    e_last = (pending[-1] if pending else book)[1]  # the exposure decided last (the baseline's when fresh)
     rq, rs, rc, ev, ws, thr = r_q.tolist(), r_s.tolist(), r_c.tolist(), exposure_vol.tolist(), w.tolist(), throttled
     for i in range(n):
         if i > 0 or not fresh:
@@ -357,8 +364,11 @@ def apply_envelope(
         else:
             w_dd, e_dd = ws[i], settings.max_exposure
         e = e_dd if e_dd < ev[i] else ev[i]
+        if abs(e - e_last) <= band and e_last <= e_dd:  # inside the no-trade band (and the guard's cap)
+            e = e_last
         w_fin = w_dd + shrink * (b - w_dd) if thr[i] else w_dd
         decision = (w_fin, e)
+        e_last = e
         if pending:
             pending.append(decision)
             book = pending.pop(0)

@@ -284,8 +284,9 @@ def evaluate_split(
     first, last = context.index.get_indexer([path.index[0], path.index[-1]])
     returns = context.iloc[first : last + 2][list(RETURN_COLUMNS)]  # the block and the session after it
     decisions = path[["w_final", "exposure"]].rename(columns={"w_final": "w"})
+    bw = s.labels.baseline_weight  # a fresh block starts from the baseline book, as the envelope assumes
     backtest = run_backtest(
-        decisions, returns, CostModel.from_settings(s.costs), execution_lag=s.backtest.execution_lag
+        decisions, returns, CostModel.from_settings(s.costs), (bw, 1.0 - bw), s.backtest.execution_lag
     )
     block = backtest[["realized_ts", "ret", "r_cash"]].reset_index(drop=True)
     return performance_metrics(backtest, s.report.notional), block
