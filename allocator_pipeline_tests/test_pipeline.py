@@ -28,9 +28,9 @@ from allocator_pipeline.settings import RunOptions
 pytestmark = pytest.mark.slow
 
 FIRST_TEST_YEAR = 2023
-# Small but complete: quick models, tuning switched on (off by default) with 2 trials on 2 inner splits, folds 2023..2025; every
-# envelope stage on (the drawdown guard and volatility scaling are off by default), so the path
-# carries all of the state machine's state and its exposure moves.
+# Small but complete: quick models, tuning switched on (off by default) with 2 trials on 2 inner splits, folds 2023..2025; the
+# envelope as by default (every stage on), so the path carries all of the state machine's state and
+# its exposure moves.
 TOML = f"""
 profile = "quick"
 [folds]
@@ -39,9 +39,6 @@ required_oos_years = [{FIRST_TEST_YEAR}]
 [tuning]
 enabled = true
 n_trials = 2
-[envelope]
-dd_guard = true
-vol_scaling = true
 """
 
 
