@@ -7,12 +7,12 @@ STAMP  := $(VENV)/.installed-stamp
 export DAGSTER_HOME := $(CURDIR)
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: run test lint ui install bench screenshot clean
+.PHONY: run test lint docs ui install bench screenshot clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,docs]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -29,6 +29,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check allocator_pipeline allocator_pipeline_tests scripts
 	$(BIN)/mypy
 
+# the documentation site (mkdocs.yml) into site/; --strict: a broken link or a stale API reference fails
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 ui: $(STAMP)
 	mkdir -p .dagster_home
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $${PORT:-3000}
@@ -40,4 +44,4 @@ screenshot: $(STAMP)
 	$(BIN)/python scripts/screenshot_report.py
 
 clean:
-	rm -rf step3_out .dagster_home catboost_info .pytest_cache .hypothesis .ruff_cache .mypy_cache
+	rm -rf site step3_out .dagster_home catboost_info .pytest_cache .hypothesis .ruff_cache .mypy_cache

@@ -5,7 +5,7 @@ Usage: python scripts/build_embedded_data.py [RAW_DIR]  (default ../shared/data/
 Writes allocator_pipeline/data/market.parquet: one long table (symbol, session, adj_close, close,
 volume) for SPY, QQQ (Yahoo layout A), VIX (level; its 267 all-empty holiday rows dropped) and IRX
 (13-week T-bill discount yield in percent, in `close`). Every file is parsed and validated by the
-same reader users' price files go through. Provenance and terms: README.md, "Embedded data".
+same reader users' price files go through. Provenance and terms: docs/data.md, "Embedded data".
 """
 
 from __future__ import annotations

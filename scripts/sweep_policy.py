@@ -1,6 +1,6 @@
 """Policy sweep: replay the fold probabilities of ``bench_power.py`` runs through other policy settings.
 
-A benchmark run by hand (never by the tests), the evidence behind the policy defaults (README,
+A benchmark run by hand (never by the tests), the evidence behind the policy defaults (docs/research.md,
 power of the verdict). For each run home that ``scripts/bench_power.py`` wrote (``ic<X>_seed<S>``
 under ``--work``), it reads every fold's stored test probabilities
 (``step3_out/allocator/models/<fold>/predictions.parquet``) and utility matrix (``policy.json``), and

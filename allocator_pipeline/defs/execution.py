@@ -219,7 +219,7 @@ def publication(settings: Settings) -> Iterator[Publication]:
     and stale temporary files are removed first. If the block raises (a failed run, a refused
     input, Ctrl-C), every artifact it wrote is rolled back, the fold partitions it registered are
     put back, and its runs are tagged ``allocator/rolled_back`` (the retraining sensor ignores
-    their materialisations). See the README, "Artifacts".
+    their materialisations). See docs/operating.md, "Artifacts".
     """
     with journal.open_journal(settings.home) as opened:
         current = Publication(opened)

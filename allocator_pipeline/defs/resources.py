@@ -1,6 +1,6 @@
 """Resources: the pipeline settings, and the IO managers that store asset values as artifacts.
 
-``ArtifactIOManager`` stores DataFrames as parquet and dicts as JSON at the paths of DESIGN.md
+``ArtifactIOManager`` stores DataFrames as parquet and dicts as JSON at the paths of docs/design.md
 section 9; ``FoldModelIOManager`` stores a fold's models as one directory (members as LightGBM
 text and JSON, ``ensemble.json``, ``policy.json``). Nothing is pickled; writes are atomic.
 """

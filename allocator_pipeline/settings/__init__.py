@@ -98,7 +98,7 @@ class Settings(_Section):
 
 
 class ArtifactPaths:
-    """Artifact layout of DESIGN.md section 9, rooted at the settings' home directory."""
+    """Artifact layout of docs/design.md section 9, rooted at the settings' home directory."""
 
     def __init__(self, home: Path) -> None:
         self.home = home

@@ -24,7 +24,7 @@ class PolicySettings(_Section):
         description="lambda: each bucket's expected utility is charged lambda * cost(2 |B_j - w_held|), w_held "
         "the previous policy weight drifted through the session's leg returns (the weight held), priced by "
         "the backtest's cost model; 0 = off. Defaults (lambda 5, alpha 0.7) from the planted-signal fixtures "
-        "(README, power of the verdict): lambda 10 without smoothing froze the weight for whole years.",
+        "(docs/research.md, power of the verdict): lambda 10 without smoothing froze the weight for whole years.",
     )
 
 
@@ -63,7 +63,7 @@ class EnvelopeSettings(_Section):
         gt=0,
         le=3,
         description="Multiplier of the estimated target (vol_target None): below 1 the envelope runs below the "
-        "legs' long-run volatility. 0.8 from resampled legs (scripts/envelope_tradeoff.py, README).",
+        "legs' long-run volatility. 0.8 from resampled legs (scripts/envelope_tradeoff.py, docs/method.md).",
     )
     vol_target_window: int = Field(
         1260, ge=252, le=5040, description="Trailing sessions of the volatility target's estimate (vol_target None)."

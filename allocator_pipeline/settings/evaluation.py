@@ -12,7 +12,7 @@ from allocator_pipeline.settings.sections import _Section
 
 
 class GateSettings(_Section):
-    """Acceptance gates (DESIGN.md section 8)."""
+    """Acceptance gates (docs/design.md section 8)."""
 
     max_dd_tolerance: float = Field(
         0.02, ge=0, le=1, description="Allowed excess of allocator |max DD| over baseline (fraction)."

@@ -105,7 +105,7 @@ class Step3EngineSettings(_Section):
 
 
 class LabelSettings(_Section):
-    """Utility labels (DESIGN.md section 5)."""
+    """Utility labels (docs/design.md section 5)."""
 
     horizon: int = Field(20, ge=1, le=126, description="H: label horizon in sessions.")
     lambda_dd: float = Field(
@@ -186,7 +186,7 @@ class FeatureSettings(_Section):
 
 
 class FoldSettings(_Section):
-    """Walk-forward folds (DESIGN.md section 3). Test windows are calendar years."""
+    """Walk-forward folds (docs/design.md section 3). Test windows are calendar years."""
 
     min_train_years: int = Field(
         3,
@@ -290,7 +290,7 @@ class TuningSettings(_Section):
         False,
         description="Run the nested Optuna study per fold and trade its best parameters. Off in the quick and "
         "default profiles, on in full: on the planted-signal fixtures the per-fold choices made on two or three "
-        "one-year inner blocks lowered what the allocator kept of a real signal (README, power of the verdict).",
+        "one-year inner blocks lowered what the allocator kept of a real signal (docs/research.md, power of the verdict).",
     )
     n_trials: int = Field(12, ge=1, le=5000, description="Trials per fold.")
     timeout_seconds: float = Field(90.0, gt=0, le=86400, description="Wall-clock budget per fold.")

@@ -1,4 +1,4 @@
-"""Risk envelope: drawdown guard rails, volatility scaling, drift safety throttle (DESIGN.md 6).
+"""Risk envelope: drawdown guard rails, volatility scaling, drift safety throttle (docs/design.md 6).
 
 The envelope turns the smoothed policy weight ``w_smoothed`` (the QQQ leg's share, a fraction in
 [0, 1]) into what is traded: ``w_final`` and the gross ``exposure`` in ``[0, max_exposure]``

@@ -1,7 +1,7 @@
 """Output policy: expected utility per bucket, argmax, smoothing and the daily change cap.
 
 The one code path from bucket probabilities to the traded weight is :func:`allocator_path`; the
-walk-forward backtest and the live daily decision both call it (DESIGN.md section 6)::
+walk-forward backtest and the live daily decision both call it (docs/design.md section 6)::
 
     EU_j      = sum_k p_k * M[j, k]                       (expected utility of bucket j)
     held_t    = w_s,t-1 drifted through row t's leg returns (the weight actually held)

@@ -1,4 +1,4 @@
-"""One vectorised backtest engine for the allocator and every baseline (DESIGN.md section 7).
+"""One vectorised backtest engine for the allocator and every baseline (docs/design.md section 7).
 
 Conventions
 -----------

@@ -1,4 +1,4 @@
-"""Performance metrics of a backtest (DESIGN.md section 7; one convention everywhere).
+"""Performance metrics of a backtest (docs/design.md section 7; one convention everywhere).
 
 Every figure is computed from a :func:`allocator_pipeline.core.evaluation.backtest.run_backtest` frame: the
 net daily return ``ret`` (fraction of capital) indexed by ``realized_ts`` (the session over which

@@ -1,4 +1,4 @@
-"""Walk-forward evaluation: one continuous out-of-sample backtest over all folds (DESIGN.md 7-8).
+"""Walk-forward evaluation: one continuous out-of-sample backtest over all folds (docs/design.md 7-8).
 
 The folds' test windows are adjacent blocks of sessions, decided on one continuous allocator
 path (``core/allocation/path.py``), and backtested as ONE book: the book is continuous across

@@ -1,4 +1,4 @@
-"""The walk-forward fold plan (DESIGN.md section 3), as data.
+"""The walk-forward fold plan (docs/design.md section 3), as data.
 
 Sessions are counted by position on the session calendar (``decision_ts``, UTC). A label at
 session ``t`` reads the returns of sessions ``t + 1 .. t + H``. With ``purge >= H``:

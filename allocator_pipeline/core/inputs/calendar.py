@@ -40,6 +40,8 @@ def _sessions(first_year: int, last_year: int) -> pd.DatetimeIndex:
 def nyse_sessions(start: pd.Timestamp, end: pd.Timestamp) -> pd.DatetimeIndex:
     """NYSE session dates (naive, midnight) from ``start`` to ``end`` inclusive.
 
+    Examples
+    --------
     >>> [str(d.date()) for d in nyse_sessions(pd.Timestamp("2012-10-25"), pd.Timestamp("2012-11-01"))]
     ['2012-10-25', '2012-10-26', '2012-10-31', '2012-11-01']
     """

@@ -1,6 +1,6 @@
 """The Step 3 input contract: read, validate and align per-symbol Step 3 outputs.
 
-A Step 3 directory (DESIGN.md section 4) holds:
+A Step 3 directory (docs/design.md section 4) holds:
 
 * ``backtest/<SYMBOL>.parquet``: one row per exchange session. Required columns:
 

@@ -1,4 +1,4 @@
-"""Utility labels: the best QQQ weight of each session in hindsight (DESIGN.md section 5).
+"""Utility labels: the best QQQ weight of each session in hindsight (docs/design.md section 5).
 
 For a decision session ``d`` and each grid weight ``w`` in ``WEIGHT_GRID`` (0.00, 0.05, .., 1.00):
 

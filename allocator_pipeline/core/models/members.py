@@ -1,4 +1,4 @@
-"""Per-fold models: fit, save, load the ensemble members (DESIGN.md section 6).
+"""Per-fold models: fit, save, load the ensemble members (docs/design.md section 6).
 
 Members
 -------

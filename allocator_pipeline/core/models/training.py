@@ -4,7 +4,7 @@ Both use the fold's ``train`` rows only, and the utility table's gap ``U(1.0) - 
 of holding QQQ rather than SPY over the next H sessions, a fraction of capital) as the target the
 bucket classes summarise.
 
-Why (measured on synthetic Step 3 fixtures with a planted signal and with pure noise, README
+Why (measured on synthetic Step 3 fixtures with a planted signal and with pure noise, docs/research.md
 "Power of the verdict"): with every feature block, slow regime features (moving-average slopes,
 volatility ratios, drift means) take the trees' first splits; they correlate strongly with the
 gap inside a training window but with alternating signs from one stretch of years to the next, and
