@@ -312,7 +312,10 @@ def test_evaluation_matches_the_fold_pipeline(problem):
     decisions = path[["w_final", "exposure"]].rename(columns={"w_final": "w"})
     metrics = performance_metrics(
         run_backtest(
-            decisions, panel.loc[path.index[0] :, list(RETURN_COLUMNS)], CostModel.from_settings(settings.costs)
+            decisions,
+            panel.loc[path.index[0] :, list(RETURN_COLUMNS)],
+            CostModel.from_settings(settings.costs),
+            initial_book=(0.5, 0.5),  # a fresh block starts from the baseline book (baseline weight 0.5)
         ),
         settings.report.notional,
     )

@@ -46,15 +46,14 @@ volatility and drift statistics are vectorised (each row's window reduced on its
 call gives the bits of a long path); the guard is a scalar loop, because the drawdown at ``d``
 depends on what the guard itself chose before.
 
-A path is continued by passing the state after its last row
-(:func:`allocator_pipeline.core.allocation.path.state_after`) as ``state0`` of the next call, with
-the ``history_sessions`` leg returns before the next row: the rows are those of one long path.
+A path continues from :func:`allocator_pipeline.core.allocation.path.state_after` (``state0``, with
+the ``history_sessions`` leg returns before the next row): the rows of one long path.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -144,16 +143,7 @@ class EnvelopeState:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (for the live decision's persisted state; no pickle)."""
-        return {
-            "equity": self.equity,
-            "peak": self.peak,
-            "guard_sessions": self.guard_sessions,
-            "book": list(self.book),
-            "pending": [list(b) for b in self.pending],
-            "qqq_history": list(self.qqq_history),
-            "spy_history": list(self.spy_history),
-            "fresh": self.fresh,
-        }
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EnvelopeState:
@@ -327,9 +317,7 @@ def apply_envelope(
 
     # a) the guard: equity at d (the book held) -> level -> weight and exposure at d -> book.
     cols = {k: np.empty(n) for k in ("equity", "peak", "dd", "exposure_dd", "w_dd", "w_final", "exposure")}
-    level_out = np.empty(n, dtype=np.int8)
-    clock_out = np.empty(n, dtype=np.int64)
-    book_out = np.empty((n, 2))
+    level_out, clock_out, book_out = np.empty(n, dtype=np.int8), np.empty(n, dtype=np.int64), np.empty((n, 2))
     equity, peak, clock = state.equity, state.peak, state.guard_sessions
     book, pending = state.book, list(state.pending)
     guard = settings.dd_guard
