@@ -344,7 +344,7 @@ def label_window_overlaps(plan: pd.DataFrame, sessions: pd.DatetimeIndex, horizo
     found = []
     for _, row in plan.iterrows():
 
-        def members(name: str) -> list[int]:
+        def members(name: str, row: pd.Series = row) -> list[int]:
             start, end = row[f"{name}_start"], row[f"{name}_end"]
             if pd.isna(start) or pd.isna(end):
                 return []
@@ -365,7 +365,9 @@ def label_window_overlaps(plan: pd.DataFrame, sessions: pd.DatetimeIndex, horizo
                 or label[t]  # a held-out label window reads t's session
             ]
             if bad:
-                found.append(f"{row['fold']}/{row['inner']}: {len(bad)} {fit_name} rows overlap {held_name}, first {bad[0]}")
+                found.append(
+                    f"{row['fold']}/{row['inner']}: {len(bad)} {fit_name} rows overlap {held_name}, first {bad[0]}"
+                )
     return found
 
 

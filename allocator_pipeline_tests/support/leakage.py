@@ -30,9 +30,7 @@ DROP_EVERY = 7
 """With ``flip_missing``, every seventh present value after the cutoff (between present ones) goes missing."""
 
 
-def _perturb_numeric(
-    values: np.ndarray, after: np.ndarray, rng: np.random.Generator, beyond_range: bool
-) -> np.ndarray:
+def _perturb_numeric(values: np.ndarray, after: np.ndarray, rng: np.random.Generator, beyond_range: bool) -> np.ndarray:
     """``values`` with every finite value on the ``after`` rows changed: inside the column's observed
     range (over all rows), and with ``beyond_range`` every :data:`BEYOND_EVERY`-th one above it."""
     finite = np.isfinite(values)

@@ -20,14 +20,17 @@ Gates (value -- rule); every gate also carries ``interval`` (``[lower, upper]`` 
 * ``importance_stability``: mean pairwise Spearman rank correlation of the folds' importance
   vectors (pairs with a constant vector skipped) -- >= ``min_importance_stability``; needs two
   folds;
-* ``monotonic_sanity``: max over the key risk features of the change of the mean predicted
-  w_qqq when the feature rises -- <= 0; features absent from ``monotonic`` are listed and
-  skipped, none present fails;
+* ``monotonic_sanity``: max over the measured risk features (``gates.monotonic_features`` and
+  every leg volatility / downside volatility / drawdown input the fold models use, at the raw
+  choice and, when measured, at the traded weight) of the change of the mean weight of the
+  feature's own leg when the feature rises -- <= 0; configured features no fold uses are listed,
+  none measured fails;
 * ``deflated_sharpe``: the deflated Sharpe ratio of the allocator's out-of-sample returns
   (``core/evaluation/overfitting.py``) -- >= ``min_deflated_sharpe``;
 * ``pbo``: the probability of backtest overfitting by CSCV over the trials' inner-block returns --
-  <= ``max_pbo``; passes without a value when no fold was tuned (nothing was selected), fails when
-  folds were tuned but no ledger holds two complete trials.
+  <= ``max_pbo``; **not evaluated** (``passed`` None, ``evaluated`` false: neither a pass nor a
+  failure, named by :func:`not_evaluated`) when no fold was tuned, fails when folds were tuned but
+  no ledger holds two complete trials.
 
 The last two are evaluated only when ``overfitting`` is given.
 """
@@ -35,6 +38,7 @@ The last two are evaluated only when ``overfitting`` is given.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from itertools import combinations
 from typing import Any
@@ -43,10 +47,10 @@ import numpy as np
 import pandas as pd
 
 from allocator_pipeline.core.allocation.fold_model import FoldModel, feature_columns
-from allocator_pipeline.core.allocation.policy import expected_utility
+from allocator_pipeline.core.allocation.policy import allocator_path, expected_utility
 from allocator_pipeline.core.common.errors import InputDataError
-from allocator_pipeline.core.common.grid import BUCKETS
-from allocator_pipeline.settings import GateSettings
+from allocator_pipeline.core.common.grid import BUCKETS, OUT_OF_RANGE_COLUMN, PROBA_COLUMNS
+from allocator_pipeline.settings import GateSettings, Settings
 
 ALLOCATOR = "allocator"
 BASELINE = "baseline"
@@ -56,16 +60,18 @@ def _gate(
     name: str,
     value: float | None,
     threshold: float,
-    passed: bool,
+    passed: bool | None,
     detail: str,
     interval: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
+    """One gate; ``passed`` None: not evaluated (``evaluated`` false), neither a pass nor a failure."""
     clean = None if value is None or math.isnan(value) else float(value)  # +inf is kept
     return {
         "name": name,
         "value": clean,
         "threshold": float(threshold),
-        "passed": bool(passed),
+        "passed": None if passed is None else bool(passed),
+        "evaluated": passed is not None,
         "detail": detail,
         "interval": None if interval is None else [float(interval[0]), float(interval[1])],
     }
@@ -113,7 +119,16 @@ def _overfitting_gates(overfitting: Mapping[str, Any], settings: GateSettings) -
         detail = f"CSCV, S = {p['n_blocks']} blocks, mean over {len(folds)} folds ({per_fold})"
         gates.append(_gate("pbo", p["value"], settings.max_pbo, p["value"] <= settings.max_pbo, detail))
     elif not overfitting.get("tuned_folds"):
-        gates.append(_gate("pbo", None, settings.max_pbo, True, "no fold was tuned: nothing selected among trials"))
+        gates.append(
+            _gate(
+                "pbo",
+                None,
+                settings.max_pbo,
+                None,
+                "not evaluated: no fold was tuned, so no trial ledger to run CSCV on (the research "
+                "ledger's variants count in the deflated Sharpe's N only)",
+            )
+        )
     else:
         reasons = "; ".join(f"{f}: {r}" for f, r in sorted((p.get("skipped") or {}).items())) or "no trial ledger"
         gates.append(_gate("pbo", None, settings.max_pbo, False, f"undefined: {reasons}"))
@@ -287,22 +302,34 @@ def evaluate_gates(
         )
     )
 
-    present = {f: float(monotonic[f]) for f in settings.monotonic_features if f in monotonic}
+    present = {f: float(v) for f, v in monotonic.items() if math.isfinite(float(v))}
+    undefined = [f for f, v in monotonic.items() if not math.isfinite(float(v))]
     absent = [f for f in settings.monotonic_features if f not in monotonic]
     if not present:
-        gates.append(_gate("monotonic_sanity", None, 0.0, False, f"no key risk feature measured (missing: {absent})"))
+        gates.append(
+            _gate(
+                "monotonic_sanity",
+                None,
+                0.0,
+                False,
+                f"no risk feature measured (configured, not measured: {absent}; no spread: {undefined})",
+            )
+        )
     else:
-        worst = max(present.values()) if all(math.isfinite(v) for v in present.values()) else math.nan
+        worst = max(present.values())
         detail = ", ".join(f"{f}: {v:+.5f}" for f, v in present.items())
         if absent:
-            detail += f"; not measured: {absent}"
+            detail += f"; configured, not used by any fold: {absent}"
+        if undefined:
+            detail += f"; no spread: {undefined}"
         gates.append(
             _gate(
                 "monotonic_sanity",
                 worst,
                 0.0,
-                math.isfinite(worst) and worst <= 0.0,
-                f"change of mean predicted w_qqq per +1 std: {detail}",
+                worst <= 0.0,
+                "change of the mean weight of the feature's own leg (w_qqq for qqq_*, 1 - w_qqq for spy_*) per "
+                f"+1 std, at the raw choice and ({TRADED_SUFFIX}) the traded weight: {detail}",
             )
         )
     if overfitting is not None:
@@ -311,8 +338,19 @@ def evaluate_gates(
 
 
 def accepted(gates: list[dict[str, Any]]) -> bool:
-    """True only when there is at least one gate and every gate passed."""
-    return bool(gates) and all(bool(g["passed"]) for g in gates)
+    """True only when at least one gate was evaluated and every evaluated gate passed.
+
+    A gate that was not evaluated (``evaluated`` false, ``passed`` None: PBO without tuning) is
+    neither a pass nor a failure: it does not block, and :func:`not_evaluated` names it so that
+    the verdict says what it could not test.
+    """
+    evaluated = [g for g in gates if g.get("evaluated", True)]
+    return bool(evaluated) and all(g["passed"] is True for g in evaluated)
+
+
+def not_evaluated(gates: list[dict[str, Any]]) -> list[str]:
+    """Names of the gates that were not evaluated (reported beside the verdict, never as a pass)."""
+    return [str(g["name"]) for g in gates if not g.get("evaluated", True)]
 
 
 def monotonic_response(
@@ -336,6 +374,23 @@ def monotonic_response(
     return float(np.mean(after) - np.mean(before))
 
 
+RISK_FEATURE = re.compile(r"^(qqq|spy)_(vol|downvol|dd)_(\d+|now)$")
+"""Features whose sign the seed implies: a leg's volatility, downside volatility or drawdown (all
+positive, higher = riskier). Higher values must not raise that leg's weight."""
+TRADED_SUFFIX = "@traded"
+"""Key suffix of a response measured at the traded weight (``w_final``) rather than the raw choice."""
+
+
+def risk_features(names: Iterable[str]) -> list[str]:
+    """The names among ``names`` that :data:`RISK_FEATURE` matches, in their order."""
+    return [n for n in names if RISK_FEATURE.match(n)]
+
+
+def leg_sign(feature: str) -> float:
+    """+1 for a QQQ feature (its leg's weight is ``w_qqq``), -1 for an SPY one (``1 - w_qqq``)."""
+    return -1.0 if feature.startswith("spy_") else 1.0
+
+
 def policy_weight(model: FoldModel) -> Callable[[pd.DataFrame], np.ndarray]:
     """Features -> the model's own choice (argmax expected utility), for the monotonic sanity gate:
     without the turnover charge, smoothing or the out-of-range hold, which would mask the model's
@@ -347,16 +402,58 @@ def policy_weight(model: FoldModel) -> Callable[[pd.DataFrame], np.ndarray]:
     return predict
 
 
+def traded_weight(model: FoldModel, context: pd.DataFrame, settings: Settings) -> Callable[[pd.DataFrame], np.ndarray]:
+    """Features -> the traded weight ``w_final`` of a fresh path over the same sessions: the policy
+    with its turnover charge, smoothing and out-of-range hold, then the envelope
+    (:func:`~allocator_pipeline.core.allocation.policy.allocator_path`, from the baseline weight).
+    ``context`` holds the leg returns and cash return of the sessions (indexed like the features)."""
+
+    def predict(features: pd.DataFrame) -> np.ndarray:
+        frame = model.decision_frame(features)
+        proba = frame[list(PROBA_COLUMNS)].to_numpy(dtype=float)
+        path = allocator_path(
+            proba,
+            model.m,
+            context.loc[features.index],
+            settings,
+            float(settings.labels.baseline_weight),
+            out_of_range=frame[OUT_OF_RANGE_COLUMN].to_numpy(dtype=bool),
+        )
+        return path["w_final"].to_numpy(dtype=float)
+
+    return predict
+
+
 def monotonic_sanity(
-    models: Mapping[str, FoldModel], fold_datasets: Mapping[str, pd.DataFrame], features: Iterable[str]
+    models: Mapping[str, FoldModel],
+    fold_datasets: Mapping[str, pd.DataFrame],
+    features: Iterable[str],
+    traded: Mapping[str, Callable[[pd.DataFrame], np.ndarray]] | None = None,
 ) -> dict[str, float]:
-    """Mean over folds of the change in mean raw w_qqq on the fold's test rows when each key risk
-    feature rises by one standard deviation (:func:`monotonic_response`); features a fold lacks
-    are skipped."""
-    changes: dict[str, list[float]] = {f: [] for f in features}
+    """Mean over folds of the change in the mean weight of a risk feature's own leg on the fold's
+    test rows when the feature rises by one standard deviation (:func:`monotonic_response`).
+
+    The features measured are those of ``features`` (``gates.monotonic_features``) and every
+    :func:`risk_features` input that the fold's model reads (a feature it does not read cannot
+    move its weight, so it is not measured: the gate lists it as not used). The weight is
+    the leg's own: ``w_qqq`` for a ``qqq_*`` feature, ``1 - w_qqq`` for a ``spy_*`` one, so a
+    sane value is ``<= 0`` for every key; other configured features read ``w_qqq``. At the raw
+    choice (:func:`policy_weight`) under the feature's name and, with ``traded`` (fold -> a
+    :func:`traded_weight` predictor), at the traded weight under ``name + TRADED_SUFFIX``.
+    """
+    configured = list(features)
+    changes: dict[str, list[float]] = {}
     for fold, frame in sorted(fold_datasets.items()):
+        model = models[fold]
         test = frame[frame["split"] == "test"][feature_columns(frame)]
-        for feature in changes:
-            if feature in test.columns:
-                changes[feature].append(monotonic_response(policy_weight(models[fold]), test, feature))
+        used = [f for f in model.feature_names if f in test.columns]
+        # a feature the model does not read cannot move its weight: measuring it would pass by construction
+        measured = [f for f in dict.fromkeys([*configured, *risk_features(used)]) if f in used]
+        predictors = {"": policy_weight(model)}
+        if traded is not None and fold in traded:
+            predictors[TRADED_SUFFIX] = traded[fold]
+        for feature in measured:
+            for suffix, predict in predictors.items():
+                change = monotonic_response(predict, test, feature) * leg_sign(feature)
+                changes.setdefault(feature + suffix, []).append(change)
     return {f: float(np.mean(v)) for f, v in changes.items() if v}
