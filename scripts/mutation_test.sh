@@ -44,7 +44,7 @@ modules=("$@")
 if [[ ${modules[0]} == all ]]; then
   modules=(labels plan checks metrics bootstrap gates overfitting)
 fi
-"$venv/bin/mutmut" --version >/dev/null 2>&1 || {
+"$venv/bin/python" -c "import importlib.metadata as m; m.version('mutmut')" >/dev/null 2>&1 || {
   echo "mutmut is not installed in $venv: $venv/bin/pip install -c constraints.txt 'mutmut==3.8.1'" >&2
   exit 1
 }
