@@ -60,7 +60,6 @@ for module in "${modules[@]}"; do
     echo "only_mutate = $source_file"
     echo "pytest_add_cli_args_test_selection ="
     for t in ${TESTS[$module]}; do echo "    $t"; done
-    echo "pytest_add_cli_args = -p no:cacheprovider -q -x"
   } >"$work/setup.cfg"
   # mutmut reads [tool.mutmut] of pyproject.toml before setup.cfg: the project has none
   echo "== $module: $source_file against ${TESTS[$module]} (work folder $work)"
