@@ -58,6 +58,9 @@ for module in "${modules[@]}"; do
     echo "[mutmut]"
     echo "source_paths = allocator_pipeline"
     echo "only_mutate = $source_file"
+    echo "also_copy ="
+    echo "    allocator_pipeline_tests"
+    echo "    pyproject.toml"
     echo "pytest_add_cli_args_test_selection ="
     for t in ${TESTS[$module]}; do echo "    $t"; done
   } >"$work/setup.cfg"
