@@ -8,6 +8,7 @@ import pytest
 
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.sessions import decision_ts_from_dates
+from allocator_pipeline.core.features.inputs import fold_blocks
 from allocator_pipeline.core.features.table import available_blocks, build_features, feature_dictionary
 from allocator_pipeline.core.inputs.market import load_prices, market_panel
 from allocator_pipeline.settings import FEATURE_BLOCKS, FeatureSettings
@@ -205,6 +206,28 @@ def test_vix_beyond_the_staleness_limit_is_refused():
     assert build_features(p, only("returns")).shape == (6, 12)  # the block off: fine
 
 
+def test_vix_availability_is_decided_from_data_up_to_the_cutoff():
+    """VIX stale beyond the limit from session 6 on: available for a cutoff before the gap turns
+    stale, not after; perturbing VIX after the cutoff (stale or not) never changes the answer."""
+    vix = [20.0, 21.0, 22.0, 23.0, np.nan, np.nan, np.nan, np.nan, 24.0, 25.0]
+    p = leg_panel([0.0] * 10, vix=vix)
+    s = only("vix", vix_max_stale_sessions=2)
+    assert "vix" not in available_blocks(p, s)  # the whole panel: stale 3 sessions at row 6
+    assert "vix" in available_blocks(p, s, until=p.index[5])  # stale 2 at row 5: within the limit
+    assert "vix" not in available_blocks(p, s, until=p.index[6])
+    fresh = p.copy()
+    fresh.loc[fresh.index[6:], "vix"] = 30.0  # what comes after the cutoff cannot matter
+    for until in p.index[:6]:
+        assert available_blocks(p, s, until=until) == available_blocks(fresh, s, until=until)
+    plan = pd.DataFrame(
+        {"fold": ["a", "b"], "inner": [-1, -1], "train_end": [p.index[1], p.index[3]],
+         "val_end": [p.index[5], p.index[9]]}
+    )  # fmt: skip
+    blocks = fold_blocks(p, plan, s)
+    assert "vix" in blocks["a"] and "vix" not in blocks["b"]
+    assert blocks["b"] == tuple(b for b in blocks["a"] if b != "vix")
+
+
 def test_vix_zscore_and_tbill_block(panel: pd.DataFrame, features: pd.DataFrame):
     filled = panel["vix"].ffill().to_numpy()
     window = filled[300 - 251 : 301]
@@ -293,7 +316,7 @@ def test_nan_only_during_warm_up(panel: pd.DataFrame, features: pd.DataFrame):
 @pytest.mark.parametrize("cut", [260, 300, 419])
 def test_features_are_causal(panel: pd.DataFrame, features: pd.DataFrame, cut: int):
     cutoff = panel.index[cut]
-    perturbed = build_features(perturb_after(panel, cutoff, seed=cut), ALL_BLOCKS)
+    perturbed = build_features(perturb_after(panel, cutoff, seed=cut, flip_missing=("vix",)), ALL_BLOCKS)
     assert compare_up_to(features, perturbed, cutoff) == []
     if cut < len(panel) - 1:  # the perturbation does reach the rows after the cutoff
         assert len(compare_up_to(features, perturbed, None)) >= len(features.columns) - 2

@@ -142,6 +142,7 @@ def test_plan_properties(
     assert list(plan.columns) == PLAN_COLUMNS
     assert validate_plan(plan, sessions, horizon) == []
     assert brute_force_violations(plan, sessions, usable, horizon, s.purge) == []
+    assert label_window_overlaps(plan, sessions, horizon) == []
     outer = plan[plan["inner"] == -1]
     assert outer["n_train"].iloc[0] >= 2 * 252
     inner_counts = plan.groupby("fold")["inner"].count() - 1  # an early or rolling fold may fit fewer splits
@@ -326,3 +327,85 @@ def test_the_promoted_allocators_inner_splits_follow_the_folds_rule(real_session
     assert final["test_end"].iloc[-1] == real_sessions[train_end]
     violations = validate_plan(final, real_sessions, settings.labels.horizon)
     assert {v.rule for v in violations} == {"no_outer_row"}
+
+
+def label_window_overlaps(plan: pd.DataFrame, sessions: pd.DatetimeIndex, horizon: int) -> list[str]:
+    """From first principles, without ``split_labels`` or ``validate_plan``: every fitted decision
+    ``t`` of a plan row whose information overlaps a held-out decision of the same row.
+
+    A decision ``x`` carries the label window ``{x+1, ..., x+H}`` (session positions). A fitted row
+    (train and train2 against validation and test; validation against test) and a held-out row must
+    not share a label session, and neither's label window may contain the other's decision. The
+    sessions each held-out range's decisions and label windows cover are marked one by one, then
+    every fitted decision's own session and label window are looked up in those marks.
+    """
+    position = {ts: i for i, ts in enumerate(sessions)}
+    n = len(sessions) + horizon + 1
+    found = []
+    for _, row in plan.iterrows():
+
+        def members(name: str, row: pd.Series = row) -> list[int]:
+            start, end = row[f"{name}_start"], row[f"{name}_end"]
+            if pd.isna(start) or pd.isna(end):
+                return []
+            return list(range(position[start], position[end] + 1))
+
+        fitted = {"train": members("train") + members("train2"), "val": members("val")}
+        for fit_name, held_name in (("train", "val"), ("train", "test"), ("val", "test")):
+            decision = np.zeros(n, dtype=bool)  # sessions that are a held-out decision
+            label = np.zeros(n, dtype=bool)  # sessions inside some held-out label window
+            for d in members(held_name):
+                decision[d] = True
+                label[d + 1 : d + horizon + 1] = True
+            bad = [
+                t
+                for t in fitted[fit_name]
+                if label[t + 1 : t + horizon + 1].any()  # the two label windows share a session
+                or decision[t + 1 : t + horizon + 1].any()  # t's label window reads a held-out decision
+                or label[t]  # a held-out label window reads t's session
+            ]
+            if bad:
+                found.append(
+                    f"{row['fold']}/{row['inner']}: {len(bad)} {fit_name} rows overlap {held_name}, first {bad[0]}"
+                )
+    return found
+
+
+@pytest.mark.parametrize("scheme", ["walk_forward", "purged_kfold"])
+@pytest.mark.parametrize("embargo", [0, 10, 30])
+def test_no_label_window_overlaps_a_held_out_block_in_any_scheme(scheme, embargo):
+    sessions = calendar("2003-01-01", 7)
+    usable = usable_mask(sessions, 60, 20)
+    s = make_settings(
+        20, min_train_years=2, validation_sessions=100, inner_test_sessions=126, n_inner_folds=3,
+        embargo_sessions=embargo, inner_scheme=scheme,
+    )  # fmt: skip
+    plan = plan_folds(sessions, usable, s)
+    assert label_window_overlaps(plan, sessions, 20) == []
+    assert validate_plan(plan, sessions, 20) == []
+    if scheme == "purged_kfold":
+        inner = plan[(plan["inner"] >= 0) & plan["train2_start"].notna()]
+        assert len(inner) > 0
+        gaps = [sessions.get_loc(r.train2_start) - sessions.get_loc(r.test_end) - 1 for r in inner.itertuples()]
+        assert min(gaps) == 20 + embargo  # purge (H) then embargo after the block
+
+
+def test_the_old_purged_kfold_gap_is_caught_by_both_checks(real_sessions, real_plan):
+    """The plan before issue 21 started train2 ``embargo`` (10) sessions after the block, while the
+    block's labels read 20 sessions ahead: 9 label sessions shared. Both checks must say so."""
+    plan = real_plan.copy()
+    assert label_window_overlaps(plan, real_sessions, 20) == []
+    i = plan.index[(plan["fold"] == "2012") & (plan["inner"] == 0)][0]
+    old_start = moved(real_sessions, plan.loc[i, "test_end"], 1 + 10)
+    plan.loc[i, "train2_start"] = old_start
+    overlaps = label_window_overlaps(plan, real_sessions, 20)
+    # train2 decisions block_end + 11 .. block_end + 20 share label sessions with the block's
+    assert overlaps == [f"2012/0: 10 train rows overlap test, first {real_sessions.get_loc(old_start)}"]
+    rules = {p.rule for p in validate_plan(plan, real_sessions, 20)}
+    assert {"label_window", "embargo"} <= rules
+    # one session short of H is still a shared label session; exactly H after is clean
+    for gap, leaks in ((19, True), (20, False)):
+        plan.loc[i, "train2_start"] = moved(real_sessions, plan.loc[i, "test_end"], 1 + gap)
+        found = [p for p in validate_plan(plan, real_sessions, 20) if p.rule == "label_window"]
+        assert bool(found) is leaks, (gap, found)
+        assert bool(label_window_overlaps(plan, real_sessions, 20)) is leaks

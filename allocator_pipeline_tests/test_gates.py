@@ -60,7 +60,7 @@ def test_all_gates_pass_on_a_good_allocator():
         "importance_stability",
         "monotonic_sanity",
     ]
-    assert all(set(x) == {"name", "value", "threshold", "passed", "detail", "interval"} for x in gates)
+    assert all(set(x) == {"name", "value", "threshold", "passed", "evaluated", "detail", "interval"} for x in gates)
     assert g["avg_monthly_pnl_vs_baseline"]["value"] == pytest.approx(0.002)
     assert g["calmar_vs_baseline"]["value"] == pytest.approx(0.3)
     assert g["max_drawdown_vs_baseline"]["value"] == pytest.approx(0.01)

@@ -77,7 +77,7 @@ def original(panel):
 @pytest.mark.parametrize("cut", [1050, 1320])
 def test_no_forward_leakage(panel, original, cut):
     cutoff = panel.index[cut]
-    perturbed_panel = perturb_after(panel, cutoff, seed=cut)
+    perturbed_panel = perturb_after(panel, cutoff, seed=cut, flip_missing=("vix",))
     assert compare_up_to(panel, perturbed_panel, cutoff) == []
     features, labels, utilities, plan = original
     features2, labels2, utilities2, plan2 = dataset(perturbed_panel)
@@ -111,7 +111,7 @@ def test_the_harness_catches_a_leaky_feature(panel, original):
 
 def test_perturb_after_changes_every_numeric_value_after_the_cutoff(panel):
     cutoff = panel.index[500]
-    out = perturb_after(panel, cutoff, seed=3)
+    out = perturb_after(panel, cutoff, seed=3, flip_missing=("vix",))
     after = panel.index > cutoff
     assert out.index.equals(panel.index) and list(out.columns) == list(panel.columns)
     assert compare_up_to(panel, out, cutoff) == []
@@ -120,13 +120,53 @@ def test_perturb_after_changes_every_numeric_value_after_the_cutoff(panel):
         if column.endswith("step3_fold"):
             assert a.equals(b)  # text is left alone
             continue
-        both = a.notna()
+        both = a.notna() & b.notna()
         assert (a[both] != b[both]).all(), column
-        assert b[~both].isna().all(), column  # missing stays missing
-        assert b.min() >= panel[column].min() and b.max() <= panel[column].max(), column
-    assert set(out["qqq_drift_flag"].dropna().unique()) <= {0.0, 1.0}
-    pd.testing.assert_frame_equal(out, perturb_after(panel, cutoff, seed=3))  # deterministic
-    assert not out.equals(perturb_after(panel, cutoff, seed=4))
+        if column.endswith("drift_flag"):
+            assert set(b.dropna().unique()) <= {0.0, 1.0}
+            continue
+        # beyond the full-sample range: above the maximum, never below the minimum
+        assert b.max() > panel[column].max() and b.min() >= min(panel[column].min(), 0.0), column
+        assert (b[both] > panel[column].max()).mean() == pytest.approx(1 / 3, abs=0.02), column
+        if column == "vix":  # missingness flipped both ways, gaps of one session at most
+            assert b[a.isna()].notna().all() and b[a.notna()].isna().sum() >= a.notna().sum() // 8
+            runs = b.isna().astype(int).groupby(b.notna().cumsum()).sum()
+            assert runs.max() == 1
+        else:
+            assert b[a.isna()].isna().all() and b[a.notna()].notna().all(), column  # missing stays missing
+    assert (out["qqq_leg_return"] > -1).all() and (out["qqq_adj_close"] > 0).all()  # the input contract holds
+    within = perturb_after(panel, cutoff, seed=3, beyond_range=False)
+    assert within["vix"].max() <= panel["vix"].max() and within["vix"].isna().equals(panel["vix"].isna())
+    pd.testing.assert_frame_equal(out, perturb_after(panel, cutoff, seed=3, flip_missing=("vix",)))  # deterministic
+    assert not out.equals(perturb_after(panel, cutoff, seed=4, flip_missing=("vix",)))
+    with pytest.raises(KeyError, match="not_a_column"):
+        perturb_after(panel, cutoff, flip_missing=("not_a_column",))
+
+
+def test_the_harness_catches_a_full_sample_normalisation(panel, original):
+    """A feature scaled by the whole sample's min and max (or decided from the whole sample's
+    missingness) changes before the cutoff under the harness, and was invisible to a perturbation
+    kept inside the column's range."""
+    cutoff = panel.index[1000]
+
+    def normalised(source: pd.DataFrame) -> pd.DataFrame:
+        v = source["vix"]
+        return pd.DataFrame(
+            {
+                "vix_minmax": (v - v.min()) / (v.max() - v.min()),  # full-sample min-max: a leak
+                "vix_gappy": np.full(len(v), float(v.isna().mean())),  # full-sample missingness: a leak
+                "vix_causal": (v - v.expanding().min()) / (v.expanding().max() - v.expanding().min()),
+            },
+            index=source.index,
+        )
+
+    base = normalised(panel)
+    problems = compare_up_to(base, normalised(perturb_after(panel, cutoff, seed=2, flip_missing=("vix",))), cutoff)
+    assert [p.split(":")[0] for p in problems] == ["column 'vix_minmax'", "column 'vix_gappy'"], problems
+    assert "1001 row(s) differ" in problems[1]
+    # the old harness (inside the range, missingness kept) saw neither
+    old = perturb_after(panel, cutoff, seed=2, beyond_range=False)
+    assert compare_up_to(base, normalised(old), cutoff) == []
 
 
 def test_perturb_after_other_dtypes():

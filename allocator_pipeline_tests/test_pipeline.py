@@ -14,6 +14,7 @@ import pytest
 from allocator_pipeline.core.allocation import state_after
 from allocator_pipeline.core.common.storage import read_json, write_json
 from allocator_pipeline.core.evaluation import overfitting_statistics, paired_bootstrap
+from allocator_pipeline.core.evaluation.overfitting import research_trials
 from allocator_pipeline.defs.execution import (
     DAILY,
     DATASET,
@@ -168,7 +169,8 @@ def test_verdict_evidence_contract(pipeline):
     excess = (oos["ret_allocator"] - oos["cash_return"]).to_numpy()
     again = overfitting_statistics(excess, ledgers, n_trials, settings.gates.pbo_blocks)
     assert metrics["deflated_sharpe"] == pytest.approx(again["deflated_sharpe"], rel=1e-12)
-    assert metrics["deflated_sharpe"]["n_trials"] == n_trials >= 3
+    assert metrics["deflated_sharpe"]["n_study_trials"] == n_trials >= 3
+    assert metrics["deflated_sharpe"]["n_trials"] == n_trials + research_trials()
     assert metrics["pbo"]["value"] == pytest.approx(again["pbo"]["value"]) and set(metrics["pbo"]["folds"])
     assert gates["deflated_sharpe"]["value"] == metrics["deflated_sharpe"]["dsr"]
     assert gates["pbo"]["value"] == metrics["pbo"]["value"]

@@ -162,6 +162,28 @@ def test_argmax_ties_go_to_the_lower_bucket():
     assert (path["w_raw"] == 0.3).all()
 
 
+@pytest.mark.parametrize("penalty", [0.0, 5.0])
+def test_exact_ties_go_to_the_lower_bucket_whatever_the_weight_held(penalty):
+    """Buckets 0.3 and 0.7 tie exactly on expected utility and, on the first row, on the charge
+    from the weight held, 0.5 (flat legs: both 0.2 away): nothing but the rule breaks that tie,
+    and it picks 0.3; later rows hold 0.3, so the charge (when there is one) agrees with the rule.
+    A rule sending ties to the higher bucket gives 0.7 from the first row on."""
+    m = np.zeros((11, 11))
+    m[3, :] = 1.0
+    m[7, :] = 1.0
+    ctx = _context(4, drift=False)
+    ctx[["qqq_leg_return", "spy_leg_return"]] = 0.0
+    s = Settings(
+        policy=PolicySettings(alpha=0.0, max_daily_change=1.0, turnover_penalty=penalty, hold_out_of_range=False),
+        envelope=EnvelopeSettings(dd_guard=False, vol_scaling=False, drift_throttle=False),
+    )
+    path = allocator_path(np.full((4, 11), 1 / 11), m, ctx, s, w_prev0=0.5)
+    assert path["w_raw"].tolist() == [0.3, 0.3, 0.3, 0.3]
+    # the mirror image: bucket 0.3 is worth a hair less, so 0.7 wins (the rule is a tie rule only)
+    m[3, :] = 1.0 - 1e-12
+    assert allocator_path(np.full((1, 11), 1 / 11), m, ctx.iloc[:1], s, w_prev0=0.5)["w_raw"].tolist() == [0.7]
+
+
 @pytest.mark.parametrize("lag", [0, 1])
 def test_allocator_path_continued_from_state_equals_full_path(lag):
     """The production continuation (path.continue_path, state_after) gives the rows of one long path,

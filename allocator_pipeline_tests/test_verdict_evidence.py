@@ -22,6 +22,7 @@ from allocator_pipeline.core.evaluation.overfitting import (
     overfitting_statistics,
     pbo_cscv,
     pooled_sharpe_variance,
+    research_trials,
 )
 from allocator_pipeline.core.evaluation.walk_forward import assemble_walk_forward
 from allocator_pipeline.report.page import render_report
@@ -157,7 +158,9 @@ def test_overfitting_statistics_from_trial_ledgers():
     }
     variance, dof = pooled_sharpe_variance(sharpes)
     assert dof == 6 and out["deflated_sharpe"]["trial_sharpe_variance"] == pytest.approx(variance, rel=1e-9)
-    assert out["deflated_sharpe"]["n_trials"] == 10
+    # N: the studies' trials plus the research ledger's variants (overfitting module docstring)
+    assert out["deflated_sharpe"]["n_trials"] == 10 + research_trials()
+    assert out["deflated_sharpe"]["n_study_trials"] == 10 and out["deflated_sharpe"]["variance_source"] == "trials"
     assert set(out["pbo"]["folds"]) == {"2019", "2020"} and out["pbo"]["folds"]["2019"]["n_trials"] == 4
     assert out["pbo"]["value"] == pytest.approx(np.mean([f["pbo"] for f in out["pbo"]["folds"].values()]))
 

@@ -94,7 +94,7 @@ def _echo_report(ctx: Context) -> None:
             f"sessions, {boot['resamples']} resamples; the beats-the-baseline gates pass on the lower bound)"
         )
     for gate in metrics["gates"]:
-        mark = "pass" if gate["passed"] else "FAIL"
+        mark = "pass" if gate["passed"] else ("not evaluated" if gate.get("evaluated") is False else "FAIL")
         value = "n/a" if gate["value"] is None else f"{gate['value']:.4g}"
         interval = gate.get("interval")
         if interval:

@@ -285,6 +285,13 @@ def _lag_section(metrics: Mapping[str, Any]) -> str:
     return note + html_table([headers[c] for c in cells.columns], rows)
 
 
+def _gate_mark(gate: Mapping[str, Any]) -> str:
+    """PASS, FAIL, or NOT EVALUATED (``passed`` None: e.g. PBO without tuning)."""
+    if gate.get("passed") is None and gate.get("evaluated") is False:
+        return "NOT EVALUATED"
+    return "PASS" if gate.get("passed") else "FAIL"
+
+
 def _gate_section(metrics: Mapping[str, Any]) -> str:
     gates = list(metrics.get("gates") or [])
     if not gates:
@@ -295,7 +302,7 @@ def _gate_section(metrics: Mapping[str, Any]) -> str:
             cell(fmt_number(g.get("value"))),
             cell(fmt_interval(g.get("interval"))),
             cell(fmt_number(g.get("threshold"))),
-            cell("PASS" if g.get("passed") else "FAIL", "pass" if g.get("passed") else "fail"),
+            cell(_gate_mark(g), "pass" if g.get("passed") else ("txt" if g.get("passed") is None else "fail")),
             cell(g.get("detail") or "", "detail"),
         ]
         for g in gates

@@ -279,7 +279,7 @@ def failed_gates(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
     not a number): how far the value is on the wrong side of its threshold."""
     out = []
     for gate in metrics.get("gates") or []:
-        if gate.get("passed"):
+        if gate.get("passed") or gate.get("evaluated") is False:  # not evaluated: not a failure
             continue
         value, threshold = as_float(gate.get("value")), as_float(gate.get("threshold"))
         miss = abs(value - threshold) if value is not None and threshold is not None else None

@@ -28,7 +28,9 @@ class GateSettings(_Section):
         0.3, ge=-1, le=1, description="Min mean Spearman correlation of LightGBM gain across folds."
     )
     monotonic_features: tuple[str, ...] = Field(
-        ("qqq_vol_21", "qqq_dd_63"), description="Key risk features whose rise must not raise the mean predicted w_qqq."
+        ("qqq_vol_21", "qqq_dd_63"),
+        description="Risk features whose rise must not raise their leg's weight (measured when a fold model "
+        "reads them, with every leg vol/downvol/dd input it reads).",
     )
     min_deflated_sharpe: float = Field(
         0.95,

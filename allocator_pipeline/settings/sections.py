@@ -206,13 +206,17 @@ class FoldSettings(_Section):
         None, ge=1, le=252, description="Purge between train/validation/test (None: H). Must be >= H."
     )
     embargo_sessions: int = Field(
-        10, ge=0, le=252, description="Sessions after a held-out block dropped from later training."
+        10,
+        ge=0,
+        le=252,
+        description="Sessions dropped from later training after a held-out block, on top of the purge "
+        "(>= H) that keeps the training label windows clear of the block's.",
     )
     n_inner_folds: int = Field(3, ge=1, le=10, description="Inner splits for tuning.")
     inner_scheme: Literal["walk_forward", "purged_kfold"] = Field(
         "walk_forward",
         description="Inner splits: 'walk_forward' trains only on sessions before each held-out "
-        "block; 'purged_kfold' also trains on sessions after it, minus the embargo.",
+        "block; 'purged_kfold' also trains on sessions after it, minus the purge and the embargo.",
     )
     inner_test_sessions: int = Field(
         252, ge=63, le=756, description="Length of each inner held-out block, in sessions."

@@ -9,6 +9,8 @@ so the same harness serves the features, the labels, the Step 3 engine and model
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
@@ -22,9 +24,15 @@ def _time_index(frame: pd.DataFrame, what: str) -> pd.DatetimeIndex:
     return frame.index
 
 
-def _perturb_numeric(values: np.ndarray, after: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``values`` with every finite value on the ``after`` rows changed, inside the column's
-    observed range (over all rows)."""
+BEYOND_EVERY = 3
+"""Every third perturbed value of a float column is moved beyond the column's full-sample range."""
+DROP_EVERY = 7
+"""With ``flip_missing``, every seventh present value after the cutoff (between present ones) goes missing."""
+
+
+def _perturb_numeric(values: np.ndarray, after: np.ndarray, rng: np.random.Generator, beyond_range: bool) -> np.ndarray:
+    """``values`` with every finite value on the ``after`` rows changed: inside the column's observed
+    range (over all rows), and with ``beyond_range`` every :data:`BEYOND_EVERY`-th one above it."""
     finite = np.isfinite(values)
     lo, hi = (float(values[finite].min()), float(values[finite].max())) if finite.any() else (0.0, 1.0)
     span = hi - lo
@@ -47,23 +55,60 @@ def _perturb_numeric(values: np.ndarray, after: np.ndarray, rng: np.random.Gener
             new[same] = old[same] + 0.5 * (aim - old[same])
         else:
             new[same] = old[same] + scale
+    if beyond_range and len(new):
+        # above the maximum (never below the minimum: prices stay > 0, returns > -1): a statistic
+        # of the whole sample (a full-sample min-max or z-score normalisation) changes before D
+        beyond = np.arange(len(new)) % BEYOND_EVERY == BEYOND_EVERY - 1
+        new[beyond] = hi + rng.uniform(0.05, 0.5, size=int(beyond.sum())) * scale
     out[target] = new
     return out
 
 
-def perturb_after(frame: pd.DataFrame, cutoff: pd.Timestamp, seed: int = 0) -> pd.DataFrame:
+def _flip_missing(values: np.ndarray, original: np.ndarray, after: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Missing values after the cutoff get a value from the column's range; every
+    :data:`DROP_EVERY`-th present one whose neighbours are present (in ``original``) goes missing,
+    so no gap grows longer than one session."""
+    out = values.copy()
+    finite = np.isfinite(original)
+    lo, hi = (float(original[finite].min()), float(original[finite].max())) if finite.any() else (0.0, 1.0)
+    fill = after & ~finite
+    out[fill] = rng.uniform(lo, hi if hi > lo else lo + 1.0, size=int(fill.sum()))
+    inside = np.zeros(len(original), dtype=bool)
+    inside[1:-1] = finite[:-2] & finite[2:]
+    candidates = np.flatnonzero(after & finite & inside)
+    out[candidates[DROP_EVERY - 1 :: DROP_EVERY]] = np.nan
+    return out
+
+
+def perturb_after(
+    frame: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    seed: int = 0,
+    *,
+    beyond_range: bool = True,
+    flip_missing: Collection[str] = (),
+) -> pd.DataFrame:
     """A copy of ``frame`` with every numeric value on rows strictly after ``cutoff`` changed.
 
     Float columns: ``x * U(0.5, 1.5) + N(0, 0.1 * range)``, clipped to the column's observed
-    range over the whole frame (so probabilities stay in [0, 1], prices stay positive, positions
-    stay in their bounds; a constant column moves outside its single value); a value that would not
-    change is moved towards the middle of the range.
+    range over the whole frame (so probabilities mostly stay in [0, 1], prices stay positive,
+    positions stay in their bounds; a constant column moves outside its single value); a value that
+    would not change is moved towards the middle of the range. With ``beyond_range`` (default),
+    every :data:`BEYOND_EVERY`-th perturbed value is then set above the column's full-sample
+    maximum, so a statistic of the whole sample (a min-max or z-score normalisation, a quantile)
+    that leaks into the rows up to ``cutoff`` is seen.
     Flag-like columns (two integer values, e.g. ``drift_flag``) switch to the other value. Integer
-    columns add a nonzero integer; boolean columns flip. NaN stays NaN (missingness is part of the
-    calendar, not a value). Non-numeric columns and the index are kept. Rows on or before
-    ``cutoff`` are untouched. Deterministic for a given ``seed``.
+    columns add a nonzero integer; boolean columns flip. NaN stays NaN, except in the
+    ``flip_missing`` columns (those whose contract allows gaps, e.g. ``vix``): there missing values
+    after the cutoff get a value and every :data:`DROP_EVERY`-th present value between two present
+    ones goes missing, so a rule decided from the missingness of the whole sample is seen.
+    Non-numeric columns and the index are kept. Rows on or before ``cutoff`` are untouched.
+    Deterministic for a given ``seed``.
     """
     index = _time_index(frame, "frame")
+    unknown = sorted(set(flip_missing) - set(frame.columns))
+    if unknown:
+        raise KeyError(f"flip_missing names columns not in the frame: {unknown}")
     cutoff = pd.Timestamp(cutoff)
     after = np.asarray(index > cutoff)
     out = frame.copy()
@@ -83,7 +128,10 @@ def perturb_after(frame: pd.DataFrame, cutoff: pd.Timestamp, seed: int = 0) -> p
             values[after] = [v if v is pd.NA else int(v) + int(s) for v, s in zip(picked, steps)]
             out[column] = pd.Series(values, index=index).astype(series.dtype)
         elif ptypes.is_float_dtype(series.dtype):
-            values = _perturb_numeric(series.to_numpy(dtype=np.float64), after, rng)
+            original = series.to_numpy(dtype=np.float64)
+            values = _perturb_numeric(original, after, rng, beyond_range)
+            if column in flip_missing:
+                values = _flip_missing(values, original, after, rng)
             out[column] = pd.Series(values, index=index, dtype=series.dtype)
     return out
 

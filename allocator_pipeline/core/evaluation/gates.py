@@ -20,14 +20,17 @@ Gates (value -- rule); every gate also carries ``interval`` (``[lower, upper]`` 
 * ``importance_stability``: mean pairwise Spearman rank correlation of the folds' importance
   vectors (pairs with a constant vector skipped) -- >= ``min_importance_stability``; needs two
   folds;
-* ``monotonic_sanity``: max over the key risk features of the change of the mean predicted
-  w_qqq when the feature rises -- <= 0; features absent from ``monotonic`` are listed and
-  skipped, none present fails;
+* ``monotonic_sanity``: max over the measured risk features (``gates.monotonic_features`` and
+  every leg volatility / downside volatility / drawdown input the fold models use, at the raw
+  choice and, when measured, at the traded weight) of the change of the mean weight of the
+  feature's own leg when the feature rises -- <= 0; configured features no fold uses are listed,
+  none measured fails;
 * ``deflated_sharpe``: the deflated Sharpe ratio of the allocator's out-of-sample returns
   (``core/evaluation/overfitting.py``) -- >= ``min_deflated_sharpe``;
 * ``pbo``: the probability of backtest overfitting by CSCV over the trials' inner-block returns --
-  <= ``max_pbo``; passes without a value when no fold was tuned (nothing was selected), fails when
-  folds were tuned but no ledger holds two complete trials.
+  <= ``max_pbo``; **not evaluated** (``passed`` None, ``evaluated`` false: neither a pass nor a
+  failure, named by :func:`not_evaluated`) when no fold was tuned, fails when folds were tuned but
+  no ledger holds two complete trials.
 
 The last two are evaluated only when ``overfitting`` is given.
 """
@@ -35,17 +38,24 @@ The last two are evaluated only when ``overfitting`` is given.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from itertools import combinations
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from allocator_pipeline.core.allocation.fold_model import FoldModel, feature_columns
-from allocator_pipeline.core.allocation.policy import expected_utility
 from allocator_pipeline.core.common.errors import InputDataError
-from allocator_pipeline.core.common.grid import BUCKETS
+from allocator_pipeline.core.evaluation.monotonic import (  # re-exported: the gate's inputs
+    RISK_FEATURE,
+    TRADED_SUFFIX,
+    leg_sign,
+    monotonic_response,
+    monotonic_sanity,
+    policy_weight,
+    risk_features,
+    traded_weight,
+)
 from allocator_pipeline.settings import GateSettings
 
 ALLOCATOR = "allocator"
@@ -56,16 +66,18 @@ def _gate(
     name: str,
     value: float | None,
     threshold: float,
-    passed: bool,
+    passed: bool | None,
     detail: str,
     interval: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
+    """One gate; ``passed`` None: not evaluated (``evaluated`` false), neither a pass nor a failure."""
     clean = None if value is None or math.isnan(value) else float(value)  # +inf is kept
     return {
         "name": name,
         "value": clean,
         "threshold": float(threshold),
-        "passed": bool(passed),
+        "passed": None if passed is None else bool(passed),
+        "evaluated": passed is not None,
         "detail": detail,
         "interval": None if interval is None else [float(interval[0]), float(interval[1])],
     }
@@ -113,7 +125,16 @@ def _overfitting_gates(overfitting: Mapping[str, Any], settings: GateSettings) -
         detail = f"CSCV, S = {p['n_blocks']} blocks, mean over {len(folds)} folds ({per_fold})"
         gates.append(_gate("pbo", p["value"], settings.max_pbo, p["value"] <= settings.max_pbo, detail))
     elif not overfitting.get("tuned_folds"):
-        gates.append(_gate("pbo", None, settings.max_pbo, True, "no fold was tuned: nothing selected among trials"))
+        gates.append(
+            _gate(
+                "pbo",
+                None,
+                settings.max_pbo,
+                None,
+                "not evaluated: no fold was tuned, so no trial ledger to run CSCV on (the research "
+                "ledger's variants count in the deflated Sharpe's N only)",
+            )
+        )
     else:
         reasons = "; ".join(f"{f}: {r}" for f, r in sorted((p.get("skipped") or {}).items())) or "no trial ledger"
         gates.append(_gate("pbo", None, settings.max_pbo, False, f"undefined: {reasons}"))
@@ -287,22 +308,36 @@ def evaluate_gates(
         )
     )
 
-    present = {f: float(monotonic[f]) for f in settings.monotonic_features if f in monotonic}
+    present = {f: float(v) for f, v in monotonic.items() if math.isfinite(float(v))}
+    undefined = [f for f, v in monotonic.items() if not math.isfinite(float(v))]
     absent = [f for f in settings.monotonic_features if f not in monotonic]
     if not present:
-        gates.append(_gate("monotonic_sanity", None, 0.0, False, f"no key risk feature measured (missing: {absent})"))
+        gates.append(
+            _gate(
+                "monotonic_sanity",
+                None,
+                0.0,
+                False,
+                f"no risk feature measured (configured, not measured: {absent}; no spread: {undefined})",
+            )
+        )
     else:
-        worst = max(present.values()) if all(math.isfinite(v) for v in present.values()) else math.nan
+        worst = max(present.values())
         detail = ", ".join(f"{f}: {v:+.5f}" for f, v in present.items())
         if absent:
-            detail += f"; not measured: {absent}"
+            detail += f"; configured, not used by any fold: {absent}"
+        if undefined:
+            detail += f"; no spread: {undefined}"
         gates.append(
             _gate(
                 "monotonic_sanity",
                 worst,
                 0.0,
-                math.isfinite(worst) and worst <= 0.0,
-                f"change of mean predicted w_qqq per +1 std: {detail}",
+                worst <= 0.0,
+                "change of the mean weight of the feature's own leg (w_qqq for qqq_*, 1 - w_qqq for spy_*) per "
+                "+1 std, at the raw choice"
+                + (f" and ({TRADED_SUFFIX}) the traded weight" if any(TRADED_SUFFIX in f for f in present) else "")
+                + f": {detail}",
             )
         )
     if overfitting is not None:
@@ -311,52 +346,34 @@ def evaluate_gates(
 
 
 def accepted(gates: list[dict[str, Any]]) -> bool:
-    """True only when there is at least one gate and every gate passed."""
-    return bool(gates) and all(bool(g["passed"]) for g in gates)
+    """True only when at least one gate was evaluated and every evaluated gate passed.
 
-
-def monotonic_response(
-    predict_w: Callable[[pd.DataFrame], np.ndarray], X: pd.DataFrame, feature: str, bump_std: float = 1.0
-) -> float:
-    """Change of the mean predicted w_qqq when ``feature`` rises by ``bump_std`` standard deviations.
-
-    ``mean(predict_w(X with feature + bump_std * std(feature))) - mean(predict_w(X))``, with the
-    sample standard deviation (ddof = 1, NaNs skipped) of the feature over ``X``; NaN feature
-    values stay NaN. Returns NaN when the feature has no spread.
+    A gate that was not evaluated (``evaluated`` false, ``passed`` None: PBO without tuning) is
+    neither a pass nor a failure: it does not block, and :func:`not_evaluated` names it so that
+    the verdict says what it could not test.
     """
-    if feature not in X.columns:
-        raise InputDataError("feature not in the feature table", column=feature)
-    std = float(X[feature].std(ddof=1))
-    if not math.isfinite(std) or std == 0.0:
-        return float("nan")
-    bumped = X.copy()
-    bumped[feature] = X[feature] + bump_std * std
-    before = np.asarray(predict_w(X), dtype=float)
-    after = np.asarray(predict_w(bumped), dtype=float)
-    return float(np.mean(after) - np.mean(before))
+    evaluated = [g for g in gates if g.get("evaluated", True)]
+    return bool(evaluated) and all(g["passed"] is True for g in evaluated)
 
 
-def policy_weight(model: FoldModel) -> Callable[[pd.DataFrame], np.ndarray]:
-    """Features -> the model's own choice (argmax expected utility), for the monotonic sanity gate:
-    without the turnover charge, smoothing or the out-of-range hold, which would mask the model's
-    response to a feature."""
-
-    def predict(features: pd.DataFrame) -> np.ndarray:
-        return BUCKETS[np.argmax(expected_utility(model.predict_proba(features), model.m), axis=1)]
-
-    return predict
+def not_evaluated(gates: list[dict[str, Any]]) -> list[str]:
+    """Names of the gates that were not evaluated (reported beside the verdict, never as a pass)."""
+    return [str(g["name"]) for g in gates if not g.get("evaluated", True)]
 
 
-def monotonic_sanity(
-    models: Mapping[str, FoldModel], fold_datasets: Mapping[str, pd.DataFrame], features: Iterable[str]
-) -> dict[str, float]:
-    """Mean over folds of the change in mean raw w_qqq on the fold's test rows when each key risk
-    feature rises by one standard deviation (:func:`monotonic_response`); features a fold lacks
-    are skipped."""
-    changes: dict[str, list[float]] = {f: [] for f in features}
-    for fold, frame in sorted(fold_datasets.items()):
-        test = frame[frame["split"] == "test"][feature_columns(frame)]
-        for feature in changes:
-            if feature in test.columns:
-                changes[feature].append(monotonic_response(policy_weight(models[fold]), test, feature))
-    return {f: float(np.mean(v)) for f, v in changes.items() if v}
+__all__ = [
+    "ALLOCATOR",
+    "BASELINE",
+    "RISK_FEATURE",
+    "TRADED_SUFFIX",
+    "accepted",
+    "evaluate_gates",
+    "importance_stability",
+    "leg_sign",
+    "monotonic_response",
+    "monotonic_sanity",
+    "not_evaluated",
+    "policy_weight",
+    "risk_features",
+    "traded_weight",
+]

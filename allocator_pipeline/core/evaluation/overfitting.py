@@ -20,6 +20,20 @@ Deflated Sharpe ratio (Bailey and Lopez de Prado, 2014)
     studies keeps the spread between folds' data (not a selection effect) out of ``V``. With
     ``N < 2`` or ``V = 0`` there is no selection to deflate for: ``SR0 = 0``.
 
+    The research ledger. The method's defaults were themselves chosen among variants tried on the
+    fixtures (the envelope switched off, ``lambda_dd``, ``lambda``, ``alpha``, the hold, the
+    screen, ...), on the same real leg returns the verdict then scores. Every such variant is a
+    row of ``allocator_pipeline/data/research_ledger.csv`` (date, section, variant, outcome) and
+    counts as a trial: ``N`` = the studies' trials + the ledger's rows
+    (:func:`research_trials`). Their returns were not kept, so ``V`` is at least the sampling
+    variance of a per-session Sharpe estimate of an unskilled strategy over the ``T``
+    out-of-sample sessions, ``1 / T`` (Lo, 2002, at ``SR = 0`` with normal returns): the spread
+    that selection among ``N`` unskilled variants exploits; the pooled variance of the studies
+    replaces it only when larger (so tuning, which adds trials, never makes the test easier).
+    This treats the variants as independent, which they are not (most differ from the default
+    in one setting): the deflation is conservative. A new variant tried on the fixtures gets a
+    new row.
+
 Probability of backtest overfitting (Bailey, Borwein, Lopez de Prado and Zhu, CSCV)
     Per fold, the complete trials' daily excess returns on the inner blocks form a ``T x N``
     matrix. Its rows are cut into ``S`` contiguous blocks of ``floor(T / S)`` sessions (the
@@ -49,6 +63,9 @@ from allocator_pipeline.core.common.sessions import SESSIONS_PER_YEAR
 from allocator_pipeline.core.common.storage import read_parquet
 
 EULER_GAMMA = 0.5772156649015329
+RESEARCH_LEDGER = Path(__file__).resolve().parents[2] / "data" / "research_ledger.csv"
+"""The research ledger: one row per variant of the method tried on the fixtures."""
+LEDGER_COLUMNS = ("date", "section", "variant", "outcome")
 _NORMAL = NormalDist()
 
 
@@ -234,8 +251,40 @@ def pbo_cscv(performance: np.ndarray, n_blocks: int) -> dict[str, Any]:
     }
 
 
+def research_ledger(path: str | Path | None = None) -> pd.DataFrame:
+    """The research ledger (module docstring) as a frame with columns :data:`LEDGER_COLUMNS`.
+
+    Raises
+    ------
+    InputDataError
+        The file lacks a column, has an empty cell or a date that is not ``YYYY-MM-DD``.
+    """
+    frame = pd.read_csv(RESEARCH_LEDGER if path is None else path, dtype=str, keep_default_na=False)
+    missing = [c for c in LEDGER_COLUMNS if c not in frame.columns]
+    if missing:
+        raise InputDataError(f"research ledger lacks columns {missing}", column=missing[0])
+    for column in LEDGER_COLUMNS:
+        empty = frame[column].str.strip() == ""
+        if empty.any():
+            raise InputDataError("research ledger has an empty cell", column=column, row=str(int(empty.idxmax()) + 2))
+    dates = pd.to_datetime(frame["date"], format="%Y-%m-%d", errors="coerce")
+    if dates.isna().any():
+        row = int(dates.isna().idxmax())
+        raise InputDataError("research ledger date is not YYYY-MM-DD", column="date", row=str(row + 2))
+    return frame[list(LEDGER_COLUMNS)]
+
+
+def research_trials(path: str | Path | None = None) -> int:
+    """How many variants the research ledger records (each one trial of the deflated Sharpe)."""
+    return len(research_ledger(path))
+
+
 def overfitting_statistics(
-    excess: np.ndarray, trial_returns: Mapping[str, pd.DataFrame], n_trials: int, n_blocks: int
+    excess: np.ndarray,
+    trial_returns: Mapping[str, pd.DataFrame],
+    n_trials: int,
+    n_blocks: int,
+    research_trials_count: int | None = None,
 ) -> dict[str, Any]:
     """The deflated Sharpe ratio and PBO of a walk-forward run (module docstring).
 
@@ -249,11 +298,15 @@ def overfitting_statistics(
         Trials run across the folds' studies (complete + pruned, from the ledgers).
     n_blocks : int
         ``S`` of CSCV.
+    research_trials_count : int, optional
+        Variants tried in the method's research; None reads the research ledger
+        (:func:`research_trials`). The deflated Sharpe's ``N`` is ``n_trials`` plus this.
 
     Returns
     -------
     dict
-        ``{"deflated_sharpe": deflated_sharpe(...) + {"variance_dof"}, "pbo": {"value", "n_blocks",
+        ``{"deflated_sharpe": deflated_sharpe(...) + {"variance_dof", "variance_source" ("trials":
+        pooled from the studies; "null": ``1 / T``, the floor), "n_study_trials", "n_research_trials"}, "pbo": {"value", "n_blocks",
         "folds": {fold: {pbo, n_trials, n_sessions, block_sessions, n_combinations, mean_logit}},
         "skipped": {fold: reason}}}``; ``pbo.value`` is None when no fold could be evaluated.
     """
@@ -274,8 +327,14 @@ def overfitting_statistics(
         logits = out.pop("logits")
         folds[fold] = {**out, "mean_logit": float(np.mean(logits))}
     variance, dof = pooled_sharpe_variance(sharpes)
-    dsr = deflated_sharpe(excess, n_trials, variance if math.isfinite(variance) else 0.0)
-    dsr["variance_dof"] = dof
+    research = research_trials() if research_trials_count is None else int(research_trials_count)
+    t = len(np.asarray(excess))
+    null = 1.0 / t if t else 0.0
+    source = "trials"
+    if not (math.isfinite(variance) and variance >= null):  # never easier than N unskilled trials
+        variance, source = null, "null"
+    dsr = deflated_sharpe(excess, int(n_trials) + research, variance)
+    dsr.update(variance_dof=dof, variance_source=source, n_study_trials=int(n_trials), n_research_trials=research)
     value = float(np.mean([f["pbo"] for f in folds.values()])) if folds else None
     return {"deflated_sharpe": dsr, "pbo": {"value": value, "n_blocks": n_blocks, "folds": folds, "skipped": skipped}}
 

@@ -186,7 +186,9 @@ def column_values_vix(panel: pd.DataFrame) -> np.ndarray:
         raise InputDataError(f"not numeric ({exc})", column="vix") from None
 
 
-def available_blocks(panel: pd.DataFrame, settings: FeatureSettings | None = None) -> tuple[str, ...]:
+def available_blocks(
+    panel: pd.DataFrame, settings: FeatureSettings | None = None, until: pd.Timestamp | None = None
+) -> tuple[str, ...]:
     """Feature blocks whose inputs the leg panel provides, in ``FEATURE_BLOCKS`` order.
 
     A block is available when all its input columns are present and not entirely NaN; ``vix``
@@ -194,7 +196,20 @@ def available_blocks(panel: pd.DataFrame, settings: FeatureSettings | None = Non
     its first value (so the real embedded data, whose VIX ends 2025-09-02 while prices run to
     2025-09-26, leaves ``vix`` out). Use it to pick the default blocks:
     ``FeatureSettings(blocks=available_blocks(panel))``.
+
+    Parameters
+    ----------
+    panel : pandas.DataFrame
+        The leg panel, indexed by decision_ts.
+    settings : FeatureSettings, optional
+        The staleness limit (default settings when None).
+    until : pandas.Timestamp, optional
+        Decide from the rows up to ``until`` only (inclusive), e.g. a fold's training end: a block
+        whose inputs end or go stale later stays available for the folds trained before that
+        (the decision never reads data after ``until``). None reads every row.
     """
+    if until is not None:
+        panel = panel.loc[np.asarray(panel.index <= pd.Timestamp(until))]
     max_stale = (settings or FeatureSettings()).vix_max_stale_sessions
     out: list[str] = []
     for block in FEATURE_BLOCKS:
@@ -209,3 +224,15 @@ def available_blocks(panel: pd.DataFrame, settings: FeatureSettings | None = Non
                 continue
         out.append(block)
     return tuple(out)
+
+
+def fold_blocks(
+    panel: pd.DataFrame, plan: pd.DataFrame, settings: FeatureSettings | None = None
+) -> dict[str, tuple[str, ...]]:
+    """Per outer fold of a fold plan, the blocks :func:`available_blocks` allows from the rows up to
+    that fold's training end (the last train-proper or validation session of its outer row)."""
+    outer = plan[plan["inner"] == -1]
+    return {
+        str(row["fold"]): available_blocks(panel, settings, until=max(row["train_end"], row["val_end"]))
+        for _, row in outer.iterrows()
+    }

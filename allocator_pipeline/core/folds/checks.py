@@ -193,12 +193,23 @@ def _row_problems(row: pd.Series, idx: pd.DatetimeIndex, horizon: int, outer: pd
             report("overlap", f"{where}: the {a} and {b} ranges overlap ({idx[max(s1, s2)]} .. {idx[min(e1, e2)]})")
     for src, dst in (("train", "val"), ("train", "test"), ("train2", "val"), ("train2", "test"), ("val", "test")):
         if src in r and dst in r:
+            # before the held-out range: a fitted row's label window reaches a held-out decision
             lo, hi = max(r[src][0], r[dst][0] - horizon), min(r[src][1], r[dst][0] - 1)
             if lo <= hi:
                 report(
                     "label_window",
                     f"{where}: {src} decisions {idx[lo]} .. {idx[hi]} have label windows (t+1..t+{horizon}) "
                     f"reaching the {dst} decision {idx[r[dst][0]]}: the purge is too short",
+                )
+            # after it: a held-out label window (d+1..d+H) reaches a fitted decision, so the two
+            # rows' label windows share sessions (Lopez de Prado's purging, both sides)
+            lo, hi = max(r[src][0], r[dst][1] + 1), min(r[src][1], r[dst][1] + horizon)
+            if lo <= hi:
+                report(
+                    "label_window",
+                    f"{where}: {src} decisions {idx[lo]} .. {idx[hi]} lie inside the label windows "
+                    f"(d+1..d+{horizon}) of the {dst} decisions ending {idx[r[dst][1]]}: "
+                    f"the gap after the {dst} range is too short",
                 )
     for a, b in (("train", "val"), ("val", "test")):
         if a in r and b in r and r[a][1] < r[b][0]:
@@ -221,11 +232,11 @@ def _row_problems(row: pd.Series, idx: pd.DatetimeIndex, horizon: int, outer: pd
             if int(row["inner"]) == -1:
                 report("outer_train2", f"{where}: an outer fold must not train after its test window (train2 is set)")
             gap = r["train2"][0] - r["test"][1] - 1
-            if gap < embargo:
+            if gap < purge + embargo:
                 report(
                     "embargo",
-                    f"{where}: the embargo after the held-out block is {gap} sessions, "
-                    f"shorter than the declared embargo of {embargo}",
+                    f"{where}: the gap after the held-out block is {gap} sessions, shorter than the "
+                    f"declared purge of {purge} plus the declared embargo of {embargo}",
                 )
     if int(row["inner"]) >= 0:
         if outer is None:
@@ -251,9 +262,10 @@ def validate_plan(plan: pd.DataFrame, sessions: pd.DatetimeIndex, horizon: int) 
     """Every violation of the fold plan's rules (empty list when the plan is sound).
 
     Checks, per row: ranges lie on sessions and are ordered; train / train2 / val / test do not
-    overlap; no train or validation label window (t+1..t+H) reaches a validation or test decision;
-    the gaps honour the declared purge (itself >= H) and, after a held-out block, the declared
-    embargo; train and validation end before the test window; outer folds have no ``train2``;
+    overlap; no train or validation label window (t+1..t+H) reaches a validation or test decision,
+    and no validation or test label window reaches a later training decision (so the two label
+    windows never share a session, before the held-out range or after it); the gaps honour the
+    declared purge (itself >= H) and, after a held-out block, the declared purge plus embargo; train and validation end before the test window; outer folds have no ``train2``;
     inner splits stay before the outer test window and its purge. Across folds: no two outer test
     windows overlap and no (fold, inner) pair repeats.
 

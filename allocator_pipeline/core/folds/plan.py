@@ -18,8 +18,10 @@ session ``t`` reads the returns of sessions ``t + 1 .. t + H``. With ``purge >= 
   them all gets fewer (at least one).
   ``walk_forward``: train-proper, purge, validation tail, purge, block, with the same layout as
   the outer fold. ``purged_kfold``: the same, plus a second training range after the block
-  (``train2_start .. train2_end``, up to the end of the region) that starts ``embargo`` sessions
-  after the block ends.
+  (``train2_start .. train2_end``, up to the end of the region) that starts ``purge + embargo``
+  sessions after the block ends: the purge (``>= H``) keeps every training label window
+  (``t+1 .. t+H``) clear of the block's label windows and decisions, the embargo then drops
+  ``embargo`` more sessions (serial correlation), as before the block.
 * The first outer fold is the first year whose train-proper has at least
   ``min_train_years * 252`` usable sessions (or ``first_test_year`` if set and allowed); the last
   is the last calendar year with any session, so a new year of data adds a fold by itself.
@@ -181,7 +183,9 @@ def _inner_rows(
         embargo = 0
         if fs.inner_scheme == "purged_kfold":
             embargo = fs.embargo_sessions
-            after = usable_pos[(usable_pos >= block_end + 1 + embargo) & (usable_pos <= end)]
+            # purge, then embargo: a label window of a training row after the block must not
+            # overlap the block's label windows (``block_end + 1 .. block_end + H``)
+            after = usable_pos[(usable_pos >= block_end + 1 + purge + embargo) & (usable_pos <= end)]
             layout = _Layout(train=layout.train, val=layout.val, train2=after)
         rows.append(_row(sessions, fold, k, fs.inner_scheme, layout, (block_start, block_end), purge, embargo))
     return rows

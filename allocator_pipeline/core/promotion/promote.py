@@ -95,7 +95,7 @@ def model_card(metrics: dict[str, Any], manifest: dict[str, Any], settings: Sett
         "| gate | value | threshold | verdict |",
         "| --- | --- | --- | --- |",
         *[
-            f"| {g['name']} | {g['value']} | {g['threshold']} | {'pass' if g['passed'] else 'FAIL'} |"
+            f"| {g['name']} | {g['value']} | {g['threshold']} | {'pass' if g['passed'] else ('not evaluated' if g.get('evaluated') is False else 'FAIL')} |"
             for g in metrics["gates"]
         ],
         "",

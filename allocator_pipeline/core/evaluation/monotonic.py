@@ -1,0 +1,128 @@
+"""Monotonic sanity (DESIGN.md section 8): how a fold model's weight answers a rise of a risk feature.
+
+A rise of a leg's volatility, downside volatility or drawdown must not raise that leg's weight.
+:func:`monotonic_sanity` measures it on each fold's test rows, at the model's own choice
+(:func:`policy_weight`) and, optionally, at the traded weight (:func:`traded_weight`); the gate
+``monotonic_sanity`` of :mod:`allocator_pipeline.core.evaluation.gates` reads the result.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from allocator_pipeline.core.allocation.fold_model import FoldModel, feature_columns
+from allocator_pipeline.core.allocation.policy import allocator_path, expected_utility
+from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.common.grid import BUCKETS, OUT_OF_RANGE_COLUMN, PROBA_COLUMNS
+from allocator_pipeline.settings import Settings
+
+
+def monotonic_response(
+    predict_w: Callable[[pd.DataFrame], np.ndarray], X: pd.DataFrame, feature: str, bump_std: float = 1.0
+) -> float:
+    """Change of the mean predicted w_qqq when ``feature`` rises by ``bump_std`` standard deviations.
+
+    ``mean(predict_w(X with feature + bump_std * std(feature))) - mean(predict_w(X))``, with the
+    sample standard deviation (ddof = 1, NaNs skipped) of the feature over ``X``; NaN feature
+    values stay NaN. Returns NaN when the feature has no spread.
+    """
+    if feature not in X.columns:
+        raise InputDataError("feature not in the feature table", column=feature)
+    std = float(X[feature].std(ddof=1))
+    if not math.isfinite(std) or std == 0.0:
+        return float("nan")
+    bumped = X.copy()
+    bumped[feature] = X[feature] + bump_std * std
+    before = np.asarray(predict_w(X), dtype=float)
+    after = np.asarray(predict_w(bumped), dtype=float)
+    return float(np.mean(after) - np.mean(before))
+
+
+RISK_FEATURE = re.compile(r"^(qqq|spy)_(vol|downvol|dd)_(\d+|now)$")
+"""Features whose sign the seed implies: a leg's volatility, downside volatility or drawdown (all
+positive, higher = riskier). Higher values must not raise that leg's weight."""
+TRADED_SUFFIX = "@traded"
+"""Key suffix of a response measured at the traded weight (``w_final``) rather than the raw choice."""
+
+
+def risk_features(names: Iterable[str]) -> list[str]:
+    """The names among ``names`` that :data:`RISK_FEATURE` matches, in their order."""
+    return [n for n in names if RISK_FEATURE.match(n)]
+
+
+def leg_sign(feature: str) -> float:
+    """+1 for a QQQ feature (its leg's weight is ``w_qqq``), -1 for an SPY one (``1 - w_qqq``)."""
+    return -1.0 if feature.startswith("spy_") else 1.0
+
+
+def policy_weight(model: FoldModel) -> Callable[[pd.DataFrame], np.ndarray]:
+    """Features -> the model's own choice (argmax expected utility), for the monotonic sanity gate:
+    without the turnover charge, smoothing or the out-of-range hold, which would mask the model's
+    response to a feature."""
+
+    def predict(features: pd.DataFrame) -> np.ndarray:
+        return BUCKETS[np.argmax(expected_utility(model.predict_proba(features), model.m), axis=1)]
+
+    return predict
+
+
+def traded_weight(model: FoldModel, context: pd.DataFrame, settings: Settings) -> Callable[[pd.DataFrame], np.ndarray]:
+    """Features -> the traded weight ``w_final`` of a fresh path over the same sessions: the policy
+    with its turnover charge, smoothing and out-of-range hold, then the envelope
+    (:func:`~allocator_pipeline.core.allocation.policy.allocator_path`, from the baseline weight).
+    ``context`` holds the leg returns and cash return of the sessions (indexed like the features)."""
+
+    def predict(features: pd.DataFrame) -> np.ndarray:
+        frame = model.decision_frame(features)
+        proba = frame[list(PROBA_COLUMNS)].to_numpy(dtype=float)
+        path = allocator_path(
+            proba,
+            model.m,
+            context.loc[features.index],
+            settings,
+            float(settings.labels.baseline_weight),
+            out_of_range=frame[OUT_OF_RANGE_COLUMN].to_numpy(dtype=bool),
+        )
+        return path["w_final"].to_numpy(dtype=float)
+
+    return predict
+
+
+def monotonic_sanity(
+    models: Mapping[str, FoldModel],
+    fold_datasets: Mapping[str, pd.DataFrame],
+    features: Iterable[str],
+    traded: Mapping[str, Callable[[pd.DataFrame], np.ndarray]] | None = None,
+) -> dict[str, float]:
+    """Mean over folds of the change in the mean weight of a risk feature's own leg on the fold's
+    test rows when the feature rises by one standard deviation (:func:`monotonic_response`).
+
+    The features measured are those of ``features`` (``gates.monotonic_features``) and every
+    :func:`risk_features` input that the fold's model reads (a feature it does not read cannot
+    move its weight, so it is not measured: the gate lists it as not used). The weight is
+    the leg's own: ``w_qqq`` for a ``qqq_*`` feature, ``1 - w_qqq`` for a ``spy_*`` one, so a
+    sane value is ``<= 0`` for every key; other configured features read ``w_qqq``. At the raw
+    choice (:func:`policy_weight`) under the feature's name and, with ``traded`` (fold -> a
+    :func:`traded_weight` predictor), at the traded weight under ``name + TRADED_SUFFIX``.
+    """
+    configured = list(features)
+    changes: dict[str, list[float]] = {}
+    for fold, frame in sorted(fold_datasets.items()):
+        model = models[fold]
+        test = frame[frame["split"] == "test"][feature_columns(frame)]
+        used = [f for f in model.feature_names if f in test.columns]
+        # a feature the model does not read cannot move its weight: measuring it would pass by construction
+        measured = [f for f in dict.fromkeys([*configured, *risk_features(used)]) if f in used]
+        predictors = {"": policy_weight(model)}
+        if traded is not None and fold in traded:
+            predictors[TRADED_SUFFIX] = traded[fold]
+        for feature in measured:
+            for suffix, predict in predictors.items():
+                change = monotonic_response(predict, test, feature) * leg_sign(feature)
+                changes.setdefault(feature + suffix, []).append(change)
+    return {f: float(np.mean(v)) for f, v in changes.items() if v}
