@@ -46,8 +46,11 @@ def _verdict(metrics: Mapping[str, Any]) -> str:
     gates = list(metrics.get("gates") or [])
     failed = failed_gates(metrics)
     if metrics.get("accepted"):
+        skipped = [str(g["name"]) for g in gates if not g.get("evaluated", True)]
+        evaluated = len(gates) - len(skipped)
         text = (
-            f"The allocator passed all {len(gates)} acceptance gates out of sample and may be promoted."
+            f"The allocator passed all {evaluated} evaluated acceptance gates out of sample and may be promoted"
+            + (f" (not evaluated: {', '.join(skipped)})." if skipped else ".")
             if gates
             else "The allocator was accepted (no gate results recorded)."
         )
