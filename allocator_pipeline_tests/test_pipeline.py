@@ -253,8 +253,8 @@ def test_promotion_writes_a_versioned_model_then_the_pointer(promoted):
     final = home / "final output" / "step3_allocator"
     manifest = read_json(final / "promotion.json")
     assert manifest["promoted"] is True and manifest["model_id"].startswith("allocator-")
-    version = Path(manifest["model_directory"])
-    assert version == final / "models" / manifest["model_id"]
+    assert manifest["model_directory"] == f"models/{manifest['model_id']}"  # relative to promotion.json's folder
+    version = final / manifest["model_directory"]
     for name in (
         "lightgbm.txt",
         "catboost.json",
@@ -456,3 +456,73 @@ def test_a_model_older_than_the_limit_is_refused_with_what_to_run(promoted):
     assert age == int((legs.index > pd.Timestamp(manifest["val_end"])).sum()) > 0  # sessions since training end
     with pytest.raises(InputDataError, match=r"past its training end .* retrain and promote it again"):
         decide(schedule, legs, last, settings, None, max_model_age=age - 1)
+
+
+def test_rebalance_right_after_promotion_gives_the_hand_over_decision_and_a_moved_home_still_decides(
+    promoted, tmp_path, monkeypatch
+):
+    """promotion.json holds paths relative to its folder; the home is copied, then moved (the first
+    location no longer exists), and `allocator rebalance` on the moved home: on the hand-over session
+    the walk-forward path's own decision (exit 0, nothing written), after it the promoted model's
+    (from the hand-over state), before it exit 2 naming the hand-over session."""
+    import json
+
+    from click.testing import CliRunner
+
+    from allocator_pipeline import cli
+    from allocator_pipeline.defs.execution import INSTANCE_FILE
+
+    home, _, _ = promoted
+    manifest = read_json(home / "final output" / "step3_allocator" / "promotion.json")
+    assert not Path(manifest["model_directory"]).is_absolute() and manifest["directory"] == "."
+    first_place = tmp_path / "first"
+    shutil.copytree(home, first_place)
+    moved = tmp_path / "mounted" / "volume"
+    moved.parent.mkdir()
+    shutil.move(first_place, moved)
+    assert not first_place.exists()
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    (instance / "dagster.yaml").write_text(INSTANCE_FILE)
+    monkeypatch.setenv("DAGSTER_HOME", str(instance))  # restored after the test (the CLI sets it)
+
+    def rebalance(*args: str):
+        return CliRunner().invoke(cli.main, ["--home", str(moved), "--instance", str(instance), "rebalance", *args])
+
+    path = pd.read_parquet(moved / "step3_out" / "allocator" / "backtest" / "allocator_path.parquet")
+    handover_ts = path.index[-HANDOVER_BACK - 1]
+    handover = str(handover_ts.tz_convert("America/New_York").date())
+    decisions = moved / "final output" / "step3_allocator" / "decisions"
+    shutil.rmtree(decisions, ignore_errors=True)  # right after the promotion (other tests decided days)
+
+    result = rebalance("--date", handover)
+    assert result.exit_code == 0, result.output
+    note, line = result.output.strip().splitlines()
+    assert f"{handover} is the hand-over session" in note and manifest["model_id"] in note
+    row = path.loc[handover_ts]
+    assert line.startswith(f"{handover}: QQQ {row['w_final'] * row['exposure']:.1%}, ")
+    assert f"cash {1 - row['exposure']:.1%} - {row['model_id']}, " in line
+    assert not decisions.exists()  # the hand-over decision is the backtest's: nothing written
+    as_json = json.loads(rebalance("--date", handover, "--json").output)
+    assert as_json["mode"] == "hand-over" and as_json["w_qqq"] == row["w_final"]
+
+    first_day = promoted_sessions(home)[0]
+    result = rebalance("--date", first_day, "--json")
+    assert result.exit_code == 0, result.output
+    decided = json.loads(result.output)
+    assert decided["mode"] == "first session" and decided["model_id"] == manifest["model_id"]
+    assert (decisions / f"{first_day}.json").is_file()
+
+    before = str(path.index[-HANDOVER_BACK - 2].tz_convert("America/New_York").date())
+    result = rebalance("--date", before)
+    assert result.exit_code == 2
+    assert f"before the promoted allocator's hand-over session {handover}" in result.output.strip().splitlines()[-1]
+    # the range any refusal names is the real one: the sessions after the hand-over
+    from allocator_pipeline.core.common.errors import InputDataError
+    from allocator_pipeline.defs.allocation import load_promoted
+
+    schedule, _ = load_promoted(RunOptions(home=str(moved)).load())
+    with pytest.raises(
+        InputDataError, match=f"outside the sessions this schedule decides \\(after {handover} .. open\\)"
+    ):
+        schedule.model_for(handover_ts)

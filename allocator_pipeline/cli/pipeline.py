@@ -74,6 +74,7 @@ def _report(ctx: Context) -> None:
 def _echo_report(ctx: Context) -> None:
     """The report's headline table, verdict, gates and paths (from the stored artifacts)."""
     from allocator_pipeline.core.common.storage import read_json
+    from allocator_pipeline.core.promotion import model_directory
     from allocator_pipeline.report import format_headline, headline_table, lag_table
 
     paths = ctx.settings.paths
@@ -101,7 +102,7 @@ def _echo_report(ctx: Context) -> None:
             value += f" [{interval[0]:.4g}, {interval[1]:.4g}]"
         click.echo(f"  [{mark}] {gate['name']}: value {value} vs threshold {gate['threshold']:.4g}")
     if promotion.get("promoted"):
-        click.echo(f"Promoted allocator: {promotion['directory']}")
+        click.echo(f"Promoted allocator: {model_directory(promotion, paths.final)}")
     else:
         click.echo("Nothing promoted (the allocator failed its gates; a rejection is a valid result).")
     click.echo(f"Report: {paths.backtest / 'report.html'}")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -50,6 +51,17 @@ from allocator_pipeline.settings import Settings
 
 POINTER = "promotion.json"
 """The file in ``final output/step3_allocator/`` naming the promoted model version."""
+
+
+def model_directory(manifest: Mapping[str, Any], final: Path) -> Path:
+    """The promoted model's folder: ``manifest["model_directory"]`` resolved against ``final``, the
+    folder holding ``promotion.json`` (a manifest written before relative paths holds an absolute
+    path, which is kept as it is).
+
+    >>> model_directory({"model_directory": "models/allocator-2025-09-25-abc"}, Path("/mnt/home/final"))
+    PosixPath('/mnt/home/final/models/allocator-2025-09-25-abc')
+    """
+    return Path(final) / str(manifest["model_directory"])
 
 
 def model_card(metrics: dict[str, Any], manifest: dict[str, Any], settings: Settings) -> str:
@@ -167,8 +179,9 @@ def promote_allocator(
     manifest = {
         "promoted": True,
         "model_id": model_id,
-        "directory": str(final),
-        "model_directory": str(version),
+        # relative to the folder of promotion.json, so a home moved or mounted elsewhere still decides
+        "directory": ".",
+        "model_directory": version.relative_to(final).as_posix(),
         "members": list(model.members),
         "calibrator": model.ensemble.calibrator.to_dict().get("kind"),
         "train_start": str(train[0]),
