@@ -75,7 +75,7 @@ def _echo_report(ctx: Context) -> None:
     """The report's headline table, verdict, gates and paths (from the stored artifacts)."""
     from allocator_pipeline.core.common.storage import read_json
     from allocator_pipeline.core.promotion import model_directory
-    from allocator_pipeline.report import format_headline, headline_table, lag_table
+    from allocator_pipeline.report import format_headline, gate_line, headline_table, lag_table
 
     paths = ctx.settings.paths
     metrics = read_json(paths.backtest / "metrics.json")
@@ -95,12 +95,7 @@ def _echo_report(ctx: Context) -> None:
             f"sessions, {boot['resamples']} resamples; the beats-the-baseline gates pass on the lower bound)"
         )
     for gate in metrics["gates"]:
-        mark = "pass" if gate["passed"] else "FAIL"
-        value = "n/a" if gate["value"] is None else f"{gate['value']:.4g}"
-        interval = gate.get("interval")
-        if interval:
-            value += f" [{interval[0]:.4g}, {interval[1]:.4g}]"
-        click.echo(f"  [{mark}] {gate['name']}: value {value} vs threshold {gate['threshold']:.4g}")
+        click.echo(f"  {gate_line(gate)}")
     if promotion.get("promoted"):
         click.echo(f"Promoted allocator: {model_directory(promotion, paths.final)}")
     else:

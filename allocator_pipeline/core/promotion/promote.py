@@ -46,7 +46,7 @@ from allocator_pipeline.core.labels.utility import utility_labels as compute_uti
 from allocator_pipeline.core.tuning.result import export_ledger, export_trial_returns
 from allocator_pipeline.core.tuning.space import tuned_settings, tunes_labels
 from allocator_pipeline.core.tuning.study import inner_fold_frames, run_study
-from allocator_pipeline.report.tables import failed_gates, format_headline, headline_table
+from allocator_pipeline.report.tables import failed_gates, fmt_gate, format_headline, headline_table
 from allocator_pipeline.settings import Settings
 
 POINTER = "promotion.json"
@@ -100,7 +100,8 @@ def model_card(metrics: dict[str, Any], manifest: dict[str, Any], settings: Sett
         "| gate | value | threshold | verdict |",
         "| --- | --- | --- | --- |",
         *[
-            f"| {g['name']} | {g['value']} | {g['threshold']} | {'pass' if g['passed'] else 'FAIL'} |"
+            f"| {g['name']} | {fmt_gate(g['name'], g['value'])} | {fmt_gate(g['name'], g['threshold'])} | "
+            f"{'pass' if g['passed'] else 'FAIL'} |"
             for g in metrics["gates"]
         ],
         "",
