@@ -51,13 +51,7 @@ from allocator_pipeline.report.sections import (
     _tuning_section,
     _verdict,
 )
-from allocator_pipeline.report.tables import (
-    REPORT_ORDER,
-    format_headline,
-    headline_table,
-    report_title,
-    strategy_label,
-)
+from allocator_pipeline.report.tables import REPORT_ORDER, format_headline, headline_table, report_title, strategy_label
 
 __all__ = ["format_headline", "headline_figure_png", "headline_table", "render_report"]
 
