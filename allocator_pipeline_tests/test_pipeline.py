@@ -526,3 +526,36 @@ def test_rebalance_right_after_promotion_gives_the_hand_over_decision_and_a_move
         InputDataError, match=f"outside the sessions this schedule decides \\(after {handover} .. open\\)"
     ):
         schedule.model_for(handover_ts)
+
+
+def test_a_corrupted_artifact_ends_train_with_the_file_the_problem_and_the_rebuilding_command(
+    pipeline, tmp_path, monkeypatch
+):
+    """A truncated features.parquet in a built home: `allocator train --folds 2024` fails, and its
+    last line names the file, pyarrow's problem and `allocator build-dataset` (not only the run)."""
+    from click.testing import CliRunner
+
+    from allocator_pipeline import cli
+    from allocator_pipeline.defs.execution import INSTANCE_FILE
+
+    source, _, _ = pipeline
+    home = tmp_path / "home"
+    shutil.copytree(source / "step3_out", home / "step3_out")
+    write_config(home)
+    features = home / "step3_out" / "allocator" / "dataset" / "features.parquet"
+    features.write_bytes(features.read_bytes()[:1000])
+    instance_dir = tmp_path / "instance"
+    instance_dir.mkdir()
+    (instance_dir / "dagster.yaml").write_text(INSTANCE_FILE)
+    monkeypatch.setenv("DAGSTER_HOME", str(instance_dir))
+    with dg.DagsterInstance.get() as instance:  # the fold partitions build-dataset registered
+        instance.add_dynamic_partitions("fold", ["2023", "2024", "2025"])
+    result = CliRunner().invoke(
+        cli.main, ["--home", str(home), "--instance", str(instance_dir), "train", "--folds", "2024"]
+    )
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert "train failed for fold(s): 2024 (run " in lines[-2]
+    last = lines[-1]
+    assert last.startswith("fold 2024: ") and f"file {features}" in last, last
+    assert "Parquet magic bytes not found" in last and "rebuild it with `allocator build-dataset`" in last

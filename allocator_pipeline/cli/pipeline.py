@@ -44,7 +44,7 @@ def _run_folds(ctx: Context, selection: Selection, folds_spec: str | None, what:
     folds = _folds(ctx, folds_spec)
     n_workers = workers or ctx.settings.workers
     echo_step(f"{what}: {len(folds)} fold(s) {folds[0]}..{folds[-1]}, {n_workers} in parallel")
-    with fold_progress(folds, what, "; see the runs in `make ui`") as done:
+    with fold_progress(folds, what, "; see the runs in `make ui`", ctx.instance) as done:
         materialize_folds(
             selection, folds, ctx.options, ctx.instance, workers=n_workers, on_done=done, verbose=ctx.verbose
         )
