@@ -559,3 +559,48 @@ def test_a_corrupted_artifact_ends_train_with_the_file_the_problem_and_the_rebui
     last = lines[-1]
     assert last.startswith("fold 2024: ") and f"file {features}" in last, last
     assert "Parquet magic bytes not found" in last and "rebuild it with `allocator build-dataset`" in last
+
+
+def test_runs_lists_the_recorded_reports_newest_first_from_the_instance(pipeline, tmp_path, monkeypatch):
+    """Two homes on the same Step 3 legs with different costs, their reports materialised on one
+    persistent (SQLite) instance: the report's materialisation metadata records the verdict, the
+    headline figures and the fingerprints, and `allocator runs` lists both, newest first."""
+    from click.testing import CliRunner
+
+    from allocator_pipeline import cli
+    from allocator_pipeline.defs.execution import INSTANCE_FILE
+    from allocator_pipeline.defs.history import run_history
+    from allocator_pipeline.report.tables import fmt_pct, fmt_ratio
+
+    source, _, _ = pipeline
+    instance_dir = tmp_path / "instance"
+    instance_dir.mkdir()
+    (instance_dir / "dagster.yaml").write_text(INSTANCE_FILE)
+    monkeypatch.setenv("DAGSTER_HOME", str(instance_dir))
+    homes = []
+    for name, extra in (("a", ""), ("b", "[costs]\nfee_bps = 4.0\n")):
+        home = tmp_path / name
+        shutil.copytree(source / "step3_out", home / "step3_out")
+        write_config(home, extra)
+        homes.append(home)
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("fold", ["2023", "2024", "2025"])
+        for home in homes:
+            assert materialize(["allocator_path", "walk_forward_report"], RunOptions(home=str(home)), instance).success
+        history = run_history(instance)
+    assert [row["home"] for row in history] == [str(homes[1]), str(homes[0])]
+    b, a = history
+    assert a["step3_fingerprint"] == b["step3_fingerprint"]  # the same legs
+    assert a["settings_fingerprint"] != b["settings_fingerprint"]  # different costs
+    result = CliRunner().invoke(cli.main, ["--home", str(homes[0]), "--instance", str(instance_dir), "runs"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 2
+    for line, home, row in zip(lines, homes[::-1], history, strict=True):
+        metrics = read_json(home / "step3_out" / "allocator" / "backtest" / "metrics.json")
+        allocator = metrics["strategies"]["allocator"]
+        assert row["allocator_cagr"] == pytest.approx(allocator["cagr"])
+        assert row["verdict"] == ("ACCEPTED" if metrics["accepted"] else "REJECTED") and row["verdict"] in line
+        assert f"allocator CAGR {fmt_pct(allocator['cagr'])} Calmar {fmt_ratio(allocator['calmar'])}" in line
+        assert f"settings {row['settings_fingerprint']} step3 {row['step3_fingerprint']}" in line
+        assert line.endswith(f"home {home}")
