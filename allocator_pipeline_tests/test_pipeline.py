@@ -254,8 +254,8 @@ def test_promotion_writes_a_versioned_model_then_the_pointer(promoted):
     final = home / "final output" / "step3_allocator"
     manifest = read_json(final / "promotion.json")
     assert manifest["promoted"] is True and manifest["model_id"].startswith("allocator-")
-    version = Path(manifest["model_directory"])
-    assert version == final / "models" / manifest["model_id"]
+    assert manifest["model_directory"] == f"models/{manifest['model_id']}"  # relative to promotion.json's folder
+    version = final / manifest["model_directory"]
     for name in (
         "lightgbm.txt",
         "catboost.json",
@@ -457,3 +457,151 @@ def test_a_model_older_than_the_limit_is_refused_with_what_to_run(promoted):
     assert age == int((legs.index > pd.Timestamp(manifest["val_end"])).sum()) > 0  # sessions since training end
     with pytest.raises(InputDataError, match=r"past its training end .* retrain and promote it again"):
         decide(schedule, legs, last, settings, None, max_model_age=age - 1)
+
+
+def test_rebalance_right_after_promotion_gives_the_hand_over_decision_and_a_moved_home_still_decides(
+    promoted, tmp_path, monkeypatch
+):
+    """promotion.json holds paths relative to its folder; the home is copied, then moved (the first
+    location no longer exists), and `allocator rebalance` on the moved home: on the hand-over session
+    the walk-forward path's own decision (exit 0, nothing written), after it the promoted model's
+    (from the hand-over state), before it exit 2 naming the hand-over session."""
+    import json
+
+    from click.testing import CliRunner
+
+    from allocator_pipeline import cli
+    from allocator_pipeline.defs.execution import INSTANCE_FILE
+
+    home, _, _ = promoted
+    manifest = read_json(home / "final output" / "step3_allocator" / "promotion.json")
+    assert not Path(manifest["model_directory"]).is_absolute() and manifest["directory"] == "."
+    first_place = tmp_path / "first"
+    shutil.copytree(home, first_place)
+    moved = tmp_path / "mounted" / "volume"
+    moved.parent.mkdir()
+    shutil.move(first_place, moved)
+    assert not first_place.exists()
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    (instance / "dagster.yaml").write_text(INSTANCE_FILE)
+    monkeypatch.setenv("DAGSTER_HOME", str(instance))  # restored after the test (the CLI sets it)
+
+    def rebalance(*args: str):
+        return CliRunner().invoke(cli.main, ["--home", str(moved), "--instance", str(instance), "rebalance", *args])
+
+    path = pd.read_parquet(moved / "step3_out" / "allocator" / "backtest" / "allocator_path.parquet")
+    handover_ts = path.index[-HANDOVER_BACK - 1]
+    handover = str(handover_ts.tz_convert("America/New_York").date())
+    decisions = moved / "final output" / "step3_allocator" / "decisions"
+    shutil.rmtree(decisions, ignore_errors=True)  # right after the promotion (other tests decided days)
+
+    result = rebalance("--date", handover)
+    assert result.exit_code == 0, result.output
+    note, line = result.output.strip().splitlines()
+    assert f"{handover} is the hand-over session" in note and manifest["model_id"] in note
+    row = path.loc[handover_ts]
+    assert line.startswith(f"{handover}: QQQ {row['w_final'] * row['exposure']:.1%}, ")
+    assert f"cash {1 - row['exposure']:.1%} - {row['model_id']}, " in line
+    assert not decisions.exists()  # the hand-over decision is the backtest's: nothing written
+    as_json = json.loads(rebalance("--date", handover, "--json").output)
+    assert as_json["mode"] == "hand-over" and as_json["w_qqq"] == row["w_final"]
+
+    first_day = promoted_sessions(home)[0]
+    result = rebalance("--date", first_day, "--json")
+    assert result.exit_code == 0, result.output
+    decided = json.loads(result.output)
+    assert decided["mode"] == "first session" and decided["model_id"] == manifest["model_id"]
+    assert (decisions / f"{first_day}.json").is_file()
+
+    before = str(path.index[-HANDOVER_BACK - 2].tz_convert("America/New_York").date())
+    result = rebalance("--date", before)
+    assert result.exit_code == 2
+    assert f"before the promoted allocator's hand-over session {handover}" in result.output.strip().splitlines()[-1]
+    # the range any refusal names is the real one: the sessions after the hand-over
+    from allocator_pipeline.core.common.errors import InputDataError
+    from allocator_pipeline.defs.allocation import load_promoted
+
+    schedule, _ = load_promoted(RunOptions(home=str(moved)).load())
+    with pytest.raises(
+        InputDataError, match=f"outside the sessions this schedule decides \\(after {handover} .. open\\)"
+    ):
+        schedule.model_for(handover_ts)
+
+
+def test_a_corrupted_artifact_ends_train_with_the_file_the_problem_and_the_rebuilding_command(
+    pipeline, tmp_path, monkeypatch
+):
+    """A truncated features.parquet in a built home: `allocator train --folds 2024` fails, and its
+    last line names the file, pyarrow's problem and `allocator build-dataset` (not only the run)."""
+    from click.testing import CliRunner
+
+    from allocator_pipeline import cli
+    from allocator_pipeline.defs.execution import INSTANCE_FILE
+
+    source, _, _ = pipeline
+    home = tmp_path / "home"
+    shutil.copytree(source / "step3_out", home / "step3_out")
+    write_config(home)
+    features = home / "step3_out" / "allocator" / "dataset" / "features.parquet"
+    features.write_bytes(features.read_bytes()[:1000])
+    instance_dir = tmp_path / "instance"
+    instance_dir.mkdir()
+    (instance_dir / "dagster.yaml").write_text(INSTANCE_FILE)
+    monkeypatch.setenv("DAGSTER_HOME", str(instance_dir))
+    with dg.DagsterInstance.get() as instance:  # the fold partitions build-dataset registered
+        instance.add_dynamic_partitions("fold", ["2023", "2024", "2025"])
+    result = CliRunner().invoke(
+        cli.main, ["--home", str(home), "--instance", str(instance_dir), "train", "--folds", "2024"]
+    )
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert "train failed for fold(s): 2024 (run " in lines[-2]
+    last = lines[-1]
+    assert last.startswith("fold 2024: ") and f"file {features}" in last, last
+    assert "Parquet magic bytes not found" in last and "rebuild it with `allocator build-dataset`" in last
+
+
+def test_runs_lists_the_recorded_reports_newest_first_from_the_instance(pipeline, tmp_path, monkeypatch):
+    """Two homes on the same Step 3 legs with different costs, their reports materialised on one
+    persistent (SQLite) instance: the report's materialisation metadata records the verdict, the
+    headline figures and the fingerprints, and `allocator runs` lists both, newest first."""
+    from click.testing import CliRunner
+
+    from allocator_pipeline import cli
+    from allocator_pipeline.defs.execution import INSTANCE_FILE
+    from allocator_pipeline.defs.history import run_history
+    from allocator_pipeline.report.tables import fmt_pct, fmt_ratio
+
+    source, _, _ = pipeline
+    instance_dir = tmp_path / "instance"
+    instance_dir.mkdir()
+    (instance_dir / "dagster.yaml").write_text(INSTANCE_FILE)
+    monkeypatch.setenv("DAGSTER_HOME", str(instance_dir))
+    homes = []
+    for name, extra in (("a", ""), ("b", "[costs]\nfee_bps = 4.0\n")):
+        home = tmp_path / name
+        shutil.copytree(source / "step3_out", home / "step3_out")
+        write_config(home, extra)
+        homes.append(home)
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("fold", ["2023", "2024", "2025"])
+        for home in homes:
+            assert materialize(["allocator_path", "walk_forward_report"], RunOptions(home=str(home)), instance).success
+        history = run_history(instance)
+    assert [row["home"] for row in history] == [str(homes[1]), str(homes[0])]
+    b, a = history
+    assert a["step3_fingerprint"] == b["step3_fingerprint"]  # the same legs
+    assert a["settings_fingerprint"] != b["settings_fingerprint"]  # different costs
+    result = CliRunner().invoke(cli.main, ["--home", str(homes[0]), "--instance", str(instance_dir), "runs"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 2
+    for line, home, row in zip(lines, homes[::-1], history, strict=True):
+        metrics = read_json(home / "step3_out" / "allocator" / "backtest" / "metrics.json")
+        allocator = metrics["strategies"]["allocator"]
+        assert row["allocator_cagr"] == pytest.approx(allocator["cagr"])
+        assert row["verdict"] == ("ACCEPTED" if metrics["accepted"] else "REJECTED") and row["verdict"] in line
+        assert f"allocator CAGR {fmt_pct(allocator['cagr'])} Calmar {fmt_ratio(allocator['calmar'])}" in line
+        assert f"settings {row['settings_fingerprint']} step3 {row['step3_fingerprint']}" in line
+        assert line.endswith(f"home {home}")

@@ -492,3 +492,46 @@ def test_report_reads_the_evaluation_metrics_contract(oos: pd.DataFrame) -> None
     html = render_report(short, metrics)
     for value in headline_cells(headline_table(metrics)).to_numpy().ravel():
         assert f">{value}<" in html
+
+
+def test_gate_figures_read_the_same_in_the_terminal_and_the_page_in_the_headline_units(oos: pd.DataFrame) -> None:
+    """A monthly-PnL gate in percent a month and a Calmar gate at +inf (a zero drawdown): the
+    terminal's gate line and the page's gate table and verdict print the same strings."""
+    from allocator_pipeline.report.tables import gate_line
+
+    metrics = synthetic_metrics(oos, accepted=False, tuning=False)
+    metrics["gates"] = [
+        {
+            "name": "avg_monthly_pnl_vs_baseline",
+            "value": 0.0003872,
+            "threshold": 0.0,
+            "passed": False,
+            "detail": "on the lower bound",
+            "interval": [-0.0003524, 0.001161],
+        },
+        {"name": "calmar_vs_baseline", "value": float("inf"), "threshold": 0.0, "passed": True, "detail": ""},
+        {"name": "max_drawdown_vs_baseline", "value": 0.0, "threshold": 0.02, "passed": True, "detail": ""},
+    ]
+    html = render_report(oos, metrics)
+    lines = [gate_line(g) for g in metrics["gates"]]
+    assert lines[0] == "[FAIL] avg_monthly_pnl_vs_baseline: value 0.04% [-0.04%, 0.12%] vs threshold 0.00%"
+    assert lines[1] == "[pass] calmar_vs_baseline: value +inf vs threshold 0.00"
+    assert lines[2] == "[pass] max_drawdown_vs_baseline: value 0.00% vs threshold 2.00%"
+    for text in (">0.04%<", ">[-0.04%, 0.12%]<", ">+inf<", ">2.00%<"):
+        assert text in html, text
+    verdict = html[html.index('id="verdict"') : html.index('id="headline"')]
+    assert "value 0.04% [-0.04%, 0.12%] vs threshold 0.00%, missed by 0.04%" in verdict
+    assert "inf<" not in html.replace(">+inf<", "")  # no other spelling of infinity
+
+
+def test_labels_follow_the_configured_leg_symbols(oos: pd.DataFrame) -> None:
+    """A run on TLT against SPY (data.qqq_symbol = TLT): the title and the single-leg rows name TLT."""
+    metrics = synthetic_metrics(oos, accepted=True, tuning=False)
+    metrics["settings"]["data"] = {"qqq_symbol": "TLT", "spy_symbol": "SPY"}
+    html = render_report(oos, metrics)
+    assert "<title>TLT/SPY allocator: walk-forward report</title>" in html
+    table = headline_table(metrics)
+    assert table.loc["qqq_only", "Strategy"] == "TLT leg only"
+    assert table.loc["spy_only", "Strategy"] == "SPY leg only"
+    headline = html[html.index('id="headline"') : html.index('id="equity"')]
+    assert ">TLT leg only<" in headline and "QQQ" not in headline

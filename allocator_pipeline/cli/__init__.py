@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from allocator_pipeline.cli.context import GLOBAL_OPTIONS, main
+from allocator_pipeline.cli.history import runs
 from allocator_pipeline.cli.instruments import synth_step3
 from allocator_pipeline.cli.live import rebalance, replay
 from allocator_pipeline.cli.pipeline import backfill, backtest, build_dataset, optimize, run, train, ui
@@ -63,6 +64,7 @@ __all__ = [
     "rebalance",
     "replay",
     "run",
+    "runs",
     "synth_step3",
     "train",
     "train_alias",

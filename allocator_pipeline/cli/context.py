@@ -174,24 +174,43 @@ def echo_step(message: str) -> None:
 
 
 @contextmanager
-def fold_progress(folds: list[str], what: str, where: str) -> Iterator[Callable[[str, bool, str], None]]:
+def fold_progress(
+    folds: list[str], what: str, where: str, instance: dg.DagsterInstance | None = None
+) -> Iterator[Callable[[str, bool, str], None]]:
     """A progress bar over ``folds`` on stderr; yields the ``on_done(fold, ok, run_id)`` callback that
     advances it. On leaving, fails (a ClickException) naming every failed fold and its run, then
-    ``where`` (where to look at the runs)."""
+    ``where`` (where to look at the runs); with ``instance``, each failed run's own cause follows, one
+    line per fold (the file, the problem and what to run), so the last line is a cause."""
     from tqdm import tqdm
 
-    failed: list[str] = []
+    failed: list[tuple[str, str]] = []
     with tqdm(total=len(folds), desc=what, unit="fold", file=sys.stderr, dynamic_ncols=True) as bar:
 
         def done(fold: str, ok: bool, run_id: str) -> None:
             bar.update(1)
             bar.set_postfix_str(f"{fold} {'ok' if ok else 'FAILED'}")
             if not ok:
-                failed.append(f"{fold} (run {run_id})")
+                failed.append((fold, run_id))
 
         yield done
     if failed:
-        raise click.ClickException(f"{what} failed for fold(s): {', '.join(sorted(failed))}{where}")
+        failed.sort()
+        summary = f"{what} failed for fold(s): {', '.join(f'{f} (run {r})' for f, r in failed)}{where}"
+        causes = [f"fold {fold}: {cause}" for fold, run_id in failed if (cause := run_cause(instance, run_id))]
+        raise click.ClickException("\n".join([summary, *causes]))
+
+
+def run_cause(instance: dg.DagsterInstance | None, run_id: str) -> str | None:
+    """The first failed step's own message in a run's event log (None without an instance or a
+    recorded step failure)."""
+    if instance is None:
+        return None
+    from dagster import DagsterEventType
+
+    for entry in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE):
+        if entry.dagster_event is not None:
+            return f"{entry.dagster_event.step_key}: {_failure_message(entry.dagster_event)[0]}"
+    return None
 
 
 def _failure_message(event) -> tuple[str, bool]:

@@ -40,16 +40,37 @@ def _live_inputs(ctx: Context):
         raise InputError(str(exc)) from None
 
 
+def decision_line(decision: dict, qqq: str, spy: str) -> str:
+    """One decision as a person reads it: the capital in each leg and in cash, the model, its age
+    and the drift status, e.g. ``2025-09-26: QQQ 50.0%, SPY 50.0%, cash 0.0% - fold:2025, 204
+    sessions old, drift ok`` (``qqq``/``spy``: the configured leg symbols)."""
+    exposure = float(decision["exposure"])
+    legs = (
+        f"{qqq} {float(decision['w_qqq']) * exposure:.1%}, {spy} {float(decision['w_spy']) * exposure:.1%}, "
+        f"cash {float(decision['cash']):.1%}"
+    )
+    drift = (decision.get("envelope") or {}).get("drift_status", "n/a")
+    line = f"{decision['session']}: {legs} - {decision['model_id']}, {decision['model_age_sessions']} sessions old, drift {drift}"
+    if decision.get("out_of_range"):
+        line += ", input out of the training range (baseline weight held)"
+    return line
+
+
 @main.command()
 @click.option("--date", "session", help="Session date YYYY-MM-DD (default: the last session in the data).")
 @click.option("--model", "model_spec", default="promoted", show_default=True, help=MODEL_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the full decision as JSON instead of one line.")
 @click.pass_obj
-def rebalance(ctx: Context, session: str | None, model_spec: str) -> None:
-    """The allocation for one session, printed as JSON ('promoted' writes the decision and the log;
-    the walk-forward models write nothing)."""
+def rebalance(ctx: Context, session: str | None, model_spec: str, as_json: bool) -> None:
+    """The allocation for one session, printed as one line (``--json``: the full decision). 'promoted'
+    writes the decision and the log; on the hand-over session it gives the evaluated walk-forward
+    path's decision (the promoted model decides from the next session); the walk-forward models
+    write nothing."""
+    import pandas as pd
+
     from allocator_pipeline.core.allocation import NoDataForSession, decide
     from allocator_pipeline.core.common.errors import InputDataError
-    from allocator_pipeline.core.common.sessions import session_dates
+    from allocator_pipeline.core.common.sessions import decision_ts_for, session_dates
     from allocator_pipeline.core.common.storage import read_json, to_json_text
     from allocator_pipeline.core.inputs import check_decision_date
     from allocator_pipeline.defs.allocation import NoPromotedAllocator, load_promoted, model_schedule
@@ -57,6 +78,7 @@ def rebalance(ctx: Context, session: str | None, model_spec: str) -> None:
 
     s = ctx.settings
     session = _session_arg(session, "--date")
+    note = None
     with ctx.publication():
         _, legs = _live_inputs(ctx)
         if session is None:
@@ -67,15 +89,37 @@ def rebalance(ctx: Context, session: str | None, model_spec: str) -> None:
             raise InputError(f"--date {session}: {exc.problem}") from None
         try:
             if model_spec == "promoted":
-                load_promoted(s)  # a clear error before any run is started
-                result = materialize(DAILY, ctx.options, ctx.instance, partition_key=session, verbose=ctx.verbose)
-                check_run(result, f"rebalance {session}")
-                decision = read_json(s.paths.decisions / f"{session}.json")
+                schedule, manifest = load_promoted(s)  # a clear error before any run is started
+                handover = schedule.initial_state.session if schedule.initial_state is not None else None
+                ts = decision_ts_for(pd.Timestamp(session))
+                if handover is not None and ts < handover:
+                    raise InputError(
+                        f"--date {session}: before the promoted allocator's hand-over session "
+                        f"{session_dates(pd.DatetimeIndex([handover]))[0].date()}; it decides the sessions after it "
+                        "(`--model folds` gives the walk-forward models' decision of an earlier session)"
+                    )
+                if ts == handover:
+                    # the walk-forward path decides the hand-over session (bit for bit as its backtest)
+                    decision, _ = decide(model_schedule(ctx.resource(), "folds"), legs, session, s, previous=None)
+                    decision["mode"] = "hand-over"
+                    note = (
+                        f"{session} is the hand-over session: this is the walk-forward path's decision; the promoted "
+                        f"allocator {manifest['model_id']} decides from the next session (nothing written)"
+                    )
+                else:
+                    result = materialize(DAILY, ctx.options, ctx.instance, partition_key=session, verbose=ctx.verbose)
+                    check_run(result, f"rebalance {session}")
+                    decision = read_json(s.paths.decisions / f"{session}.json")
             else:
                 decision, _ = decide(model_schedule(ctx.resource(), model_spec), legs, session, s, previous=None)
         except (NoDataForSession, NoPromotedAllocator, FileNotFoundError, InputDataError) as exc:
             raise click.ClickException(str(exc)) from None
-    click.echo(to_json_text({k: v for k, v in decision.items() if k != "state"}), nl=False)
+    if as_json:
+        click.echo(to_json_text({k: v for k, v in decision.items() if k != "state"}), nl=False)
+        return
+    if note is not None:
+        click.echo(note)
+    click.echo(decision_line(decision, s.data.qqq_symbol, s.data.spy_symbol))
 
 
 @main.command()

@@ -44,7 +44,7 @@ def _run_folds(ctx: Context, selection: Selection, folds_spec: str | None, what:
     folds = _folds(ctx, folds_spec)
     n_workers = workers or ctx.settings.workers
     echo_step(f"{what}: {len(folds)} fold(s) {folds[0]}..{folds[-1]}, {n_workers} in parallel")
-    with fold_progress(folds, what, "; see the runs in `make ui`") as done:
+    with fold_progress(folds, what, "; see the runs in `make ui`", ctx.instance) as done:
         materialize_folds(
             selection, folds, ctx.options, ctx.instance, workers=n_workers, on_done=done, verbose=ctx.verbose
         )
@@ -74,7 +74,8 @@ def _report(ctx: Context) -> None:
 def _echo_report(ctx: Context) -> None:
     """The report's headline table, verdict, gates and paths (from the stored artifacts)."""
     from allocator_pipeline.core.common.storage import read_json
-    from allocator_pipeline.report import comparison_lines, format_headline, headline_table, lag_table
+    from allocator_pipeline.core.promotion import model_directory
+    from allocator_pipeline.report import comparison_lines, format_headline, gate_line, headline_table, lag_table
 
     paths = ctx.settings.paths
     metrics = read_json(paths.backtest / "metrics.json")
@@ -94,19 +95,14 @@ def _echo_report(ctx: Context) -> None:
             f"sessions, {boot['resamples']} resamples; the beats-the-baseline gates pass on the lower bound)"
         )
     for gate in metrics["gates"]:
-        mark = "pass" if gate["passed"] else ("not evaluated" if gate.get("evaluated") is False else "FAIL")
-        value = "n/a" if gate["value"] is None else f"{gate['value']:.4g}"
-        interval = gate.get("interval")
-        if interval:
-            value += f" [{interval[0]:.4g}, {interval[1]:.4g}]"
-        click.echo(f"  [{mark}] {gate['name']}: value {value} vs threshold {gate['threshold']:.4g}")
+        click.echo(f"  {gate_line(gate)}")
     comparisons = comparison_lines(metrics)
     if comparisons:
         click.echo("Three-way verdict (same bootstrap; promotion follows the seed's gates above):")
         for line in comparisons:
             click.echo(f"  {line}")
     if promotion.get("promoted"):
-        click.echo(f"Promoted allocator: {promotion['directory']}")
+        click.echo(f"Promoted allocator: {model_directory(promotion, paths.final)}")
     else:
         click.echo("Nothing promoted (the allocator failed its gates; a rejection is a valid result).")
     click.echo(f"Report: {paths.backtest / 'report.html'}")

@@ -88,7 +88,7 @@ def submit_folds(ctx: Context, folds: list[str], what: str, wait: bool) -> None:
     if not wait:
         echo_step(f"follow it in the UI (`allocator ui`, Overview > Backfills) or with --wait; id {backfill_id}")
         return
-    with fold_progress(folds, what, f" (backfill {backfill_id}); see the runs in `allocator ui`") as done:
+    with fold_progress(folds, what, f" (backfill {backfill_id}); see the runs in `allocator ui`", ctx.instance) as done:
         try:
             follow_backfill(ctx.instance, backfill_id, on_done=done)
         except RuntimeError as exc:

@@ -22,6 +22,7 @@ from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.sessions import EXCHANGE_TZ, session_dates
 from allocator_pipeline.core.common.storage import read_json
 from allocator_pipeline.core.inputs import live_inputs
+from allocator_pipeline.core.promotion import POINTER, model_directory
 from allocator_pipeline.core.tuning import tuned_settings
 from allocator_pipeline.defs.metadata import frame_metadata
 from allocator_pipeline.defs.partitions import DAILY_START, daily_partitions
@@ -54,14 +55,15 @@ def walk_forward_schedule(resource: AllocatorSettings, through: str | None = Non
 def load_promoted(settings: Settings) -> tuple[ModelSchedule, dict]:
     """The promoted allocator's schedule (its model from the session after the hand-over, with the
     walk-forward path's state there) and its promotion manifest."""
-    promotion = settings.paths.final / "promotion.json"
+    promotion = settings.paths.final / POINTER
     if not promotion.is_file():
         raise NoPromotedAllocator(
             f"no promoted allocator in {settings.paths.final}: run `allocator run` (or materialise "
             "promoted_allocator) and get an accepted walk-forward report first"
         )
     manifest = read_json(promotion)
-    return promoted_schedule(manifest, FoldModel.load(manifest["model_directory"]), settings), manifest
+    model = FoldModel.load(model_directory(manifest, promotion.parent))
+    return promoted_schedule(manifest, model, settings), manifest
 
 
 def model_schedule(resource: AllocatorSettings, spec: str) -> ModelSchedule:

@@ -8,6 +8,7 @@ import pandas as pd
 from allocator_pipeline.core.allocation import FoldModel
 from allocator_pipeline.core.evaluation import evaluate_walk_forward
 from allocator_pipeline.core.inputs import read_planted, step3_directory
+from allocator_pipeline.defs.history import report_record
 from allocator_pipeline.defs.resources import AllocatorSettings
 from allocator_pipeline.report import failed_gates, format_headline, headline_figure_png, headline_table, publish_report
 
@@ -45,6 +46,8 @@ def walk_forward_report(
             "equity_curves": dg.MetadataValue.md(f"![equity](data:image/png;base64,{png})"),
             "report": dg.MetadataValue.path(str(paths["report"])),
             "oos_daily": dg.MetadataValue.path(str(paths["oos_daily"])),
+            # the run history (`allocator runs`, the asset page's plots)
+            **report_record(metrics, leg_panel, oos_daily),
         }
     )
     return metrics

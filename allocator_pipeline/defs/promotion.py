@@ -4,7 +4,7 @@
 import dagster as dg
 import pandas as pd
 
-from allocator_pipeline.core.promotion import promote_allocator
+from allocator_pipeline.core.promotion import model_directory, promote_allocator
 from allocator_pipeline.defs.ensemble import fold_job
 from allocator_pipeline.defs.partitions import FOLD_PARTITIONS_NAME
 from allocator_pipeline.defs.resources import AllocatorSettings
@@ -49,7 +49,7 @@ def promoted_allocator(
         context.add_output_metadata(
             {
                 "promoted": True,
-                "directory": dg.MetadataValue.path(manifest["model_directory"]),
+                "directory": dg.MetadataValue.path(str(model_directory(manifest, s.paths.final))),
                 "model_id": manifest["model_id"],
             }
         )

@@ -12,6 +12,7 @@ import dagster as dg
 import pandas as pd
 
 from allocator_pipeline.core.allocation.fold_model import ENSEMBLE_FILE, FoldModel
+from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.storage import read_json, read_parquet, remove, write_json, write_parquet
 from allocator_pipeline.core.models.base import Member
 from allocator_pipeline.core.models.members import load_members, save_members
@@ -42,6 +43,22 @@ ARTIFACT_PATHS: dict[str, str] = {
     "walk_forward_report": "step3_out/allocator/backtest/metrics",
     "promoted_allocator": "step3_out/allocator/promotion",
 }
+
+
+#: The stages whose artifacts ``allocator backtest`` rebuilds (the others: the dataset, or a fold's stages).
+_BACKTEST_ASSETS = ("allocator_path", "walk_forward_report", "promoted_allocator")
+
+
+def rebuild_command(asset_name: str, partition: str | None = None) -> str:
+    """The command that writes an asset's artifact again: a fold stage's ``allocator train --folds
+    KEY``, the backtest's ``allocator backtest``, the dataset's ``allocator build-dataset``.
+
+    >>> rebuild_command("allocator_features"), rebuild_command("fold_dataset", "2024")
+    ('allocator build-dataset', 'allocator train --folds 2024')
+    """
+    if partition is not None:
+        return f"allocator train --folds {partition}"
+    return "allocator backtest" if asset_name in _BACKTEST_ASSETS else "allocator build-dataset"
 
 
 def _partitions(context: dg.InputContext) -> list[str] | None:
@@ -91,7 +108,14 @@ class ArtifactIOManager(dg.ConfigurableIOManager):
                 f"asset {asset_name}{where} has not been materialised yet (no artifact at "
                 f"{self._base(asset_name, partition)}.parquet|.json); materialise it first"
             )
-        return read_parquet(path) if path.suffix == ".parquet" else read_json(path)
+        try:
+            return read_parquet(path) if path.suffix == ".parquet" else read_json(path)
+        except (OSError, ValueError) as exc:  # truncated or overwritten: pyarrow's ArrowInvalid, a JSON error
+            problem = " ".join(str(exc).split()) or type(exc).__name__
+            raise InputDataError(
+                f"the artifact cannot be read ({problem}); rebuild it with `{rebuild_command(asset_name, partition)}`",
+                file=path,
+            ) from None
 
     def load_input(self, context: dg.InputContext) -> Any:
         name = context.asset_key.path[-1]

@@ -57,11 +57,10 @@ from allocator_pipeline.report.sections import (
     _tuning_section,
     _verdict,
 )
-from allocator_pipeline.report.tables import REPORT_ORDER, format_headline, headline_table, strategy_label
+from allocator_pipeline.report.tables import REPORT_ORDER, format_headline, headline_table, report_title, strategy_label
 
 __all__ = ["format_headline", "headline_figure_png", "headline_table", "render_report"]
 
-DEFAULT_TITLE = "QQQ/SPY allocator: walk-forward report"
 _WEIGHTS_NOTE = (
     '<p class="sub">w_raw: the expected-utility argmax; w_smoothed: after smoothing and the daily change '
     "cap; w_final: after the risk envelope (drawdown guard, drift throttle), drawn over w_smoothed, so orange "
@@ -89,7 +88,7 @@ def _subtitle(oos_daily: pd.DataFrame, metrics: Mapping[str, Any]) -> str:
 
 
 def render_report(
-    oos_daily: pd.DataFrame, metrics: Mapping[str, Any], title: str = DEFAULT_TITLE, top_features: int = 15
+    oos_daily: pd.DataFrame, metrics: Mapping[str, Any], title: str | None = None, top_features: int = 15
 ) -> str:
     """Render the walk-forward report as one self-contained HTML page.
 
@@ -100,8 +99,8 @@ def render_report(
         the next session, ``realized_ts``).
     metrics : mapping
         Content of ``metrics.json``, see the module docstring.
-    title : str
-        Page title.
+    title : str, optional
+        Page title (default: :func:`report_title`, naming the run's leg symbols).
     top_features : int
         Features shown in the importance heat map (by mean normalised gain across folds).
 
@@ -117,6 +116,7 @@ def render_report(
         allocator figures.
     """
     validate_oos_daily(oos_daily)
+    title = report_title(metrics) if title is None else title
     labels = {s: strategy_label(s, metrics) for s in REPORT_ORDER}
     sections = [
         _section("verdict", "Verdict", _verdict(metrics)),

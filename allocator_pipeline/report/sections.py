@@ -30,6 +30,7 @@ from allocator_pipeline.report.tables import (
     as_float,
     comparison_lines,
     failed_gates,
+    fmt_gate,
     fmt_interval,
     fmt_number,
     fmt_pct,
@@ -60,12 +61,12 @@ def _verdict(metrics: Mapping[str, Any]) -> str:
         )
     items = []
     for gate in failed:
-        miss = "" if gate["miss"] is None else f", missed by {fmt_number(gate['miss'])}"
+        miss = "" if gate["miss"] is None else f", missed by {fmt_gate(gate.get('name'), gate['miss'])}"
         detail = f" &mdash; {esc(gate.get('detail'))}" if gate.get("detail") else ""
-        interval = f" {fmt_interval(gate.get('interval'))}" if gate.get("interval") else ""
+        interval = f" {fmt_interval(gate.get('interval'), gate.get('name'))}" if gate.get("interval") else ""
         items.append(
-            f"<li><b>{esc(gate.get('name'))}</b>: value {esc(fmt_number(gate.get('value')))}{esc(interval)} vs "
-            f"threshold {esc(fmt_number(gate.get('threshold')))}{esc(miss)}{detail}</li>"
+            f"<li><b>{esc(gate.get('name'))}</b>: value {esc(fmt_gate(gate.get('name'), gate.get('value')))}{esc(interval)} "
+            f"vs threshold {esc(fmt_gate(gate.get('name'), gate.get('threshold')))}{esc(miss)}{detail}</li>"
         )
     if failed:
         lead = f"{len(failed)} of {len(gates)} acceptance gates failed; nothing is promoted:"
@@ -302,9 +303,9 @@ def _gate_section(metrics: Mapping[str, Any]) -> str:
     rows = [
         [
             cell(g.get("name"), "txt"),
-            cell(fmt_number(g.get("value"))),
-            cell(fmt_interval(g.get("interval"))),
-            cell(fmt_number(g.get("threshold"))),
+            cell(fmt_gate(g.get("name"), g.get("value"))),
+            cell(fmt_interval(g.get("interval"), g.get("name"))),
+            cell(fmt_gate(g.get("name"), g.get("threshold"))),
             cell(_gate_mark(g), "pass" if g.get("passed") else ("txt" if g.get("passed") is None else "fail")),
             cell(g.get("detail") or "", "detail"),
         ]

@@ -38,7 +38,7 @@ _STRATEGY_LABELS: dict[str, str] = {
     "model_only": "Model only (allocator w, no envelope)",
     "confidence_rule": "Confidence rule (Step 3 prob_up spread + envelope)",
     "baseline": "Step 3 baseline",
-    "qqq_only": "QQQ leg only",
+    "qqq_only": "QQQ leg only",  # with the run's symbols: leg_symbols()
     "spy_only": "SPY leg only",
     "inverse_vol": "Inverse volatility",
     "oracle": "Hindsight label path (penalised labels, not an upper bound)",
@@ -121,9 +121,32 @@ def report_currency(metrics: Mapping[str, Any], default: str = "USD") -> str:
     return str(currency) if currency else default
 
 
+def leg_symbols(metrics: Mapping[str, Any] | None) -> tuple[str, str]:
+    """The run's growth and core leg symbols (``data.qqq_symbol``, ``data.spy_symbol`` of its
+    settings); QQQ and SPY when the metrics do not record them.
+
+    >>> leg_symbols({"settings": {"data": {"qqq_symbol": "TLT", "spy_symbol": "SPY"}}})
+    ('TLT', 'SPY')
+    """
+    data = ((metrics or {}).get("settings") or {}).get("data") or {}
+    if not isinstance(data, Mapping):
+        data = {}
+    return str(data.get("qqq_symbol") or "QQQ"), str(data.get("spy_symbol") or "SPY")
+
+
+def report_title(metrics: Mapping[str, Any] | None) -> str:
+    """The report's title, naming the run's legs: ``QQQ/SPY allocator: walk-forward report``."""
+    growth, core = leg_symbols(metrics)
+    return f"{growth}/{core} allocator: walk-forward report"
+
+
 def strategy_label(strategy: str, metrics: Mapping[str, Any] | None = None) -> str:
-    """Human label of a strategy key; the baseline names its static weight when known."""
-    label = _STRATEGY_LABELS.get(strategy, strategy)
+    """Human label of a strategy key; the single-leg rows name the run's symbols
+    (:func:`leg_symbols`), the baseline its static weight when known."""
+    growth, core = leg_symbols(metrics)
+    label = {"qqq_only": f"{growth} leg only", "spy_only": f"{core} leg only"}.get(
+        strategy, _STRATEGY_LABELS.get(strategy, strategy)
+    )
     if strategy == "baseline" and metrics is not None:
         labels = (metrics.get("settings") or {}).get("labels") or {}
         weight = as_float(labels.get("baseline_weight")) if isinstance(labels, Mapping) else None
@@ -267,11 +290,46 @@ def fold_comparison(
     return frame
 
 
-def fmt_interval(interval: Any) -> str:
-    """``[lower, upper]`` of a gate (4 significant digits each); None -> '' (the gate has none)."""
+#: Gate name -> formatter in the headline's units (a monthly PnL difference in percent a month, a
+#: drawdown in percent, a Calmar as the headline's Calmar); other gates: :func:`fmt_number`.
+GATE_FORMATS: dict[str, Callable[[Any], str]] = {
+    "avg_monthly_pnl_vs_baseline": fmt_pct,
+    "max_drawdown_vs_baseline": fmt_pct,
+    "negative_fold_rate": fmt_pct,
+    "calmar_vs_baseline": fmt_ratio,
+    "p25_fold_calmar": fmt_ratio,
+    "turnover": fmt_ratio,
+}
+
+
+def fmt_gate(name: str | None, value: Any) -> str:
+    """A gate's value, threshold or miss in its headline unit; +/-infinity reads '+inf'/'-inf' (a
+    Calmar over a zero drawdown), None/NaN 'n/a'. The terminal and the HTML page both use it.
+
+    >>> fmt_gate("avg_monthly_pnl_vs_baseline", 0.0003872), fmt_gate("calmar_vs_baseline", float("inf"))
+    ('0.04%', '+inf')
+    """
+    if isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool) and math.isinf(value):
+        return "+inf" if value > 0 else "-inf"
+    return GATE_FORMATS.get(name or "", fmt_number)(value)
+
+
+def fmt_interval(interval: Any, name: str | None = None) -> str:
+    """``[lower, upper]`` of a gate, in the gate's unit (:func:`fmt_gate`); None -> '' (the gate has none)."""
     if not interval:
         return ""
-    return f"[{fmt_number(interval[0])}, {fmt_number(interval[1])}]"
+    return f"[{fmt_gate(name, interval[0])}, {fmt_gate(name, interval[1])}]"
+
+
+def gate_line(gate: Mapping[str, Any]) -> str:
+    """One gate for the terminal: ``[FAIL] avg_monthly_pnl_vs_baseline: value 0.04% [-0.04%, 0.12%] vs
+    threshold 0.00%``, the same figures as the report's gate table."""
+    name = gate.get("name")
+    mark = "pass" if gate.get("passed") else ("not evaluated" if gate.get("evaluated") is False else "FAIL")
+    value = fmt_gate(name, gate.get("value"))
+    if gate.get("interval"):
+        value += f" {fmt_interval(gate['interval'], name)}"
+    return f"[{mark}] {name}: value {value} vs threshold {fmt_gate(name, gate.get('threshold'))}"
 
 
 def failed_gates(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:

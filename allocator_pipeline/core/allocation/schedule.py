@@ -25,7 +25,8 @@ class ScheduledModel:
     """A model, the settings it decides with, and the sessions it decides.
 
     ``first``/``last`` bound its sessions (decision_ts, inclusive; ``last`` None: open-ended);
-    ``trained_through`` is the last session of its training window, for the model's age.
+    ``trained_through`` is the last session of its training window, for the model's age;
+    ``after`` (the promoted model) is the hand-over session it decides strictly after.
     """
 
     model_id: str
@@ -34,6 +35,17 @@ class ScheduledModel:
     first: pd.Timestamp
     last: pd.Timestamp | None
     trained_through: pd.Timestamp
+    after: pd.Timestamp | None = None
+
+    @property
+    def start_text(self) -> str:
+        """Its first session as a person reads it: ``2024-01-02``, or ``after 2025-09-26``."""
+        return f"after {self.after.date()}" if self.after is not None else str(self.first.date())
+
+    @property
+    def end_text(self) -> str:
+        """Its last session: ``2024-12-31``, or ``open``."""
+        return str(self.last.date()) if self.last is not None else "open"
 
 
 @dataclass(frozen=True)
@@ -57,8 +69,7 @@ class ModelSchedule:
                     break
                 return scheduled
         deciding = [m for m in self.models if self.only is None or m.model_id == self.only]
-        first, last = deciding[0].first, deciding[-1].last
-        window = f"{first.date()} .. {last.date() if last is not None else 'open'}"
+        window = f"{deciding[0].start_text} .. {deciding[-1].end_text}"
         who = self.only or "this schedule"
         raise InputDataError(f"session {ts.date()} is outside the sessions {who} decides ({window})")
 
@@ -113,5 +124,6 @@ def promoted_schedule(manifest: Mapping[str, Any], model: FoldModel, settings: S
         first=handover.session + pd.Timedelta(1, "ns"),  # strictly after the hand-over session
         last=None,
         trained_through=pd.Timestamp(manifest["val_end"]),
+        after=handover.session,
     )
     return ModelSchedule((scheduled,), initial_state=handover)

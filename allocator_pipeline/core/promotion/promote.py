@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -45,11 +46,22 @@ from allocator_pipeline.core.labels.utility import utility_labels as compute_uti
 from allocator_pipeline.core.tuning.result import export_ledger, export_trial_returns
 from allocator_pipeline.core.tuning.space import tuned_settings, tunes_labels
 from allocator_pipeline.core.tuning.study import inner_fold_frames, run_study
-from allocator_pipeline.report.tables import comparison_lines, failed_gates, format_headline, headline_table
+from allocator_pipeline.report.tables import comparison_lines, failed_gates, fmt_gate, format_headline, headline_table
 from allocator_pipeline.settings import Settings
 
 POINTER = "promotion.json"
 """The file in ``final output/step3_allocator/`` naming the promoted model version."""
+
+
+def model_directory(manifest: Mapping[str, Any], final: Path) -> Path:
+    """The promoted model's folder: ``manifest["model_directory"]`` resolved against ``final``, the
+    folder holding ``promotion.json`` (a manifest written before relative paths holds an absolute
+    path, which is kept as it is).
+
+    >>> model_directory({"model_directory": "models/allocator-2025-09-25-abc"}, Path("/mnt/home/final"))
+    PosixPath('/mnt/home/final/models/allocator-2025-09-25-abc')
+    """
+    return Path(final) / str(manifest["model_directory"])
 
 
 def model_card(metrics: dict[str, Any], manifest: dict[str, Any], settings: Settings) -> str:
@@ -95,7 +107,8 @@ def model_card(metrics: dict[str, Any], manifest: dict[str, Any], settings: Sett
         "| gate | value | threshold | verdict |",
         "| --- | --- | --- | --- |",
         *[
-            f"| {g['name']} | {g['value']} | {g['threshold']} | {'pass' if g['passed'] else ('not evaluated' if g.get('evaluated') is False else 'FAIL')} |"
+            f"| {g['name']} | {fmt_gate(g['name'], g['value'])} | {fmt_gate(g['name'], g['threshold'])} | "
+            f"{'pass' if g['passed'] else ('not evaluated' if g.get('evaluated') is False else 'FAIL')} |"
             for g in metrics["gates"]
         ],
         "",
@@ -174,8 +187,9 @@ def promote_allocator(
     manifest = {
         "promoted": True,
         "model_id": model_id,
-        "directory": str(final),
-        "model_directory": str(version),
+        # relative to the folder of promotion.json, so a home moved or mounted elsewhere still decides
+        "directory": ".",
+        "model_directory": version.relative_to(final).as_posix(),
         "members": list(model.members),
         "calibrator": model.ensemble.calibrator.to_dict().get("kind"),
         "train_start": str(train[0]),
