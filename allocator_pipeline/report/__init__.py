@@ -1,6 +1,7 @@
 """Presentation of the walk-forward report: the HTML page, its tables, charts and diagnostics."""
 
 from allocator_pipeline.report.charts import equity_and_drawdown, headline_figure_png, sample_rows
+from allocator_pipeline.report.comparisons import comparison_lines
 from allocator_pipeline.report.diagnostics import (
     importance_matrix,
     mean_pairwise_spearman,
@@ -11,7 +12,6 @@ from allocator_pipeline.report.diagnostics import (
 from allocator_pipeline.report.page import publish_report, render_report
 from allocator_pipeline.report.tables import (
     STRATEGIES,
-    comparison_lines,
     failed_gates,
     fmt_gate,
     fmt_interval,

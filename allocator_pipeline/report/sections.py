@@ -14,6 +14,7 @@ import pandas as pd
 
 from allocator_pipeline.core.common.sessions import SESSIONS_PER_YEAR
 from allocator_pipeline.report.charts import fold_bars_png
+from allocator_pipeline.report.comparisons import comparison_lines
 from allocator_pipeline.report.diagnostic_charts import importance_heatmap_png, reliability_png
 from allocator_pipeline.report.diagnostics import (
     calibration_table,
@@ -28,7 +29,6 @@ from allocator_pipeline.report.html import cell, esc, html_table, png_img, signe
 from allocator_pipeline.report.tables import (
     MISSING,
     as_float,
-    comparison_lines,
     failed_gates,
     fmt_gate,
     fmt_interval,

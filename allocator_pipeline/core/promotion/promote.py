@@ -46,7 +46,8 @@ from allocator_pipeline.core.labels.utility import utility_labels as compute_uti
 from allocator_pipeline.core.tuning.result import export_ledger, export_trial_returns
 from allocator_pipeline.core.tuning.space import tuned_settings, tunes_labels
 from allocator_pipeline.core.tuning.study import inner_fold_frames, run_study
-from allocator_pipeline.report.tables import comparison_lines, failed_gates, fmt_gate, format_headline, headline_table
+from allocator_pipeline.report.comparisons import comparison_lines
+from allocator_pipeline.report.tables import failed_gates, fmt_gate, format_headline, headline_table
 from allocator_pipeline.settings import Settings
 
 POINTER = "promotion.json"
