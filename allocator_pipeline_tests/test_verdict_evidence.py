@@ -276,7 +276,10 @@ def test_report_shows_the_evidence_the_ablations_and_the_gate_intervals():
         assert anchor in html, anchor
     assert "Envelope only (baseline w + envelope)" in html and "Model only (allocator w, no envelope)" in html
     calmar = next(g for g in gates if g["name"] == "calmar_vs_baseline")
-    assert fmt_interval(calmar["interval"]) in html and calmar["interval"][0] < calmar["value"] < calmar["interval"][1]
+    assert (
+        fmt_interval(calmar["interval"], calmar["name"]) in html
+        and calmar["interval"][0] < calmar["value"] < calmar["interval"][1]
+    )
     assert {g["name"] for g in gates} >= {"deflated_sharpe", "pbo"}
     assert render_report(oos, metrics) == html  # deterministic
 
