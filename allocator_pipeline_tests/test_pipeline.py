@@ -459,6 +459,18 @@ def test_a_model_older_than_the_limit_is_refused_with_what_to_run(promoted):
         decide(schedule, legs, last, settings, None, max_model_age=age - 1)
 
 
+def persistent_instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh persistent (SQLite) Dagster home for a CLI test; DAGSTER_HOME points at it and is
+    restored after the test (the CLI sets it)."""
+    from allocator_pipeline.defs.execution import INSTANCE_FILE
+
+    home = tmp_path / "instance"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(INSTANCE_FILE)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
+
+
 def test_rebalance_right_after_promotion_gives_the_hand_over_decision_and_a_moved_home_still_decides(
     promoted, tmp_path, monkeypatch
 ):
@@ -471,7 +483,6 @@ def test_rebalance_right_after_promotion_gives_the_hand_over_decision_and_a_move
     from click.testing import CliRunner
 
     from allocator_pipeline import cli
-    from allocator_pipeline.defs.execution import INSTANCE_FILE
 
     home, _, _ = promoted
     manifest = read_json(home / "final output" / "step3_allocator" / "promotion.json")
@@ -482,10 +493,7 @@ def test_rebalance_right_after_promotion_gives_the_hand_over_decision_and_a_move
     moved.parent.mkdir()
     shutil.move(first_place, moved)
     assert not first_place.exists()
-    instance = tmp_path / "instance"
-    instance.mkdir()
-    (instance / "dagster.yaml").write_text(INSTANCE_FILE)
-    monkeypatch.setenv("DAGSTER_HOME", str(instance))  # restored after the test (the CLI sets it)
+    instance = persistent_instance(tmp_path, monkeypatch)
 
     def rebalance(*args: str):
         return CliRunner().invoke(cli.main, ["--home", str(moved), "--instance", str(instance), "rebalance", *args])
@@ -537,7 +545,6 @@ def test_a_corrupted_artifact_ends_train_with_the_file_the_problem_and_the_rebui
     from click.testing import CliRunner
 
     from allocator_pipeline import cli
-    from allocator_pipeline.defs.execution import INSTANCE_FILE
 
     source, _, _ = pipeline
     home = tmp_path / "home"
@@ -545,10 +552,7 @@ def test_a_corrupted_artifact_ends_train_with_the_file_the_problem_and_the_rebui
     write_config(home)
     features = home / "step3_out" / "allocator" / "dataset" / "features.parquet"
     features.write_bytes(features.read_bytes()[:1000])
-    instance_dir = tmp_path / "instance"
-    instance_dir.mkdir()
-    (instance_dir / "dagster.yaml").write_text(INSTANCE_FILE)
-    monkeypatch.setenv("DAGSTER_HOME", str(instance_dir))
+    instance_dir = persistent_instance(tmp_path, monkeypatch)
     with dg.DagsterInstance.get() as instance:  # the fold partitions build-dataset registered
         instance.add_dynamic_partitions("fold", ["2023", "2024", "2025"])
     result = CliRunner().invoke(
@@ -569,15 +573,11 @@ def test_runs_lists_the_recorded_reports_newest_first_from_the_instance(pipeline
     from click.testing import CliRunner
 
     from allocator_pipeline import cli
-    from allocator_pipeline.defs.execution import INSTANCE_FILE
     from allocator_pipeline.defs.history import run_history
     from allocator_pipeline.report.tables import fmt_pct, fmt_ratio
 
     source, _, _ = pipeline
-    instance_dir = tmp_path / "instance"
-    instance_dir.mkdir()
-    (instance_dir / "dagster.yaml").write_text(INSTANCE_FILE)
-    monkeypatch.setenv("DAGSTER_HOME", str(instance_dir))
+    instance_dir = persistent_instance(tmp_path, monkeypatch)
     homes = []
     for name, extra in (("a", ""), ("b", "[costs]\nfee_bps = 4.0\n")):
         home = tmp_path / name
