@@ -1,4 +1,4 @@
-"""The no-forward-leakage proof (DESIGN.md section 3) and the harness's own behaviour."""
+"""The no-forward-leakage proof (docs/design.md section 3) and the harness's own behaviour."""
 
 from __future__ import annotations
 

@@ -276,6 +276,6 @@ def envelope_section(oos_daily: pd.DataFrame, metrics: Mapping[str, Any]) -> str
         body += (
             table + '<p class="sub">What a stricter or looser envelope would have cost or saved on these sessions, '
             "with no model (the baseline weight through each variant, the same costs). For information only: the "
-            "defaults were chosen on synthetic fixtures, never on this table (README, policy and risk envelope).</p>"
+            "defaults were chosen on synthetic fixtures, never on this table (docs/method.md, policy and risk envelope).</p>"
         )
     return body

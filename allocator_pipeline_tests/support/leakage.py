@@ -1,4 +1,4 @@
-"""The harness of the no-forward-leakage proof (DESIGN.md section 3).
+"""The harness of the no-forward-leakage proof (docs/design.md section 3).
 
 The proof: change every input after a date ``D`` (:func:`perturb_after`), recompute, and check
 that every output that may only use data up to ``D`` (features up to ``D``, labels up to ``D - H``

@@ -1,4 +1,4 @@
-"""Acceptance gates (DESIGN.md section 8).
+"""Acceptance gates (docs/design.md section 8).
 
 Each gate is a dict ``{name, value, threshold, passed, detail}``; the allocator is accepted only
 when every gate passes (:func:`accepted`). The inputs are metric dicts of

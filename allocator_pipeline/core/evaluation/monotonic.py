@@ -1,4 +1,4 @@
-"""Monotonic sanity (DESIGN.md section 8): how a fold model's weight answers a rise of a risk feature.
+"""Monotonic sanity (docs/design.md section 8): how a fold model's weight answers a rise of a risk feature.
 
 A rise of a leg's volatility, downside volatility or drawdown must not raise that leg's weight.
 :func:`monotonic_sanity` measures it on each fold's test rows, at the model's own choice
