@@ -211,7 +211,10 @@ def test_two_workers_share_a_fold_study_on_postgres(postgres, local):
     url = _database(postgres, "optuna")
     home, _ = local  # its dataset; the study lives in PostgreSQL only
     settings = load_settings(
-        home=home, environ={}, overrides={"tuning": {"n_trials": 6, "storage": url, "workers": 2, "pruning": False}}
+        home=home,
+        environ={},
+        # the trial budget ends the study, never the clock (a loaded machine would end it early)
+        overrides={"tuning": {"n_trials": 6, "storage": url, "workers": 2, "pruning": False, "timeout_seconds": 3600}},
     )
     dataset = settings.paths.dataset
     frames = inner_fold_frames(
@@ -227,7 +230,9 @@ def test_two_workers_share_a_fold_study_on_postgres(postgres, local):
         read_parquet(dataset / "leg_panel.parquet"),
         settings,
     )
-    assert result.storage.startswith("postgresql") and result.n_complete == 6 and result.n_new == 6
+    # the budget is checked, then a trial started, by each worker: both may start the last one, so
+    # the study ends at the budget or at most workers - 1 trials past it (study.py, run_trials)
+    assert result.storage.startswith("postgresql") and 6 <= result.n_complete <= 7 and result.n_new == result.n_complete
     assert set(result.ledger["mode"]) == {"parallel"} and result.to_dict()["workers"] == 2
     assert set(result.ledger["worker"]) == {0, 1}  # both processes ran trials of the one study
 

@@ -316,7 +316,9 @@ def _trial_loop(
     progress: Progress = None,
 ) -> None:
     """Run trials of the study until the budget (counted over all workers) or the timeout (wall
-    time since ``started``, a ``time.time()``) is spent."""
+    time since ``started``, a ``time.time()``) is spent. Parallel workers check the count, then
+    start a trial: two may start the last one, so a shared study can end up to ``workers - 1``
+    trials past the budget."""
     fold = study.user_attrs.get("fold", "?")
     parallel = settings.tuning.workers > 1
     cache = InnerFitCache()
