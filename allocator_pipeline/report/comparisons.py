@@ -21,6 +21,14 @@ def _signed(value: Any, fmt: Callable[[Any], str]) -> str:
     return MISSING if x is None else ("+" if x > 0 else "") + fmt(x)
 
 
+def _ratio(x: Any) -> str:
+    return fmt_ratio(x, 3)
+
+
+def _pct(x: Any) -> str:
+    return fmt_pct(x, 3)
+
+
 def comparison_lines(metrics: Mapping[str, Any]) -> list[str]:
     """The three-way verdict as plain lines (the CLI, the model card and the report's verdict box):
     per comparison the point difference and interval of Calmar and of average monthly PnL (percent
@@ -36,17 +44,10 @@ def comparison_lines(metrics: Mapping[str, Any]) -> list[str]:
             lines.append(f"{label}: not evaluated")
             continue
         cal, pnl = c["calmar"], c["avg_monthly_pnl"]
-
-        def ratio(x: Any) -> str:
-            return fmt_ratio(x, 3)
-
-        def pct(x: Any) -> str:
-            return fmt_pct(x, 3)
-
         lines.append(
-            f"[{'pass' if c['passed'] else 'FAIL'}] {label}: Calmar {_signed(cal['point'], ratio)} "
-            f"[{_signed(cal['lower'], ratio)}, {_signed(cal['upper'], ratio)}], avg monthly PnL "
-            f"{_signed(pnl['point'], pct)} [{_signed(pnl['lower'], pct)}, {_signed(pnl['upper'], pct)}] "
+            f"[{'pass' if c['passed'] else 'FAIL'}] {label}: Calmar {_signed(cal['point'], _ratio)} "
+            f"[{_signed(cal['lower'], _ratio)}, {_signed(cal['upper'], _ratio)}], avg monthly PnL "
+            f"{_signed(pnl['point'], _pct)} [{_signed(pnl['lower'], _pct)}, {_signed(pnl['upper'], _pct)}] "
             f"a month: {c['sentence']}"
         )
     lines.append(f"In words: {comparisons['summary']}")

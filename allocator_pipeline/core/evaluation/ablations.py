@@ -103,6 +103,20 @@ def envelope_path(
     return pd.concat(parts)
 
 
+def _baseline_weights(path: pd.DataFrame, settings_of: Mapping[str, Settings]) -> pd.Series:
+    """Each session's baseline weight (its fold's ``labels.baseline_weight``) on the path's sessions."""
+    bw = [settings_of[str(f)].labels.baseline_weight for f in path["fold"].astype(str)]
+    return pd.Series(bw, index=path.index, dtype=float)
+
+
+def _decisions(
+    weights: pd.Series, path: pd.DataFrame, settings_of: Mapping[str, Settings], context: pd.DataFrame
+) -> pd.DataFrame:
+    """``weights`` through :func:`envelope_path`: the decision frame (``w``, ``exposure``)."""
+    env = envelope_path(weights, path["fold"], settings_of, context)
+    return pd.DataFrame({"w": env["w_final"], "exposure": env["exposure"]}, index=path.index)
+
+
 def ablation_decisions(
     path: pd.DataFrame, settings_of: Mapping[str, Settings], context: pd.DataFrame
 ) -> dict[str, pd.DataFrame]:
@@ -112,20 +126,16 @@ def ablation_decisions(
     out = {}
     for kind in ABLATIONS:
         settings = {fold: ablation_settings(kind, s) for fold, s in settings_of.items()}
-        bw = pd.Series(
-            [settings[str(f)].labels.baseline_weight for f in path["fold"].astype(str)], index=path.index, dtype=float
-        )
         if kind == "envelope_only":
-            weights = bw
+            weights = _baseline_weights(path, settings)
         elif kind == "confidence_rule":
             if not {"qqq_prob_up", "spy_prob_up"} <= set(context.columns):
                 continue
             tilt = transparent_rule(context, CONFIDENCE_RULE_WINDOW)["w"].loc[path.index] - 0.5
-            weights = (bw + tilt).clip(0.0, 1.0)
+            weights = (_baseline_weights(path, settings) + tilt).clip(0.0, 1.0)
         else:
             weights = path["w_smoothed"].astype(float)
-        env = envelope_path(weights, path["fold"], settings, context)
-        out[kind] = pd.DataFrame({"w": env["w_final"], "exposure": env["exposure"]}, index=path.index)
+        out[kind] = _decisions(weights, path, settings, context)
     return out
 
 
@@ -153,7 +163,5 @@ def envelope_variant_decisions(
         for fold, s in settings_of.items():
             env = s.envelope.model_validate({**s.envelope.model_dump(), **update})
             settings[fold] = s.model_copy(update={"envelope": env})
-        bw = [settings[str(f)].labels.baseline_weight for f in path["fold"].astype(str)]
-        env_rows = envelope_path(pd.Series(bw, index=path.index, dtype=float), path["fold"], settings, context)
-        out[name] = pd.DataFrame({"w": env_rows["w_final"], "exposure": env_rows["exposure"]}, index=path.index)
+        out[name] = _decisions(_baseline_weights(path, settings), path, settings, context)
     return out
