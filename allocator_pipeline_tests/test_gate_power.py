@@ -50,11 +50,14 @@ def _by_name(gates):
 class LinearChoice:
     """A fold model whose chosen bucket is a known linear function of its inputs: the bucket
     nearest ``0.5 + sum_f slope_f * (x_f - centre_f)`` gets probability 0.9, the others share the
-    rest; ``M`` is the identity, so the expected-utility argmax is that bucket."""
+    rest; ``M`` is the identity, so the expected-utility argmax is that bucket; the class prior is
+    uniform, so the expected-weight sizing tilts by the same linear function (shrunk by the 0.1
+    spread over the other buckets)."""
 
     def __init__(self, slopes: dict[str, float], centres: dict[str, float]):
         self.slopes, self.centres = slopes, centres
         self.m = np.eye(N_CLASSES)
+        self.prior = np.full(N_CLASSES, 1.0 / N_CLASSES)
 
     @property
     def feature_names(self) -> list[str]:

@@ -345,7 +345,7 @@ def test_daily_decision_without_data_fails_naming_the_last_session(promoted):
 def test_each_fold_continues_the_previous_folds_state(pipeline):
     """The walk-forward path is one path: the first decision of each fold is the continuation of
     the previous fold's last state with the new fold's model, not a fresh start."""
-    from allocator_pipeline.core.allocation import Segment, continue_path, state_after
+    from allocator_pipeline.core.allocation import continue_path, state_after
     from allocator_pipeline.core.inputs import live_inputs
     from allocator_pipeline.core.tuning import tuned_settings
     from allocator_pipeline.defs.resources import AllocatorSettings, ArtifactIOManager, FoldModelIOManager
@@ -359,8 +359,8 @@ def test_each_fold_continues_the_previous_folds_state(pipeline):
     for previous, fold in (("2023", "2024"), ("2024", "2025")):
         rows = path[path["fold"] == fold]
         settings = tuned_settings(options.load(), artifacts.load("fold_tuning", fold).get("best_params", {}))
-        segment = Segment(
-            f"fold:{fold}", artifacts.load("fold_predictions", fold), models.load("fold_ensemble", fold).m, settings
+        segment = models.load("fold_ensemble", fold).segment(
+            f"fold:{fold}", artifacts.load("fold_predictions", fold), settings
         )
         continued, _ = continue_path(segment, legs, state_after(path[path["fold"] == previous], 0))
         fresh, _ = continue_path(segment, legs, None)

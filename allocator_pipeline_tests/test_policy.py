@@ -13,6 +13,7 @@ from allocator_pipeline.core.allocation.path import Segment, continue_path
 from allocator_pipeline.core.allocation.policy import (
     EU_COLUMNS,
     allocator_path,
+    class_prior,
     expected_utility,
     smooth_and_cap,
     utility_matrix,
@@ -128,9 +129,9 @@ def test_no_smoothing_and_huge_cap_returns_raw(raw, w0):
 # ----------------------------------------------------------------------------- allocator path
 
 
-def _settings(**env) -> Settings:
+def _settings(sizing: str = "argmax", **env) -> Settings:
     return Settings(
-        policy=PolicySettings(alpha=0.3, max_daily_change=0.15),
+        policy=PolicySettings(alpha=0.3, max_daily_change=0.15, sizing=sizing),
         envelope=EnvelopeSettings(**{"dd_guard": True, "vol_scaling": True, **env}),
     )
 
@@ -142,7 +143,7 @@ def test_allocator_path_without_smoothing_or_envelope_trades_argmax():
     proba = rng.dirichlet(np.ones(11), n)
     m = rng.normal(size=(11, 11))
     s = Settings(
-        policy=PolicySettings(alpha=0.0, max_daily_change=1.0, turnover_penalty=0.0),
+        policy=PolicySettings(alpha=0.0, max_daily_change=1.0, turnover_penalty=0.0, sizing="argmax"),
         envelope=EnvelopeSettings(dd_guard=False, vol_scaling=False, drift_throttle=False),
     )
     path = allocator_path(proba, m, ctx, s, w_prev0=0.5)
@@ -174,7 +175,9 @@ def test_exact_ties_go_to_the_lower_bucket_whatever_the_weight_held(penalty):
     ctx = _context(4, drift=False)
     ctx[["qqq_leg_return", "spy_leg_return"]] = 0.0
     s = Settings(
-        policy=PolicySettings(alpha=0.0, max_daily_change=1.0, turnover_penalty=penalty, hold_out_of_range=False),
+        policy=PolicySettings(
+            alpha=0.0, max_daily_change=1.0, turnover_penalty=penalty, hold_out_of_range=False, sizing="argmax"
+        ),
         envelope=EnvelopeSettings(dd_guard=False, vol_scaling=False, drift_throttle=False),
     )
     path = allocator_path(np.full((4, 11), 1 / 11), m, ctx, s, w_prev0=0.5)
@@ -184,26 +187,28 @@ def test_exact_ties_go_to_the_lower_bucket_whatever_the_weight_held(penalty):
     assert allocator_path(np.full((1, 11), 1 / 11), m, ctx.iloc[:1], s, w_prev0=0.5)["w_raw"].tolist() == [0.7]
 
 
+@pytest.mark.parametrize("sizing", ["argmax", "expected_weight"])
 @pytest.mark.parametrize("lag", [0, 1])
-def test_allocator_path_continued_from_state_equals_full_path(lag):
+def test_allocator_path_continued_from_state_equals_full_path(lag, sizing):
     """The production continuation (path.continue_path, state_after) gives the rows of one long path,
-    cut once and then stepped one session at a time like the live decision."""
+    cut once and then stepped one session at a time like the live decision, with either sizing."""
     n, cut = 90, 55
     ctx = _context(n, seed=5)
     rng = np.random.default_rng(5)
     proba = pd.DataFrame(rng.dirichlet(np.ones(11) * 0.3, n), index=ctx.index, columns=PROBA_COLUMNS)
     m = rng.normal(size=(11, 11))
-    s = _settings(dd_soft=0.02, dd_hard=0.04, vol_target=0.12, vol_window=10)
+    prior = rng.dirichlet(np.ones(11))
+    s = _settings(sizing, dd_soft=0.02, dd_hard=0.04, vol_target=0.12, vol_window=10)
     s = s.model_copy(update={"backtest": s.backtest.model_copy(update={"execution_lag": lag})})
-    full, _ = continue_path(Segment("m", proba, m, s), ctx, None)
+    full, _ = continue_path(Segment("m", proba, m, s, prior), ctx, None)
     assert full["exposure_dd"].lt(1.0).any() and full["exposure_vol"].lt(1.0).any()  # stages active
-    head, state = continue_path(Segment("m", proba.iloc[:cut], m, s), ctx, None)
-    tail, _ = continue_path(Segment("m", proba.iloc[cut:], m, s), ctx, state)
+    head, state = continue_path(Segment("m", proba.iloc[:cut], m, s, prior), ctx, None)
+    tail, _ = continue_path(Segment("m", proba.iloc[cut:], m, s, prior), ctx, state)
     pd.testing.assert_frame_equal(pd.concat([head, tail]), full, check_exact=True)
 
     days = [head]
     for i in range(cut, cut + 6):
-        day, state = continue_path(Segment("m", proba.iloc[i : i + 1], m, s), ctx, state)
+        day, state = continue_path(Segment("m", proba.iloc[i : i + 1], m, s, prior), ctx, state)
         days.append(day)
     pd.testing.assert_frame_equal(pd.concat(days), full.iloc[: cut + 6], check_exact=True)
 
@@ -224,7 +229,7 @@ def test_turnover_penalty_charges_the_move_from_the_weight_held():
     m = rng.normal(scale=0.002, size=(11, 11))
     lam = 10.0
     s = Settings(
-        policy=PolicySettings(alpha=0.0, max_daily_change=1.0, turnover_penalty=lam),
+        policy=PolicySettings(alpha=0.0, max_daily_change=1.0, turnover_penalty=lam, sizing="argmax"),
         envelope=EnvelopeSettings(dd_guard=False, vol_scaling=False, drift_throttle=False),
     )
     path = allocator_path(proba, m, ctx, s, w_prev0=0.5)
@@ -237,7 +242,11 @@ def test_turnover_penalty_charges_the_move_from_the_weight_held():
         assert path["w_raw"].iloc[i] == BUCKETS[np.argmax(net)], i
         prev = path["w_smoothed"].iloc[i]
     free = allocator_path(
-        proba, m, ctx, s.model_copy(update={"policy": PolicySettings(alpha=0.0, turnover_penalty=0.0)}), w_prev0=0.5
+        proba,
+        m,
+        ctx,
+        s.model_copy(update={"policy": PolicySettings(alpha=0.0, turnover_penalty=0.0, sizing="argmax")}),
+        w_prev0=0.5,
     )
     assert np.abs(np.diff(path["w_final"])).sum() < np.abs(np.diff(free["w_final"])).sum()  # it trades less
 
@@ -256,7 +265,7 @@ def test_out_of_range_sessions_hold_the_baseline_weight(lam):
     flags = np.zeros(n, dtype=bool)
     flags[[3, 4, 5, 17]] = True
     s = Settings(
-        policy=PolicySettings(alpha=0.0, max_daily_change=1.0, turnover_penalty=lam),
+        policy=PolicySettings(alpha=0.0, max_daily_change=1.0, turnover_penalty=lam, sizing="argmax"),
         envelope=EnvelopeSettings(dd_guard=False, vol_scaling=False, drift_throttle=False),
     )
     held = allocator_path(proba, m, ctx, s, w_prev0=0.5, out_of_range=flags)
@@ -274,3 +283,39 @@ def test_out_of_range_sessions_hold_the_baseline_weight(lam):
     pd.testing.assert_series_equal(allocator_path(proba, m, ctx, off, 0.5, out_of_range=flags)["w_raw"], free["w_raw"])
     with pytest.raises(InputDataError, match="out_of_range"):
         allocator_path(proba, m, ctx, s, 0.5, out_of_range=flags[:-1])
+
+
+def test_expected_weight_sizing_holds_the_baseline_on_the_prior_and_tilts_in_proportion_to_belief():
+    """policy.sizing 'expected_weight': probabilities equal to the class prior hold the baseline
+    (a model that learnt nothing does not bet); mass moved toward bucket 1.0 by a share q raises
+    w_raw by kappa * q * (1 - centre) exactly, by hand; the result is clipped to [0, 1]; without a
+    prior the path is refused with the reason."""
+    rng = np.random.default_rng(3)
+    prior = rng.dirichlet(np.ones(11))
+    centre = float(prior @ BUCKETS)
+    q = np.array([0.0, 0.05, 0.1, 0.2])
+    proba = (1 - q)[:, None] * prior[None, :] + q[:, None] * np.eye(11)[10][None, :]
+    n = len(q)
+    ctx = _context(n, seed=3)
+    s = Settings(
+        policy=PolicySettings(alpha=0.0, max_daily_change=1.0, sizing="expected_weight", sizing_gain=2.0),
+        envelope=EnvelopeSettings(dd_guard=False, vol_scaling=False, drift_throttle=False),
+    )
+    path = allocator_path(proba, rng.normal(size=(11, 11)), ctx, s, w_prev0=0.5, prior=prior)
+    expected = np.clip(0.5 + 2.0 * q * (1.0 - centre), 0, 1)
+    np.testing.assert_allclose(path["w_raw"], expected, atol=1e-12)
+    assert path["w_raw"].iloc[0] == pytest.approx(0.5, abs=1e-12)
+    assert (np.diff(path["w_raw"]) > 0).all()
+    big = s.model_copy(update={"policy": s.policy.model_copy(update={"sizing_gain": 10.0})})
+    assert allocator_path(proba, np.zeros((11, 11)), ctx, big, 0.5, prior=prior)["w_raw"].max() == 1.0
+    with pytest.raises(InputDataError, match="class prior"):
+        allocator_path(proba, np.zeros((11, 11)), ctx, s, w_prev0=0.5)
+
+
+def test_class_prior_counts_the_labelled_rows():
+    labels = pd.Series([0, 0, 10, pd.NA, 5], dtype="Int64")
+    prior = class_prior(labels)
+    assert prior.sum() == pytest.approx(1.0)
+    assert prior[0] == 0.5 and prior[10] == 0.25 and prior[5] == 0.25
+    with pytest.raises(InputDataError, match="no labelled row"):
+        class_prior(pd.Series([pd.NA], dtype="Int64"))

@@ -17,7 +17,7 @@ import tempfile
 import numpy as np
 import pytest
 
-from allocator_pipeline.core.allocation import Segment, fit_fold, predict_split, run_segments
+from allocator_pipeline.core.allocation import fit_fold, predict_split, run_segments
 from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.evaluation.retention import signal_retention
 from allocator_pipeline.core.features import build_features
@@ -62,7 +62,7 @@ def walk_forward_retention(market, source, ic: float, tmp_path) -> dict:
     for fold in sorted(plan.loc[plan["inner"] == -1, "fold"]):
         frame = fold_dataset(features, labels, plan, fold)
         model = fit_fold(frame, utilities, s)
-        segments.append(Segment(fold, predict_split(model, frame), model.m, s))
+        segments.append(model.segment(fold, predict_split(model, frame), s))
     path, _ = run_segments(segments, panel)
     _, signal = read_planted(out)
     return signal_retention(path, signal, HORIZON)

@@ -308,7 +308,7 @@ def test_evaluation_matches_the_fold_pipeline(problem):
     out = evaluate_params({}, frames, utilities, panel, settings)
     frame = frames[0]
     model = fit_fold(frame, utilities, settings)
-    path = fold_path(predict_split(model, frame, "test"), model.m, panel, settings)
+    path = fold_path(predict_split(model, frame, "test"), model.m, panel, settings, model.prior)
     decisions = path[["w_final", "exposure"]].rename(columns={"w_final": "w"})
     metrics = performance_metrics(
         run_backtest(

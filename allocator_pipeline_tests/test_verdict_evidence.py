@@ -195,7 +195,8 @@ def _world(n: int = 330, seed: int = 3):
     segments = []
     for fold, (a, b) in {"2019": (60, 190), "2020": (190, 330)}.items():
         proba = pd.DataFrame(rng.dirichlet(np.ones(11) * 0.4, b - a), index=idx[a:b], columns=PROBA_COLUMNS)
-        segments.append(Segment(f"fold:{fold}", proba, rng.normal(0.0, 0.01, (11, 11)), settings_of[fold]))
+        m, prior = rng.normal(0.0, 0.01, (11, 11)), rng.dirichlet(np.ones(11))
+        segments.append(Segment(f"fold:{fold}", proba, m, settings_of[fold], prior))
     path, _ = run_segments(segments, context)
     path.insert(0, "fold", path["model_id"].str.removeprefix("fold:"))
     return context, labels, path, settings_of

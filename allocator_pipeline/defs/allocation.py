@@ -11,7 +11,6 @@ from allocator_pipeline.core.allocation import (
     FoldModel,
     ModelSchedule,
     NoDataForSession,
-    Segment,
     decide,
     fold_of,
     fold_schedule,
@@ -95,11 +94,8 @@ def allocator_path(
 ) -> pd.DataFrame:
     s = settings.load()
     segments = [
-        Segment(
-            f"fold:{fold}",
-            fold_predictions[fold],
-            fold_ensemble[fold].m,
-            tuned_settings(s, fold_tuning[fold].get("best_params", {})),
+        fold_ensemble[fold].segment(
+            f"fold:{fold}", fold_predictions[fold], tuned_settings(s, fold_tuning[fold].get("best_params", {}))
         )
         for fold in sorted(fold_predictions)
     ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from allocator_pipeline.settings.sections import _Section
@@ -12,6 +14,27 @@ class PolicySettings(_Section):
     max_daily_change: float = Field(
         0.2, gt=0, le=1, description="Cap on |w_t - w_{t-1}| per session (QQQ share, fraction)."
     )
+    sizing: Literal["expected_weight", "argmax"] = Field(
+        "expected_weight",
+        description="w_raw: 'expected_weight' = clip(b + sizing_gain * (sum_k p_k B_k - sum_k pi_k B_k), 0, 1), the "
+        "baseline tilted by how far the model's expected best weight lies from the class prior's (a model "
+        "that learnt nothing holds the baseline); 'argmax' = the bucket of highest expected utility net of "
+        "the turnover charge (the seed's rule). docs/method.md, sizing.",
+    )
+    sizing_gain: float = Field(
+        2.0,
+        ge=0,
+        le=10,
+        description="kappa of the 'expected_weight' sizing: tilt per unit shift of the expected best weight "
+        "(fraction of capital per fraction).",
+    )
+    no_trade_band: float = Field(
+        0.0,
+        ge=0,
+        le=0.5,
+        description="Dead band on the smoothed daily step (QQQ share, fraction): a step within it is not traded, "
+        "a larger one stops at its edge (docs/method.md, sizing).",
+    )
     hold_out_of_range: bool = Field(
         True,
         description="On a session where an input of the deciding model lies outside the range it took on the "
@@ -21,7 +44,7 @@ class PolicySettings(_Section):
         5.0,
         ge=0,
         le=50,
-        description="lambda: each bucket's expected utility is charged lambda * cost(2 |B_j - w_held|), w_held "
+        description="lambda ('argmax' sizing only): each bucket's expected utility is charged lambda * cost(2 |B_j - w_held|), w_held "
         "the previous policy weight drifted through the session's leg returns (the weight held), priced by "
         "the backtest's cost model; 0 = off. Defaults (lambda 5, alpha 0.7) from the planted-signal fixtures "
         "(docs/research.md, power of the verdict): lambda 10 without smoothing froze the weight for whole years.",

@@ -44,7 +44,9 @@ from allocator_pipeline.core.allocation.path import (
 from allocator_pipeline.core.allocation.policy import (
     EU_COLUMNS,
     allocator_path,
+    class_prior,
     expected_utility,
+    sized_weight,
     smooth_and_cap,
     utility_matrix,
 )
@@ -64,6 +66,7 @@ __all__ = [
     "allocator_path",
     "apply_envelope",
     "assemble_fold",
+    "class_prior",
     "continue_path",
     "decide",
     "evaluated_path",
@@ -86,6 +89,7 @@ __all__ = [
     "promotion_frame",
     "replay",
     "run_segments",
+    "sized_weight",
     "smooth_and_cap",
     "split_rows",
     "start_state",

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from allocator_pipeline.core.allocation.path import MODEL_COLUMN, Segment, continue_path
-from allocator_pipeline.core.allocation.policy import utility_matrix
+from allocator_pipeline.core.allocation.policy import class_prior, utility_matrix
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.grid import N_CLASSES, OUT_OF_RANGE_COLUMN, PROBA_COLUMNS, UTILITY_COLUMNS
 from allocator_pipeline.core.common.storage import read_json, write_json
@@ -78,13 +78,15 @@ def out_of_range(features: pd.DataFrame, ranges: dict[str, tuple[float, float]])
 
 @dataclass(frozen=True)
 class FoldModel:
-    """A fitted fold: members, calibrated ensemble, the policy's utility matrix ``M`` and the range
-    each model input took on the fold's train and validation rows (empty: never out of range)."""
+    """A fitted fold: members, calibrated ensemble, the policy's utility matrix ``M``, the range
+    each model input took on the fold's train and validation rows (empty: never out of range) and
+    the class prior of those rows (the sizing's centre; None in a model stored before it)."""
 
     members: dict[str, Member]
     ensemble: Ensemble
     m: np.ndarray
     input_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    prior: np.ndarray | None = None
 
     @property
     def feature_names(self) -> list[str]:
@@ -105,6 +107,11 @@ class FoldModel:
         frame[OUT_OF_RANGE_COLUMN] = out_of_range(features, self.input_ranges)
         return frame
 
+    def segment(self, model_id: str, probabilities: pd.DataFrame, settings: Settings) -> Segment:
+        """This model deciding the sessions of ``probabilities`` (a :meth:`decision_frame`) with
+        ``settings``: the path's unit of work (``core/allocation/path.py``)."""
+        return Segment(model_id, probabilities, self.m, settings, self.prior)
+
     def save(self, directory: str | Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Write members (LightGBM text, CatBoost JSON, linear JSON), ``ensemble.json`` and
         ``policy.json``; returns the manifest."""
@@ -112,7 +119,8 @@ class FoldModel:
         files = {name: str(member.save(directory).name) for name, member in self.members.items()}
         save_ensemble(self.ensemble, directory / ENSEMBLE_FILE)
         ranges = {name: list(bounds) for name, bounds in self.input_ranges.items()}
-        save_policy(self.m, directory, {"input_ranges": ranges, **(extra or {})})
+        prior = {} if self.prior is None else {"class_prior": self.prior.tolist()}
+        save_policy(self.m, directory, {"input_ranges": ranges, **prior, **(extra or {})})
         return {"directory": str(directory), "members": files, "ensemble": ENSEMBLE_FILE, "policy": POLICY_FILE}
 
     @classmethod
@@ -123,7 +131,11 @@ class FoldModel:
         policy = read_json(directory / POLICY_FILE)
         ranges = {name: (float(lo), float(hi)) for name, (lo, hi) in policy.get("input_ranges", {}).items()}
         return cls(
-            members=members, ensemble=ensemble, m=np.asarray(policy["utility_matrix"], dtype=float), input_ranges=ranges
+            members=members,
+            ensemble=ensemble,
+            m=np.asarray(policy["utility_matrix"], dtype=float),
+            input_ranges=ranges,
+            prior=policy_prior_of(policy),
         )
 
 
@@ -135,10 +147,21 @@ def save_policy(m: np.ndarray, directory: str | Path, extra: dict[str, Any] | No
     )
 
 
+def policy_prior_of(policy: dict[str, Any]) -> np.ndarray | None:
+    """The ``class_prior`` of a ``policy.json`` (None in a file written before it)."""
+    return None if "class_prior" not in policy else np.asarray(policy["class_prior"], dtype=float)
+
+
 def policy_matrix(frame: pd.DataFrame, utilities: pd.DataFrame) -> np.ndarray:
     """``M[j, k]`` from the fold's labelled train and validation rows."""
     rows = frame[frame[SPLIT_COLUMN].isin(["train", "val"])]
     return utility_matrix(utilities.loc[rows.index, UTILITY_COLUMNS], rows["label_class"])
+
+
+def policy_prior(frame: pd.DataFrame) -> np.ndarray:
+    """The class prior ``pi`` (:func:`~allocator_pipeline.core.allocation.policy.class_prior`) of the
+    fold's train and validation rows, the rows ``M`` comes from."""
+    return class_prior(frame.loc[frame[SPLIT_COLUMN].isin(["train", "val"]), "label_class"])
 
 
 def fit_fold_members(frame: pd.DataFrame, settings: Settings, utilities: pd.DataFrame) -> dict[str, Member]:
@@ -179,7 +202,9 @@ def assemble_fold(
     """The fold model of fitted members and ensemble: ``M`` and the input ranges from the frame's
     train and validation rows."""
     names = list(next(iter(members.values())).feature_names)
-    return FoldModel(members, ensemble, policy_matrix(frame, utilities), input_ranges(frame, names))
+    return FoldModel(
+        members, ensemble, policy_matrix(frame, utilities), input_ranges(frame, names), policy_prior(frame)
+    )
 
 
 def probability_frame(proba: np.ndarray, index: pd.Index) -> pd.DataFrame:
@@ -194,11 +219,13 @@ def predict_split(model: FoldModel, frame: pd.DataFrame, split: str = "test") ->
     return model.decision_frame(rows[feature_columns(frame)])
 
 
-def fold_path(probabilities: pd.DataFrame, m: np.ndarray, context: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+def fold_path(
+    probabilities: pd.DataFrame, m: np.ndarray, context: pd.DataFrame, settings: Settings, prior: np.ndarray | None
+) -> pd.DataFrame:
     """The allocator path (policy + envelope) of one block of consecutive sessions, started fresh
     (:func:`~allocator_pipeline.core.allocation.path.fresh_start`): the tuner's inner held-out
     blocks. ``context`` is the leg panel; row ``d`` of the path uses context rows ``<= d`` only."""
-    path, _ = continue_path(Segment("block", probabilities, m, settings), context, None)
+    path, _ = continue_path(Segment("block", probabilities, m, settings, prior), context, None)
     return path.drop(columns=MODEL_COLUMN)
 
 
@@ -247,6 +274,8 @@ __all__ = [
     "input_ranges",
     "out_of_range",
     "policy_matrix",
+    "policy_prior",
+    "policy_prior_of",
     "predict_split",
     "probability_frame",
     "promotion_frame",

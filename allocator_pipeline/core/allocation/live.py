@@ -77,7 +77,7 @@ def _segments(schedule: ModelSchedule, features: pd.DataFrame, sessions: pd.Date
             continue
         rows = features.loc[mine, scheduled.model.feature_names]
         proba = scheduled.model.decision_frame(rows)
-        out.append(Segment(scheduled.model_id, proba, scheduled.model.m, scheduled.settings))
+        out.append(scheduled.model.segment(scheduled.model_id, proba, scheduled.settings))
     return out
 
 
@@ -166,7 +166,7 @@ def decide(
     table = build_features(cut, settings.features)
     rows = table.loc[[ts], scheduled.model.feature_names]
     proba = scheduled.model.decision_frame(rows)
-    path, end = continue_path(Segment(scheduled.model_id, proba, scheduled.model.m, scheduled.settings), cut, state)
+    path, end = continue_path(scheduled.model.segment(scheduled.model_id, proba, scheduled.settings), cut, state)
     return _decision(path.iloc[-1], scheduled, mode, cut, end, age), path
 
 

@@ -90,12 +90,16 @@ class Segment:
         The model's utility matrix (:func:`~allocator_pipeline.core.allocation.policy.utility_matrix`).
     settings : Settings
         The settings the model was tuned and evaluated with (policy, envelope, baseline weight).
+    prior : ndarray, shape (11,), optional
+        The model's class prior (the ``expected_weight`` sizing's centre; None: a model without one,
+        which only the ``argmax`` sizing can run).
     """
 
     model_id: str
     probabilities: pd.DataFrame
     m: np.ndarray
     settings: Settings
+    prior: np.ndarray | None = None
 
 
 def _history(context: pd.DataFrame, first: pd.Timestamp, sessions: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -172,7 +176,14 @@ def continue_path(
     ctx = context.loc[proba.index]
     outside = proba[OUT_OF_RANGE_COLUMN].to_numpy(dtype=bool) if OUT_OF_RANGE_COLUMN in proba.columns else None
     path = allocator_path(
-        proba[PROBA_COLUMNS].to_numpy(), segment.m, ctx, s, w_prev0=w0, state0=env0, out_of_range=outside
+        proba[PROBA_COLUMNS].to_numpy(),
+        segment.m,
+        ctx,
+        s,
+        w_prev0=w0,
+        state0=env0,
+        out_of_range=outside,
+        prior=segment.prior,
     )
     path.insert(0, MODEL_COLUMN, pd.array([segment.model_id] * len(path), dtype="string"))
     return path, state_after(path, s.backtest.execution_lag, env0)

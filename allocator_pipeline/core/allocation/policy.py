@@ -1,18 +1,30 @@
-"""Output policy: expected utility per bucket, argmax, smoothing and the daily change cap.
+"""Output policy: expected utility per bucket, sizing, smoothing and the daily change cap.
 
 The one code path from bucket probabilities to the traded weight is :func:`allocator_path`; the
 walk-forward backtest and the live daily decision both call it (docs/design.md section 6)::
 
     EU_j      = sum_k p_k * M[j, k]                       (expected utility of bucket j)
     held_t    = w_s,t-1 drifted through row t's leg returns (the weight actually held)
-    w_raw     = BUCKETS[argmax_j (EU_j - lambda * cost(2 |B_j - held_t|))]   (ties -> the lower bucket;
-                the baseline weight on a session whose model inputs are out of range, below)
-    w_s,t     = alpha * w_s,t-1 + (1 - alpha) * w_raw,t  then |w_s,t - w_s,t-1| <= max_daily_change
+    w_raw     = sizing (policy.sizing; the baseline weight on a session whose model inputs are out of
+                range, below):
+      "expected_weight" (default): clip(b + kappa * (sum_k p_k B_k - sum_k pi_k B_k), 0, 1)
+      "argmax":                    BUCKETS[argmax_j (EU_j - lambda * cost(2 |B_j - held_t|))]  (ties -> lower)
+    w_s,t     = w_s,t-1 + cap(band(alpha * w_s,t-1 + (1 - alpha) * w_raw,t - w_s,t-1))   (smooth_and_cap)
     w_final, exposure = risk envelope (core/allocation/envelope.py)
 
-``lambda`` is ``policy.turnover_penalty`` (0: plain argmax) and ``cost`` the backtest's cost model,
-so the labels (penalty-free by default) and ``M`` carry no turnover charge: turnover is charged
-once, here, against the weight held.
+**Sizing.** ``"expected_weight"`` sizes the tilt in proportion to what the model believes beyond
+what it would believe knowing nothing: ``sum_k p_k B_k`` is the expected best weight under the
+calibrated probabilities, ``sum_k pi_k B_k`` the same under the class prior ``pi`` (each class's
+share of the fold's labelled train and validation rows, :func:`class_prior`), ``b`` the baseline
+weight and ``kappa`` ``policy.sizing_gain``. A model that has learnt nothing (calibrated
+probabilities equal to the prior) holds the baseline; a modest edge gives a modest tilt, the way
+bet sizing from calibrated probabilities does (López de Prado, *Advances in Financial Machine
+Learning*, ch. 10), where the argmax of nearly linear expected utilities jumps between 0 and 1 on
+any edge and turns it into turnover. ``"argmax"`` is the seed's rule: ``lambda`` is
+``policy.turnover_penalty`` (0: plain argmax) and ``cost`` the backtest's cost model, so the labels
+(penalty-free by default) and ``M`` carry no turnover charge: turnover is charged once, there,
+against the weight held (``lambda`` is not used by ``"expected_weight"``, whose turnover the
+smoothing, the daily cap and the envelope's band control).
 
 ``M[j, k]`` is the mean realised utility of bucket ``j`` on training days whose best bucket was
 ``k`` (:func:`utility_matrix`). Weights are the QQQ leg's share of capital, fractions in [0, 1].
@@ -100,6 +112,44 @@ def utility_matrix(utilities: pd.DataFrame, label_class: pd.Series) -> np.ndarra
     return m
 
 
+def class_prior(label_class: pd.Series) -> np.ndarray:
+    """Each class's share of the labelled rows (shape (11,), sums to 1): the policy's ``pi``.
+
+    >>> class_prior(pd.Series([0, 0, 10, 5])).tolist()[:1] + class_prior(pd.Series([0, 0, 10, 5])).tolist()[5:6]
+    [0.5, 0.25]
+    """
+    k = label_class.to_numpy(dtype=float, na_value=np.nan)
+    k = k[np.isfinite(k)]
+    if len(k) == 0:
+        raise InputDataError("no labelled row to take the class prior from", column="label_class")
+    counts = np.bincount(k.astype(np.int64), minlength=N_CLASSES)[:N_CLASSES].astype(float)
+    return counts / counts.sum()
+
+
+def _bucket_mean(p: np.ndarray) -> np.ndarray:
+    """``sum_k p[:, k] * BUCKETS[k]`` summed in a fixed order (row results independent of the row count)."""
+    out = p[:, 0] * float(BUCKETS[0])
+    for k in range(1, N_CLASSES):
+        out = out + p[:, k] * float(BUCKETS[k])
+    return out
+
+
+def sized_weight(proba: np.ndarray, prior: np.ndarray, baseline: float, gain: float) -> np.ndarray:
+    """``clip(b + gain * (sum_k p_k B_k - sum_k prior_k B_k), 0, 1)`` per row: the ``"expected_weight"``
+    sizing (QQQ share, fraction).
+
+    >>> prior = np.full(11, 1 / 11)
+    >>> sized_weight(np.vstack([prior, np.eye(11)[10]]), prior, 0.5, 1.0).round(6).tolist()
+    [0.5, 1.0]
+    """
+    p = np.asarray(proba, dtype=float)
+    pi = np.asarray(prior, dtype=float)
+    if pi.shape != (N_CLASSES,) or not np.isfinite(pi).all():
+        raise InputDataError(f"expected a class prior of shape ({N_CLASSES},), got {pi.shape}", column="class_prior")
+    centre = float(_bucket_mean(pi[None, :])[0])
+    return np.clip(baseline + gain * (_bucket_mean(p) - centre), 0.0, 1.0)
+
+
 def expected_utility(proba: np.ndarray, m: np.ndarray) -> np.ndarray:
     """``EU[i, j] = sum_k proba[i, k] * M[j, k]``, shape (n, 11), in the utility's units.
 
@@ -118,25 +168,33 @@ def expected_utility(proba: np.ndarray, m: np.ndarray) -> np.ndarray:
     return eu
 
 
-def smooth_and_cap(w_raw: np.ndarray, alpha: float, max_daily_change: float, w_prev0: float) -> np.ndarray:
-    """Exponential smoothing then a cap on the daily change.
+def _step(prev: float, x: float, a: float, b: float, band: float, cap: float) -> float:
+    """One session of smoothing, dead band and cap: the new weight from ``prev`` toward ``x``."""
+    step = a * prev + b * x - prev
+    if band > 0.0:
+        step = step - band if step > band else (step + band if step < -band else 0.0)
+    return prev + min(max(step, -cap), cap)
 
-    ``s_t = alpha * w_{t-1} + (1 - alpha) * w_raw_t``; ``w_t = w_{t-1} + clip(s_t - w_{t-1},
-    -max_daily_change, +max_daily_change)``, with ``w_{-1} = w_prev0``. The state carried from
-    one session to the next is the previous output ``w_{t-1}``. Each ``w_t`` lies between
-    ``w_{t-1}`` and ``w_raw_t``, so inputs in [0, 1] give outputs in [0, 1].
+
+def smooth_and_cap(
+    w_raw: np.ndarray, alpha: float, max_daily_change: float, w_prev0: float, band: float = 0.0
+) -> np.ndarray:
+    """Exponential smoothing, a no-trade band, then a cap on the daily change.
+
+    ``d_t = alpha * w_{t-1} + (1 - alpha) * w_raw_t - w_{t-1}`` (the smoothed step); the band
+    shrinks it toward zero by ``band`` (``d_t - band`` above ``band``, ``d_t + band`` below
+    ``-band``, 0 in between: a small move is not traded, a large one stops at the band's edge, the
+    rule that is optimal under proportional costs); ``w_t = w_{t-1} + clip(d_t, -max_daily_change,
+    +max_daily_change)``, with ``w_{-1} = w_prev0``. The state carried from one session to the next
+    is the previous output ``w_{t-1}``. Each ``w_t`` lies between ``w_{t-1}`` and ``w_raw_t``, so
+    inputs in [0, 1] give outputs in [0, 1].
     """
     raw = np.asarray(w_raw, dtype=float)
     out = np.empty(len(raw))
     prev = float(w_prev0)
-    a, b, cap = float(alpha), 1.0 - float(alpha), float(max_daily_change)
+    a, b, cap, dead = float(alpha), 1.0 - float(alpha), float(max_daily_change), float(band)
     for i, x in enumerate(raw.tolist()):
-        step = a * prev + b * x - prev
-        if step > cap:
-            step = cap
-        elif step < -cap:
-            step = -cap
-        prev = prev + step
+        prev = _step(prev, x, a, b, dead, cap)
         out[i] = prev
     return out
 
@@ -158,13 +216,14 @@ def policy_with_turnover(
     max_daily_change: float,
     w_prev0: float,
     raw_override: np.ndarray | None = None,
+    band: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Argmax of expected utility net of the turnover cost from the weight held, then smoothing.
 
     ``w_held_t`` = the previous policy weight ``w_{t-1}`` (``w_prev0`` before the first row) drifted
     through row ``t``'s leg returns (realised over the session ending at ``decision_ts(t)``, so known
     at the decision); ``w_raw_t = BUCKETS[argmax_j (EU_tj - penalty(B_j, w_held_t))]`` (ties to the
-    lower bucket); ``w_t`` = :func:`smooth_and_cap` of ``w_raw_t`` from ``w_{t-1}``. ``penalty`` maps
+    lower bucket); ``w_t`` = :func:`smooth_and_cap` of ``w_raw_t`` from ``w_{t-1}`` (with ``band``). ``penalty`` maps
     the bucket weights and a held weight to the charge (fraction of capital). ``raw_override``: a
     ``w_raw`` per row that replaces the argmax where it is finite (NaN elsewhere), or None. A loop:
     each row's charge depends on the previous row's weight. Returns ``(w_raw, w)``.
@@ -180,9 +239,7 @@ def policy_with_turnover(
         else:
             held = held_weight(prev, float(r_qqq[i]), float(r_spy[i]))
             x = float(BUCKETS[int(np.argmax(eu[i] - penalty(BUCKETS, held)))])
-        step = a * prev + b * x - prev
-        step = min(max(step, -cap), cap)
-        prev = prev + step
+        prev = _step(prev, x, a, b, band, cap)
         raw[i], out[i] = x, prev
     return raw, out
 
@@ -195,6 +252,7 @@ def allocator_path(
     w_prev0: float,
     state0: EnvelopeState | None = None,
     out_of_range: np.ndarray | None = None,
+    prior: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Probabilities -> traded weight and exposure, for the backtest and the live decision.
 
@@ -217,6 +275,9 @@ def allocator_path(
     out_of_range : ndarray of bool, shape (n,), optional
         Rows whose model inputs lie outside the model's training range (None: none). With
         ``policy.hold_out_of_range`` their ``w_raw`` is the baseline weight.
+    prior : ndarray, shape (11,), optional
+        :func:`class_prior` of the fold's training rows; required by ``policy.sizing =
+        "expected_weight"`` (a model stored before it had none: retrain it).
 
     Returns
     -------
@@ -238,24 +299,38 @@ def allocator_path(
     raw_override = None
     if settings.policy.hold_out_of_range and outside.any():
         raw_override = np.where(outside, float(settings.labels.baseline_weight), np.nan)
-    lam = settings.policy.turnover_penalty
-    if lam > 0 and len(eu):
+    ps = settings.policy
+    lam = ps.turnover_penalty
+    if ps.sizing == "expected_weight":
+        if prior is None:
+            raise InputDataError(
+                "policy.sizing 'expected_weight' needs the model's class prior (policy.json 'class_prior'): "
+                "retrain the model, or set policy.sizing = 'argmax'",
+                column="class_prior",
+            )
+        bw = float(settings.labels.baseline_weight)
+        w_raw = sized_weight(p, prior, bw, settings.policy.sizing_gain) if len(p) else np.empty(0)
+        if raw_override is not None:
+            w_raw = np.where(np.isfinite(raw_override), raw_override, w_raw)
+        w_s = smooth_and_cap(w_raw, ps.alpha, ps.max_daily_change, w_prev0, ps.no_trade_band)
+    elif lam > 0 and len(eu):
         cost_model = CostModel.from_settings(settings.costs)
         w_raw, w_s = policy_with_turnover(
             eu,
             context["qqq_leg_return"].to_numpy(dtype=float),
             context["spy_leg_return"].to_numpy(dtype=float),
             lambda w, held: lam * cost_model.rebalance_cost(w, held),
-            settings.policy.alpha,
-            settings.policy.max_daily_change,
+            ps.alpha,
+            ps.max_daily_change,
             w_prev0,
             raw_override,
+            ps.no_trade_band,
         )
     else:
         w_raw = BUCKETS[np.argmax(eu, axis=1)] if len(eu) else np.empty(0)
         if raw_override is not None:
             w_raw = np.where(np.isfinite(raw_override), raw_override, w_raw)
-        w_s = smooth_and_cap(w_raw, settings.policy.alpha, settings.policy.max_daily_change, w_prev0)
+        w_s = smooth_and_cap(w_raw, ps.alpha, ps.max_daily_change, w_prev0, ps.no_trade_band)
     env = apply_envelope(
         w_s, context, settings.envelope, settings.labels.baseline_weight, state0, settings.backtest.execution_lag
     )

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from allocator_pipeline.core.allocation.fold_model import FoldModel, feature_columns
-from allocator_pipeline.core.allocation.policy import allocator_path, expected_utility
+from allocator_pipeline.core.allocation.policy import allocator_path, expected_utility, sized_weight
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.grid import BUCKETS, OUT_OF_RANGE_COLUMN, PROBA_COLUMNS
 from allocator_pipeline.settings import Settings
@@ -60,13 +60,16 @@ def leg_sign(feature: str) -> float:
     return -1.0 if feature.startswith("spy_") else 1.0
 
 
-def policy_weight(model: FoldModel) -> Callable[[pd.DataFrame], np.ndarray]:
-    """Features -> the model's own choice (argmax expected utility), for the monotonic sanity gate:
-    without the turnover charge, smoothing or the out-of-range hold, which would mask the model's
-    response to a feature."""
+def policy_weight(model: FoldModel, settings: Settings | None = None) -> Callable[[pd.DataFrame], np.ndarray]:
+    """Features -> the model's own choice ``w_raw`` by the configured sizing (``settings.policy``;
+    None: the argmax of expected utility), for the monotonic sanity gate: without the turnover
+    charge, smoothing or the out-of-range hold, which would mask the model's response to a feature."""
 
     def predict(features: pd.DataFrame) -> np.ndarray:
-        return BUCKETS[np.argmax(expected_utility(model.predict_proba(features), model.m), axis=1)]
+        proba = model.predict_proba(features)
+        if settings is not None and settings.policy.sizing == "expected_weight" and model.prior is not None:
+            return sized_weight(proba, model.prior, settings.labels.baseline_weight, settings.policy.sizing_gain)
+        return BUCKETS[np.argmax(expected_utility(proba, model.m), axis=1)]
 
     return predict
 
@@ -87,6 +90,7 @@ def traded_weight(model: FoldModel, context: pd.DataFrame, settings: Settings) -
             settings,
             float(settings.labels.baseline_weight),
             out_of_range=frame[OUT_OF_RANGE_COLUMN].to_numpy(dtype=bool),
+            prior=model.prior,
         )
         return path["w_final"].to_numpy(dtype=float)
 
@@ -98,6 +102,7 @@ def monotonic_sanity(
     fold_datasets: Mapping[str, pd.DataFrame],
     features: Iterable[str],
     traded: Mapping[str, Callable[[pd.DataFrame], np.ndarray]] | None = None,
+    settings: Settings | None = None,
 ) -> dict[str, float]:
     """Mean over folds of the change in the mean weight of a risk feature's own leg on the fold's
     test rows when the feature rises by one standard deviation (:func:`monotonic_response`).
@@ -109,6 +114,7 @@ def monotonic_sanity(
     sane value is ``<= 0`` for every key; other configured features read ``w_qqq``. At the raw
     choice (:func:`policy_weight`) under the feature's name and, with ``traded`` (fold -> a
     :func:`traded_weight` predictor), at the traded weight under ``name + TRADED_SUFFIX``.
+    ``settings``: the sizing of the raw choice (None: argmax).
     """
     configured = list(features)
     changes: dict[str, list[float]] = {}
@@ -118,7 +124,7 @@ def monotonic_sanity(
         used = [f for f in model.feature_names if f in test.columns]
         # a feature the model does not read cannot move its weight: measuring it would pass by construction
         measured = [f for f in dict.fromkeys([*configured, *risk_features(used)]) if f in used]
-        predictors = {"": policy_weight(model)}
+        predictors = {"": policy_weight(model, settings)}
         if traded is not None and fold in traded:
             predictors[TRADED_SUFFIX] = traded[fold]
         for feature in measured:

@@ -40,6 +40,7 @@ from allocator_pipeline.core.allocation.fold_model import (
     input_ranges,
     out_of_range,
     policy_matrix,
+    policy_prior,
     probability_frame,
     split_rows,
     xy,
@@ -204,7 +205,7 @@ class _MemberOutputs:
 
 @dataclass
 class InnerFitCache:
-    """Member outputs, relabelled frames and utility matrices reused across trials of one study.
+    """Member outputs, relabelled frames, utility matrices and class priors reused across trials of one study.
 
     Keys hold every setting the cached value depends on (split number, model settings, label and
     cost settings), so a hit is always the value a fresh computation would give.
@@ -212,7 +213,7 @@ class InnerFitCache:
 
     members: dict[tuple[int, str, str], _MemberOutputs] = field(default_factory=dict)
     frames: dict[tuple[int, str], tuple[pd.DataFrame, pd.DataFrame]] = field(default_factory=dict)
-    matrices: dict[tuple[int, str], np.ndarray] = field(default_factory=dict)
+    matrices: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     max_member_entries: int = 64
 
     def remember(self, key: tuple[int, str, str], outputs: _MemberOutputs) -> None:
@@ -279,8 +280,9 @@ def evaluate_split(
     proba = probability_frame(ensemble.predict(outputs.test), outputs.test_index)
     proba[OUT_OF_RANGE_COLUMN] = outputs.test_out_of_range
     if (k, labels_key) not in cache.matrices:
-        cache.matrices[(k, labels_key)] = policy_matrix(frame, table)
-    path = fold_path(proba, cache.matrices[(k, labels_key)], context, s)
+        cache.matrices[(k, labels_key)] = (policy_matrix(frame, table), policy_prior(frame))
+    m, prior = cache.matrices[(k, labels_key)]
+    path = fold_path(proba, m, context, s, prior)
     first, last = context.index.get_indexer([path.index[0], path.index[-1]])
     returns = context.iloc[first : last + 2][list(RETURN_COLUMNS)]  # the block and the session after it
     decisions = path[["w_final", "exposure"]].rename(columns={"w_final": "w"})
