@@ -9,7 +9,9 @@ transparent rule trades).
 
 The transparent rule: ``x_d = (logit(qqq_prob_up_d) - logit(spy_prob_up_d)) / 2`` divided by its
 expanding standard deviation (rows ``<= d``), ``w_d = clip(0.5 + 0.5 * mean(x_{d-H+1..d}), 0, 1)``,
-fully invested: a plain, causal use of the same columns, the yardstick of the gain available.
+fully invested: a plain, causal use of the same columns, the yardstick of the gain available. On
+a fixture planted on one leg only, the rule reads that leg's column alone; on the sign-flip
+variant, ``x`` times the regime's sign (the rule that knows the condition).
 """
 
 from __future__ import annotations
@@ -65,8 +67,16 @@ def signal_retention(path: pd.DataFrame, signal: pd.DataFrame, horizon: int) -> 
     return out
 
 
-def transparent_rule(leg_panel: pd.DataFrame, horizon: int) -> pd.DataFrame:
+def transparent_rule(
+    leg_panel: pd.DataFrame, horizon: int, sign: pd.Series | None = None, informative: str = "both"
+) -> pd.DataFrame:
     """The transparent rule's decisions (``w``, ``exposure`` = 1) on every leg-panel session (causal).
+
+    ``sign``: a causal per-session sign (+1/-1, known at the close, e.g. the planted volatility
+    regime's loading) multiplying ``x`` before the trailing mean: the rule that knows a condition
+    on which the signal's sign depends (None: the plain rule; a session without a sign counts 0).
+    ``informative``: ``"both"`` reads both legs' ``prob_up``; ``"qqq"`` uses ``x = logit(qqq_prob_up)``
+    alone and ``"spy"`` ``x = -logit(spy_prob_up)`` alone (the rule on the informative column).
 
     >>> idx = pd.date_range("2024-01-01", periods=30, freq="D", tz="UTC")
     >>> p = np.linspace(0.3, 0.7, 30)
@@ -80,7 +90,10 @@ def transparent_rule(leg_panel: pd.DataFrame, horizon: int) -> pd.DataFrame:
             raise InputDataError("the transparent rule needs the legs' prob_up", column=column)
     q = leg_panel["qqq_prob_up"].clip(1e-6, 1 - 1e-6)
     s = leg_panel["spy_prob_up"].clip(1e-6, 1 - 1e-6)
-    x = (np.log(q / (1 - q)) - np.log(s / (1 - s))) / 2.0
+    logit_q, logit_s = np.log(q / (1 - q)), np.log(s / (1 - s))
+    x = {"qqq": logit_q, "spy": -logit_s}.get(informative, (logit_q - logit_s) / 2.0)
+    if sign is not None:
+        x = x * sign.reindex(x.index).fillna(0.0)
     scale = x.expanding(min_periods=2).std().replace(0.0, np.nan)
     mean = (x / scale).rolling(horizon, min_periods=1).mean()
     w = (0.5 + 0.5 * mean).clip(0.0, 1.0).fillna(0.5)

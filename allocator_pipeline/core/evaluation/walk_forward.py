@@ -262,7 +262,8 @@ def evaluate_walk_forward(
     read from the paths in ``fold_tuning`` (``trial_returns``). With ``planted`` (the
     ``synthetic.json`` content and signal of a ``synth-step3`` directory), ``planted_signal`` holds
     the stage retention (``core/evaluation/retention.py``) and the transparent rule on the same
-    columns is a strategy (``planted_rule``: same sessions, same costs).
+    columns is a strategy (``planted_rule``: same sessions, same costs; on the ``flip`` variant the
+    rule that knows the condition).
     """
     fold_paths = {str(fold): rows for fold, rows in path.groupby("fold", sort=False, observed=True)}
     settings_of = {
@@ -270,7 +271,12 @@ def evaluate_walk_forward(
     }
     ablations = ablation_decisions(path, settings_of, leg_panel)
     if planted is not None:
-        ablations[PLANTED_RULE] = transparent_rule(leg_panel, int(planted[0]["horizon"])).loc[path.index]
+        # on the sign-flip variant the yardstick is the rule that knows the condition (its loading sign)
+        knows = planted[0].get("condition") == "flip" and "loading" in planted[1].columns
+        sign = planted[1]["loading"] if knows else None
+        legs = str(planted[0].get("informative", "both"))
+        rule = transparent_rule(leg_panel, int(planted[0]["horizon"]), sign, legs)
+        ablations[PLANTED_RULE] = rule.loc[path.index]
     oos_daily, metrics = assemble_walk_forward(fold_paths, leg_panel, utility_labels, settings, ablations=ablations)
     by_lag: dict[str, dict[str, Any]] = {}
     for lag in LAG_COMPARISON:
@@ -282,7 +288,7 @@ def evaluate_walk_forward(
         )
         by_lag[str(lag)] = {s: strategies[s] for s in (ALLOCATOR, "baseline")}
     importance = {fold: dict(sorted(importance_of(model.members).items())) for fold, model in sorted(models.items())}
-    monotonic = monotonic_sanity(models, fold_datasets, settings.gates.monotonic_features)
+    monotonic = monotonic_sanity(models, fold_datasets, settings.gates.monotonic_features, settings=settings)
     importance_frame = pd.DataFrame({fold: pd.Series(v) for fold, v in importance.items()}).T
     bootstrap = paired_bootstrap(
         oos_daily["ret_allocator"], oos_daily["ret_baseline"], oos_daily["realized_ts"], settings.bootstrap
