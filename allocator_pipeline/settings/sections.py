@@ -169,12 +169,11 @@ class FeatureSettings(_Section):
         "counts them); past that the VIX features are NaN and the block must be off.",
     )
     long_ma_sessions: int = Field(200, ge=20, le=504, description="Long moving average for trend.")
-    prob_mean_sessions: int = Field(
-        21,
-        ge=0,
-        le=252,
-        description="Adds {leg}_prob_up_mean_<k>, the trailing mean of Step 3 prob_up over k sessions, to the "
-        "confidence block (a view about the next weeks is informative averaged over days); 0 = off.",
+    prob_mean_windows: tuple[int, ...] = Field(
+        (5, 10, 21),
+        description="Adds {leg}_prob_up_mean_<k>, the trailing mean of Step 3 prob_up over k sessions, for each k, "
+        "to the confidence block: a Step 3 view about the next one, two or four weeks is informative averaged "
+        "over about as many days (docs/research.md, generator family); () = none.",
     )
 
     @model_validator(mode="after")
@@ -182,6 +181,11 @@ class FeatureSettings(_Section):
         unknown = sorted(set(self.blocks) - set(FEATURE_BLOCKS))
         if unknown:
             raise ValueError(f"unknown feature blocks {unknown}; allowed: {list(FEATURE_BLOCKS)}")
+        bad = [k for k in self.prob_mean_windows if not 2 <= k <= 252]
+        if bad or len(set(self.prob_mean_windows)) != len(self.prob_mean_windows):
+            raise ValueError(
+                f"prob_mean_windows must be distinct sessions in 2..252, got {list(self.prob_mean_windows)}"
+            )
         return self
 
 

@@ -68,8 +68,7 @@ def _confidence(s: FeatureSettings) -> list[Feature]:
                 lambda x, leg=leg: fw.change(x.col(f"{leg}_prob_up", "confidence"), PROB_CHANGE),
             )
         )
-        if s.prob_mean_sessions:
-            k = s.prob_mean_sessions
+        for k in s.prob_mean_windows:
             out.append(
                 (
                     FeatureSpec(
