@@ -53,34 +53,34 @@ def run(cmd: list[str], log: Path) -> None:
         raise SystemExit(f"{' '.join(cmd)} failed (exit {code}); see {log}")
 
 
-def one(work: Path, profile: str, ic: float, seed: int, horizon: int, extra: list[str]) -> dict:
-    home = work / f"ic{ic}_seed{seed}"
+VARIANTS: dict[str, dict[str, str]] = {
+    "base": {},
+    "h10": {"--horizon": "10"},
+    "h5": {"--horizon": "5"},
+    "qqq": {"--legs": "qqq"},
+    "spy": {"--legs": "spy"},
+    "high_vol": {"--condition": "high_vol"},
+    "flip": {"--condition": "flip"},
+}
+"""The generator family (``allocator synth-step3`` options; ``base``: the next 20 sessions, both legs,
+everywhere). The IC is a grid axis of its own."""
+
+
+def one(work: Path, profile: str, variant: str, ic: float, seed: int, resample: float | None, extra: list[str]) -> dict:
+    home = work / f"{variant}_ic{ic}_seed{seed}{'' if resample is None else f'_rs{resample:g}'}"
     home.mkdir(parents=True, exist_ok=True)
     step3 = home / "planted"
     source = work / "reference" / "step3_out"
     started = time.monotonic()
-    run(
-        [
-            str(ALLOCATOR),
-            "--home",
-            str(home),
-            "synth-step3",
-            str(step3),
-            "--ic",
-            str(ic),
-            "--seed",
-            str(seed),
-            "--horizon",
-            str(horizon),
-            "--source",
-            str(source),
-        ],
-        home / "synth.log",
-    )
-    run(
-        [str(ALLOCATOR), "--home", str(home), "--step3", str(step3), "--profile", profile, *extra, "run"],
-        home / "run.log",
-    )
+    options = [x for pair in VARIANTS[variant].items() for x in pair]
+    if resample is not None:
+        options += ["--resample", str(resample)]
+    synth = [str(ALLOCATOR), "--home", str(home), "synth-step3", str(step3), "--ic", str(ic), "--seed", str(seed)]
+    run([*synth, *options, "--source", str(source)], home / "synth.log")
+    data = ["--config", str(step3 / "allocator.toml")] if resample is not None else ["--step3", str(step3)]
+    if resample is not None and extra:
+        raise SystemExit("--config and --resample cannot be combined (the resampled fixture brings its own config)")
+    run([str(ALLOCATOR), "--home", str(home), *data, "--profile", profile, *extra, "run"], home / "run.log")
     backtest = home / "step3_out" / "allocator" / "backtest"
     metrics = json.loads((backtest / "metrics.json").read_text())
     strategies = metrics["strategies"]
@@ -93,9 +93,18 @@ def one(work: Path, profile: str, ic: float, seed: int, horizon: int, extra: lis
     def delta(strategy: str, key: str) -> float:
         return float(strategies[strategy][key]) - float(strategies["baseline"][key])
 
+    base_calmar = float(strategies["baseline"]["calmar"])
+    rule_gain = float(strategies["planted_rule"]["calmar"]) - base_calmar
+    model_only_gain = float(strategies["model_only"]["calmar"]) - base_calmar
     return {
+        "variant": variant,
+        "resample": resample,
         "ic": ic,
         "seed": seed,
+        # the weight choice alone: the allocator's w_smoothed fully invested against the rule's weight fully
+        # invested (same costs), as a share of the rule's Calmar gain over the baseline
+        "model_only_share": model_only_gain / rule_gain if rule_gain > 0 else float("nan"),
+        "turnover": float(strategies["allocator"]["turnover"]),
         "accepted": bool(metrics["accepted"]),
         "failed_gates": [g["name"] for g in metrics["gates"] if not g["passed"]],
         "allocator": {k: delta("allocator", k) for k in ("cagr", "calmar", "avg_monthly_pnl")},
@@ -109,26 +118,30 @@ def one(work: Path, profile: str, ic: float, seed: int, horizon: int, extra: lis
     }
 
 
+def _key(r: dict) -> tuple[str, str, float]:
+    resample = r.get("resample")
+    return r.get("variant", "base"), "real path" if resample is None else f"resampled (block {resample:g})", r["ic"]
+
+
 def table(results: list[dict]) -> str:
     lines = [
-        "| IC | seeds | accepted | found (noise: refused) | envelope earns | beats conf. rule | rule passes | "
-        "MaxDD alloc / baseline (shallowest-seed cut, worst seed) | dCAGR alloc (rule) | dCalmar alloc (rule) | "
-        "dmPnL bp alloc (rule) | share of rule's Calmar gain (lowest seed) | signal / trailing mean | "
-        "w_raw / w_smoothed / w_final | wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| variant | legs | IC | seeds | accepted | found (noise: refused) | model increment | envelope earns | "
+        "beats conf. rule | rule passes | MaxDD alloc / baseline (cut, worst seed) | dCalmar alloc (rule) | "
+        "dmPnL bp alloc (rule) | model-only share of rule's Calmar gain (lowest seed) | turnover /yr | "
+        "signal / trailing mean | w_raw / w_smoothed / w_final | wall s |",
+        "|" + "---|" * 18,
     ]
-    for ic in sorted({r["ic"] for r in results}):
-        rows = [r for r in results if r["ic"] == ic]
+    for key in sorted({_key(r) for r in results}):
+        variant, legs, ic = key
+        rows = [r for r in results if _key(r) == key]
 
-        def mean(side: str, key: str, rows: list[dict] = rows) -> float:
-            return float(np.mean([r[side][key] for r in rows]))
+        def mean(side: str, k: str, rows: list[dict] = rows) -> float:
+            return float(np.mean([r[side][k] for r in rows]))
 
-        def ret(key: str, rows: list[dict] = rows) -> float:
-            return float(np.mean([r["retention"][key] for r in rows]))
+        def ret(k: str, rows: list[dict] = rows) -> float:
+            return float(np.mean([r["retention"][k] for r in rows]))
 
-        share = mean("allocator", "calmar") / mean("rule", "calmar") if mean("rule", "calmar") > 0 else float("nan")
-        shares = [r["allocator"]["calmar"] / r["rule"]["calmar"] for r in rows if r["rule"]["calmar"] > 0]
-        lowest = min(shares) if len(shares) == len(rows) else float("nan")
+        shares = [r.get("model_only_share", float("nan")) for r in rows]
         rule_passes = sum(bool(r.get("rule_passes_beats_baseline_gates")) for r in rows)
         found = sum(r["found"] for r in rows) if ic > 0 else sum(not r["comparisons"]["model_increment"] for r in rows)
         cuts = [1.0 - r["max_drawdown"]["allocator"] / r["max_drawdown"]["baseline"] for r in rows]
@@ -137,15 +150,17 @@ def table(results: list[dict]) -> str:
             return f"{sum(r['comparisons'][name] for r in rows)}/{len(rows)}"
 
         lines.append(
-            f"| {ic} | {','.join(str(r['seed']) for r in rows)} | {sum(r['accepted'] for r in rows)}/{len(rows)} | "
-            f"{found}/{len(rows)}{'' if ic > 0 else ' refused'} | {passes('envelope')} | {passes('confidence_rule')} | "
-            f"{rule_passes}/{len(rows)} | "
+            f"| {variant} | {legs} | {ic} | {','.join(str(r['seed']) for r in rows)} | "
+            f"{sum(r['accepted'] for r in rows)}/{len(rows)} | "
+            f"{found}/{len(rows)}{'' if ic > 0 else ' refused'} | {passes('model_increment')} | {passes('envelope')} | "
+            f"{passes('confidence_rule')} | {rule_passes}/{len(rows)} | "
             f"{np.mean([r['max_drawdown']['allocator'] for r in rows]) * 100:.1f}% / "
-            f"{np.mean([r['max_drawdown']['baseline'] for r in rows]) * 100:.1f}% ({min(cuts):.0%} shallower at least) | "
-            f"{mean('allocator', 'cagr') * 100:+.2f} pp ({mean('rule', 'cagr') * 100:+.2f}) | "
+            f"{np.mean([r['max_drawdown']['baseline'] for r in rows]) * 100:.1f}% ({min(cuts):.0%}) | "
             f"{mean('allocator', 'calmar'):+.3f} ({mean('rule', 'calmar'):+.3f}) | "
             f"{mean('allocator', 'avg_monthly_pnl') * 1e4:+.1f} ({mean('rule', 'avg_monthly_pnl') * 1e4:+.1f}) | "
-            f"{share:.2f} ({lowest:.2f}) | {ret('signal'):+.3f} / {ret('signal_trailing_mean'):+.3f} | "
+            f"{np.nanmean(shares) if ic > 0 else float('nan'):.2f} ({np.min(shares) if ic > 0 else float('nan'):.2f}) | "
+            f"{np.mean([r.get('turnover', float('nan')) for r in rows]):.1f} | "
+            f"{ret('signal'):+.3f} / {ret('signal_trailing_mean'):+.3f} | "
             f"{ret('w_raw'):+.3f} / {ret('w_smoothed'):+.3f} / {ret('w_final'):+.3f} | "
             f"{sum(r['seconds'] for r in rows):.0f} |"
         )
@@ -155,9 +170,15 @@ def table(results: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="default", help="settings profile of every run (default: default)")
-    parser.add_argument("--ics", default="0,0.05,0.1,0.2,0.25,0.3", help="planted ICs, comma-separated")
+    parser.add_argument("--variants", default="base", help=f"comma-separated, of: {', '.join(VARIANTS)}")
+    parser.add_argument("--ics", default="0,0.15,0.3", help="planted ICs, comma-separated (0: pure noise)")
     parser.add_argument("--seeds", default="0,1,2", help="seeds, comma-separated")
-    parser.add_argument("--horizon", type=int, default=20, help="H of the planted spread (sessions)")
+    parser.add_argument(
+        "--resample",
+        type=float,
+        help="mean block (sessions) of a stationary block bootstrap of the legs (synth-step3 --resample); "
+        "default: the real legs",
+    )
     parser.add_argument("--work", default=str(REPO / "bench_power_work"), help="working folder (git-ignored)")
     parser.add_argument("--out", help="results (JSON), appended run by run (default: WORK/power.json)")
     parser.add_argument("--config", help="an allocator.toml for every run (e.g. a shorter fold range)")
@@ -165,6 +186,10 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.work).resolve()
     extra = ["--config", str(Path(args.config).resolve())] if args.config else []
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
     reference = work / "reference"
     if not (reference / "step3_out" / "backtest").is_dir():
         reference.mkdir(parents=True, exist_ok=True)
@@ -172,25 +197,28 @@ def main() -> None:
         run([str(ALLOCATOR), "--home", str(reference), *extra, "build-dataset"], reference / "build.log")
     out = Path(args.out) if args.out else work / "power.json"
     results = json.loads(out.read_text()) if out.is_file() else []
-    done = {(r["ic"], r["seed"]) for r in results}
+    done = {(r.get("variant", "base"), r["ic"], r["seed"], r.get("resample")) for r in results}
     started = time.monotonic()
     todo = [
-        (ic, seed)
+        (variant, ic, seed)
+        for variant in variants
         for ic in (float(x) for x in args.ics.split(","))
         for seed in (int(x) for x in args.seeds.split(","))
-        if (ic, seed) not in done
+        if (variant, ic, seed, args.resample) not in done and not (ic == 0 and variant != variants[0])
     ]
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = [pool.submit(one, work, args.profile, ic, seed, args.horizon, extra) for ic, seed in todo]
+        futures = [pool.submit(one, work, args.profile, v, ic, seed, args.resample, extra) for v, ic, seed in todo]
         for future in futures:
             result = future.result()
             results.append(result)
             out.write_text(json.dumps(results, indent=2))
             print(
-                f"IC {result['ic']} seed {result['seed']}: accepted {result['accepted']} {result['failed_gates']} "
-                f"found {result['found']} {result['comparisons']} MaxDD {result['max_drawdown']['allocator']:.3f} "
-                f"(baseline {result['max_drawdown']['baseline']:.3f}) dCalmar {result['allocator']['calmar']:+.3f} "
-                f"(rule {result['rule']['calmar']:+.3f}), {result['seconds']:.0f} s",
+                f"{result['variant']} IC {result['ic']} seed {result['seed']}: accepted {result['accepted']} "
+                f"{result['failed_gates']} found {result['found']} {result['comparisons']} "
+                f"MaxDD {result['max_drawdown']['allocator']:.3f} (baseline {result['max_drawdown']['baseline']:.3f}) "
+                f"dCalmar {result['allocator']['calmar']:+.3f} (rule {result['rule']['calmar']:+.3f}) "
+                f"model-only share {result['model_only_share']:.2f} turnover {result['turnover']:.1f}, "
+                f"{result['seconds']:.0f} s",
                 flush=True,
             )
     print(f"\nprofile {args.profile}, {len(results)} runs, {time.monotonic() - started:.0f} s this call\n")

@@ -1,30 +1,33 @@
-"""Policy sweep: replay the fold probabilities of ``bench_power.py`` runs through other policy settings.
+"""Policy sweep: replay a run's fold probabilities through other policy and envelope settings.
 
-A benchmark run by hand (never by the tests), the evidence behind the policy defaults (docs/research.md,
-power of the verdict). For each run home that ``scripts/bench_power.py`` wrote (``ic<X>_seed<S>``
-under ``--work``), it reads every fold's stored test probabilities
-(``step3_out/allocator/models/<fold>/predictions.parquet``) and utility matrix (``policy.json``), and
-for each ``(policy.turnover_penalty, policy.alpha)`` of the grid runs the allocator's one
-continuous path over the folds (``core/allocation/path.run_segments``: policy and envelope, the
-state carried across folds), backtests it with the project's cost model and execution lag
-(``run_backtest``) and prints, per run: the Calmar ratio minus the baseline's, the share of the
-transparent rule's Calmar gain over the baseline (both read from the run's ``metrics.json``; the
-share means nothing for a pure-noise run, whose rule gains nothing) and the annual turnover.
+A benchmark run by hand (never by the tests), the evidence behind the policy defaults (docs/research.md).
+For each run home (``--homes``; e.g. the ones ``scripts/bench_power.py`` wrote) it reads every fold's
+stored test probabilities (``step3_out/allocator/models/<fold>/predictions.parquet``), utility
+matrix and class prior (``policy.json``), and for each point of the grid (``--set
+section.field=v1,v2`` per axis, e.g. ``--set policy.alpha=0.7,0.9 --set policy.sizing_gain=1,2``)
+runs the allocator's one continuous path over the folds (``core/allocation/path.run_segments``:
+policy and envelope, the state carried across folds), backtests it with the project's cost model
+and execution lag (``run_backtest``) and prints, per run: the Calmar ratio minus the baseline's,
+the share of the transparent rule's Calmar gain (meaningless on pure noise), the annual turnover
+and the lower bounds of the verdict's paired bootstrap (``paired_bootstrap``, default settings) of
+the allocator against the baseline and against "envelope only" (the model's increment), both read
+from the run's ``oos_daily.parquet``.
 
-The probabilities are the ones the run traded, so for runs made with the nested study off (the
-default profile) each row is exactly what the pipeline gives with those two settings: the row of
-the run's own settings reproduces its ``metrics.json`` (printed as a check). The models do not
-depend on the policy settings; the tuner, when on, would have chosen other ones per fold.
+The probabilities are the ones the run traded, so for runs made with the nested study off each row
+is exactly what the pipeline gives with those settings: the row of the run's own settings
+reproduces its ``metrics.json`` (printed as a check). The models do not depend on the policy
+settings; the tuner, when on, would have chosen other ones per fold.
 
-    .venv/bin/python scripts/sweep_policy.py --work bench_power_work --runs ic0.3_seed0,ic0.3_seed1,ic0.0_seed0 \\
-        --lambdas 0,2,5,10 --alphas 0,0.5,0.7,0.9
+    .venv/bin/python scripts/sweep_policy.py --homes bench/rp/base_ic0.3_seed0,bench/rp/base_ic0.0_seed0 \\
+        --set policy.alpha=0.7,0.9 --set policy.sizing_gain=1,2,3
 
-Wall time: about a second per (run, setting) here.
+Wall time: about a second per (run, setting) here, plus a few seconds per bootstrap.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -32,16 +35,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from allocator_pipeline.core.allocation.fold_model import policy_prior_of
 from allocator_pipeline.core.allocation.path import Segment, run_segments
 from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.storage import read_json, read_parquet
 from allocator_pipeline.core.evaluation.backtest import RETURN_COLUMNS, run_backtest
+from allocator_pipeline.core.evaluation.bootstrap import paired_bootstrap
 from allocator_pipeline.core.evaluation.metrics import performance_metrics
-from allocator_pipeline.settings import Settings, load_settings
-
-
-def floats(text: str) -> list[float]:
-    return [float(x) for x in text.split(",") if x.strip()]
+from allocator_pipeline.settings import BootstrapSettings, Settings, load_settings
 
 
 def fold_segments(allocator: Path, settings: Settings) -> list[Segment]:
@@ -49,26 +50,50 @@ def fold_segments(allocator: Path, settings: Settings) -> list[Segment]:
     segments = []
     for directory in sorted(p for p in (allocator / "models").iterdir() if p.is_dir()):
         probabilities = read_parquet(directory / "predictions.parquet")
-        m = np.asarray(read_json(directory / "policy.json")["utility_matrix"], dtype=float)
-        segments.append(Segment(f"fold:{directory.name}", probabilities, m, settings))
+        policy = read_json(directory / "policy.json")
+        m = np.asarray(policy["utility_matrix"], dtype=float)
+        segments.append(Segment(f"fold:{directory.name}", probabilities, m, settings, policy_prior_of(policy)))
     if not segments:
         raise SystemExit(f"no fold model under {allocator / 'models'}: run scripts/bench_power.py first")
     return segments
 
 
-def sweep_run(home: Path, base: Settings, grid: list[tuple[float, float]]) -> list[dict]:
+def parse_grid(items: list[str]) -> list[dict[str, float | str]]:
+    """``["policy.alpha=0.7,0.9", ...]`` -> every combination as ``{"policy.alpha": 0.7, ...}``."""
+    axes: list[tuple[str, list[float | str]]] = []
+    for item in items:
+        name, _, values = item.partition("=")
+        parsed: list[float | str] = []
+        for v in values.split(","):
+            try:
+                parsed.append(float(v))
+            except ValueError:
+                parsed.append(v)
+        axes.append((name.strip(), parsed))
+    return [dict(zip([a for a, _ in axes], combo)) for combo in itertools.product(*[v for _, v in axes])]
+
+
+def with_point(base: Settings, point: dict[str, float | str]) -> Settings:
+    sections: dict[str, dict[str, float | str]] = {}
+    for name, value in point.items():
+        section, _, field = name.partition(".")
+        sections.setdefault(section, {})[field] = value
+    return base.model_copy(update={k: getattr(base, k).model_copy(update=v) for k, v in sections.items()})
+
+
+def sweep_run(home: Path, base: Settings, grid: list[dict[str, float | str]]) -> list[dict]:
     allocator = home / "step3_out" / "allocator"
     panel = read_parquet(allocator / "dataset" / "leg_panel.parquet")
     strategies = read_json(allocator / "backtest" / "metrics.json")["strategies"]
-    calmar_base, calmar_rule = strategies["baseline"]["calmar"], strategies["planted_rule"]["calmar"]
+    daily = read_parquet(allocator / "backtest" / "oos_daily.parquet").set_index("realized_ts")
+    calmar_base = strategies["baseline"]["calmar"]
+    calmar_rule = strategies.get("planted_rule", {}).get("calmar", float("nan"))
     cost_model = CostModel.from_settings(base.costs)
     w0 = float(base.labels.baseline_weight)
     segments = fold_segments(allocator, base)  # read once; each setting only swaps the settings
     rows = []
-    for lam, alpha in grid:
-        settings = base.model_copy(
-            update={"policy": base.policy.model_copy(update={"turnover_penalty": lam, "alpha": alpha})}
-        )
+    for point in grid:
+        settings = with_point(base, point)
         path, _ = run_segments([replace(segment, settings=settings) for segment in segments], panel)
         decisions = pd.DataFrame({"w": path["w_final"], "exposure": path["exposure"]})
         bt = run_backtest(
@@ -79,49 +104,62 @@ def sweep_run(home: Path, base: Settings, grid: list[tuple[float, float]]) -> li
             execution_lag=settings.backtest.execution_lag,
         )
         metrics = performance_metrics(bt, settings.report.notional)
+        ret = bt.set_index("realized_ts")["ret"].reindex(daily.index)
+        when = pd.Series(daily.index, index=daily.index)
+        vs_base = paired_bootstrap(ret, daily["ret_baseline"], when, BootstrapSettings())
+        vs_env = paired_bootstrap(ret, daily["ret_envelope_only"], when, BootstrapSettings())
         rows.append(
             {
                 "run": home.name,
-                "turnover_penalty": lam,
-                "alpha": alpha,
+                **point,
                 "calmar": metrics["calmar"],
                 "calmar_vs_baseline": metrics["calmar"] - calmar_base,
                 "share": (metrics["calmar"] - calmar_base) / (calmar_rule - calmar_base),
                 "turnover": metrics["turnover"],
+                "lb_calmar_vs_baseline": vs_base["calmar"]["lower"],
+                "lb_mpnl_vs_baseline_bp": vs_base["avg_monthly_pnl"]["lower"] * 1e4,
+                "lb_calmar_increment": vs_env["calmar"]["lower"],
+                "lb_mpnl_increment_bp": vs_env["avg_monthly_pnl"]["lower"] * 1e4,
             }
         )
-    own = strategies["allocator"]["calmar"]
-    mine = [
-        r["calmar"]
-        for r in rows
-        if (r["turnover_penalty"], r["alpha"]) == (base.policy.turnover_penalty, base.policy.alpha)
-    ]
-    if mine:
-        print(f"{home.name}: the run's own settings give Calmar {mine[0]:.6f}, metrics.json {own:.6f}", flush=True)
+    own = [r for r in rows if all(r[k] == _value(base, k) for k in grid[0])]
+    if own:
+        print(
+            f"{home.name}: the run's own settings give Calmar {own[0]['calmar']:.6f}, "
+            f"metrics.json {strategies['allocator']['calmar']:.6f}",
+            flush=True,
+        )
     return rows
+
+
+def _value(settings: Settings, name: str) -> float | str:
+    section, _, field = name.partition(".")
+    value = getattr(getattr(settings, section), field)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", default="bench_power_work", help="the --work directory of bench_power.py")
-    parser.add_argument("--runs", required=True, help="run homes under --work, e.g. ic0.3_seed0,ic0.0_seed0")
-    parser.add_argument("--lambdas", default="0,2,5,10", help="policy.turnover_penalty values")
-    parser.add_argument("--alphas", default="0,0.5,0.7,0.9", help="policy.alpha values")
+    parser.add_argument("--homes", required=True, help="run homes, comma-separated")
+    parser.add_argument("--set", action="append", default=[], help="a grid axis: section.field=v1,v2 (repeatable)")
     parser.add_argument("--profile", default="default", help="the profile the runs used")
     parser.add_argument("--out", help="write the rows as JSON here")
     args = parser.parse_args()
+    if not args.set:
+        raise SystemExit("give at least one --set section.field=v1,v2")
     base = load_settings(profile=args.profile, environ={})
-    grid = [(lam, alpha) for lam in floats(args.lambdas) for alpha in floats(args.alphas)]
+    grid = parse_grid(args.set)
     rows = []
-    for name in (r.strip() for r in args.runs.split(",") if r.strip()):
-        rows += sweep_run(Path(args.work) / name, base, grid)
+    for name in (r.strip() for r in args.homes.split(",") if r.strip()):
+        rows += sweep_run(Path(name), base, grid)
     table = pd.DataFrame(rows).pivot_table(
-        index=["turnover_penalty", "alpha"],
+        index=list(grid[0]),
         columns="run",
-        values=["calmar_vs_baseline", "share", "turnover"],
+        values=["calmar_vs_baseline", "share", "turnover", "lb_calmar_increment", "lb_mpnl_increment_bp"],
         sort=True,
     )
-    print(table.round(3).to_string())
+    with pd.option_context("display.width", 250, "display.max_columns", 50):
+        print(table.round(3).to_string())
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1))
 
