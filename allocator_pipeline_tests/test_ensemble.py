@@ -248,7 +248,12 @@ def test_fold_model_input_ranges_come_from_train_and_validation_rows_and_flag_th
     test.loc[test.index[np.flatnonzero(inside)[0]], "feat_03"] = seen["feat_03"].max() + 1.0
     assert decided[OUT_OF_RANGE_COLUMN].sum() + 1 == model.decision_frame(test)[OUT_OF_RANGE_COLUMN].sum()
 
+    # the class prior (the sizing's centre): each class's share of the train and validation rows, by hand
+    counts = np.bincount(seen["label_class"].astype(int), minlength=11)
+    assert model.prior is not None and np.array_equal(model.prior, counts / counts.sum())
+
     model.save(tmp_path)
     again = FoldModel.load(tmp_path)
     assert again.input_ranges == model.input_ranges
+    assert again.prior is not None and np.array_equal(again.prior, model.prior)
     pd.testing.assert_frame_equal(again.decision_frame(test), model.decision_frame(test), check_exact=True)

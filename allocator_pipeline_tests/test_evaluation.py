@@ -51,10 +51,11 @@ def _world(n: int = 200, seed: int = 3):
     labels = pd.DataFrame({"best_weight": np.round(rng.integers(0, 21, n) * 0.05, 2)}, index=idx)
     labels.iloc[-20:] = np.nan  # the last H rows have no label
     m = rng.normal(0.0, 0.01, (11, 11))
+    prior = rng.dirichlet(np.ones(11))
     paths = {}
     for fold, (a, b) in {"2020b": (140, 200), "2020a": (100, 140), "2019": (60, 100)}.items():
         proba = rng.dirichlet(np.ones(11) * 0.5, b - a)
-        paths[fold] = allocator_path(proba, m, context.iloc[a:b], SETTINGS, w_prev0=0.5)
+        paths[fold] = allocator_path(proba, m, context.iloc[a:b], SETTINGS, w_prev0=0.5, prior=prior)
     return context, labels, paths
 
 
