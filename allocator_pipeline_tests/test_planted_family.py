@@ -110,7 +110,9 @@ def test_resampled_legs_are_real_rows_in_a_new_order_with_the_prices_they_earn()
     assert not np.array_equal(idx, np.arange(500))
     assert (np.diff(idx) == 1).mean() > 0.8  # blocks of mean 20: most neighbours stay neighbours
     growth = prices["QQQB"]["Adj Close"].to_numpy()
-    np.testing.assert_allclose(growth[1:] / growth[:-1] - 1.0, new_q["asset_return"].to_numpy()[1:], rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(
+        growth[1:] / growth[:-1] - 1.0, new_q["asset_return"].to_numpy()[1:], rtol=1e-9, atol=1e-15
+    )
     again, _ = resample_legs(legs, 20.0, seed=1)
     pd.testing.assert_frame_equal(again["QQQB"], new_q)  # seeded
 

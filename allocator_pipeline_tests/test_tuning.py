@@ -150,22 +150,27 @@ def test_search_space_per_profile(tmp_path):
     )
     full = full.model_copy(update={"profile": "full"})
     space = search_space(full)
-    assert list(space) == [p.name for p in SEARCH_PARAMETERS]  # the full profile searches everything
+    # the full profile searches everything the run's sizing uses (the argmax's lambda is not)
+    assert list(space) == [p.name for p in SEARCH_PARAMETERS if p.name != "policy.turnover_penalty"]
+    argmax = full.model_copy(update={"policy": full.policy.model_copy(update={"sizing": "argmax"})})
+    assert set(space) ^ set(search_space(argmax)) == {"policy.turnover_penalty", "policy.sizing_gain"}
     # a parameter of a stage that is switched off is not searched
     off = Settings().envelope.model_copy(update={"dd_guard": False, "vol_scaling": False})
     unswitched = search_space(full.model_copy(update={"envelope": off}))
     assert set(space) - set(unswitched) == {"envelope.dd_soft", "envelope.dd_hard", "envelope.vol_target_scale"}
     assert {p.group for p in SEARCH_PARAMETERS} == set(GROUPS)
     default = search_space(full.model_copy(update={"profile": "default"}))
-    assert set(default) == {p.name for p in SEARCH_PARAMETERS if p.group in ("ensemble", "policy")}
+    assert set(default) == {p.name for p in SEARCH_PARAMETERS if p.group in ("ensemble", "policy")} - {
+        "policy.turnover_penalty"
+    }
     linear_only = search_space(make_settings(tmp_path).model_copy(update={"profile": "full"}))
     assert not any(n.startswith(("models.lightgbm", "models.catboost")) for n in linear_only)
     # dd_soft and dd_hard ranges are disjoint: any sample is a valid envelope
     assert space["envelope.dd_soft"].high < space["envelope.dd_hard"].low
     # ranges widen to hold the run's own values; the defaults lie inside
-    odd = tuned_settings(full, {"policy.alpha": 0.95, "models.catboost.iterations": 1000})
+    odd = tuned_settings(full, {"policy.alpha": 0.98, "models.catboost.iterations": 1000})
     odd_space = search_space(odd)
-    assert odd_space["policy.alpha"].high == 0.95 and odd_space["models.catboost.iterations"].high == 1000
+    assert odd_space["policy.alpha"].high == 0.98 and odd_space["models.catboost.iterations"].high == 1000
     for name, value in default_params(odd, odd_space).items():
         internal = odd_space[name].to_internal_repr(value)
         assert odd_space[name]._contains(internal), name

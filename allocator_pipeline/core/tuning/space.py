@@ -19,7 +19,8 @@ labels      lambda_dd, lambda_tc (utility labels recomputed, members     relabel
             refitted on the new classes)
 ensemble    calibration (auto/none/temperature/isotonic),                blend + calibrator only
             blend_temperature
-policy      alpha, max_daily_change, turnover_penalty                    policy path + backtest
+policy      sizing_gain or turnover_penalty (by policy.sizing), alpha,   policy path + backtest
+            no_trade_band, max_daily_change
 envelope    dd_soft, dd_hard, vol_target_scale, drift_psi_threshold      policy path + backtest
 =========== ============================================================ ==========================
 
@@ -138,9 +139,21 @@ SEARCH_PARAMETERS: tuple[SearchParameter, ...] = (
         "policy.turnover_penalty",
         "policy",
         FloatDistribution(0.0, 20.0),
-        "lambda: expected utility charged lambda * cost of the move from the weight held (0 .. H)",
+        "lambda: expected utility charged lambda * cost of the move from the weight held ('argmax' sizing)",
     ),
-    _p("policy.alpha", "policy", FloatDistribution(0.0, 0.9), "smoothing w_t = a w_{t-1} + (1 - a) w_raw"),
+    _p(
+        "policy.sizing_gain",
+        "policy",
+        FloatDistribution(0.5, 6.0),
+        "kappa: tilt per unit shift of the expected best weight from the prior's ('expected_weight' sizing)",
+    ),
+    _p("policy.alpha", "policy", FloatDistribution(0.0, 0.97), "smoothing w_t = a w_{t-1} + (1 - a) w_raw"),
+    _p(
+        "policy.no_trade_band",
+        "policy",
+        FloatDistribution(0.0, 0.05),
+        "dead band on the smoothed daily step (fraction of capital)",
+    ),
     _p(
         "policy.max_daily_change",
         "policy",
@@ -177,12 +190,14 @@ PROFILE_GROUPS: dict[str, tuple[str, ...]] = {
 }
 """Groups searched by each profile, when tuning is on, if the caller does not name them."""
 
-# Parameters that only matter when a switch of the run is on.
-_SWITCHES: dict[str, str] = {
-    "envelope.dd_soft": "envelope.dd_guard",
-    "envelope.dd_hard": "envelope.dd_guard",
-    "envelope.vol_target_scale": "envelope.vol_scaling",
-    "envelope.drift_psi_threshold": "envelope.drift_throttle",
+# Parameters that only matter when a setting of the run has a given value (a switch on, a sizing).
+_SWITCHES: dict[str, tuple[str, Any]] = {
+    "policy.turnover_penalty": ("policy.sizing", "argmax"),
+    "policy.sizing_gain": ("policy.sizing", "expected_weight"),
+    "envelope.dd_soft": ("envelope.dd_guard", True),
+    "envelope.dd_hard": ("envelope.dd_guard", True),
+    "envelope.vol_target_scale": ("envelope.vol_scaling", True),
+    "envelope.drift_psi_threshold": ("envelope.drift_throttle", True),
 }
 
 
@@ -245,7 +260,7 @@ def search_space(settings: Settings, groups: Iterable[str] | None = None) -> dic
         if param.group not in chosen:
             continue
         switch = _SWITCHES.get(param.name)
-        if switch is not None and not current_value(settings, switch):
+        if switch is not None and current_value(settings, switch[0]) != switch[1]:
             continue
         space[param.name] = _widened(param.distribution, current_value(settings, param.name))
     return space
