@@ -104,6 +104,16 @@ def test_smooth_and_cap_hand_example():
     np.testing.assert_allclose(out, [0.6, 0.7, 0.6, 0.5])
 
 
+def test_the_no_trade_band_skips_small_steps_and_stops_large_ones_at_its_edge():
+    """By hand, no smoothing, band 0.05: 0.5 -> 0.53 is within it (held), 0.5 -> 0.7 stops at 0.65,
+    then 0.65 -> 0.62 is held, 0.65 -> 0.2 stops at 0.25; the cap 0.3 then limits a larger move."""
+    out = smooth_and_cap(np.array([0.53, 0.7, 0.62, 0.2]), alpha=0.0, max_daily_change=1.0, w_prev0=0.5, band=0.05)
+    np.testing.assert_allclose(out, [0.5, 0.65, 0.65, 0.25], atol=1e-15)
+    capped = smooth_and_cap(np.array([1.0]), alpha=0.0, max_daily_change=0.3, w_prev0=0.0, band=0.05)
+    np.testing.assert_allclose(capped, [0.3], atol=1e-15)  # the band first (0.95), then the cap
+    np.testing.assert_allclose(smooth_and_cap(np.array([0.6, 0.4]), 0.5, 1.0, 0.5, band=0.0), [0.55, 0.475], atol=1e-15)
+
+
 @hsettings(max_examples=60, deadline=None)
 @given(
     raw=st.lists(st.sampled_from(list(BUCKETS)), min_size=1, max_size=40),

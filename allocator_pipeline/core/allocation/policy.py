@@ -115,8 +115,8 @@ def utility_matrix(utilities: pd.DataFrame, label_class: pd.Series) -> np.ndarra
 def class_prior(label_class: pd.Series) -> np.ndarray:
     """Each class's share of the labelled rows (shape (11,), sums to 1): the policy's ``pi``.
 
-    >>> class_prior(pd.Series([0, 0, 10, 5])).tolist()[:1] + class_prior(pd.Series([0, 0, 10, 5])).tolist()[5:6]
-    [0.5, 0.25]
+    >>> class_prior(pd.Series([0, 0, 10, 5]))[[0, 5, 10]].tolist()
+    [0.5, 0.25, 0.25]
     """
     k = label_class.to_numpy(dtype=float, na_value=np.nan)
     k = k[np.isfinite(k)]
