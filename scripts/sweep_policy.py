@@ -8,7 +8,9 @@ section.field=v1,v2`` per axis, e.g. ``--set policy.alpha=0.7,0.9 --set policy.s
 runs the allocator's one continuous path over the folds (``core/allocation/path.run_segments``:
 policy and envelope, the state carried across folds), backtests it with the project's cost model
 and execution lag (``run_backtest``) and prints, per run: the Calmar ratio minus the baseline's,
-the share of the transparent rule's Calmar gain (meaningless on pure noise), the annual turnover
+the share of the transparent rule's Calmar gain (meaningless on pure noise), the same share for
+the weight choice alone (``w_smoothed`` fully invested, no envelope: the ``model_only`` ablation,
+against the rule fully invested), the annual turnover
 and the lower bounds of the verdict's paired bootstrap (``paired_bootstrap``, default settings) of
 the allocator against the baseline and against "envelope only" (the model's increment), both read
 from the run's ``oos_daily.parquet``.
@@ -96,14 +98,13 @@ def sweep_run(home: Path, base: Settings, grid: list[dict[str, float | str]]) ->
         settings = with_point(base, point)
         path, _ = run_segments([replace(segment, settings=settings) for segment in segments], panel)
         decisions = pd.DataFrame({"w": path["w_final"], "exposure": path["exposure"]})
-        bt = run_backtest(
-            decisions,
-            panel[list(RETURN_COLUMNS)],
-            cost_model,
-            initial_book=(w0, 1.0 - w0),
-            execution_lag=settings.backtest.execution_lag,
-        )
+        lag = settings.backtest.execution_lag
+        bt = run_backtest(decisions, panel[list(RETURN_COLUMNS)], cost_model, (w0, 1.0 - w0), lag)
         metrics = performance_metrics(bt, settings.report.notional)
+        # the weight choice alone: w_smoothed fully invested, no envelope (the model_only ablation)
+        alone = pd.DataFrame({"w": path["w_smoothed"], "exposure": 1.0})
+        bt_alone = run_backtest(alone, panel[list(RETURN_COLUMNS)], cost_model, (w0, 1.0 - w0), lag)
+        calmar_alone = performance_metrics(bt_alone, settings.report.notional)["calmar"]
         ret = bt.set_index("realized_ts")["ret"].reindex(daily.index)
         when = pd.Series(daily.index, index=daily.index)
         vs_base = paired_bootstrap(ret, daily["ret_baseline"], when, BootstrapSettings())
@@ -115,6 +116,7 @@ def sweep_run(home: Path, base: Settings, grid: list[dict[str, float | str]]) ->
                 "calmar": metrics["calmar"],
                 "calmar_vs_baseline": metrics["calmar"] - calmar_base,
                 "share": (metrics["calmar"] - calmar_base) / (calmar_rule - calmar_base),
+                "model_only_share": (calmar_alone - calmar_base) / (calmar_rule - calmar_base),
                 "turnover": metrics["turnover"],
                 "lb_calmar_vs_baseline": vs_base["calmar"]["lower"],
                 "lb_mpnl_vs_baseline_bp": vs_base["avg_monthly_pnl"]["lower"] * 1e4,
@@ -155,7 +157,7 @@ def main() -> None:
     table = pd.DataFrame(rows).pivot_table(
         index=list(grid[0]),
         columns="run",
-        values=["calmar_vs_baseline", "share", "turnover", "lb_calmar_increment", "lb_mpnl_increment_bp"],
+        values=["model_only_share", "turnover", "lb_calmar_increment", "lb_mpnl_increment_bp"],
         sort=True,
     )
     with pd.option_context("display.width", 250, "display.max_columns", 50):
