@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+import fnmatch
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -535,3 +537,13 @@ def test_labels_follow_the_configured_leg_symbols(oos: pd.DataFrame) -> None:
     assert table.loc["spy_only", "Strategy"] == "SPY leg only"
     headline = html[html.index('id="headline"') : html.index('id="equity"')]
     assert ">TLT leg only<" in headline and "QQQ" not in headline
+
+
+def test_the_page_templates_ship_as_package_data():
+    """A non-editable install has the templates: every file of report/templates matches a
+    package-data pattern of pyproject.toml."""
+    root = Path(__file__).resolve().parents[1]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    package = root / "allocator_pipeline"
+    files = [p.relative_to(package).as_posix() for p in (package / "report" / "templates").iterdir()]
+    assert files and all(any(fnmatch.fnmatch(f, pat) for pat in patterns["allocator_pipeline"]) for f in files), files

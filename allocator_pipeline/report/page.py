@@ -45,7 +45,7 @@ from allocator_pipeline.report.evidence import (
     evidence_section,
     planted_section,
 )
-from allocator_pipeline.report.html import esc, page, png_img
+from allocator_pipeline.report.html import Markup, Section, esc, page, png_img
 from allocator_pipeline.report.sections import (
     _calibration_section,
     _fold_section,
@@ -69,8 +69,8 @@ _WEIGHTS_NOTE = (
 )
 
 
-def _section(anchor: str, title: str, body: str) -> str:
-    return f'<section id="{esc(anchor)}">\n<h2>{esc(title)}</h2>\n{body}\n</section>'
+def _section(anchor: str, title: str, body: str) -> Section:
+    return Section(anchor, title, Markup(body))
 
 
 def _subtitle(oos_daily: pd.DataFrame, metrics: Mapping[str, Any]) -> str:
