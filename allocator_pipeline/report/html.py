@@ -1,4 +1,4 @@
-"""HTML building blocks of the walk-forward report: escaping, tables, images, sections.
+"""HTML building blocks of the walk-forward report: cells, images, sections, the page.
 
 The markup of the page, its tables and its sections is in the Jinja2 templates
 (``report/templates/``, :mod:`~allocator_pipeline.report.templating`); images are PNG data URIs,
@@ -8,21 +8,21 @@ the style sheet is inline (``templates/page.css``).
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from allocator_pipeline.report.templating import Markup, escape, macro, render
+from allocator_pipeline.report.templating import Markup, render
 
 
-def esc(value: Any) -> str:
-    """HTML-escape any value's string form, quotes too (the templates' own escaping)."""
-    return str(escape(str(value)))
+def png_data(png: bytes) -> str:
+    """A PNG as the base64 text of its data URI (the ``chart`` macro's ``data``)."""
+    return base64.b64encode(png).decode("ascii")
 
 
-def png_img(png: bytes, alt: str) -> str:
-    """An ``<img>`` whose source is the PNG embedded as a base64 data URI."""
-    data = base64.b64encode(png).decode("ascii")
-    return f'<img class="chart" alt="{esc(alt)}" src="data:image/png;base64,{data}">'
+def fragment(name: str, **values: Any) -> str:
+    """A section's content: the template ``templates/report/<name>.html.j2`` rendered with
+    ``values`` (strings are escaped; a fragment already HTML is passed as :class:`Markup`)."""
+    return render(f"report/{name}.html.j2", **values)
 
 
 Cell = tuple[str, str]  # (text, css class)
@@ -40,14 +40,6 @@ def cell(text: Any, kind: str = "num") -> Cell:
     return (str(text), kind)
 
 
-def html_table(headers: Sequence[str], rows: Iterable[Sequence[Cell]], row_classes: Sequence[str] | None = None) -> str:
-    """A table from header strings and rows of (text, css class) cells (the ``table`` macro of
-    ``templates/macros.html.j2``); text is escaped."""
-    return str(
-        macro("table")(list(headers), [list(r) for r in rows], None if row_classes is None else list(row_classes))
-    )
-
-
 def signed_class(value: float | None) -> str:
     """CSS class of a difference: 'num pos' above zero, 'num neg' below, 'num' otherwise."""
     if value is None or value != value:
@@ -57,5 +49,5 @@ def signed_class(value: float | None) -> str:
 
 def page(title: str, subtitle: str, nav: Sequence[tuple[str, str]], sections: Sequence[Section]) -> str:
     """The whole walk-forward report (``templates/report.html.j2`` in the shared layout): head with
-    the inline style sheet, title, sub-title (HTML), navigation and sections."""
-    return render("report.html.j2", title=title, subtitle=Markup(subtitle), nav=list(nav), sections=list(sections))
+    the inline style sheet, title, sub-title (text), navigation and sections."""
+    return render("report.html.j2", title=title, subtitle=subtitle, nav=list(nav), sections=list(sections))

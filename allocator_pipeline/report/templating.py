@@ -1,6 +1,7 @@
 """The Jinja2 templates of the pages (``report/templates/``, shipped as package data): one layout
 (``layout.html.j2``) shared by the walk-forward report (``report.html.j2``) and the comparison of
-two runs (``compare.html.j2``), and the building blocks (``macros.html.j2``: the table, the section).
+two runs (``compare.html.j2``), the building blocks (``macros.html.j2``: the table, the section,
+the chart) and one template per report section (``report/<section>.html.j2``).
 
 Values are escaped by the templates (autoescape); a fragment already built as HTML is passed as
 :class:`markupsafe.Markup`. Rendering is deterministic: the same values give the same bytes.
@@ -12,9 +13,9 @@ from functools import cache
 from typing import Any
 
 import jinja2
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
-__all__ = ["Markup", "environment", "escape", "macro", "render"]
+__all__ = ["Markup", "environment", "render"]
 
 
 @cache
@@ -34,8 +35,3 @@ def environment() -> jinja2.Environment:
 def render(template: str, **values: Any) -> str:
     """Render the template ``template`` (a file name under ``report/templates/``) with ``values``."""
     return environment().get_template(template).render(**values)
-
-
-def macro(name: str) -> Any:
-    """A macro of ``macros.html.j2`` as a callable returning :class:`Markup` (e.g. ``table``)."""
-    return getattr(environment().get_template("macros.html.j2").module, name)
