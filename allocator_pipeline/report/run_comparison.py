@@ -33,6 +33,8 @@ OUTCOMES: dict[str, str] = {
     "neither": "not told apart (an interval spans 0)",
     "same": "the same returns in both runs",
 }
+#: The same, as the comparison table's one word or two.
+OUTCOME_WORDS: dict[str, str] = {"B": "B better", "A": "A better", "neither": "not told apart", "same": "the same"}
 #: The headline's columns on the comparison (the report's, without the currency and cost columns).
 COLUMNS: tuple[str, ...] = ("CAGR", "MaxDD", "Calmar", "AvgMonthlyPnL", "Sharpe", "Vol", "Turnover")
 RUNS: tuple[str, str] = ("a", "b")
@@ -174,7 +176,7 @@ def render_comparison(result: Mapping[str, Any]) -> str:
             (signed_pct(entry["avg_monthly_pnl"]["point"]), "num"),
             (_interval(entry["avg_monthly_pnl"], signed_pct), "num"),
             (mean_daily(entry["mean_daily"]), "num"),
-            (OUTCOMES[entry["outcome"]], _outcome_class(entry["outcome"])),
+            (OUTCOME_WORDS[entry["outcome"]], _outcome_class(entry["outcome"])),
         ]
         for entry in result["differences"].values()
     ]
@@ -195,6 +197,7 @@ def render_comparison(result: Mapping[str, Any]) -> str:
         ],
         headline_classes=["hl" if i.startswith("allocator@") else "" for i in table.index],
         difference_rows=difference_rows,
+        difference_lines=[difference_line(entry) for entry in result["differences"].values()],
         bootstrap=bootstrap_note(result),
         differs=[
             [(what, "txt"), (key, "txt"), (a, "detail"), (b, "detail")] for what, key, a, b in differs_rows(result)
