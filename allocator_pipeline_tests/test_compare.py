@@ -51,13 +51,13 @@ def homes(tmp_path_factory) -> tuple[Path, Path, Path]:
         (home / "allocator.toml").write_text(toml)
     with pytest.MonkeyPatch.context() as mp:  # the CLI points DAGSTER_HOME at its instance
         mp.setenv("DAGSTER_HOME", str(instance))
-        result = invoke(instance, "--home", str(a), "run")
+        mp.chdir(root)  # homes named as a user does, relative to the working directory
+        result = invoke(instance, "--home", "a", "run")
         assert result.exit_code == 0, result.output
-        planted = root / "step3_planted"
-        source = str(a / "step3_out")
-        result = invoke(instance, "--home", str(b), "synth-step3", str(planted), "--ic", "0.3", "--source", source)
+        args = ("synth-step3", "step3_planted", "--ic", "0.3", "--source", "a/step3_out")
+        result = invoke(instance, "--home", "b", *args)
         assert result.exit_code == 0, result.output
-        result = invoke(instance, "--home", str(b), "--step3", str(planted), "run")
+        result = invoke(instance, "--home", "b", "--step3", "step3_planted", "run")
         assert result.exit_code == 0, result.output
     return a, b, instance
 
@@ -133,7 +133,8 @@ def test_compare_two_homes_checks_against_the_runs_own_figures(homes, tmp_path, 
     assert "Two allocator runs compared" in page and 'id="differences"' in page
     assert result.output.strip().splitlines()[-2] == f"Page: {out / 'compare.html'}"
 
-    # deterministic, and a run of the history (`allocator runs`) stands for its home
+    # deterministic, and a run of the history (`allocator runs`) stands for its home, from any
+    # working directory (the history records the home's absolute path)
     history = invoke(instance, "--home", str(tmp_path), "runs")
     run_a = next(
         line.split(" run ")[1].split()[0] for line in history.output.splitlines() if line.endswith(f"home {a}")
