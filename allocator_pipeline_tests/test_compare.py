@@ -168,6 +168,13 @@ def test_too_few_common_sessions_are_refused_and_nothing_is_written(homes, tmp_p
     assert result.exit_code == 2
     last = result.output.strip().splitlines()[-1]
     assert f"file {empty / BACKTEST / 'metrics.json'}" in last and "has no completed run" in last, last
+    path = short / BACKTEST / "oos_daily.parquet"
+    path.write_bytes(path.read_bytes()[:300])  # a truncated artifact
+    result = invoke(instance, "--home", str(tmp_path), "compare", str(short), str(b), "--out", str(out))
+    assert result.exit_code == 2
+    last = result.output.strip().splitlines()[-1]
+    assert f"file {path}: cannot read it" in last and "Parquet magic bytes not found" in last, last
+    assert f"`allocator --home {short} run`" in last
     result = invoke(instance, "--home", str(tmp_path), "compare", "no-such-run", str(b), "--out", str(out))
     assert result.exit_code == 2 and "neither a home folder nor a run recorded" in result.output
     assert not out.exists() and not list(empty.iterdir())

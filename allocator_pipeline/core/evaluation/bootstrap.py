@@ -211,10 +211,8 @@ def contrast_bootstrap(
 
 
 def _combine(coefficients: Sequence[float], values: Sequence[np.ndarray]) -> np.ndarray:
-    """``sum_k c_k * values_k``; a pair (+1, -1) is computed as ``values_0 - values_1``, exactly the
-    plain difference (the verdict's figures do not move by a rounding)."""
-    if len(values) == 2 and coefficients[0] == 1.0 and coefficients[1] == -1.0:
-        return values[0] - values[1]
+    """``sum_k c_k * values_k``; for ``(+1, -1)`` exactly ``values_0 - values_1`` (multiplying by
+    +-1 and adding a negation are exact in floating point, so the verdict's figures do not move)."""
     total = coefficients[0] * values[0]
     for c, v in zip(coefficients[1:], values[1:]):
         total = total + c * v

@@ -29,7 +29,7 @@ resample is little more than the same one or two stretches again, and its interv
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,17 +109,29 @@ def load_run(home: str | Path) -> Run:
             raise InputDataError(
                 f"{home} has no completed run (run `allocator --home {home} run` first)", file=backtest / name
             )
-    metrics = read_json(backtest / "metrics.json")
-    oos = read_parquet(backtest / "oos_daily.parquet")
+    metrics = _read(home, backtest / "metrics.json", read_json)
+    oos = _read(home, backtest / "oos_daily.parquet", read_parquet)
     for column in ("realized_ts", "cash_return", "ret_allocator", "ret_baseline", "ret_envelope_only"):
         if column not in oos.columns:
             raise InputDataError(
                 "no such column in the run's out-of-sample path", file=backtest / "oos_daily.parquet", column=column
             )
     manifest_path, legs_path = home / DATASET_DIR / "step3_manifest.json", home / DATASET_DIR / "leg_panel.parquet"
-    manifest = read_json(manifest_path) if manifest_path.is_file() else {}
-    fingerprint = frame_fingerprint(read_parquet(legs_path)) if legs_path.is_file() else None
+    manifest = _read(home, manifest_path, read_json) if manifest_path.is_file() else {}
+    fingerprint = frame_fingerprint(_read(home, legs_path, read_parquet)) if legs_path.is_file() else None
     return Run(home, oos, dict(metrics), dict(manifest), fingerprint)
+
+
+def _read(home: Path, path: Path, reader: Callable[[Path], Any]) -> Any:
+    """``reader(path)``; a file that cannot be read (truncated, not JSON or parquet) is bad input
+    naming the file, the reader's own words and the command that writes it again."""
+    try:
+        return reader(path)
+    except (OSError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise InputDataError(
+            f"cannot read it ({first}); write it again with `allocator --home {home} run`", file=path
+        ) from None
 
 
 def common_sessions(a: pd.DataFrame, b: pd.DataFrame) -> pd.DatetimeIndex:
@@ -145,12 +157,12 @@ def compare_runs(a: Run, b: Run, settings: BootstrapSettings) -> dict[str, Any]:
     dict
         JSON-ready: ``runs`` ({a, b}: home, verdict, failed gates, the three-way summary,
         fingerprints, out-of-sample range, leg symbols, baseline weight and ``headline``
-        {strategy: metrics on the common sessions}), ``common`` (n_sessions, start, end, sessions only in A or only in B),
-        ``bootstrap`` (its settings), ``differences`` ({contrast: {label, calmar,
-        avg_monthly_pnl, mean_daily, outcome}}; ``mean_daily`` the mean daily return
-        difference, a fraction; ``outcome`` ``"B"`` or ``"A"`` (the run it favours), ``"neither"``,
-        or ``"same"`` when both runs' returns in it are the same on every session) and ``what_differs``
-        (settings, step3, data_range).
+        {strategy: metrics on the common sessions}), ``common`` (n_sessions, start, end, the
+        sessions only in A and only in B), ``bootstrap`` (its settings and ``min_sessions``),
+        ``differences`` ({contrast: {label, calmar, avg_monthly_pnl, mean_daily, outcome}};
+        ``mean_daily`` the mean daily return difference, a fraction; ``outcome`` ``"B"`` or
+        ``"A"``, the run it favours, ``"neither"``, or ``"same"`` when both runs' returns in it
+        are the same on every session) and ``what_differs`` (settings, step3, data_range).
 
     Raises
     ------
