@@ -9,7 +9,7 @@ the page. Deterministic: the same result gives the same bytes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +70,7 @@ def side_by_side(result: Mapping[str, Any], strategies: tuple[str, ...] | None =
                 row[column] = float("nan") if value is None else float(value)
             rows.append(row)
             index.append(f"{strategy}@{key}")
-    table = pd.DataFrame(rows, index=pd.Index(index, name="strategy"))
-    table.attrs["currency"] = "USD"
-    return table
+    return pd.DataFrame(rows, index=pd.Index(index, name="strategy"))
 
 
 def difference_line(entry: Mapping[str, Any]) -> str:
@@ -141,7 +139,7 @@ def format_comparison(result: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _interval(entry: Mapping[str, Any], fmt: Any) -> str:
+def _interval(entry: Mapping[str, Any], fmt: Callable[[Any], str]) -> str:
     return f"[{fmt(entry['lower'])}, {fmt(entry['upper'])}]"
 
 
