@@ -6,6 +6,7 @@ import copy
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -535,3 +536,14 @@ def test_labels_follow_the_configured_leg_symbols(oos: pd.DataFrame) -> None:
     assert table.loc["spy_only", "Strategy"] == "SPY leg only"
     headline = html[html.index('id="headline"') : html.index('id="equity"')]
     assert ">TLT leg only<" in headline and "QQQ" not in headline
+
+
+def test_the_page_templates_ship_as_package_data():
+    """A non-editable install has the templates: every file of report/templates is matched by a
+    package-data pattern of pyproject.toml (globbed as setuptools does: ``*`` stays in its folder)."""
+    root = Path(__file__).resolve().parents[1]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    package = root / "allocator_pipeline"
+    shipped = {p for pattern in patterns["allocator_pipeline"] for p in package.glob(pattern)}
+    templates = {p for p in (package / "report" / "templates").rglob("*") if p.is_file()}
+    assert templates and templates <= shipped, sorted(str(p.relative_to(package)) for p in templates - shipped)

@@ -2,7 +2,7 @@
 
 ``context`` declares the group and its global options, ``pipeline`` the pipeline commands,
 ``submitted`` their ``--submit`` path through the instance's queue and ``daemon``, ``live`` rebalance
-and replay. The seed plan's script names are aliases of four commands.
+and replay, ``history`` the recorded runs, ``comparison`` two runs side by side. The seed plan's script names are aliases of four commands.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from allocator_pipeline.cli.comparison import compare
 from allocator_pipeline.cli.context import GLOBAL_OPTIONS, main
 from allocator_pipeline.cli.history import runs
 from allocator_pipeline.cli.instruments import synth_step3
@@ -57,6 +58,7 @@ __all__ = [
     "backtest_alias",
     "build_dataset",
     "build_dataset_alias",
+    "compare",
     "daemon",
     "main",
     "optimize",

@@ -6,6 +6,7 @@ time), and :func:`run_history` reads them back, newest first (``allocator runs``
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -24,7 +25,7 @@ RECORDED_STRATEGIES: tuple[str, ...] = ("allocator", "baseline")
 def report_record(metrics: Mapping[str, Any], leg_panel: pd.DataFrame, oos_daily: pd.DataFrame) -> dict[str, Any]:
     """The run's record as materialisation metadata: ``verdict``, ``<strategy>_<figure>`` floats
     (a figure that is not a finite number is left out), ``settings_fingerprint``,
-    ``step3_fingerprint`` (the leg panel), ``oos_start``/``oos_end`` and ``home``."""
+    ``step3_fingerprint`` (the leg panel), ``oos_start``/``oos_end`` and ``home`` (absolute)."""
     settings = dict(metrics.get("settings") or {})
     record: dict[str, Any] = {"verdict": "ACCEPTED" if metrics.get("accepted") else "REJECTED"}
     for strategy in RECORDED_STRATEGIES:
@@ -40,7 +41,8 @@ def report_record(metrics: Mapping[str, Any], leg_panel: pd.DataFrame, oos_daily
             "step3_fingerprint": frame_fingerprint(leg_panel),
             "oos_start": str(dates[0].date()),
             "oos_end": str(dates[1].date()),
-            "home": str(settings.get("home", "")),
+            # absolute, so that `allocator compare RUN` finds the home from any working directory
+            "home": str(Path(str(settings["home"])).resolve()) if settings.get("home") else "",
         }
     )
     return record

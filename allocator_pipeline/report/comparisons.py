@@ -29,6 +29,26 @@ def _pct(x: Any) -> str:
     return fmt_pct(x, 3)
 
 
+def signed_ratio(x: Any) -> str:
+    """A signed ratio difference with 3 decimals (``+0.218``; zero reads ``0.000``); None -> 'n/a'."""
+    return _signed(x, _ratio)
+
+
+def signed_pct(x: Any) -> str:
+    """A signed fraction as percent with 3 decimals (``-0.061%``); None -> 'n/a'."""
+    return _signed(x, _pct)
+
+
+def interval_text(difference: Mapping[str, Any]) -> str:
+    """A bootstrapped difference's point and interval, Calmar then average monthly PnL (percent):
+    ``Calmar +0.218 [+0.018, +0.698], avg monthly PnL +0.121% [-0.117%, +0.331%]``."""
+    cal, pnl = difference["calmar"], difference["avg_monthly_pnl"]
+    return (
+        f"Calmar {signed_ratio(cal['point'])} [{signed_ratio(cal['lower'])}, {signed_ratio(cal['upper'])}], "
+        f"avg monthly PnL {signed_pct(pnl['point'])} [{signed_pct(pnl['lower'])}, {signed_pct(pnl['upper'])}]"
+    )
+
+
 def comparison_lines(metrics: Mapping[str, Any]) -> list[str]:
     """The three-way verdict as plain lines (the CLI, the model card and the report's verdict box):
     per comparison the point difference and interval of Calmar and of average monthly PnL (percent
@@ -43,13 +63,7 @@ def comparison_lines(metrics: Mapping[str, Any]) -> list[str]:
         if c is None:
             lines.append(f"{label}: not evaluated")
             continue
-        cal, pnl = c["calmar"], c["avg_monthly_pnl"]
-        lines.append(
-            f"[{'pass' if c['passed'] else 'FAIL'}] {label}: Calmar {_signed(cal['point'], _ratio)} "
-            f"[{_signed(cal['lower'], _ratio)}, {_signed(cal['upper'], _ratio)}], avg monthly PnL "
-            f"{_signed(pnl['point'], _pct)} [{_signed(pnl['lower'], _pct)}, {_signed(pnl['upper'], _pct)}] "
-            f"a month: {c['sentence']}"
-        )
+        lines.append(f"[{'pass' if c['passed'] else 'FAIL'}] {label}: {interval_text(c)} a month: {c['sentence']}")
     lines.append(f"In words: {comparisons['summary']}")
     lines.append(f"Envelope: {comparisons['borrowing']}.")
     return lines

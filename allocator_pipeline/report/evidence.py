@@ -2,8 +2,9 @@
 attribution and the ablations.
 
 Each builder reads ``metrics`` (the content of ``metrics.json``: ``bootstrap``, ``deflated_sharpe``,
-``pbo``, ``attribution``, ``strategies``; see ``core/evaluation``) and returns an HTML fragment;
-a section whose figures are absent (an older metrics.json) says so.
+``pbo``, ``attribution``, ``strategies``; see ``core/evaluation``), formats its figures and renders
+its template (``templates/report/<section>.html.j2``); a section whose figures are absent (an
+older metrics.json) says so.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pandas as pd
 
 from allocator_pipeline.report.charts import envelope_png
 from allocator_pipeline.report.diagnostic_charts import attribution_png
-from allocator_pipeline.report.html import Cell, cell, esc, html_table, png_img, signed_class
+from allocator_pipeline.report.html import Cell, cell, fragment, png_data, signed_class
 from allocator_pipeline.report.tables import (
     ABLATIONS,
     MISSING,
@@ -42,11 +43,10 @@ def _pp(value: Any) -> str:
     return MISSING if x is None else f"{x * 100:+.3f} pp"
 
 
-def _bootstrap_block(metrics: Mapping[str, Any]) -> str:
+def _bootstrap_values(metrics: Mapping[str, Any]) -> dict[str, Any]:
     boot = metrics.get("bootstrap")
     if not boot:
-        return "<p>No bootstrap recorded.</p>"
-    conf = float(boot["confidence"])
+        return {"boot_rows": []}
     rows = []
     for key, label, fmt in (
         ("calmar", "Calmar (allocator - baseline)", lambda v: fmt_number(v)),
@@ -64,23 +64,18 @@ def _bootstrap_block(metrics: Mapping[str, Any]) -> str:
                 cell("PASS" if lower is not None and lower > 0 else "FAIL", "pass" if lower and lower > 0 else "fail"),
             ]
         )
-    headers = ["Difference", "Point", f"{conf:.0%} lower", f"{conf:.0%} upper", "Resamples > 0", "Lower bound > 0"]
-    lead = (
-        f"<p>Stationary block bootstrap of the paired daily returns (allocator and baseline resampled with "
-        f"the same sessions): {esc(boot['resamples'])} resamples, geometric blocks of mean "
-        f"{esc(boot['block_length'])} sessions, seed {esc(boot['seed'])}, over {esc(boot['n_sessions'])} "
-        f"sessions. Each resample is placed on the original calendar and measured with the project's own "
-        f"Calmar and average-monthly-PnL definitions; the interval is the {conf:.0%} percentile interval. "
-        "A 'beats the baseline' gate passes only when its lower bound is above 0.</p>"
-    )
-    return lead + html_table(headers, rows)
+    return {
+        "boot_rows": rows,
+        "confidence": f"{float(boot['confidence']):.0%}",
+        **{k: boot[k] for k in ("resamples", "block_length", "seed", "n_sessions")},
+    }
 
 
-def _overfitting_block(metrics: Mapping[str, Any]) -> str:
+def _overfitting_values(metrics: Mapping[str, Any]) -> dict[str, Any]:
     d = metrics.get("deflated_sharpe")
     p = metrics.get("pbo")
     if not d or not p:
-        return "<p>No overfitting statistics recorded.</p>"
+        return {"statistics": []}
     gates = (metrics.get("settings") or {}).get("gates") or {}
     rows = [
         ["Out-of-sample Sharpe over cash (annualised)", fmt_ratio(d.get("sharpe_annualised"), 3)],
@@ -104,7 +99,6 @@ def _overfitting_block(metrics: Mapping[str, Any]) -> str:
             f"{fmt_ratio(p.get('value'), 3)} (threshold {fmt_ratio(gates.get('max_pbo'), 2)})",
         ],
     ]
-    table = html_table(["Statistic", "Value"], [[cell(a, "txt"), cell(b)] for a, b in rows])
     folds = p.get("folds") or {}
     frows = [
         [
@@ -118,32 +112,17 @@ def _overfitting_block(metrics: Mapping[str, Any]) -> str:
         ]
         for fold, f in sorted(folds.items())
     ]
-    ftable = (
-        html_table(["Fold", "PBO", "Trials", "Sessions", "Block sessions", "Combinations", "Mean logit"], frows)
-        if frows
-        else "<p>No fold had two complete trials with inner-block returns.</p>"
-    )
-    skipped = p.get("skipped") or {}
-    note = "".join(f"<li>{esc(f)}: {esc(r)}</li>" for f, r in sorted(skipped.items()))
-    lead = (
-        "<p>Deflated Sharpe ratio (Bailey and Lopez de Prado, 2014): the probability that the allocator's true "
-        "Sharpe exceeds SR0, the Sharpe the best of the N trials behind it would reach by luck, corrected for "
-        "the sample length and the returns' skewness and kurtosis. PBO (Bailey, Borwein, Lopez de Prado and "
-        f"Zhu): per fold, the trials' inner-block daily returns cut into S = {esc(p.get('n_blocks'))} blocks; "
-        "over every half/half split, how often the in-sample best trial ranks at or below the out-of-sample "
-        "median.</p>"
-    )
-    return lead + table + "<h3>PBO per fold</h3>" + ftable + (f"<p>Skipped:</p><ul>{note}</ul>" if note else "")
+    return {
+        "statistics": [[cell(a, "txt"), cell(b)] for a, b in rows],
+        "pbo_rows": frows,
+        "skipped": sorted((p.get("skipped") or {}).items()),
+        "n_blocks": p.get("n_blocks"),
+    }
 
 
 def evidence_section(metrics: Mapping[str, Any]) -> str:
     """The bootstrap intervals of the gain over the baseline and the overfitting statistics."""
-    return (
-        "<h3>Gain over the baseline, with its uncertainty</h3>"
-        + _bootstrap_block(metrics)
-        + "<h3>Overfitting statistics</h3>"
-        + _overfitting_block(metrics)
-    )
+    return fragment("evidence", **_bootstrap_values(metrics), **_overfitting_values(metrics))
 
 
 def attribution_frame(metrics: Mapping[str, Any]) -> pd.DataFrame:
@@ -159,10 +138,9 @@ def attribution_section(metrics: Mapping[str, Any]) -> str:
     """The return attribution: chart per fold, table per fold and overall, the identity."""
     att = metrics.get("attribution") or {}
     if not att.get("folds"):
-        return "<p>No return attribution recorded.</p>"
+        return fragment("attribution", rows=[])
     folds = attribution_frame(metrics)
     overall = att["overall"]
-    headers = ["Fold", "Sessions", "Allocation", "Exposure", "Interaction", "Cost", "Allocator - baseline"]
 
     def row(name: str, part: Mapping[str, Any], scale: str = "") -> list[Cell]:
         values = part if not scale else part.get("annualised", {})
@@ -175,16 +153,12 @@ def attribution_section(metrics: Mapping[str, Any]) -> str:
 
     rows = [row(fold, part) for fold, part in sorted(att["folds"].items())]
     rows += [row("overall", overall), row("overall", overall, " (per year)")]
-    notes = "".join(f"<li><b>{t}</b> = {esc(_TERM_NOTES[t])}</li>" for t in ATTRIBUTION_TERMS)
-    lead = (
-        "<p>Every out-of-sample day, the allocator's return minus the baseline's splits exactly into four terms "
-        "(w, e: the allocator's executed weight and exposure; b: the baseline weight; P(x) = x r_qqq + (1 - x) "
-        f"r_spy):</p><ul>{notes}</ul><p>A fold's figure is the sum of its daily contributions, so the terms add up "
-        "to the sum of the daily return differences (an arithmetic figure, not the difference of compounded "
-        "returns); 'per year' is the overall sum times 252 / sessions.</p>"
+    return fragment(
+        "attribution",
+        rows=rows,
+        terms=[(t, _TERM_NOTES[t]) for t in ATTRIBUTION_TERMS],
+        png=png_data(attribution_png(folds)),
     )
-    chart = png_img(attribution_png(folds), "Return attribution per fold")
-    return lead + chart + html_table(headers, rows)
 
 
 def ablation_section(metrics: Mapping[str, Any]) -> str:
@@ -192,7 +166,7 @@ def ablation_section(metrics: Mapping[str, Any]) -> str:
     strategies = metrics.get("strategies") or {}
     present = [a for a in ABLATIONS if a in strategies]
     if not present or "allocator" not in strategies:
-        return "<p>No ablation recorded.</p>"
+        return fragment("ablations", rows=[])
     keep = ["allocator", *present, *(["baseline"] if "baseline" in strategies else [])]
     table = headline_table({"strategies": {k: strategies[k] for k in keep}, "settings": metrics.get("settings")})
     cells = headline_cells(table)
@@ -201,9 +175,6 @@ def ablation_section(metrics: Mapping[str, Any]) -> str:
         [cell(v, "txt" if c == "Strategy" else "num") for c, v in zip(cells.columns, r)]
         for r in cells.itertuples(index=False, name=None)
     ]
-    body = html_table(
-        [headers[c] for c in cells.columns], rows, ["hl" if s == "allocator" else "" for s in cells.index]
-    )
     parts = []
     for other, what in (
         ("envelope_only", "a plain risk overlay on the static weight"),
@@ -215,26 +186,19 @@ def ablation_section(metrics: Mapping[str, Any]) -> str:
                 f"allocator minus {other.replace('_', ' ')} ({what}): CAGR {_pp(a['CAGR'] - b['CAGR'])}, "
                 f"Calmar {fmt_number(a['Calmar'] - b['Calmar'])}, max drawdown {_pp(a['MaxDD'] - b['MaxDD'])}"
             )
-    lead = (
-        "<p>Ablations on the allocator's own sessions, same costs and execution lag: <b>envelope only</b> runs the "
-        "baseline weight through the allocator's risk envelope (drawdown guard, volatility scaling, drift "
-        "throttle) with each fold's tuned settings, its state continuing across folds exactly like the allocator "
-        "path; <b>model only</b> trades the allocator's smoothed weight fully invested, with no envelope. Does the "
-        "ML layer add anything a plain risk overlay would not?</p>"
+    return fragment(
+        "ablations",
+        headers=[headers[c] for c in cells.columns],
+        rows=rows,
+        classes=["hl" if s == "allocator" else "" for s in cells.index],
+        differences=parts,
     )
-    return lead + body + "".join(f"<p>{esc(p)}.</p>" for p in parts)
 
 
 def planted_section(metrics: Mapping[str, Any]) -> str:
     """Stage retention on a planted-signal Step 3 directory (``metrics["planted_signal"]``)."""
     planted = metrics.get("planted_signal") or {}
     meta, retention = planted.get("generator") or {}, planted.get("retention") or {}
-    lead = (
-        f"<p>This run's Step 3 directory was made by <code>allocator synth-step3</code>: planted IC "
-        f"{esc(meta.get('ic'))} on the next {esc(meta.get('horizon'))} sessions' leg spread (seed {esc(meta.get('seed'))}). "
-        "Retention = correlation with that future spread over the out-of-sample sessions "
-        f"({esc(retention.get('sessions'))}); the transparent rule is a strategy of the headline.</p>"
-    )
     rows: list[list[Cell]] = [
         [cell(label, "txt"), cell(fmt_number(retention.get(key)))]
         for label, key in (
@@ -245,7 +209,14 @@ def planted_section(metrics: Mapping[str, Any]) -> str:
             ("w_final (traded)", "w_final"),
         )
     ]
-    return lead + html_table(["Stage", "Correlation with the future spread"], rows)
+    return fragment(
+        "planted",
+        rows=rows,
+        ic=meta.get("ic"),
+        horizon=meta.get("horizon"),
+        seed=meta.get("seed"),
+        sessions=retention.get("sessions"),
+    )
 
 
 def envelope_section(oos_daily: pd.DataFrame, metrics: Mapping[str, Any]) -> str:
@@ -253,29 +224,19 @@ def envelope_section(oos_daily: pd.DataFrame, metrics: Mapping[str, Any]) -> str
     envelopes on this run's sessions (the baseline weight through each variant)."""
     envelope = ((metrics.get("settings") or {}).get("envelope")) or {}
     soft, hard = float(envelope.get("dd_soft", 0.10)), float(envelope.get("dd_hard", 0.20))
-    body = png_img(envelope_png(oos_daily, soft, hard), "exposure, volatility against its target, drawdown")
-    borrowing = (metrics.get("comparisons") or {}).get("borrowing")
-    if borrowing:
-        body += f'<p class="sub">This run: {esc(borrowing)}.</p>'
-    rows = metrics.get("envelope_tradeoff") or []
-    if rows:
-        table = html_table(
-            ["Envelope (baseline weight through it)", "Mean exposure", "MaxDD", "Avg monthly PnL", "Calmar", "CAGR"],
+    return fragment(
+        "envelope",
+        png=png_data(envelope_png(oos_daily, soft, hard)),
+        borrowing=(metrics.get("comparisons") or {}).get("borrowing"),
+        rows=[
             [
-                [
-                    cell(r["variant"], "txt"),
-                    cell(fmt_pct(r["mean_exposure"], 0)),
-                    cell(fmt_pct(r["max_drawdown"], 1)),
-                    cell(fmt_pct(r["avg_monthly_pnl"], 3)),
-                    cell(fmt_ratio(r["calmar"], 3)),
-                    cell(fmt_pct(r["cagr"], 2)),
-                ]
-                for r in rows
-            ],
-        )
-        body += (
-            table + '<p class="sub">What a stricter or looser envelope would have cost or saved on these sessions, '
-            "with no model (the baseline weight through each variant, the same costs). For information only: the "
-            "defaults were chosen on synthetic fixtures, never on this table (docs/method.md, policy and risk envelope).</p>"
-        )
-    return body
+                cell(r["variant"], "txt"),
+                cell(fmt_pct(r["mean_exposure"], 0)),
+                cell(fmt_pct(r["max_drawdown"], 1)),
+                cell(fmt_pct(r["avg_monthly_pnl"], 3)),
+                cell(fmt_ratio(r["calmar"], 3)),
+                cell(fmt_pct(r["cagr"], 2)),
+            ]
+            for r in metrics.get("envelope_tradeoff") or []
+        ],
+    )

@@ -24,7 +24,8 @@ metadata) and self-contained (inline CSS, PNG data URIs, no script, no external 
 Usage: ``render_report(oos_daily, metrics)`` returns the page as a string and
 ``publish_report`` writes it with ``oos_daily.parquet``; the ``walk_forward_report`` asset calls
 them on the evaluation's output, and ``allocator_pipeline_tests/test_report.py`` renders a synthetic run.
-The page's sections are built in ``report/sections.py``.
+The page's sections are built in ``report/sections.py`` and ``report/evidence.py`` from the
+templates of ``report/templates/`` (the report's layout, shared with ``allocator compare``'s page).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from typing import Any
 import pandas as pd
 
 from allocator_pipeline.core.common.sessions import session_dates
-from allocator_pipeline.core.common.storage import to_json_text, write_parquet, write_text
+from allocator_pipeline.core.common.storage import write_parquet, write_text
 from allocator_pipeline.report.charts import equity_drawdown_png, headline_figure_png, validate_oos_daily, weights_png
 from allocator_pipeline.report.evidence import (
     ablation_section,
@@ -45,7 +46,7 @@ from allocator_pipeline.report.evidence import (
     evidence_section,
     planted_section,
 )
-from allocator_pipeline.report.html import esc, page, png_img
+from allocator_pipeline.report.html import Markup, Section, fragment, page, png_data
 from allocator_pipeline.report.sections import (
     _calibration_section,
     _fold_section,
@@ -62,15 +63,19 @@ from allocator_pipeline.report.tables import REPORT_ORDER, format_headline, head
 __all__ = ["format_headline", "headline_figure_png", "headline_table", "render_report"]
 
 _WEIGHTS_NOTE = (
-    '<p class="sub">w_raw: the expected-utility argmax; w_smoothed: after smoothing and the daily change '
+    "w_raw: the expected-utility argmax; w_smoothed: after smoothing and the daily change "
     "cap; w_final: after the risk envelope (drawdown guard, drift throttle), drawn over w_smoothed, so orange "
     "shows where the envelope moved the weight. Exposure: gross exposure after volatility scaling, the rest "
-    "in cash. Shaded bands alternate folds.</p>"
+    "in cash. Shaded bands alternate folds."
 )
 
 
-def _section(anchor: str, title: str, body: str) -> str:
-    return f'<section id="{esc(anchor)}">\n<h2>{esc(title)}</h2>\n{body}\n</section>'
+def _section(anchor: str, title: str, body: str) -> Section:
+    return Section(anchor, title, Markup(body))
+
+
+def _chart(png: bytes, alt: str, note: str = "") -> str:
+    return fragment("chart", png=png_data(png), alt=alt, note=note)
 
 
 def _subtitle(oos_daily: pd.DataFrame, metrics: Mapping[str, Any]) -> str:
@@ -84,7 +89,7 @@ def _subtitle(oos_daily: pd.DataFrame, metrics: Mapping[str, Any]) -> str:
     if len(realized):
         r = session_dates(pd.DatetimeIndex(realized))
         text += f"; returns realised {r[0]:%Y-%m-%d} to {r[-1]:%Y-%m-%d}"
-    return esc(text + ".")
+    return text + "."
 
 
 def render_report(
@@ -124,10 +129,10 @@ def render_report(
         _section(
             "equity",
             "Equity curves and drawdowns",
-            png_img(equity_drawdown_png(oos_daily, labels), "Equity curves and drawdowns"),
+            _chart(equity_drawdown_png(oos_daily, labels), "Equity curves and drawdowns"),
         ),
         _section(
-            "weights", "Weights and exposure", png_img(weights_png(oos_daily), "w_qqq and exposure") + _WEIGHTS_NOTE
+            "weights", "Weights and exposure", _chart(weights_png(oos_daily), "w_qqq and exposure", _WEIGHTS_NOTE)
         ),
         *(
             [_section("envelope", "The risk envelope at work", envelope_section(oos_daily, metrics))]
@@ -165,13 +170,7 @@ def render_report(
     if tuning:
         sections.append(_section("tuning", "Tuning", _tuning_section(tuning)))
         nav.append(("tuning", "Tuning"))
-    recompute = _recompute_note()
-    settings = metrics.get("settings")
-    if settings:
-        recompute += (
-            f"<details><summary>Settings of this run</summary><pre>{esc(to_json_text(settings))}</pre></details>"
-        )
-    sections.append(_section("recompute", "How to recompute", recompute))
+    sections.append(_section("recompute", "How to recompute", _recompute_note(metrics.get("settings"))))
     nav.append(("recompute", "Recompute"))
     return page(title, _subtitle(oos_daily, metrics), nav, sections)
 

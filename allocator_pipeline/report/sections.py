@@ -1,7 +1,8 @@
 """Sections of the walk-forward report page: verdict, headline, folds, calibration, importance, gates, tuning.
 
-Each builder returns an HTML fragment from ``metrics`` (the content of ``metrics.json``, see
-``report/page.py``); ``render_report`` (``report/page.py``) wraps them into the page.
+Each builder formats its figures from ``metrics`` (the content of ``metrics.json``, see
+``report/page.py``) and renders its template, ``templates/report/<section>.html.j2`` (the markup
+and the prose are there); ``render_report`` (``report/page.py``) puts them into the page's layout.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from allocator_pipeline.core.common.sessions import SESSIONS_PER_YEAR
+from allocator_pipeline.core.common.storage import to_json_text
 from allocator_pipeline.report.charts import fold_bars_png
 from allocator_pipeline.report.comparisons import comparison_lines
 from allocator_pipeline.report.diagnostic_charts import importance_heatmap_png, reliability_png
@@ -25,7 +27,7 @@ from allocator_pipeline.report.diagnostics import (
     pooled_reliability,
     tuning_table,
 )
-from allocator_pipeline.report.html import cell, esc, html_table, png_img, signed_class
+from allocator_pipeline.report.html import cell, fragment, png_data, signed_class
 from allocator_pipeline.report.tables import (
     MISSING,
     as_float,
@@ -46,6 +48,7 @@ from allocator_pipeline.report.tables import (
 def _verdict(metrics: Mapping[str, Any]) -> str:
     gates = list(metrics.get("gates") or [])
     failed = failed_gates(metrics)
+    three_way = comparison_lines(metrics)  # the three-way verdict under the seed's (the CLI's words)
     if metrics.get("accepted"):
         skipped = [str(g["name"]) for g in gates if not g.get("evaluated", True)]
         evaluated = len(gates) - len(skipped)
@@ -55,40 +58,23 @@ def _verdict(metrics: Mapping[str, Any]) -> str:
             if gates
             else "The allocator was accepted (no gate results recorded)."
         )
-        return (
-            f'<div class="verdict accepted"><div class="word">ACCEPTED</div><div>{esc(text)}</div>'
-            f"{_three_way(metrics)}</div>"
-        )
-    items = []
-    for gate in failed:
-        miss = "" if gate["miss"] is None else f", missed by {fmt_gate(gate.get('name'), gate['miss'])}"
-        detail = f" &mdash; {esc(gate.get('detail'))}" if gate.get("detail") else ""
-        interval = f" {fmt_interval(gate.get('interval'), gate.get('name'))}" if gate.get("interval") else ""
-        items.append(
-            f"<li><b>{esc(gate.get('name'))}</b>: value {esc(fmt_gate(gate.get('name'), gate.get('value')))}{esc(interval)} "
-            f"vs threshold {esc(fmt_gate(gate.get('name'), gate.get('threshold')))}{esc(miss)}{detail}</li>"
-        )
+        return fragment("verdict", accepted=True, lead=text, failed=[], three_way=three_way)
+    items = [
+        {
+            "name": gate.get("name"),
+            "value": fmt_gate(gate.get("name"), gate.get("value")),
+            "interval": fmt_interval(gate.get("interval"), gate.get("name")) if gate.get("interval") else "",
+            "threshold": fmt_gate(gate.get("name"), gate.get("threshold")),
+            "miss": None if gate["miss"] is None else fmt_gate(gate.get("name"), gate["miss"]),
+            "detail": gate.get("detail") or "",
+        }
+        for gate in failed
+    ]
     if failed:
         lead = f"{len(failed)} of {len(gates)} acceptance gates failed; nothing is promoted:"
     else:
         lead = "The allocator was not accepted (no failed gate recorded); nothing is promoted."
-    listing = f"<ul>{''.join(items)}</ul>" if items else ""
-    return (
-        f'<div class="verdict rejected"><div class="word">REJECTED</div><div>{esc(lead)}</div>{listing}'
-        f"{_three_way(metrics)}</div>"
-    )
-
-
-def _three_way(metrics: Mapping[str, Any]) -> str:
-    """The three-way verdict under the seed's (``comparison_lines``, the CLI's words)."""
-    lines = comparison_lines(metrics)
-    if not lines:
-        return ""
-    items = "".join(f"<li>{esc(line)}</li>" for line in lines)
-    return (
-        "<div><b>Three-way verdict</b> (the same paired block bootstrap; a comparison passes when both "
-        f"lower bounds are above 0; promotion follows the seed's gates):<ul>{items}</ul></div>"
-    )
+    return fragment("verdict", accepted=False, lead=lead, failed=items, three_way=three_way)
 
 
 def _headline(metrics: Mapping[str, Any]) -> str:
@@ -100,22 +86,18 @@ def _headline(metrics: Mapping[str, Any]) -> str:
         for r in cells.itertuples(index=False, name=None)
     ]
     classes = ["hl" if s == "allocator" else "upper" if s == "oracle" else "" for s in cells.index]
-    body = html_table([headers[c] for c in cells.columns], rows, classes)
+    deltas = ""
     if "baseline" in table.index:
         a, b = table.loc["allocator"], table.loc["baseline"]
-        parts = [
-            f"CAGR {_delta_pct(a['CAGR'], b['CAGR'])}",
-            f"Calmar {_delta_ratio(a['Calmar'], b['Calmar'])}",
-            f"avg monthly PnL {_delta_pct(a['AvgMonthlyPnL'], b['AvgMonthlyPnL'])}",
-            f"max drawdown {_delta_pct(a['MaxDD'], b['MaxDD'])} (positive = shallower)",
-        ]
-        body += f"<p>Allocator minus baseline: {esc('; '.join(parts))}.</p>"
-    body += (
-        '<p class="sub">Turnover/yr: annualised traded weight summed over legs. CostDrag: trading costs per '
-        "year as a fraction of capital. The oracle follows the hindsight label path (the penalised labels, traded with costs): not an upper bound, and not a "
-        "tradable strategy.</p>"
-    )
-    return body
+        deltas = "; ".join(
+            [
+                f"CAGR {_delta_pct(a['CAGR'], b['CAGR'])}",
+                f"Calmar {_delta_ratio(a['Calmar'], b['Calmar'])}",
+                f"avg monthly PnL {_delta_pct(a['AvgMonthlyPnL'], b['AvgMonthlyPnL'])}",
+                f"max drawdown {_delta_pct(a['MaxDD'], b['MaxDD'])} (positive = shallower)",
+            ]
+        )
+    return fragment("headline", headers=[headers[c] for c in cells.columns], rows=rows, classes=classes, deltas=deltas)
 
 
 def _delta_pct(a: float, b: float) -> str:
@@ -131,7 +113,7 @@ def _delta_ratio(a: float, b: float) -> str:
 def _fold_section(metrics: Mapping[str, Any]) -> str:
     folds = fold_comparison(metrics)
     if folds.empty:
-        return "<p>No per-fold metrics recorded.</p>"
+        return fragment("folds", rows=[])
     headers = [
         "Fold",
         "CAGR alloc",
@@ -162,16 +144,13 @@ def _fold_section(metrics: Mapping[str, Any]) -> str:
                 cell(_signed(r["avg_monthly_pnl_diff"], True), _diff_class(r["avg_monthly_pnl_diff"], True)),
             ]
         )
-    wins_c = int((folds["calmar_diff"] > 0).sum())
-    wins_p = int((folds["avg_monthly_pnl_diff"] > 0).sum())
-    summary = (
-        f"The allocator beats the baseline on Calmar in {wins_c} of {len(folds)} folds and on average "
-        f"monthly PnL in {wins_p} of {len(folds)} folds."
-    )
-    return (
-        png_img(fold_bars_png(folds), "Per-fold Calmar and average monthly PnL")
-        + f"<p>{esc(summary)}</p>"
-        + html_table(headers, rows)
+    return fragment(
+        "folds",
+        png=png_data(fold_bars_png(folds)),
+        wins_calmar=int((folds["calmar_diff"] > 0).sum()),
+        wins_pnl=int((folds["avg_monthly_pnl_diff"] > 0).sum()),
+        headers=headers,
+        rows=rows,
     )
 
 
@@ -192,12 +171,9 @@ def _diff_class(value: float, pct: bool) -> str:
 def _calibration_section(metrics: Mapping[str, Any]) -> str:
     calibration = metrics.get("calibration") or {}
     if not calibration:
-        return "<p>No calibration diagnostics recorded.</p>"
+        return fragment("calibration", rows=[])
     before, after = pooled_reliability(calibration, "before"), pooled_reliability(calibration, "after")
-    chart = png_img(
-        reliability_png(before, after, pooled_ece(before), pooled_ece(after)),
-        "Reliability diagram before and after calibration",
-    )
+    png = png_data(reliability_png(before, after, pooled_ece(before), pooled_ece(after)))
     table = calibration_table(calibration)
     headers = [
         "Fold",
@@ -227,28 +203,16 @@ def _calibration_section(metrics: Mapping[str, Any]) -> str:
                 cell(fmt_pct(r["top2_accuracy_after"])),
             ]
         )
-    note = (
-        '<p class="sub">Scores on each fold\'s test window (11 buckets). Green: better after calibration, '
-        "red: worse. ECE: count-weighted |observed frequency - confidence| over confidence bins.</p>"
-    )
-    return chart + html_table(headers, rows) + note
+    return fragment("calibration", png=png, headers=headers, rows=rows)
 
 
 def _importance_section(metrics: Mapping[str, Any], top_features: int) -> str:
     importance = metrics.get("importance") or {}
     matrix = importance_matrix(importance)
     if matrix.empty:
-        return "<p>No feature importance recorded.</p>"
-    rho = mean_pairwise_spearman(matrix)
+        return fragment("importance", rows=[])
     threshold = as_float(((metrics.get("settings") or {}).get("gates") or {}).get("min_importance_stability"))
     top = matrix.head(top_features)
-    lead = (
-        f"Mean pairwise Spearman correlation of the gain vectors across {matrix.shape[1]} folds "
-        f"({matrix.shape[0]} features): <b>{esc(fmt_ratio(rho, 3))}</b>"
-    )
-    if threshold is not None:
-        lead += f" (gate threshold {esc(fmt_ratio(threshold, 3))})"
-    lead += f". The heat map shows the top {len(top)} features by mean gain."
     stats = pd.DataFrame(
         {"mean": top.mean(axis=1), "std": top.std(axis=1, ddof=0), "min": top.min(axis=1), "max": top.max(axis=1)}
     )
@@ -266,14 +230,21 @@ def _importance_section(metrics: Mapping[str, Any], top_features: int) -> str:
         ]
         for f, s in stats.iterrows()
     ]
-    table = html_table(["Feature", "Mean gain", "Std", "CV", "Min", "Max", "Folds in top 10"], rows)
-    return f"<p>{lead}</p>" + png_img(importance_heatmap_png(top), "Feature importance heat map") + table
+    return fragment(
+        "importance",
+        rows=rows,
+        n_folds=matrix.shape[1],
+        n_features=matrix.shape[0],
+        rho=fmt_ratio(mean_pairwise_spearman(matrix), 3),
+        threshold=None if threshold is None else fmt_ratio(threshold, 3),
+        png=png_data(importance_heatmap_png(top)),
+    )
 
 
 def _lag_section(metrics: Mapping[str, Any]) -> str:
     table = lag_table(metrics)
     if table.empty:
-        return "<p>No execution-lag comparison recorded.</p>"
+        return fragment("lag", rows=[])
     cells = headline_cells(table)
     headers = headline_headers(str(table.attrs.get("currency", "USD")))
     rows = [
@@ -281,12 +252,7 @@ def _lag_section(metrics: Mapping[str, Any]) -> str:
         for r in cells.itertuples(index=False, name=None)
     ]
     setting = (metrics.get("execution_lag") or {}).get("setting", 0)
-    note = (
-        f"<p>The same decisions traded at the close they read (lag 0) and at the next close (lag 1). The verdict "
-        f"uses <code>backtest.execution_lag = {esc(setting)}</code>. The drawdown guard follows the decision "
-        "path's own equity at every lag.</p>"
-    )
-    return note + html_table([headers[c] for c in cells.columns], rows)
+    return fragment("lag", setting=setting, headers=[headers[c] for c in cells.columns], rows=rows)
 
 
 def _gate_mark(gate: Mapping[str, Any]) -> str:
@@ -299,7 +265,7 @@ def _gate_mark(gate: Mapping[str, Any]) -> str:
 def _gate_section(metrics: Mapping[str, Any]) -> str:
     gates = list(metrics.get("gates") or [])
     if not gates:
-        return "<p>No gate results recorded.</p>"
+        return fragment("gates", rows=[])
     rows = [
         [
             cell(g.get("name"), "txt"),
@@ -311,11 +277,7 @@ def _gate_section(metrics: Mapping[str, Any]) -> str:
         ]
         for g in gates
     ]
-    note = (
-        '<p class="sub">Interval: the block-bootstrap interval of a difference (see "Evidence"); the two '
-        "'beats the baseline' gates pass on its lower bound.</p>"
-    )
-    return html_table(["Gate", "Value", "Interval", "Threshold", "Verdict", "Detail"], rows) + note
+    return fragment("gates", rows=rows)
 
 
 def _tuning_section(tuning: Mapping[str, Any]) -> str:
@@ -364,33 +326,9 @@ def _tuning_section(tuning: Mapping[str, Any]) -> str:
                     cell(mode, "txt"),
                 ]
             )
-    sheaders = ["Parameter", "Kind", "Folds", "Mean", "Std", "CV", "Min", "Max", "Range", "Distinct", "Mode"]
-    return (
-        "<h3>Best parameters per fold</h3>"
-        + html_table(headers, rows)
-        + "<h3>Parameter stability across folds</h3>"
-        + html_table(sheaders, srows)
-        + '<p class="sub">CV = population std / |mean|; a small CV and range mean the inner-fold '
-        "optimum is stable from year to year.</p>"
-    )
+    return fragment("tuning", headers=headers, rows=rows, stability=srows)
 
 
-def _recompute_note() -> str:
-    return (
-        '<div class="note"><p>Every figure on this page is computed from <code>oos_daily.parquet</code> '
-        "(one row per decision session; the return in row <i>d</i> is realised over the next session, "
-        "<code>realized_ts</code>, with that row's costs already deducted), with these conventions:</p><ul>"
-        f"<li>{SESSIONS_PER_YEAR} sessions a year; CAGR is geometric: (prod(1 + r))^({SESSIONS_PER_YEAR} / n) - 1 "
-        "over the n sessions.</li>"
-        "<li>Max drawdown: the deepest fall of the compounded equity curve below its running peak, the "
-        "starting capital 1.0 included (a negative fraction).</li>"
-        "<li>Calmar = CAGR / |MaxDD|.</li>"
-        "<li>Average monthly PnL = mean of calendar-month compounded returns, months taken by "
-        "<code>realized_ts</code> in New York time (America/New_York); in currency for the configured "
-        "notional.</li>"
-        "<li>Volatility = std(daily return) &times; sqrt(252); Sharpe = mean(r - r_cash) / std(r - r_cash) "
-        "&times; sqrt(252), with r_cash the session's T-bill return (<code>cash_return</code>).</li>"
-        "<li>Turnover = sum(traded) &times; 252 / n (traded weight summed over legs, per year); cost drag = "
-        "sum(cost) &times; 252 / n (costs per year, fraction of capital).</li>"
-        "</ul></div>"
-    )
+def _recompute_note(settings: Mapping[str, Any] | None = None) -> str:
+    """How to recompute every figure from ``oos_daily.parquet``, then the run's settings (JSON)."""
+    return fragment("recompute", year=SESSIONS_PER_YEAR, settings=to_json_text(settings) if settings else "")

@@ -229,11 +229,13 @@ def headline_headers(currency: str) -> dict[str, str]:
 
 def headline_cells(table: pd.DataFrame) -> pd.DataFrame:
     """The headline table as display strings (percentages with 2 decimals, ratios 2 decimals,
-    currency rounded to a unit); the same strings appear in the terminal and in the HTML."""
+    currency rounded to a unit); the same strings appear in the terminal and in the HTML. A table
+    with fewer figure columns (the comparison of two runs) gives those columns."""
     cells = pd.DataFrame(index=table.index)
     cells["Strategy"] = table["Strategy"].astype(str)
     for column, fmt in HEADLINE_FORMATS.items():
-        cells[column] = [fmt(v) for v in table[column].to_numpy()]
+        if column in table.columns:
+            cells[column] = [fmt(v) for v in table[column].to_numpy()]
     return cells
 
 
