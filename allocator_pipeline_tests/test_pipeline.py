@@ -301,6 +301,11 @@ def test_daily_decisions_continue_the_log_and_rerun_idempotently(promoted):
     assert (decisions / f"{second_day}.json").read_bytes() == before
     log = pd.read_parquet(decisions / "log.parquet")
     assert list(log.index) == [first_day, second_day]
+    # the file a person reads holds the weights to 1e-6 (w_spy, cash: 1 minus the rounded figure);
+    # the log keeps the exact floats the replay compares with the backtest
+    for key in ("w_qqq", "exposure", "w_raw", "w_smoothed"):
+        assert second[key] == round(float(log.loc[second_day, key]), 6), key
+    assert second["w_spy"] == round(1.0 - second["w_qqq"], 6) and second["cash"] == round(1.0 - second["exposure"], 6)
 
 
 def test_promoted_daily_decisions_equal_a_replay_of_the_promoted_procedure(promoted, tmp_path):
@@ -513,7 +518,11 @@ def test_rebalance_right_after_promotion_gives_the_hand_over_decision_and_a_move
     assert f"cash {1 - row['exposure']:.1%} - {row['model_id']}, " in line
     assert not decisions.exists()  # the hand-over decision is the backtest's: nothing written
     as_json = json.loads(rebalance("--date", handover, "--json").output)
-    assert as_json["mode"] == "hand-over" and as_json["w_qqq"] == row["w_final"]
+    # the weights a person reads, at the documented precision (DECISION_DECIMALS = 6)
+    assert as_json["mode"] == "hand-over" and as_json["w_qqq"] == round(row["w_final"], 6)
+    assert as_json["w_spy"] == round(1.0 - as_json["w_qqq"], 6) and as_json["cash"] == round(
+        1.0 - as_json["exposure"], 6
+    )
 
     first_day = promoted_sessions(home)[0]
     result = rebalance("--date", first_day, "--json")
