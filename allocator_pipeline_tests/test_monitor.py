@@ -8,9 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from allocator_pipeline.core.allocation import AllocatorState, EnvelopeState
+from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.sessions import decision_ts_for
+from allocator_pipeline.core.evaluation.backtest import run_backtest
 from allocator_pipeline.core.monitoring import (
     MONITOR_CHECKS,
+    live_backtest,
     live_decisions,
     monitor_warnings,
     sessions_behind,
@@ -48,6 +52,32 @@ def test_sessions_behind_counts_closed_nyse_sessions_only():
     assert sessions_behind(friday, pd.Timestamp("2025-11-24 21:30", tz="UTC")) == (1, "2025-11-24")
     # Thanksgiving (Thursday 27th) is no session
     assert sessions_behind(friday, pd.Timestamp("2025-11-28 23:00", tz="UTC")) == (4, "2025-11-28")
+
+
+@pytest.mark.parametrize("lag", [0, 1, 2])
+def test_the_live_record_continues_the_backtests_continuous_book(lag, make_settings):
+    """One path of decisions backtested whole, against its tail after a hand-over backtested live
+    from the state there (the book held, the decisions still pending): the same returns."""
+    rng = np.random.default_rng(lag)
+    index = pd.DatetimeIndex([decision_ts_for(d) for d in pd.bdate_range("2025-01-02", periods=80)])
+    returns = pd.DataFrame(
+        {
+            "qqq_leg_return": rng.normal(0.0005, 0.015, 80),
+            "spy_leg_return": rng.normal(0.0004, 0.01, 80),
+            "cash_return": 0.0001,
+        },
+        index=index,
+    )
+    decided = pd.DataFrame({"w": rng.uniform(0, 1, 80), "exposure": rng.uniform(0.5, 1.5, 80)}, index=index)
+    settings = make_settings(backtest={"execution_lag": lag})
+    whole = run_backtest(decided, returns, CostModel.from_settings(settings.costs), execution_lag=lag)
+    h = 40
+    book = (float(whole["w"].iloc[h]), float(whole["exposure"].iloc[h]))  # executed over the session after h
+    pending = tuple((float(w), float(e)) for w, e in decided.iloc[h - lag + 1 : h + 1].to_numpy()) if lag else ()
+    state = AllocatorState(index[h], 0.5, EnvelopeState(book=book, pending=pending))
+    live = live_backtest(decided.iloc[h + 1 :], returns, state, settings)
+    assert list(live.index) == list(whole.index[h + 1 :])
+    assert np.allclose(live["ret"].to_numpy(), whole["ret"].iloc[h + 1 :].to_numpy(), rtol=0, atol=1e-15)
 
 
 def test_no_decision_yet_is_an_empty_live_run():

@@ -638,8 +638,7 @@ def test_the_live_backtest_of_the_walk_forward_decisions_is_the_backtest_itself(
     log.index = [str(d.date()) for d in log.index.tz_convert("America/New_York")]
     decisions, missing = live_decisions(log, handover, legs.index)
     assert missing == 0 and len(decisions) == 59
-    row = path.loc[handover]
-    live = live_backtest(decisions, legs, (float(row["w_book"]), float(row["exposure_book"])), settings)
+    live = live_backtest(decisions, legs, state_after(path.loc[:handover], 0), settings)
     assert len(live) == 58  # the last decision is the data's last session: nothing to earn yet
     assert np.allclose(live["ret"].to_numpy(), oos.loc[live.index, "ret_allocator"].to_numpy(), rtol=0, atol=1e-15)
     # a session missing from the log ends the realised run there, and is counted

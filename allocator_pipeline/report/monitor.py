@@ -13,24 +13,24 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
-from matplotlib.ticker import PercentFormatter
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from allocator_pipeline.report.charts import STRATEGY_STYLE, _figure, _png
 from allocator_pipeline.report.html import cell, esc, html_table, page, png_img
 
 
 def monitor_png(summary: Mapping[str, Any]) -> bytes:
-    """The live compounded return (fraction, in percent on the axis) per realised session, inside
-    the backtest's band for a stretch of that length; deterministic PNG bytes."""
+    """The live compounded return (fraction, in percent on the axis) after each realised session
+    since the hand-over (x: the number of sessions), inside the backtest's band for a stretch of
+    that length; deterministic PNG bytes."""
     path = pd.DataFrame(summary["path"])
     fig = _figure(10.0, 3.6, left=0.08, bottom=0.14, top=0.9)
     ax = fig.add_subplot(1, 1, 1)
     confidence = summary["range"]["confidence"]
     if len(path):
-        dates = pd.to_datetime(path["session"]).to_numpy()
+        sessions = np.arange(1, len(path) + 1)  # the stretch length: the band's own axis
         ax.fill_between(
-            dates,
+            sessions,
             path["lower"].to_numpy(),
             path["upper"].to_numpy(),
             color="#9bb7e0",
@@ -38,14 +38,15 @@ def monitor_png(summary: Mapping[str, Any]) -> bytes:
             label=f"backtest {confidence:.0%} range for the stretch",
         )
         style = STRATEGY_STYLE["allocator"]
-        ax.plot(dates, path["live_return"].to_numpy(), color=style["color"], lw=style["lw"], label="live")
+        ax.plot(sessions, path["live_return"].to_numpy(), color=style["color"], lw=style["lw"], label="live")
         below = path["live_return"].to_numpy() < path["lower"].to_numpy()
         if below.any():
-            ax.scatter(dates[below], path["live_return"].to_numpy()[below], color="#b3261e", s=14, zorder=6)
+            ax.scatter(sessions[below], path["live_return"].to_numpy()[below], color="#b3261e", s=14, zorder=6)
         ax.legend(loc="upper left", fontsize=9, frameon=False)
-        locator = AutoDateLocator(maxticks=8)
-        ax.xaxis.set_major_locator(locator)
-        ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=8, integer=True, min_n_ticks=1))
+        ax.set_xlabel(
+            f"realised sessions since the hand-over ({path['session'].iloc[0]} .. {path['session'].iloc[-1]})"
+        )
     else:
         ax.text(0.5, 0.5, "no realised live session yet", ha="center", va="center", transform=ax.transAxes)
     ax.axhline(0.0, color="#5b6474", lw=0.8)

@@ -9,10 +9,10 @@ Realised return since promotion
     project's engine (:func:`~allocator_pipeline.core.evaluation.backtest.run_backtest`, the
     promoted settings' costs and ``execution_lag``) on the legs as they arrive: a decision at
     session ``d`` earns the returns of ``d + 1``, so the last decision is realised once the next
-    session's legs are in. The first decision trades from the hand-over book (the walk-forward
-    path's ``w_book``, ``exposure_book``) drifted through that session's returns, as the backtest's
-    continuous book would. The live return over ``k`` realised sessions is
-    ``prod(1 + ret_t) - 1`` (a fraction).
+    session's legs are in. The engine starts at the hand-over session holding the walk-forward
+    path's book there (and its pending decisions, with an execution lag), so the first decision
+    trades from that book drifted through its session, as the backtest's continuous book does.
+    The live return over ``k`` realised sessions is ``prod(1 + ret_t) - 1`` (a fraction).
 
 Range the backtest gives for a stretch of the same length
     The verdict's own block bootstrap: the out-of-sample allocator daily net returns
@@ -38,13 +38,13 @@ The three warnings (:func:`monitor_warnings`) use ``live.max_model_age_sessions`
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from allocator_pipeline.core.allocation.path import AllocatorState
 from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.grid import OUT_OF_RANGE_COLUMN
@@ -98,25 +98,36 @@ def live_decisions(log: pd.DataFrame, handover: pd.Timestamp, sessions: pd.Datet
 
 
 def live_backtest(
-    decisions: pd.DataFrame, legs: pd.DataFrame, book: tuple[float, float], settings: Settings
+    decisions: pd.DataFrame, legs: pd.DataFrame, handover: AllocatorState, settings: Settings
 ) -> pd.DataFrame:
-    """The realised returns of the live decisions (module docstring); ``book`` is the hand-over's
-    ``(w_book, exposure_book)``. Rows: the decisions whose next session is in ``legs``."""
+    """The realised returns of the live decisions (:func:`live_decisions`, from the session after
+    the hand-over), continuing the walk-forward path's book.
+
+    The engine starts at the hand-over session holding the book the path holds there
+    (``handover.envelope.book``) with its ``execution_lag`` decisions still pending
+    (``handover.envelope.pending``, placed on the sessions that decided them), so the first live
+    decision trades from that book drifted through its session, exactly as the walk-forward
+    backtest's continuous book does. Rows: the decisions whose next session is in ``legs``.
+    """
     returns = legs[list(RETURN_COLUMNS)]
-    if len(decisions) == 0:
-        return run_backtest(decisions, returns, CostModel.from_settings(settings.costs))
-    first = returns.loc[decisions.index[0]]
-    w_b, e_b = book
-    q, s = e_b * w_b, e_b * (1.0 - w_b)
-    gross = q * first["qqq_leg_return"] + s * first["spy_leg_return"] + (1.0 - e_b) * first["cash_return"]
-    drifted = (q * (1.0 + first["qqq_leg_return"]) / (1.0 + gross), s * (1.0 + first["spy_leg_return"]) / (1.0 + gross))
-    return run_backtest(
-        decisions,
+    lag = settings.backtest.execution_lag
+    w_book, e_book = handover.envelope.book
+    at = returns.index.get_loc(handover.session)
+    if lag:  # the pending decisions on their sessions, the book held before them
+        start = pd.DataFrame(list(handover.envelope.pending)[-lag:], columns=["w", "exposure"])
+        start.index = returns.index[at - lag + 1 : at + 1]
+        book: tuple[float, float] | None = (e_book * w_book, e_book * (1.0 - w_book))
+    else:  # the hand-over's own decision is the book held
+        start = pd.DataFrame({"w": [w_book], "exposure": [e_book]}, index=returns.index[at : at + 1])
+        book = None
+    path = run_backtest(
+        pd.concat([start, decisions[["w", "exposure"]]]),
         returns,
         CostModel.from_settings(settings.costs),
-        initial_book=(float(drifted[0]), float(drifted[1])),
-        execution_lag=settings.backtest.execution_lag,
+        initial_book=book,
+        execution_lag=lag,
     )
+    return path.loc[path.index > handover.session]
 
 
 def stretch_band(oos_returns: np.ndarray, sessions: int, bootstrap: Mapping[str, Any]) -> pd.DataFrame:
@@ -189,10 +200,6 @@ def sessions_behind(last_leg: pd.Timestamp, now: pd.Timestamp) -> tuple[int, str
     return max(len(closed) - 1, 0), str(expected.date())
 
 
-def _number(x: float) -> float | None:
-    return float(x) if x is not None and math.isfinite(float(x)) else None
-
-
 def monitor_summary(
     log: pd.DataFrame,
     decisions: Mapping[str, Mapping[str, Any]],
@@ -235,10 +242,10 @@ def monitor_summary(
         ``last_leg_session``, ``latest_expected_session``, ``sessions_behind``, ``as_of`` and
         ``path`` (per realised session: ``session``, ``live_return``, ``lower``, ``upper``).
     """
-    handover = pd.Timestamp(manifest["handover_state"]["session"]).tz_convert("UTC")
-    book = manifest["handover_state"]["envelope"]["book"]
+    state = AllocatorState.from_dict(manifest["handover_state"])
+    handover = state.session
     run, missing = live_decisions(log, handover, legs.index)
-    bt = live_backtest(run, legs, (float(book[0]), float(book[1])), settings)
+    bt = live_backtest(run, legs, state, settings)
     boot = verdict.get("bootstrap") or {}
     if not boot:
         raise InputDataError("the promoted verdict has no bootstrap settings (metrics.json 'bootstrap')")
@@ -268,9 +275,7 @@ def monitor_summary(
         "realised_sessions": k,
         "live_return": float(live[-1]) if k else None,
         "range": {
-            "lower": _number(final["lower"]) if final is not None else None,
-            "median": _number(final["median"]) if final is not None else None,
-            "upper": _number(final["upper"]) if final is not None else None,
+            **{q: float(final[q]) if final is not None else None for q in ("lower", "median", "upper")},
             "confidence": float(boot["confidence"]),
             "block_length": float(boot["block_length"]),
             "resamples": int(boot["resamples"]),
