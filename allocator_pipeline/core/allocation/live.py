@@ -51,7 +51,7 @@ LOG_COLUMNS = [
 DECISION_DECIMALS = 6
 """Decimals of the weights a person reads: the decision files and ``rebalance --json`` give
 ``w_qqq``, ``w_spy``, ``exposure``, ``cash``, ``w_raw`` and ``w_smoothed`` to 1e-6 of capital (one
-dollar in a million; a 21-point grid weight such as 0.45 is exact). ``log.parquet`` and each file's
+dollar in a million; a grid weight such as 0.45 reads 0.45). ``log.parquet`` and each file's
 ``state`` keep the exact floats: the state continues the path, and the replay compares the log with
 the backtest bit for bit."""
 
