@@ -13,13 +13,26 @@ from allocator_pipeline.defs import (
     inputs,
     labels,
     models,
+    monitoring,
     promotion,
     tuning,
 )
 from allocator_pipeline.defs.resources import resources_for
 from allocator_pipeline.settings import RunOptions
 
-STAGE_MODULES = (inputs, features, labels, folds, tuning, models, ensemble, evaluation, promotion, allocation)
+STAGE_MODULES = (
+    inputs,
+    features,
+    labels,
+    folds,
+    tuning,
+    models,
+    ensemble,
+    evaluation,
+    promotion,
+    allocation,
+    monitoring,
+)
 """One module per asset group, in pipeline order: each holds its assets, checks, jobs, schedules
 and sensors, found by Dagster's module loader (nothing is listed twice)."""
 

@@ -364,12 +364,19 @@ def with_toml(extra: str, *args: str):
     return apply
 
 
-def replace_toml(text: str):
+def replace_toml(text: str, *args: str):
+    """The settings file replaced by ``text``; ``args``: the command on the home's Step 3 directory
+    (default: ``build-dataset`` on the reference engine)."""
+
     def apply(home: Path) -> list[str]:
         (home / "allocator.toml").write_text(text)
-        return ["build-dataset"]
+        return ["--step3", str(home / STEP3), *args] if args else ["build-dataset"]
 
     return apply
+
+
+# the fold plan the legs cannot give (history 1999-03-11 .. 2025-09-26, three years of training first)
+FOLDS = "first_test_year = 2024\nrequired_oos_years = [2024]"
 
 
 SETTINGS_CASES: dict[str, tuple[Callable[[Path], list[str]], list[str]]] = {
@@ -388,6 +395,18 @@ SETTINGS_CASES: dict[str, tuple[Callable[[Path], list[str]], list[str]]] = {
         ["features.blocks", "'confidence'", "step3_mode = 'passive'"],
     ),
     "settings_bad_profile": (replace_toml('profile = "fast"\n'), ["allocator.toml", "profile = 'fast'"]),
+    "settings_fold_plan_oos_year_before_the_data": (
+        replace_toml(TOML.replace(FOLDS, "required_oos_years = [2000, 2024]"), "build-dataset"),
+        [
+            "folds.required_oos_years [2000, 2024]: [2000] not covered",
+            "the data: 6679 sessions 1999-03-11 .. 2025-09-26",
+            "user_step3",
+        ],
+    ),
+    "settings_fold_plan_first_test_year_too_early": (
+        replace_toml(TOML.replace("first_test_year = 2024", "first_test_year = 2001"), "run"),
+        ["folds.first_test_year=2001 is not allowed", "the data: 6679 sessions 1999-03-11 .. 2025-09-26"],
+    ),
 }
 
 
@@ -441,17 +460,24 @@ def test_bad_input_is_refused_before_anything_is_written(name: str, home: Path):
     assert os.listdir(home)  # the home itself is intact
 
 
-def test_a_run_that_fails_publishes_nothing(home: Path):
-    """A failure during a run (exit 1): the stages that succeeded before it are rolled back, the fold
-    partitions are put back, and the failed runs are tagged as rolled back."""
+def test_a_run_that_fails_publishes_nothing(home: Path, monkeypatch: pytest.MonkeyPatch):
+    """A failure during a run (exit 1; here the fold plan's step meets a full disk): the stages that
+    succeeded before it are rolled back, the fold partitions are put back, and the failed runs are
+    tagged as rolled back."""
     import dagster as dg
 
-    (home / "allocator.toml").write_text(TOML.replace("first_test_year = 2024", "first_test_year = 2001"))
+    from allocator_pipeline.defs import folds
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device (simulated)")
+
+    monkeypatch.setattr(folds, "plan_for_data", full_disk)  # the run's step only, not the check before it
+    (home / "allocator.toml").write_text(TOML.replace("first_test_year = 2024", "first_test_year = 2023"))
     outside_instance = {k: v for k, v in home_digest(home).items() if not k.startswith(".dagster_home")}
     (home / "step3_out" / "allocator" / "dataset" / ".features.parquet.a1b2c3d4e5f6.tmp").write_bytes(b"\0" * 742)
     result = invoke(home, "--step3", str(home / STEP3), "build-dataset")
     assert result.exit_code == 1, result.output
-    assert "fold_plan" in result.output.splitlines()[-1] and "first_test_year=2001" in result.output.splitlines()[-1]
+    assert "fold_plan" in result.output.splitlines()[-1] and "No space left" in result.output.splitlines()[-1]
     assert "leg_panel: done" in result.output  # earlier stages did run (and wrote) ...
     after = {k: v for k, v in home_digest(home).items() if not k.startswith(".dagster_home")}
     assert after == outside_instance  # ... and were put back; the stale temporary file is gone
@@ -466,6 +492,20 @@ def test_a_run_that_fails_publishes_nothing(home: Path):
             os.environ.pop("DAGSTER_HOME")
         else:
             os.environ["DAGSTER_HOME"] = previous
+
+
+def test_an_impossible_fold_plan_of_the_reference_engine_fails_its_run_as_bad_input(home: Path):
+    """The reference engine's legs exist only inside the dataset run: there the fold plan the
+    settings ask for is refused as bad input (exit 2, the setting and the data's range on the last
+    line) and the run's writes are rolled back."""
+    (home / "allocator.toml").write_text(TOML.replace(FOLDS, "required_oos_years = [2000]"))
+    outside_instance = {k: v for k, v in home_digest(home).items() if not k.startswith(".dagster_home")}
+    result = invoke(home, "build-dataset")
+    assert result.exit_code == 2, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert "folds.required_oos_years [2000]: [2000] not covered" in last and "the data: " in last
+    assert "leg_panel: done" in result.output  # the legs were built in the run, then put back
+    assert {k: v for k, v in home_digest(home).items() if not k.startswith(".dagster_home")} == outside_instance
 
 
 def test_artifacts_are_readable_by_others_and_the_instance_has_telemetry_off(built_home: Path):

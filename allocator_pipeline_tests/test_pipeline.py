@@ -265,6 +265,7 @@ def test_promotion_writes_a_versioned_model_then_the_pointer(promoted):
         "settings.json",
         "report.html",
         "metrics.json",
+        "oos_daily.parquet",  # the verdict's out-of-sample returns: the live monitor's range
         "model_card.md",
         "manifest.json",
     ):
@@ -301,6 +302,11 @@ def test_daily_decisions_continue_the_log_and_rerun_idempotently(promoted):
     assert (decisions / f"{second_day}.json").read_bytes() == before
     log = pd.read_parquet(decisions / "log.parquet")
     assert list(log.index) == [first_day, second_day]
+    # the file a person reads holds the weights to 1e-6 (w_spy, cash: 1 minus the rounded figure);
+    # the log keeps the exact floats the replay compares with the backtest
+    for key in ("w_qqq", "exposure", "w_raw", "w_smoothed"):
+        assert second[key] == round(float(log.loc[second_day, key]), 6), key
+    assert second["w_spy"] == round(1.0 - second["w_qqq"], 6) and second["cash"] == round(1.0 - second["exposure"], 6)
 
 
 def test_promoted_daily_decisions_equal_a_replay_of_the_promoted_procedure(promoted, tmp_path):
@@ -513,7 +519,11 @@ def test_rebalance_right_after_promotion_gives_the_hand_over_decision_and_a_move
     assert f"cash {1 - row['exposure']:.1%} - {row['model_id']}, " in line
     assert not decisions.exists()  # the hand-over decision is the backtest's: nothing written
     as_json = json.loads(rebalance("--date", handover, "--json").output)
-    assert as_json["mode"] == "hand-over" and as_json["w_qqq"] == row["w_final"]
+    # the weights a person reads, at the documented precision (DECISION_DECIMALS = 6)
+    assert as_json["mode"] == "hand-over" and as_json["w_qqq"] == round(row["w_final"], 6)
+    assert as_json["w_spy"] == round(1.0 - as_json["w_qqq"], 6) and as_json["cash"] == round(
+        1.0 - as_json["exposure"], 6
+    )
 
     first_day = promoted_sessions(home)[0]
     result = rebalance("--date", first_day, "--json")
@@ -605,3 +615,148 @@ def test_runs_lists_the_recorded_reports_newest_first_from_the_instance(pipeline
         assert f"allocator CAGR {fmt_pct(allocator['cagr'])} Calmar {fmt_ratio(allocator['calmar'])}" in line
         assert f"settings {row['settings_fingerprint']} step3 {row['step3_fingerprint']}" in line
         assert line.endswith(f"home {home}")
+
+
+# --- the live monitor -----------------------------------------------------------------------------
+
+
+def test_the_live_backtest_of_the_walk_forward_decisions_is_the_backtest_itself(pipeline):
+    """The monitor's realised returns, on a log holding the walk-forward path's own decisions after a
+    hand-over inside the backtest: the backtest's continuous book, row for row (the first decision
+    trades from the hand-over book drifted through its session, as the backtest's does)."""
+    from allocator_pipeline.core.inputs import live_inputs
+    from allocator_pipeline.core.monitoring import live_backtest, live_decisions
+
+    home, _, options = pipeline
+    backtest = home / "step3_out" / "allocator" / "backtest"
+    path = pd.read_parquet(backtest / "allocator_path.parquet")
+    oos = pd.read_parquet(backtest / "oos_daily.parquet")
+    settings = options.load()
+    _, legs = live_inputs(settings)
+    handover = path.index[-60]
+    log = path.loc[path.index > handover, ["w_final", "exposure"]].rename(columns={"w_final": "w_qqq"})
+    log.index = [str(d.date()) for d in log.index.tz_convert("America/New_York")]
+    decisions, missing = live_decisions(log, handover, legs.index)
+    assert missing == 0 and len(decisions) == 59
+    live = live_backtest(decisions, legs, state_after(path.loc[:handover], 0), settings)
+    assert len(live) == 58  # the last decision is the data's last session: nothing to earn yet
+    assert np.allclose(live["ret"].to_numpy(), oos.loc[live.index, "ret_allocator"].to_numpy(), rtol=0, atol=1e-15)
+    # a session missing from the log ends the realised run there, and is counted
+    gappy, missing = live_decisions(log.drop(index=log.index[10]), handover, legs.index)
+    assert missing == 1 and len(gappy) == 10
+
+
+def monitor_home(promoted, tmp_path: Path, extra: str = "") -> tuple[Path, RunOptions]:
+    """A copy of the promoted home right after its promotion (no decision yet), settings + ``extra``."""
+    source, _, _ = promoted
+    home = tmp_path / "monitored"
+    shutil.copytree(source, home)
+    shutil.rmtree(home / "final output" / "step3_allocator" / "decisions", ignore_errors=True)
+    write_config(home, extra)
+    return home, RunOptions(home=str(home))
+
+
+def scheduled_days(instance: dg.DagsterInstance, options: RunOptions, sessions: list[str]) -> list:
+    """The daily schedule's ticks at 17:30 New York on ``sessions``, each requested run materialised
+    (the decision, then the live monitor and its checks); the runs' results."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from allocator_pipeline.definitions import defs
+    from allocator_pipeline.defs.allocation import daily_rebalance_schedule
+
+    repo = defs.get_repository_def()
+    results = []
+    for session in sessions:
+        at = datetime.fromisoformat(f"{session}T17:30").replace(tzinfo=ZoneInfo("America/New_York"))
+        tick = daily_rebalance_schedule.evaluate_tick(
+            dg.build_schedule_context(scheduled_execution_time=at, repository_def=repo)
+        )
+        assert [r.partition_key for r in tick.run_requests] == [session]
+        result = materialize(DAILY, options, instance, partition_key=session)
+        assert result.success
+        results.append(result)
+    return results
+
+
+def check_verdicts(result) -> dict[str, tuple[bool, str]]:
+    return {
+        e.check_name: (e.passed, e.severity.value)
+        for e in result.get_asset_check_evaluations()
+        if e.asset_key.path == ["live_monitor"]
+    }
+
+
+def test_the_live_monitor_stays_quiet_on_a_promoted_allocator_run_through_scheduled_days(
+    promoted, tmp_path, monkeypatch
+):
+    from allocator_pipeline.core.monitoring import MONITOR_CHECKS
+    from allocator_pipeline.defs import monitoring
+
+    home, options = monitor_home(promoted, tmp_path)
+    sessions = promoted_sessions(home)[:12]
+    legs_end = pd.read_parquet(home / "step3_out" / "allocator" / "dataset" / "leg_panel.parquet").index[-1]
+    monkeypatch.setattr(monitoring, "monitor_clock", lambda: legs_end + pd.Timedelta(hours=2))  # that evening
+    results = scheduled_days(dg.DagsterInstance.ephemeral(), options, sessions)
+    assert all(check_verdicts(r) == {name: (True, "WARN") for name in MONITOR_CHECKS} for r in results)
+    final = home / "final output" / "step3_allocator"
+    summary = read_json(final / "monitor" / "live_monitor.json")
+    log = pd.read_parquet(final / "decisions" / "log.parquet")
+    assert list(log.index) == sessions and summary["decisions"] == 12 and summary["missing_decisions"] == 0
+    assert summary["realised_sessions"] == 12  # the legs hold the session after each decision
+    rng = summary["range"]
+    assert rng["lower"] <= summary["live_return"] <= rng["upper"] and rng["lower"] < rng["median"] < rng["upper"]
+    metrics = read_json(final / read_json(final / "promotion.json")["model_directory"] / "metrics.json")
+    assert {k: rng[k] for k in ("confidence", "resamples", "seed")} == {
+        k: metrics["bootstrap"][k] for k in ("confidence", "resamples", "seed")
+    }
+    assert summary["model_age_sessions"] == read_json(final / "decisions" / f"{sessions[-1]}.json")[
+        "model_age_sessions"
+    ] + (HANDOVER_BACK - len(sessions))  # the age at the latest leg session
+    assert summary["sessions_behind"] == 0 and summary["drift_status"] is not None
+    last = results[-1].asset_materializations_for_node("live_monitor")[0].metadata
+    assert last["live_return"].value == summary["live_return"] and last["warnings"].value == "none"
+    page = (final / "monitor" / "monitor.html").read_text()
+    assert "data:image/png;base64," in page and summary["model_id"] in page and "WARN" not in page
+
+
+def test_the_live_monitor_warns_when_tripped_and_rebalance_still_decides(promoted, tmp_path, monkeypatch):
+    """Legs that stopped arriving ten sessions ago, a model near its age limit, and a live return far
+    below the backtest's range (the promoted evidence made 1% a day better): each check fails with
+    severity WARN, the daily run succeeds and `allocator rebalance` exits 0."""
+    from click.testing import CliRunner
+
+    from allocator_pipeline import cli
+    from allocator_pipeline.core.inputs.calendar import nyse_sessions
+    from allocator_pipeline.core.monitoring import MONITOR_CHECKS
+    from allocator_pipeline.defs import monitoring
+
+    home, options = monitor_home(promoted, tmp_path, "[live]\nmax_model_age_sessions = 40\n")
+    final = home / "final output" / "step3_allocator"
+    evidence = final / read_json(final / "promotion.json")["model_directory"] / "oos_daily.parquet"
+    oos = pd.read_parquet(evidence)
+    oos["ret_allocator"] += 0.01
+    oos.to_parquet(evidence)
+    later = nyse_sessions(pd.Timestamp("2025-09-29"), pd.Timestamp("2025-12-31"))[9]  # the 10th session after
+    monkeypatch.setattr(monitoring, "monitor_clock", lambda: pd.Timestamp(f"{later.date()} 23:00", tz="UTC"))
+    sessions = promoted_sessions(home)[:6]
+    results = scheduled_days(dg.DagsterInstance.ephemeral(), options, sessions)
+    assert check_verdicts(results[-1]) == {name: (False, "WARN") for name in MONITOR_CHECKS}
+    descriptions = {e.check_name: e.description for e in results[-1].get_asset_check_evaluations()}
+    assert (
+        "behind the latest closed session" in descriptions["inputs_arriving"]
+        and "10 NYSE" in descriptions["inputs_arriving"]
+    )
+    assert "live.max_model_age_sessions = 40" in descriptions["model_age_below_limit"]
+    assert "below the backtest's 90% range" in descriptions["live_return_in_range"]
+    summary = read_json(final / "monitor" / "live_monitor.json")
+    assert summary["below_range"] and summary["sessions_below_range"] >= 1 and summary["sessions_behind"] == 10
+    assert summary["live_return"] < summary["range"]["lower"]
+    assert "WARN" in (final / "monitor" / "monitor.html").read_text()
+    instance_dir = persistent_instance(tmp_path, monkeypatch)
+    result = CliRunner().invoke(
+        cli.main,
+        ["--home", str(home), "--instance", str(instance_dir), "rebalance", "--date", promoted_sessions(home)[6]],
+    )
+    assert result.exit_code == 0, result.output  # the monitor's warnings do not fail the decision
+    assert read_json(final / "monitor" / "live_monitor.json")["decisions"] == 7

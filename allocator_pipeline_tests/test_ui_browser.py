@@ -2,7 +2,8 @@
 loopback port, headless Chromium (Playwright driving Debian's ``/usr/bin/chromium``; no browser
 is ever downloaded) on the global asset lineage page: the asset groups are shown; the dataset
 assets are filtered and materialised with the page's own button; the run the daemon launches
-succeeds; the fold partitions it registers are shown on ``fold_dataset``. Screenshots are kept
+succeeds; the fold partitions it registers are shown on ``fold_dataset``; the ``live_monitor``
+asset shows its three checks. Screenshots are kept
 under the test's tmp dir and copied to ``test-artifacts/ui/`` (git-ignored).
 """
 
@@ -49,9 +50,11 @@ GROUPS = [
     "inputs",
     "labels",
     "models",
+    "monitoring",
     "promotion",
     "tuning",
 ]
+MONITOR_CHECKS = ["live_return_in_range", "model_age_below_limit", "inputs_arriving"]
 DATASET_SELECTION = "group:inputs or group:features or group:labels or key:fold_plan"
 TOML = QUICK_PASSIVE_TOML
 RUNS = "{ runsOrError { ... on Runs { results { runId status } } } }"
@@ -187,6 +190,12 @@ def test_lineage_page_materialises_the_dataset_through_the_daemon(tmp_path: Path
                 for fold in ("2024", "2025"):
                     assert page.get_by_text(fold, exact=True).count() >= 1, fold
                 page.screenshot(path=str(shots / "05_fold_partitions.png"))
+
+                # the live monitor (refreshed by the daily job once an allocator is promoted) and its checks
+                page.goto(f"http://127.0.0.1:{port}/assets/live_monitor?view=checks")
+                for check in MONITOR_CHECKS:
+                    page.get_by_text(check, exact=True).first.wait_for(timeout=60_000)
+                page.screenshot(path=str(shots / "06_live_monitor_checks.png"))
             finally:
                 context.close()
         assert (tmp_path / "home" / "step3_out" / "allocator" / "dataset" / "fold_plan.parquet").is_file()

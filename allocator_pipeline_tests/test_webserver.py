@@ -32,6 +32,7 @@ EXPECTED_ASSETS = {
     "walk_forward_report",
     "promoted_allocator",
     "daily_allocation",
+    "live_monitor",
 }
 QUERY = """
 {

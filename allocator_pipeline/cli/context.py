@@ -229,9 +229,14 @@ def _failure_message(event) -> tuple[str, bool]:
 
 def check_run(result, what: str) -> None:
     """Fail the command, naming the failed steps and checks, when a Dagster run did not succeed:
-    exit 2 when a step refused its input data (the input's message on the last line), else 1."""
+    exit 2 when a step refused its input data (the input's message on the last line), else 1. A
+    failed check of severity WARN (the live monitor's) does not fail the command."""
+    from dagster import AssetCheckSeverity
+
     failed_checks = [
-        f"{e.asset_key.to_user_string()}:{e.check_name}" for e in result.get_asset_check_evaluations() if not e.passed
+        f"{e.asset_key.to_user_string()}:{e.check_name}"
+        for e in result.get_asset_check_evaluations()
+        if not e.passed and e.severity == AssetCheckSeverity.ERROR
     ]
     if not result.success:
         failures = [_failure_message(e) + (e.step_key,) for e in result.all_events if e.is_step_failure]

@@ -115,7 +115,9 @@ def rebalance(ctx: Context, session: str | None, model_spec: str, as_json: bool)
         except (NoDataForSession, NoPromotedAllocator, FileNotFoundError, InputDataError) as exc:
             raise click.ClickException(str(exc)) from None
     if as_json:
-        click.echo(to_json_text({k: v for k, v in decision.items() if k != "state"}), nl=False)
+        from allocator_pipeline.core.allocation.live import published
+
+        click.echo(to_json_text({k: v for k, v in published(decision).items() if k != "state"}), nl=False)
         return
     if note is not None:
         click.echo(note)

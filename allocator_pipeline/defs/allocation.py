@@ -1,5 +1,6 @@
 """Asset group ``allocation`` (core: ``core/allocation``): the daily decision of the promoted
-allocator, ``daily_rebalance_job``, its after-close schedule and the new-data sensor."""
+allocator, ``daily_rebalance_job`` (the decision, then the live monitor), its after-close schedule
+and the new-data sensor."""
 
 from datetime import datetime
 
@@ -153,10 +154,11 @@ def daily_allocation(context: dg.AssetExecutionContext, settings: AllocatorSetti
 
 daily_rebalance_job = dg.define_asset_job(
     "daily_rebalance_job",
-    selection=dg.AssetSelection.assets("daily_allocation"),
+    # the decision, then the live monitor (defs/monitoring.py) and its checks on the log it extends
+    selection=dg.AssetSelection.assets("daily_allocation", "live_monitor"),
     # one decision at a time (dagster.yaml limits this tag to 1), so each continues the previous one
     tags={"allocator/daily": "rebalance"},
-    description="The session's allocation from the promoted allocator.",
+    description="The session's allocation from the promoted allocator, then the live monitor.",
 )
 
 

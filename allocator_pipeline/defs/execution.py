@@ -111,7 +111,8 @@ def materialize(
     if current is not None:
         tags[JOURNAL_TAG] = current.id
     return dg.materialize(
-        [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)],
+        # the selected assets' checks run with them (the asset checks defined apart, @asset_check)
+        [*(a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)), *(defs.asset_checks or [])],
         run_config=run_config(verbose),
         selection=selection if isinstance(selection, dg.AssetSelection) else list(selection),
         partition_key=partition_key,

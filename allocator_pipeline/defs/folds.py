@@ -8,13 +8,14 @@ import pandas as pd
 
 from allocator_pipeline.core.folds import (
     FOLD_DATASET_CHECKS,
+    FoldPlanError,
     class_balance,
     fold_dataset_problems,
-    plan_folds,
-    usable_sessions,
+    plan_for_data,
     validate_plan,
 )
 from allocator_pipeline.core.folds import fold_dataset as build_fold_dataset
+from allocator_pipeline.defs.inputs import INPUT_ERROR
 from allocator_pipeline.defs.metadata import check_result, frame_metadata
 from allocator_pipeline.defs.partitions import FOLD_PARTITIONS_NAME, fold_partitions
 from allocator_pipeline.defs.resources import AllocatorSettings
@@ -36,8 +37,12 @@ def fold_plan(
     utility_labels: pd.DataFrame,
 ) -> Iterator:
     s = settings.load()
-    usable = usable_sessions(allocator_features, utility_labels)
-    plan = plan_folds(allocator_features.index, usable, s)
+    try:
+        plan = plan_for_data(allocator_features, utility_labels, s)
+    except FoldPlanError as exc:  # the settings ask for folds the data cannot give: bad input (exit 2)
+        raise dg.Failure(
+            description=str(exc), metadata={INPUT_ERROR: True, "problem": str(exc)}, allow_retries=False
+        ) from None
     folds = sorted(plan.loc[plan["inner"] == -1, "fold"].unique())
     existing = set(context.instance.get_dynamic_partitions(FOLD_PARTITIONS_NAME))
     new = [f for f in folds if f not in existing]

@@ -42,6 +42,7 @@ ARTIFACT_PATHS: dict[str, str] = {
     "allocator_path": "step3_out/allocator/backtest/allocator_path",
     "walk_forward_report": "step3_out/allocator/backtest/metrics",
     "promoted_allocator": "step3_out/allocator/promotion",
+    "live_monitor": "final output/step3_allocator/monitor/live_monitor",
 }
 
 

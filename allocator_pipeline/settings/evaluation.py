@@ -94,6 +94,20 @@ class LiveSettings(_Section):
         description="A daily decision refuses a model more sessions than this past its training end "
         "(the backtest retrains every year, about 252 sessions).",
     )
+    age_warning_sessions: int = Field(
+        21,
+        ge=0,
+        le=10_000,
+        description="The live monitor's model-age check warns from max_model_age_sessions minus this many "
+        "sessions on (21: about a month to retrain and promote before decisions are refused).",
+    )
+    max_stale_sessions: int = Field(
+        1,
+        ge=0,
+        le=252,
+        description="The live monitor's inputs check warns when the latest leg session is more than this many "
+        "NYSE sessions behind the latest session closed by now (1: the evening's data may not be in yet).",
+    )
 
 
 class BacktestSettings(_Section):

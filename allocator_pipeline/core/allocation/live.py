@@ -48,6 +48,30 @@ LOG_COLUMNS = [
 ]
 
 
+DECISION_DECIMALS = 6
+"""Decimals of the weights a person reads: the decision files and ``rebalance --json`` give
+``w_qqq``, ``w_spy``, ``exposure``, ``cash``, ``w_raw`` and ``w_smoothed`` to 1e-6 of capital (one
+dollar in a million; a grid weight such as 0.45 reads 0.45). ``log.parquet`` and each file's
+``state`` keep the exact floats: the state continues the path, and the replay compares the log with
+the backtest bit for bit."""
+
+
+def published(decision: dict[str, Any]) -> dict[str, Any]:
+    """A decision as written for people: the weights rounded to :data:`DECISION_DECIMALS` (``w_spy``
+    and ``cash`` from the rounded ``w_qqq`` and ``exposure``, so each pair sums to 1), the rest as is.
+
+    >>> published({"w_qqq": 0.5000000000000002, "w_spy": 0.4999999999999998, "exposure": 1.0, "cash": 0.0,
+    ...            "w_raw": 0.55, "w_smoothed": 0.5000000000000002})["w_spy"]
+    0.5
+    """
+    out = dict(decision)
+    for key in ("w_qqq", "exposure", "w_raw", "w_smoothed"):
+        out[key] = round(float(decision[key]), DECISION_DECIMALS) + 0.0  # + 0.0: no -0.0
+    out["w_spy"] = round(1.0 - out["w_qqq"], DECISION_DECIMALS) + 0.0
+    out["cash"] = round(1.0 - out["exposure"], DECISION_DECIMALS) + 0.0
+    return out
+
+
 class NoDataForSession(LookupError):
     """The requested session has no data (names the last available session)."""
 
@@ -171,7 +195,8 @@ def decide(
 
 
 class DecisionLog:
-    """``<directory>/<session>.json`` files plus ``<directory>/log.parquet`` (one row per session).
+    """``<directory>/<session>.json`` files (:func:`published`) plus ``<directory>/log.parquet`` (one
+    row per session, the exact floats).
 
     Writing a session replaces that session's file and row only (idempotent re-runs).
     """
@@ -191,7 +216,7 @@ class DecisionLog:
         return AllocatorState.from_dict(read_json(path)["state"]) if path.is_file() else None
 
     def write(self, decision: dict[str, Any]) -> Path:
-        path = write_json(decision, self.directory / f"{decision['session']}.json")
+        path = write_json(published(decision), self.directory / f"{decision['session']}.json")
         row = pd.DataFrame([{k: decision[k] for k in LOG_COLUMNS}]).set_index("session")
         log = read_parquet(self.log_path) if self.log_path.is_file() else row.iloc[0:0]
         log = pd.concat([log.drop(index=row.index, errors="ignore"), row]).sort_index()

@@ -12,6 +12,7 @@ from allocator_pipeline.core.folds.checks import (
     usable_sessions,
     validate_plan,
 )
+from allocator_pipeline.core.folds.feasibility import data_range, plan_for_data, plan_for_legs
 from allocator_pipeline.core.folds.plan import FINAL_FOLD, PLAN_COLUMNS, FoldPlanError, plan_final, plan_folds
 
 __all__ = [
@@ -20,10 +21,13 @@ __all__ = [
     "PLAN_COLUMNS",
     "FoldPlanError",
     "class_balance",
+    "data_range",
     "fold_dataset",
     "fold_dataset_problems",
     "plan_final",
     "plan_folds",
+    "plan_for_data",
+    "plan_for_legs",
     "split_labels",
     "usable_sessions",
     "validate_plan",

@@ -110,8 +110,10 @@ def validate_inputs(settings: Settings) -> dict[str, object]:
 
     The market panel (each price file, its merge over the embedded data, the NYSE calendar), the
     settings' consistency with the Step 3 source, and a user Step 3 directory (the contract, then
-    plausibility, alignment and coverage, then the leg panel). In reference-engine mode the legs
-    are the engine's output, written and validated by the same reader inside ``step3_legs``.
+    plausibility, alignment and coverage, then the leg panel, then the fold plan the settings ask
+    of it: :func:`~allocator_pipeline.core.folds.feasibility.plan_for_legs`). In reference-engine
+    mode the legs are the engine's output, written and validated by the same reader inside
+    ``step3_legs``, and the fold plan is refused inside the dataset run (``fold_plan``, as bad input).
 
     Returns a summary (sessions, range, legs) for the command's first line.
 
@@ -120,7 +122,8 @@ def validate_inputs(settings: Settings) -> dict[str, object]:
     InputDataError
         The first problem, naming file, column, row and value.
     SettingsError
-        Settings that cannot work with the configured Step 3 source.
+        Settings that cannot work with the configured Step 3 source, or a fold plan its legs
+        cannot give (the setting, its value and the data's range).
     """
     market = load_market(settings)
     summary: dict[str, object] = {
@@ -139,6 +142,13 @@ def validate_inputs(settings: Settings) -> dict[str, object]:
         summary["step3"] = f"reference engine ({settings.data.step3_mode}), built by step3_legs"
         return summary
     panel = read_legs(settings, market)
+    from allocator_pipeline.core.folds.feasibility import plan_for_legs  # the folds stage, above this one
+    from allocator_pipeline.core.folds.plan import FoldPlanError
+
+    try:
+        plan_for_legs(panel, settings)  # the plan the dataset run will build (in reference mode: in that run)
+    except FoldPlanError as exc:
+        raise SettingsError(f"invalid settings for {step3_directory(settings)}: {exc}") from None
     summary["step3"] = f"{step3_directory(settings)}"
     summary["leg_sessions"] = len(panel)
     return summary

@@ -211,6 +211,8 @@ def promote_allocator(
     write_json(s.model_dump(mode="json"), staging / "settings.json")
     write_bytes((s.paths.backtest / "report.html").read_bytes(), staging / "report.html")
     write_json(report, staging / "metrics.json")
+    # the verdict's out-of-sample returns: the live monitor's range (core/monitoring/monitor.py)
+    write_bytes((s.paths.backtest / "oos_daily.parquet").read_bytes(), staging / "oos_daily.parquet")
     write_text(model_card(report, manifest, s), staging / "model_card.md")
     write_json(manifest, staging / "manifest.json")
     publish_directory(staging, version)  # the same procedure on the same data again replaces that version
