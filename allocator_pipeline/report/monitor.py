@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from allocator_pipeline.report.charts import STRATEGY_STYLE, _figure, _png
-from allocator_pipeline.report.html import cell, esc, html_table, page, png_img
+from allocator_pipeline.report.html import Markup, Section, cell, fragment, page, png_data
 
 
 def monitor_png(summary: Mapping[str, Any]) -> bytes:
@@ -78,26 +78,29 @@ def monitor_html(summary: Mapping[str, Any], warnings: Mapping[str, tuple[bool, 
         ("share of out-of-range sessions", "n/a" if share is None else f"{share:.1%}"),
         ("latest leg session (latest closed)", f"{summary['last_leg_session']} ({summary['latest_expected_session']})"),
     ]
-    table = html_table(["figure", "value"], [[cell(k, "txt"), cell(v)] for k, v in figures])
-    checks = html_table(
-        ["check", "verdict", "detail"],
-        [
-            [cell(name, "txt"), cell("ok" if ok else "WARN", "pass" if ok else "fail"), cell(text, "detail")]
-            for name, (ok, text) in warnings.items()
-        ],
-    )
-    method = (
-        '<p class="note">The range is the verdict\'s own stationary block bootstrap of the walk-forward '
-        f"out-of-sample allocator returns ({rng['oos_sessions']} sessions, mean block {rng['block_length']:g} "
-        f"sessions, {rng['resamples']} resamples, seed {rng['seed']}): the central {rng['confidence']:.0%} of the "
-        "compounded return over stretches of each length. The live return is the logged decisions backtested "
-        "on the legs as they arrive, with the same costs.</p>"
+    figure_rows = [[cell(k, "txt"), cell(v)] for k, v in figures]
+    check_rows = [
+        [cell(name, "txt"), cell("ok" if ok else "WARN", "pass" if ok else "fail"), cell(text, "detail")]
+        for name, (ok, text) in warnings.items()
+    ]
+    live = fragment(
+        "monitor_live",
+        png=png_data(chart),
+        oos_sessions=rng["oos_sessions"],
+        block_length=f"{rng['block_length']:g}",
+        resamples=rng["resamples"],
+        seed=rng["seed"],
+        confidence=f"{rng['confidence']:.0%}",
     )
     sections = [
-        f'<h2 id="live">Live against the backtest</h2>{png_img(chart, "live return and range")}{method}',
-        f'<h2 id="figures">Figures</h2>{table}',
-        f'<h2 id="checks">Checks</h2>{checks}',
+        Section("live", "Live against the backtest", Markup(live)),
+        Section("figures", "Figures", Markup(fragment("monitor_table", headers=["figure", "value"], rows=figure_rows))),
+        Section(
+            "checks",
+            "Checks",
+            Markup(fragment("monitor_table", headers=["check", "verdict", "detail"], rows=check_rows)),
+        ),
     ]
-    subtitle = f"as of {esc(summary['as_of'])}; decisions through {esc(summary['last_decision_session'] or 'none')}"
+    subtitle = f"as of {summary['as_of']}; decisions through {summary['last_decision_session'] or 'none'}"
     nav = [("live", "Live"), ("figures", "Figures"), ("checks", "Checks")]
     return page("Live monitor of the promoted allocator", subtitle, nav, sections)
