@@ -153,7 +153,9 @@ def test_allocator_path_without_smoothing_or_envelope_trades_argmax():
     proba = rng.dirichlet(np.ones(11), n)
     m = rng.normal(size=(11, 11))
     s = Settings(
-        policy=PolicySettings(alpha=0.0, max_daily_change=1.0, turnover_penalty=0.0, sizing="argmax"),
+        policy=PolicySettings(
+            alpha=0.0, no_trade_band=0.0, max_daily_change=1.0, turnover_penalty=0.0, sizing="argmax"
+        ),
         envelope=EnvelopeSettings(dd_guard=False, vol_scaling=False, drift_throttle=False),
     )
     path = allocator_path(proba, m, ctx, s, w_prev0=0.5)
@@ -186,7 +188,12 @@ def test_exact_ties_go_to_the_lower_bucket_whatever_the_weight_held(penalty):
     ctx[["qqq_leg_return", "spy_leg_return"]] = 0.0
     s = Settings(
         policy=PolicySettings(
-            alpha=0.0, max_daily_change=1.0, turnover_penalty=penalty, hold_out_of_range=False, sizing="argmax"
+            alpha=0.0,
+            no_trade_band=0.0,
+            max_daily_change=1.0,
+            turnover_penalty=penalty,
+            hold_out_of_range=False,
+            sizing="argmax",
         ),
         envelope=EnvelopeSettings(dd_guard=False, vol_scaling=False, drift_throttle=False),
     )
@@ -239,7 +246,9 @@ def test_turnover_penalty_charges_the_move_from_the_weight_held():
     m = rng.normal(scale=0.002, size=(11, 11))
     lam = 10.0
     s = Settings(
-        policy=PolicySettings(alpha=0.0, max_daily_change=1.0, turnover_penalty=lam, sizing="argmax"),
+        policy=PolicySettings(
+            alpha=0.0, no_trade_band=0.0, max_daily_change=1.0, turnover_penalty=lam, sizing="argmax"
+        ),
         envelope=EnvelopeSettings(dd_guard=False, vol_scaling=False, drift_throttle=False),
     )
     path = allocator_path(proba, m, ctx, s, w_prev0=0.5)
@@ -255,7 +264,9 @@ def test_turnover_penalty_charges_the_move_from_the_weight_held():
         proba,
         m,
         ctx,
-        s.model_copy(update={"policy": PolicySettings(alpha=0.0, turnover_penalty=0.0, sizing="argmax")}),
+        s.model_copy(
+            update={"policy": PolicySettings(alpha=0.0, no_trade_band=0.0, turnover_penalty=0.0, sizing="argmax")}
+        ),
         w_prev0=0.5,
     )
     assert np.abs(np.diff(path["w_final"])).sum() < np.abs(np.diff(free["w_final"])).sum()  # it trades less
@@ -275,7 +286,9 @@ def test_out_of_range_sessions_hold_the_baseline_weight(lam):
     flags = np.zeros(n, dtype=bool)
     flags[[3, 4, 5, 17]] = True
     s = Settings(
-        policy=PolicySettings(alpha=0.0, max_daily_change=1.0, turnover_penalty=lam, sizing="argmax"),
+        policy=PolicySettings(
+            alpha=0.0, no_trade_band=0.0, max_daily_change=1.0, turnover_penalty=lam, sizing="argmax"
+        ),
         envelope=EnvelopeSettings(dd_guard=False, vol_scaling=False, drift_throttle=False),
     )
     held = allocator_path(proba, m, ctx, s, w_prev0=0.5, out_of_range=flags)
@@ -308,7 +321,9 @@ def test_expected_weight_sizing_holds_the_baseline_on_the_prior_and_tilts_in_pro
     n = len(q)
     ctx = _context(n, seed=3)
     s = Settings(
-        policy=PolicySettings(alpha=0.0, max_daily_change=1.0, sizing="expected_weight", sizing_gain=2.0),
+        policy=PolicySettings(
+            alpha=0.0, no_trade_band=0.0, max_daily_change=1.0, sizing="expected_weight", sizing_gain=2.0
+        ),
         envelope=EnvelopeSettings(dd_guard=False, vol_scaling=False, drift_throttle=False),
     )
     path = allocator_path(proba, rng.normal(size=(11, 11)), ctx, s, w_prev0=0.5, prior=prior)

@@ -10,7 +10,15 @@ from allocator_pipeline.settings.sections import _Section
 
 
 class PolicySettings(_Section):
-    alpha: float = Field(0.7, ge=0, lt=1, description="Smoothing: w_t = a*w_{t-1} + (1-a)*w_raw.")
+    alpha: float = Field(
+        0.9,
+        ge=0,
+        lt=1,
+        description="Smoothing: w_t = a*w_{t-1} + (1-a)*w_raw (0.9: about a 20-session average, the label "
+        "horizon). Defaults of alpha, sizing_gain and no_trade_band: the grid point of highest median model-only "
+        "share of the rule's gain whose turnover stays under the gate's cap on every resampled fixture "
+        "(docs/research.md, sizing).",
+    )
     max_daily_change: float = Field(
         0.2, gt=0, le=1, description="Cap on |w_t - w_{t-1}| per session (QQQ share, fraction)."
     )
@@ -22,14 +30,14 @@ class PolicySettings(_Section):
         "the turnover charge (the seed's rule). docs/method.md, sizing.",
     )
     sizing_gain: float = Field(
-        2.0,
+        4.0,
         ge=0,
         le=10,
         description="kappa of the 'expected_weight' sizing: tilt per unit shift of the expected best weight "
         "(fraction of capital per fraction).",
     )
     no_trade_band: float = Field(
-        0.0,
+        0.02,
         ge=0,
         le=0.5,
         description="Dead band on the smoothed daily step (QQQ share, fraction): a step within it is not traded, "
@@ -46,7 +54,7 @@ class PolicySettings(_Section):
         le=50,
         description="lambda ('argmax' sizing only): each bucket's expected utility is charged lambda * cost(2 |B_j - w_held|), w_held "
         "the previous policy weight drifted through the session's leg returns (the weight held), priced by "
-        "the backtest's cost model; 0 = off. Defaults (lambda 5, alpha 0.7) from the planted-signal fixtures "
+        "the backtest's cost model; 0 = off. lambda 5 (with the argmax's former alpha 0.7) from the planted-signal fixtures "
         "(docs/research.md, power of the verdict): lambda 10 without smoothing froze the weight for whole years.",
     )
 
