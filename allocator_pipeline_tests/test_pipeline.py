@@ -353,8 +353,8 @@ def test_each_fold_continues_the_previous_folds_state(pipeline):
     the previous fold's last state with the new fold's model, not a fresh start."""
     from allocator_pipeline.core.allocation import continue_path, state_after
     from allocator_pipeline.core.inputs import live_inputs
-    from allocator_pipeline.core.tuning import tuned_settings
     from allocator_pipeline.defs.resources import AllocatorSettings, ArtifactIOManager, FoldModelIOManager
+    from allocator_pipeline.settings import tuned_settings
 
     _, _, options = pipeline
     resource = AllocatorSettings(**options.model_dump())
@@ -391,6 +391,52 @@ def test_replay_across_a_fold_boundary_equals_the_backtest(pipeline):
     replayed = pd.read_parquet(home / "step3_out" / "allocator" / "replay" / "folds" / "log.parquet")
     assert set(replayed["model_id"]) == {"fold:2023", "fold:2024"}
     assert replayed["mode"].iloc[0] == "reconstructed" and set(replayed["mode"].iloc[1:]) == {"continued"}
+
+
+LIVE_NEVER_IMPORTS = ("dagster", "sklearn", "scipy.optimize", "scipy.stats", "optuna", "matplotlib")
+"""Dagster and the fitting side of the training stack: the live commands read the stored models
+and predict with numpy, LightGBM's Booster and CatBoost only."""
+RUN_AND_LIST_MODULES = """
+import json, os, sys
+from allocator_pipeline import cli
+try:
+    cli.main.main(args=sys.argv[1:], prog_name="allocator")
+except SystemExit as exc:
+    code = exc.code
+names = os.environ["LIVE_NEVER_IMPORTS"].split(",")
+print(json.dumps({"code": code, "present": [m for m in names if m in sys.modules],
+                  "members": [m for m in ("lightgbm", "catboost") if m in sys.modules]}), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["rebalance", "--model", "folds"],
+        ["replay", "--model", "fold:2025", "--start", "2025-01-02", "--end", "2025-01-06"],
+    ],
+    ids=["rebalance", "replay"],
+)
+def test_live_commands_import_neither_dagster_nor_the_fitting_libraries(pipeline, command):
+    """The entry point in a fresh interpreter: the decision is made (its models loaded and
+    predicting), and afterwards none of LIVE_NEVER_IMPORTS is in sys.modules."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    home, _, _ = pipeline
+    result = subprocess.run(
+        [sys.executable, "-c", RUN_AND_LIST_MODULES, "--home", str(home), *command],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "LIVE_NEVER_IMPORTS": ",".join(LIVE_NEVER_IMPORTS)},
+    )
+    report = json.loads(result.stderr.strip().splitlines()[-1])
+    assert report["code"] in (0, None), result.stdout + result.stderr
+    assert report["members"] == ["lightgbm", "catboost"]  # the stored members did predict
+    assert report["present"] == [], f"{command[0]} imported {report['present']}"
 
 
 def test_dataset_is_deterministic(pipeline, tmp_path):

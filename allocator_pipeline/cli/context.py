@@ -27,7 +27,7 @@ import click
 if TYPE_CHECKING:
     import dagster as dg
 
-    from allocator_pipeline.defs.execution import Publication
+    from allocator_pipeline.defs.publication import Publication
     from allocator_pipeline.defs.resources import AllocatorSettings
 
 from allocator_pipeline.settings import PROFILES, RunOptions, Settings, SettingsError, global_options
@@ -152,9 +152,9 @@ class Context:
     @contextmanager
     def publication(self) -> Iterator[None]:
         """Publish what the block writes under the home as one set: on any failure the home is put
-        back as it was (``defs/execution.py: publication``)."""
+        back as it was (``defs/publication.py: publication``)."""
         from allocator_pipeline.core.common.journal import HomeBusyError
-        from allocator_pipeline.defs.execution import publication
+        from allocator_pipeline.defs.publication import publication
 
         try:
             with publication(self.settings) as opened:

@@ -2,6 +2,9 @@
 
 Both read the inputs fresh (validated: exit 2 on bad input, or on a ``--date`` that is not an NYSE
 session or lies outside the data) and write inside one publication (nothing stays on failure).
+They read the stored models and artifacts directly (``core/allocation/stored.py``), so only the
+promoted allocator's daily decision, which is recorded as a Dagster run of ``daily_allocation``,
+imports Dagster, and none imports the fitting libraries (a test in ``test_pipeline.py`` checks it).
 """
 
 from __future__ import annotations
@@ -68,13 +71,17 @@ def rebalance(ctx: Context, session: str | None, model_spec: str, as_json: bool)
     write nothing."""
     import pandas as pd
 
-    from allocator_pipeline.core.allocation import NoDataForSession, decide
+    from allocator_pipeline.core.allocation import (
+        NoDataForSession,
+        NoPromotedAllocator,
+        decide,
+        load_promoted,
+        model_schedule,
+    )
     from allocator_pipeline.core.common.errors import InputDataError
     from allocator_pipeline.core.common.sessions import decision_ts_for, session_dates
     from allocator_pipeline.core.common.storage import read_json, to_json_text
     from allocator_pipeline.core.inputs import check_decision_date
-    from allocator_pipeline.defs.allocation import NoPromotedAllocator, load_promoted, model_schedule
-    from allocator_pipeline.defs.execution import DAILY, materialize
 
     s = ctx.settings
     session = _session_arg(session, "--date")
@@ -100,18 +107,20 @@ def rebalance(ctx: Context, session: str | None, model_spec: str, as_json: bool)
                     )
                 if ts == handover:
                     # the walk-forward path decides the hand-over session (bit for bit as its backtest)
-                    decision, _ = decide(model_schedule(ctx.resource(), "folds"), legs, session, s, previous=None)
+                    decision, _ = decide(model_schedule(s, "folds"), legs, session, s, previous=None)
                     decision["mode"] = "hand-over"
                     note = (
                         f"{session} is the hand-over session: this is the walk-forward path's decision; the promoted "
                         f"allocator {manifest['model_id']} decides from the next session (nothing written)"
                     )
-                else:
+                else:  # the daily job's own run, recorded in the Dagster instance: the one branch importing Dagster
+                    from allocator_pipeline.defs.execution import DAILY, materialize
+
                     result = materialize(DAILY, ctx.options, ctx.instance, partition_key=session, verbose=ctx.verbose)
                     check_run(result, f"rebalance {session}")
                     decision = read_json(s.paths.decisions / f"{session}.json")
             else:
-                decision, _ = decide(model_schedule(ctx.resource(), model_spec), legs, session, s, previous=None)
+                decision, _ = decide(model_schedule(s, model_spec), legs, session, s, previous=None)
         except (NoDataForSession, NoPromotedAllocator, FileNotFoundError, InputDataError) as exc:
             raise click.ClickException(str(exc)) from None
     if as_json:
@@ -136,13 +145,12 @@ def replay(ctx: Context, start: str, end: str, model_spec: str) -> None:
     import pandas as pd
     from tqdm import tqdm
 
-    from allocator_pipeline.core.allocation import DecisionLog, max_abs_diff
+    from allocator_pipeline.core.allocation import DecisionLog, NoPromotedAllocator, max_abs_diff, model_schedule
     from allocator_pipeline.core.allocation import replay as replay_sessions
+    from allocator_pipeline.core.common.artifacts import load_artifact
     from allocator_pipeline.core.common.errors import InputDataError
     from allocator_pipeline.core.common.sessions import session_dates
     from allocator_pipeline.core.common.storage import remove
-    from allocator_pipeline.defs.allocation import NoPromotedAllocator, model_schedule
-    from allocator_pipeline.defs.resources import ArtifactIOManager
 
     s = ctx.settings
     first, last = _session_arg(start, "--start"), _session_arg(end, "--end")
@@ -157,14 +165,14 @@ def replay(ctx: Context, start: str, end: str, model_spec: str) -> None:
             )
         directory = s.paths.allocator / "replay" / model_spec.replace(":", "_")
         try:
-            schedule = model_schedule(ctx.resource(), model_spec)
+            schedule = model_schedule(s, model_spec)
             remove(directory)  # a replay starts from an empty log
             echo_step(f"replay {model_spec}: {len(sessions)} session(s) {first}..{last}")
             with tqdm(total=len(sessions), desc="replay", unit="session", file=sys.stderr, dynamic_ncols=True) as bar:
                 replayed = replay_sessions(
                     schedule, legs, sessions, s, DecisionLog(directory), progress=lambda done, total: bar.update(1)
                 )
-            backtest = ArtifactIOManager(settings=ctx.resource()).load("allocator_path")
+            backtest = load_artifact(s.home, "allocator_path", columns=["w_final", "exposure"])
         except (NoPromotedAllocator, FileNotFoundError, InputDataError) as exc:
             raise click.ClickException(str(exc)) from None
     diff = max_abs_diff(replayed, backtest)

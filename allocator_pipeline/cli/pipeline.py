@@ -73,8 +73,8 @@ def _report(ctx: Context) -> None:
 
 def _echo_report(ctx: Context) -> None:
     """The report's headline table, verdict, gates and paths (from the stored artifacts)."""
+    from allocator_pipeline.core.allocation import model_directory
     from allocator_pipeline.core.common.storage import read_json
-    from allocator_pipeline.core.promotion import model_directory
     from allocator_pipeline.report import comparison_lines, format_headline, gate_line, headline_table, lag_table
 
     paths = ctx.settings.paths

@@ -10,73 +10,18 @@ import pandas as pd
 from allocator_pipeline.core.allocation import (
     DecisionLog,
     FoldModel,
-    ModelSchedule,
     NoDataForSession,
     decide,
     fold_of,
-    fold_schedule,
-    promoted_schedule,
+    load_promoted,
     run_segments,
 )
-from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.sessions import EXCHANGE_TZ, session_dates
-from allocator_pipeline.core.common.storage import read_json
 from allocator_pipeline.core.inputs import live_inputs
-from allocator_pipeline.core.promotion import POINTER, model_directory
-from allocator_pipeline.core.tuning import tuned_settings
 from allocator_pipeline.defs.metadata import frame_metadata
 from allocator_pipeline.defs.partitions import DAILY_START, daily_partitions
-from allocator_pipeline.defs.resources import AllocatorSettings, ArtifactIOManager, FoldModelIOManager
-from allocator_pipeline.settings import Settings, load_settings
-
-
-class NoPromotedAllocator(FileNotFoundError):
-    """No accepted allocator has been promoted yet."""
-
-
-def walk_forward_schedule(resource: AllocatorSettings, through: str | None = None) -> ModelSchedule:
-    """The walk-forward folds' schedule, their models, plan and tuned settings read through the code
-    location's IO managers (the fold plan once). ``through`` (a fold key): the folds up to it, and
-    sessions that another fold decides are refused."""
-    artifacts = ArtifactIOManager(settings=resource)
-    models = FoldModelIOManager(settings=resource)
-    base = resource.load()
-    plan = artifacts.load("fold_plan")
-    keys = sorted(plan.loc[plan["inner"] == -1, "fold"])
-    if through is not None:
-        if through not in keys:
-            raise InputDataError(f"unknown fold {through!r}; the fold plan has {keys[0]}..{keys[-1]}", value=through)
-        keys = [k for k in keys if k <= through]
-    fitted = {k: models.load("fold_ensemble", k) for k in keys}
-    tuned = {k: tuned_settings(base, artifacts.load("fold_tuning", k).get("best_params", {})) for k in keys}
-    return fold_schedule(plan, fitted, tuned, keys, only=None if through is None else f"fold:{through}")
-
-
-def load_promoted(settings: Settings) -> tuple[ModelSchedule, dict]:
-    """The promoted allocator's schedule (its model from the session after the hand-over, with the
-    walk-forward path's state there) and its promotion manifest."""
-    promotion = settings.paths.final / POINTER
-    if not promotion.is_file():
-        raise NoPromotedAllocator(
-            f"no promoted allocator in {settings.paths.final}: run `allocator run` (or materialise "
-            "promoted_allocator) and get an accepted walk-forward report first"
-        )
-    manifest = read_json(promotion)
-    model = FoldModel.load(model_directory(manifest, promotion.parent))
-    return promoted_schedule(manifest, model, settings), manifest
-
-
-def model_schedule(resource: AllocatorSettings, spec: str) -> ModelSchedule:
-    """The schedule named by ``spec``: ``folds`` (each fold's model on its test window, as the
-    walk-forward backtest), ``fold:<KEY>`` (the same path through fold KEY; sessions outside its
-    test window are refused) or ``promoted`` (the promoted allocator after its hand-over)."""
-    if spec == "promoted":
-        return load_promoted(resource.load())[0]
-    if spec == "folds":
-        return walk_forward_schedule(resource)
-    if spec.startswith("fold:"):
-        return walk_forward_schedule(resource, through=spec.split(":", 1)[1])
-    raise InputDataError(f"a model is 'folds', 'fold:<KEY>' or 'promoted', not {spec!r}", value=spec)
+from allocator_pipeline.defs.resources import AllocatorSettings
+from allocator_pipeline.settings import Settings, load_settings, tuned_settings
 
 
 @dg.asset(

@@ -6,17 +6,16 @@ fold at a time, each recording its run in the same Dagster instance. (``--submit
 through the instance's backfill and run queue, launched by the daemon: ``defs/submission.py``.)
 
 Every event goes to the instance (the UI's run logs); the terminal gets Dagster's console log
-only with ``verbose``. :func:`publication` makes a command's runs one published set (the
-rollback journal of ``core/common/journal.py``, plus the fold partitions the runs registered).
+only with ``verbose``. ``defs/publication.py: publication`` makes a command's runs one published
+set (the rollback journal of ``core/common/journal.py``, plus the fold partitions the runs registered).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -27,8 +26,9 @@ from allocator_pipeline.definitions import defs
 from allocator_pipeline.defs.allocation import daily_rebalance_job
 from allocator_pipeline.defs.ensemble import fold_job
 from allocator_pipeline.defs.folds import dataset_job
-from allocator_pipeline.defs.partitions import FOLD_PARTITIONS_NAME
+from allocator_pipeline.defs.partitions import fold_keys  # noqa: F401  (re-exported)
 from allocator_pipeline.defs.promotion import report_job
+from allocator_pipeline.defs.publication import JOURNAL_TAG
 from allocator_pipeline.defs.resources import resources_for
 from allocator_pipeline.settings import RunOptions, Settings
 
@@ -47,10 +47,6 @@ telemetry:
 """
 POSTGRES_URL_ENV = "ALLOCATOR_POSTGRES_URL"
 """The PostgreSQL instance's database URL (``instances/postgres/dagster.yaml``)."""
-JOURNAL_TAG = "allocator/journal"
-"""Run tag: the journal (command) a run belongs to."""
-ROLLED_BACK_TAG = "allocator/rolled_back"
-"""Run tag set on a command's runs when the command failed and its outputs were rolled back."""
 
 
 def run_config(verbose: bool = False) -> dict:
@@ -123,10 +119,6 @@ def materialize(
     )
 
 
-def fold_keys(instance: dg.DagsterInstance) -> list[str]:
-    return sorted(instance.get_dynamic_partitions(FOLD_PARTITIONS_NAME))
-
-
 def select_folds(spec: str | None, available: Sequence[str]) -> list[str]:
     """Parse ``2008,2009`` or ``2008..2012`` (or None for all) against the available folds."""
     if not available:
@@ -184,48 +176,3 @@ def materialize_folds(
             if on_done:
                 on_done(fold, ok, run_id)
     return results
-
-
-class Publication:
-    """A command's outputs as one set: see :func:`publication`."""
-
-    def __init__(self, open_journal: journal.Journal) -> None:
-        self.journal = open_journal
-        self.instance: dg.DagsterInstance | None = None
-        self.folds: list[str] | None = None
-
-    def watch(self, instance: dg.DagsterInstance) -> None:
-        """Remember the instance's fold partitions (put back if the command fails)."""
-        if self.instance is None:
-            self.instance, self.folds = instance, fold_keys(instance)
-
-    def roll_back_instance(self) -> None:
-        if self.instance is None or self.folds is None:
-            return
-        now = set(fold_keys(self.instance))
-        for fold in sorted(now - set(self.folds)):
-            self.instance.delete_dynamic_partition(FOLD_PARTITIONS_NAME, fold)
-        missing = sorted(set(self.folds) - now)
-        if missing:
-            self.instance.add_dynamic_partitions(FOLD_PARTITIONS_NAME, missing)
-        for run in self.instance.get_runs(filters=dg.RunsFilter(tags={JOURNAL_TAG: self.journal.id})):
-            self.instance.add_run_tags(run.run_id, {ROLLED_BACK_TAG: "true"})
-
-
-@contextmanager
-def publication(settings: Settings) -> Iterator[Publication]:
-    """Publish everything the block writes under the home as one set.
-
-    The home is locked for the command; a journal left by an interrupted command is rolled back
-    and stale temporary files are removed first. If the block raises (a failed run, a refused
-    input, Ctrl-C), every artifact it wrote is rolled back, the fold partitions it registered are
-    put back, and its runs are tagged ``allocator/rolled_back`` (the retraining sensor ignores
-    their materialisations). See docs/operating.md, "Artifacts".
-    """
-    with journal.open_journal(settings.home) as opened:
-        current = Publication(opened)
-        try:
-            yield current
-        except BaseException:
-            current.roll_back_instance()
-            raise

@@ -4,7 +4,8 @@
 import dagster as dg
 import pandas as pd
 
-from allocator_pipeline.core.promotion import model_directory, promote_allocator
+from allocator_pipeline.core.allocation import model_directory
+from allocator_pipeline.core.promotion import promote_allocator
 from allocator_pipeline.defs.ensemble import fold_job
 from allocator_pipeline.defs.partitions import FOLD_PARTITIONS_NAME
 from allocator_pipeline.defs.resources import AllocatorSettings

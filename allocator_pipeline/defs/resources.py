@@ -11,9 +11,10 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from allocator_pipeline.core.allocation.fold_model import ENSEMBLE_FILE, FoldModel
-from allocator_pipeline.core.common.errors import InputDataError
-from allocator_pipeline.core.common.storage import read_json, read_parquet, remove, write_json, write_parquet
+from allocator_pipeline.core.allocation.fold_model import FoldModel
+from allocator_pipeline.core.allocation.stored import load_fold_model
+from allocator_pipeline.core.common.artifacts import artifact_base, artifact_path, load_artifact
+from allocator_pipeline.core.common.storage import read_json, remove, write_json, write_parquet
 from allocator_pipeline.core.models.base import Member
 from allocator_pipeline.core.models.members import load_members, save_members
 from allocator_pipeline.settings import RunOptions
@@ -28,40 +29,6 @@ class AllocatorSettings(dg.ConfigurableResource, RunOptions):
     """
 
 
-ARTIFACT_PATHS: dict[str, str] = {
-    "market_prices": "step3_out/allocator/dataset/market_panel",
-    "step3_legs": "step3_out/allocator/dataset/step3_manifest",
-    "leg_panel": "step3_out/allocator/dataset/leg_panel",
-    "allocator_features": "step3_out/allocator/dataset/features",
-    "utility_labels": "step3_out/allocator/dataset/labels",
-    "utility_table": "step3_out/allocator/dataset/utilities",
-    "fold_plan": "step3_out/allocator/dataset/fold_plan",
-    "fold_dataset": "step3_out/allocator/dataset/folds/{partition}",
-    "fold_tuning": "step3_out/allocator/optuna/{partition}/tuning",
-    "fold_predictions": "step3_out/allocator/models/{partition}/predictions",
-    "allocator_path": "step3_out/allocator/backtest/allocator_path",
-    "walk_forward_report": "step3_out/allocator/backtest/metrics",
-    "promoted_allocator": "step3_out/allocator/promotion",
-    "live_monitor": "final output/step3_allocator/monitor/live_monitor",
-}
-
-
-#: The stages whose artifacts ``allocator backtest`` rebuilds (the others: the dataset, or a fold's stages).
-_BACKTEST_ASSETS = ("allocator_path", "walk_forward_report", "promoted_allocator")
-
-
-def rebuild_command(asset_name: str, partition: str | None = None) -> str:
-    """The command that writes an asset's artifact again: a fold stage's ``allocator train --folds
-    KEY``, the backtest's ``allocator backtest``, the dataset's ``allocator build-dataset``.
-
-    >>> rebuild_command("allocator_features"), rebuild_command("fold_dataset", "2024")
-    ('allocator build-dataset', 'allocator train --folds 2024')
-    """
-    if partition is not None:
-        return f"allocator train --folds {partition}"
-    return "allocator backtest" if asset_name in _BACKTEST_ASSETS else "allocator build-dataset"
-
-
 def _partitions(context: dg.InputContext) -> list[str] | None:
     """The input's partition keys (None for an unpartitioned asset)."""
     return list(context.asset_partition_keys) if context.has_asset_partitions else None
@@ -73,18 +40,11 @@ class ArtifactIOManager(dg.ConfigurableIOManager):
     settings: dg.ResourceDependency[AllocatorSettings]
 
     def _base(self, asset_name: str, partition: str | None) -> Path:
-        template = ARTIFACT_PATHS.get(asset_name, f"step3_out/allocator/other/{asset_name}/{{partition}}")
-        if "{partition}" in template and partition is None:
-            raise ValueError(f"asset {asset_name} is partitioned but no partition key was given")
-        return self.settings.load().home.resolve() / template.format(partition=partition)
+        return artifact_base(self.settings.load().home, asset_name, partition)
 
     def artifact_path(self, asset_name: str, partition: str | None = None) -> Path | None:
         """The stored file of an asset (partition), or None if it was never materialised."""
-        base = self._base(asset_name, partition)
-        for suffix in (".parquet", ".json"):
-            if base.with_suffix(suffix).is_file():
-                return base.with_suffix(suffix)
-        return None
+        return artifact_path(self.settings.load().home, asset_name, partition)
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         partition = context.asset_partition_key if context.has_asset_partitions else None
@@ -101,22 +61,9 @@ class ArtifactIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
 
     def load(self, asset_name: str, partition: str | None = None) -> Any:
-        """The stored value of an asset (partition); a clear error when it was never materialised."""
-        path = self.artifact_path(asset_name, partition)
-        if path is None:
-            where = f" partition {partition}" if partition else ""
-            raise FileNotFoundError(
-                f"asset {asset_name}{where} has not been materialised yet (no artifact at "
-                f"{self._base(asset_name, partition)}.parquet|.json); materialise it first"
-            )
-        try:
-            return read_parquet(path) if path.suffix == ".parquet" else read_json(path)
-        except (OSError, ValueError) as exc:  # truncated or overwritten: pyarrow's ArrowInvalid, a JSON error
-            problem = " ".join(str(exc).split()) or type(exc).__name__
-            raise InputDataError(
-                f"the artifact cannot be read ({problem}); rebuild it with `{rebuild_command(asset_name, partition)}`",
-                file=path,
-            ) from None
+        """The stored value of an asset (partition); a clear error when it was never materialised
+        (``core/common/artifacts.py: load_artifact``)."""
+        return load_artifact(self.settings.load().home, asset_name, partition)
 
     def load_input(self, context: dg.InputContext) -> Any:
         name = context.asset_key.path[-1]
@@ -167,14 +114,14 @@ class FoldModelIOManager(dg.ConfigurableIOManager):
 
     def load(self, asset_name: str, fold: str) -> Any:
         """The stored fold model (``fold_ensemble``) or members (``fold_models``) of ``fold``."""
+        if asset_name == "fold_ensemble":
+            return load_fold_model(self.settings.load(), fold)
         directory = self.directory(fold)
-        marker = directory / (ENSEMBLE_FILE if asset_name == "fold_ensemble" else MEMBERS_FILE)
+        marker = directory / MEMBERS_FILE
         if not marker.is_file():
             raise FileNotFoundError(
                 f"fold {fold} has no trained {asset_name} in {directory}: run `allocator train --folds {fold}`"
             )
-        if asset_name == "fold_ensemble":
-            return FoldModel.load(directory)
         return load_members(directory, read_json(marker)["members"])
 
     def load_input(self, context: dg.InputContext) -> Any:

@@ -308,6 +308,51 @@ def load_settings(
         raise SettingsError(format_validation_error(err, source)) from None
 
 
+def tuned_settings(settings: Settings, params: Mapping[str, Any]) -> Settings:
+    """``settings`` with the dotted parameters applied, re-validated as a whole.
+
+    Parameters
+    ----------
+    settings : Settings
+        The run's settings.
+    params : mapping of str to value
+        Dotted field names (``"models.lightgbm.num_leaves"``, ``"policy.alpha"``,
+        ``"envelope.dd_soft"``, ``"ensemble.calibration"`` ...) and their values, e.g. a study's
+        ``best_params``. Empty: ``settings`` is returned unchanged.
+
+    Returns
+    -------
+    Settings
+        A new, validated settings object.
+
+    Raises
+    ------
+    SettingsError
+        A name that is not a settings field, or a value (or combination, such as
+        ``dd_hard <= dd_soft``) the settings model refuses; the message names the dotted field,
+        the value and the allowed range.
+    """
+    if not params:
+        return settings
+    tree = settings.model_dump()
+    for name, value in params.items():
+        parts = str(name).split(".")
+        node: Any = tree
+        for depth, key in enumerate(parts[:-1]):
+            child = node.get(key) if isinstance(node, dict) else None
+            if not isinstance(child, dict):
+                section = ".".join(parts[: depth + 1])
+                raise SettingsError(f"invalid tuned parameter {name!r}: {section!r} is not a settings section")
+            node = child
+        if not isinstance(node, dict) or parts[-1] not in node or isinstance(node[parts[-1]], dict):
+            raise SettingsError(f"invalid tuned parameter {name!r}: no such settings field")
+        node[parts[-1]] = value
+    try:
+        return Settings.model_validate(tree)
+    except ValidationError as err:
+        raise SettingsError(format_validation_error(err, "tuned parameters")) from None
+
+
 def describe_settings() -> list[dict[str, str]]:
     """Every settings field as rows (field, type, default, description) for the docs."""
     rows: list[dict[str, str]] = []

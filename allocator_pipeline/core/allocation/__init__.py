@@ -51,6 +51,14 @@ from allocator_pipeline.core.allocation.policy import (
     utility_matrix,
 )
 from allocator_pipeline.core.allocation.schedule import ModelSchedule, fold_of, fold_schedule, promoted_schedule
+from allocator_pipeline.core.allocation.stored import (
+    NoPromotedAllocator,
+    load_fold_model,
+    load_promoted,
+    model_directory,
+    model_schedule,
+    walk_forward_schedule,
+)
 
 __all__ = [
     "ENSEMBLE_FILE",
@@ -62,6 +70,7 @@ __all__ = [
     "FoldModel",
     "ModelSchedule",
     "NoDataForSession",
+    "NoPromotedAllocator",
     "Segment",
     "allocator_path",
     "apply_envelope",
@@ -80,7 +89,11 @@ __all__ = [
     "fold_schedule",
     "importance_of",
     "input_ranges",
+    "load_fold_model",
+    "load_promoted",
     "max_abs_diff",
+    "model_directory",
+    "model_schedule",
     "out_of_range",
     "policy_matrix",
     "predict_split",
@@ -95,5 +108,6 @@ __all__ = [
     "start_state",
     "state_after",
     "utility_matrix",
+    "walk_forward_schedule",
     "xy",
 ]

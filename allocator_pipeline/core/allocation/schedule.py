@@ -16,8 +16,7 @@ import pandas as pd
 from allocator_pipeline.core.allocation.fold_model import FoldModel
 from allocator_pipeline.core.allocation.path import AllocatorState
 from allocator_pipeline.core.common.errors import InputDataError
-from allocator_pipeline.core.tuning.space import tuned_settings
-from allocator_pipeline.settings import Settings
+from allocator_pipeline.settings import Settings, tuned_settings
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import math
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -104,8 +104,9 @@ def write_parquet(frame: pd.DataFrame, path: str | Path) -> Path:
     return Path(path)
 
 
-def read_parquet(path: str | Path) -> pd.DataFrame:
-    return pd.read_parquet(path, engine="pyarrow")
+def read_parquet(path: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """A parquet file as written by :func:`write_parquet` (``columns``: only those, and the index)."""
+    return pd.read_parquet(path, engine="pyarrow", columns=None if columns is None else list(columns))
 
 
 def _to_jsonable(obj: Any) -> Any:

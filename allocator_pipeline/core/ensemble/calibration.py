@@ -1,7 +1,9 @@
 """Probability calibration of the blended bucket probabilities, and classification metrics.
 
 Calibrators (each serialisable to a JSON-able dict and back, the same numpy code applying it at
-fit time and after loading, so a stored calibrator reproduces its output exactly):
+fit time and after loading, so a stored calibrator reproduces its output exactly; SciPy and
+scikit-learn are imported by the fitting functions only, so a decision that applies a stored
+calibrator never imports them):
 
 ``none``
     Identity.
@@ -30,8 +32,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
-from scipy.optimize import minimize_scalar
-from sklearn.isotonic import IsotonicRegression
 
 from allocator_pipeline.core.common.errors import InputDataError
 
@@ -247,6 +247,8 @@ def fit_temperature(proba: np.ndarray, y: np.ndarray) -> TemperatureCalibrator:
     Bounded Brent search over ``log T`` in ``[log 0.05, log 20]`` (``xatol = 1e-6``); ``T = 1``
     (identity) is kept when the optimum is not strictly better on these rows.
     """
+    from scipy.optimize import minimize_scalar  # fitting only: applying a calibrator is numpy
+
     p, labels = _checked(proba, y)
 
     def objective(log_t: float) -> float:
@@ -262,6 +264,8 @@ def fit_temperature(proba: np.ndarray, y: np.ndarray) -> TemperatureCalibrator:
 
 def fit_isotonic(proba: np.ndarray, y: np.ndarray, floor: float = ISOTONIC_FLOOR) -> IsotonicCalibrator:
     """Fit one non-decreasing map per class from ``p_k`` to ``1[y = k]`` (sklearn, clipped to [0, 1])."""
+    from sklearn.isotonic import IsotonicRegression  # fitting only: applying a calibrator is numpy
+
     p, labels = _checked(proba, y)
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []

@@ -43,8 +43,7 @@ from allocator_pipeline.core.evaluation.gates import accepted, evaluate_gates, m
 from allocator_pipeline.core.evaluation.metrics import performance_metrics
 from allocator_pipeline.core.evaluation.overfitting import load_trial_returns, overfitting_statistics
 from allocator_pipeline.core.evaluation.retention import signal_retention, transparent_rule
-from allocator_pipeline.core.tuning.space import tuned_settings
-from allocator_pipeline.settings import Settings
+from allocator_pipeline.settings import Settings, tuned_settings
 
 ALLOCATOR = "allocator"
 BASELINES: tuple[BaselineKind, ...] = ("baseline", "qqq_only", "spy_only", "inverse_vol", "oracle")

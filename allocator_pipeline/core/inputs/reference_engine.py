@@ -42,10 +42,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from sklearn.isotonic import IsotonicRegression
 
 from allocator_pipeline.core.common.sessions import session_dates
 from allocator_pipeline.core.inputs.reference_features import (
@@ -155,6 +153,8 @@ def isotonic_calibration(
         Knots for ``np.interp`` (which clips outside the calibration range, like
         ``out_of_bounds="clip"``).
     """
+    from sklearn.isotonic import IsotonicRegression  # the engine's fit only (reading legs never needs it)
+
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, target)
     fitted = iso.predict(raw)
     knots = iso.y_thresholds_
@@ -172,6 +172,8 @@ def bagged_probabilities(
     Each bag trains on train-proper rows, then an isotonic map fitted on the calibration tail
     (:func:`isotonic_calibration`) turns its raw scores into probabilities.
     """
+    import lightgbm as lgb  # the engine's fit only (reading legs never needs it)
+
     proper = slice(fold.train_start, fold.train_end + 1)
     cal = slice(fold.calibration_start, fold.calibration_end + 1)
     test = slice(fold.test_start, fold.test_end + 1)

@@ -24,11 +24,10 @@ import json
 import re
 import tempfile
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import numpy as np
 import pandas as pd
-from catboost import CatBoost, CatBoostClassifier, CatBoostError, Pool
 
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.storage import write_text
@@ -40,6 +39,9 @@ from allocator_pipeline.core.models.base import (
     split_arrays,
 )
 from allocator_pipeline.settings import CatBoostSettings
+
+if TYPE_CHECKING:
+    from catboost import CatBoost
 
 RUN_STAMPS = re.compile(r'("(?:model_guid|train_finish_time)"\s*:\s*)"[^"]*"')
 """CatBoost's per-run metadata in ``model_info``: a random model GUID and the wall-clock finish time."""
@@ -53,6 +55,8 @@ def without_run_stamps(text: str) -> str:
 
 def _model_from_json_text(text: str) -> CatBoost:
     """Parse a CatBoost JSON model (CatBoost reads JSON models from files only)."""
+    from catboost import CatBoost  # imported on first use: a process without CatBoost models never loads it
+
     with tempfile.TemporaryDirectory(prefix="catboost-json-") as tmp:
         path = Path(tmp) / "model.json"
         path.write_text(text, encoding="utf-8")
@@ -100,6 +104,8 @@ class CatBoostMember(Member):
         ``settings`` is a ``CatBoostSettings`` section (depth, l2_leaf_reg, iterations,
         learning_rate, early_stopping_rounds).
         """
+        from catboost import CatBoostClassifier, Pool
+
         x_train, y_train = split_arrays(features, labels, member=cls.name, split="training")
         names = [str(c) for c in features.columns]
         x_val, y_val = split_arrays(val_features, val_labels, member=cls.name, split="validation", names=names)
@@ -152,6 +158,8 @@ class CatBoostMember(Member):
         if not path.is_file():
             raise InputDataError("catboost model file not found", file=path)
         text = path.read_text(encoding="utf-8")
+        from catboost import CatBoostError
+
         try:
             return cls(text)
         except (CatBoostError, json.JSONDecodeError, KeyError) as exc:

@@ -4,14 +4,19 @@ Every bucket's probability is raised to :data:`PROBABILITY_FLOOR` and rows renor
 the other members. Saved as LightGBM's own text model (``lightgbm.txt``), truncated at the best iteration. The
 fitted member predicts from the Booster parsed back from that text, so a loaded file reproduces
 its probabilities exactly.
+
+LightGBM is imported when a Booster is first built or trained (:func:`lightgbm_module`), without
+scikit-learn, which LightGBM would otherwise import for its scikit-learn interface: loading and
+predicting a stored model (the daily decision) needs the Booster only.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Self
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
@@ -20,6 +25,27 @@ from allocator_pipeline.core.common.grid import N_CLASSES
 from allocator_pipeline.core.common.storage import write_text
 from allocator_pipeline.core.models.base import PROBABILITY_FLOOR, Member, floor_probabilities, split_arrays
 from allocator_pipeline.settings import LightGBMSettings
+
+
+def lightgbm_module() -> ModuleType:
+    """The ``lightgbm`` module, imported on first use without scikit-learn.
+
+    ``import lightgbm`` imports scikit-learn, when installed, for LightGBM's scikit-learn interface
+    (``lightgbm.compat``; about 0.6 s on the development machine) that the members never use (they
+    call ``lgb.train`` and ``lgb.Booster``). So the first import hides scikit-learn from LightGBM
+    (``sys.modules["sklearn"] = None`` makes that import raise ``ImportError``, which LightGBM
+    catches) and then unhides it: scikit-learn stays importable by everything else, and a process
+    that already imported it imports LightGBM as usual. The Booster is the same either way.
+    """
+    if "lightgbm" not in sys.modules and "sklearn" not in sys.modules:
+        sys.modules["sklearn"] = None  # type: ignore[assignment]
+        try:
+            import lightgbm
+        finally:
+            del sys.modules["sklearn"]
+    import lightgbm
+
+    return lightgbm
 
 
 def lightgbm_params(settings: LightGBMSettings, *, seed: int, threads: int) -> dict[str, object]:
@@ -72,7 +98,7 @@ class LightGBMMember(Member):
 
     def __init__(self, model_text: str) -> None:
         self.model_text = model_text
-        self.booster = lgb.Booster(model_str=model_text)
+        self.booster = lightgbm_module().Booster(model_str=model_text)
         self.feature_names = tuple(self.booster.feature_name())
         if self.booster.num_model_per_iteration() != N_CLASSES:
             raise InputDataError(
@@ -101,6 +127,7 @@ class LightGBMMember(Member):
         settings : LightGBMSettings
         seed, threads : ModelSettings.seed and ModelSettings.threads.
         """
+        lgb = lightgbm_module()
         x_train, y_train = split_arrays(features, labels, member=cls.name, split="training")
         names = [str(c) for c in features.columns]
         x_val, y_val = split_arrays(val_features, val_labels, member=cls.name, split="validation", names=names)
@@ -141,7 +168,7 @@ class LightGBMMember(Member):
             raise InputDataError("lightgbm model file not found", file=path)
         try:
             return cls(path.read_text())
-        except lgb.basic.LightGBMError as exc:
+        except lightgbm_module().basic.LightGBMError as exc:
             raise InputDataError(f"not a readable LightGBM text model: {exc}", file=path) from exc
 
     def describe(self) -> dict[str, object]:

@@ -27,9 +27,6 @@ from typing import Any, Self
 
 import numpy as np
 import pandas as pd
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
 
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.storage import read_json, write_json
@@ -116,6 +113,11 @@ class LinearMember(Member):
         ``settings`` is a ``LinearSettings`` section (``C``, ``l1_ratio``, ``max_iter``);
         ``seed`` seeds saga's sample order; ``threads`` is unused (saga is single-threaded).
         """
+        # fitting only: prediction is numpy (a decision never imports scikit-learn)
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.preprocessing import StandardScaler
+
         x_train, y_train = split_arrays(features, labels, member=cls.name, split="training")
         names = [str(c) for c in features.columns]
         split_arrays(val_features, val_labels, member=cls.name, split="validation", names=names)

@@ -3,6 +3,6 @@
 Asset group ``promotion``: ``promoted_allocator``.
 """
 
-from allocator_pipeline.core.promotion.promote import POINTER, model_directory, promote_allocator
+from allocator_pipeline.core.promotion.promote import promote_allocator
 
-__all__ = ["POINTER", "model_directory", "promote_allocator"]
+__all__ = ["promote_allocator"]

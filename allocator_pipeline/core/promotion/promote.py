@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from allocator_pipeline.core.allocation.fold_model import feature_columns, fit_fold, promotion_frame
 from allocator_pipeline.core.allocation.path import state_after
+from allocator_pipeline.core.allocation.stored import POINTER
 from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.storage import (
     publish_directory,
@@ -44,25 +44,11 @@ from allocator_pipeline.core.folds.checks import usable_sessions
 from allocator_pipeline.core.folds.plan import FINAL_FOLD, plan_final
 from allocator_pipeline.core.labels.utility import utility_labels as compute_utility_labels
 from allocator_pipeline.core.tuning.result import export_ledger, export_trial_returns
-from allocator_pipeline.core.tuning.space import tuned_settings, tunes_labels
+from allocator_pipeline.core.tuning.space import tunes_labels
 from allocator_pipeline.core.tuning.study import inner_fold_frames, run_study
 from allocator_pipeline.report.comparisons import comparison_lines
 from allocator_pipeline.report.tables import failed_gates, fmt_gate, format_headline, headline_table
-from allocator_pipeline.settings import Settings
-
-POINTER = "promotion.json"
-"""The file in ``final output/step3_allocator/`` naming the promoted model version."""
-
-
-def model_directory(manifest: Mapping[str, Any], final: Path) -> Path:
-    """The promoted model's folder: ``manifest["model_directory"]`` resolved against ``final``, the
-    folder holding ``promotion.json`` (a manifest written before relative paths holds an absolute
-    path, which is kept as it is).
-
-    >>> model_directory({"model_directory": "models/allocator-2025-09-25-abc"}, Path("/mnt/home/final"))
-    PosixPath('/mnt/home/final/models/allocator-2025-09-25-abc')
-    """
-    return Path(final) / str(manifest["model_directory"])
+from allocator_pipeline.settings import Settings, tuned_settings
 
 
 def model_card(metrics: dict[str, Any], manifest: dict[str, Any], settings: Settings) -> str:

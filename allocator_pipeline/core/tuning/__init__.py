@@ -18,7 +18,6 @@ from allocator_pipeline.core.tuning.space import (
     SEARCH_PARAMETERS,
     default_params,
     search_space,
-    tuned_settings,
     tunes_labels,
 )
 from allocator_pipeline.core.tuning.study import inner_fold_frames, run_study
@@ -40,6 +39,5 @@ __all__ = [
     "robust_objective",
     "run_study",
     "search_space",
-    "tuned_settings",
     "tunes_labels",
 ]

@@ -52,8 +52,8 @@ from allocator_pipeline.core.ensemble.blend import fit_ensemble
 from allocator_pipeline.core.evaluation.backtest import RETURN_COLUMNS, run_backtest
 from allocator_pipeline.core.evaluation.metrics import performance_metrics
 from allocator_pipeline.core.labels.utility import utility_labels
-from allocator_pipeline.core.tuning.space import tuned_settings, tunes_labels
-from allocator_pipeline.settings import Settings, TuningSettings
+from allocator_pipeline.core.tuning.space import tunes_labels
+from allocator_pipeline.settings import Settings, TuningSettings, tuned_settings
 
 __all__ = [
     "CALMAR_DD_FLOOR",

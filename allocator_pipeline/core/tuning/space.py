@@ -2,8 +2,8 @@
 
 Every tunable parameter is named by the dotted path of the ``Settings`` field it sets
 (``"models.lightgbm.num_leaves"``, ``"policy.alpha"``, ``"envelope.dd_soft"`` ...), so a trial's
-parameters apply to the run's settings with :func:`tuned_settings` and are re-validated by the one
-settings model (ranges, ``dd_hard > dd_soft``, purge >= H). The label horizon ``H`` is never
+parameters apply to the run's settings with ``allocator_pipeline.settings.tuned_settings`` and
+are re-validated by the one settings model (ranges, ``dd_hard > dd_soft``, purge >= H). The label horizon ``H`` is never
 tuned: it stays a setting of the run (it defines the purge and the fold plan).
 
 Groups and their cost
@@ -52,9 +52,8 @@ from dataclasses import dataclass
 from typing import Any, get_args
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
-from pydantic import ValidationError
 
-from allocator_pipeline.settings import Settings, SettingsError, format_validation_error
+from allocator_pipeline.settings import Settings
 from allocator_pipeline.settings.sections import TuningGroup
 
 __all__ = [
@@ -69,7 +68,6 @@ __all__ = [
     "resolve_groups",
     "search_space",
     "search_space_table",
-    "tuned_settings",
 ]
 
 
@@ -311,48 +309,3 @@ def search_space_table(space: Mapping[str, BaseDistribution] | None = None) -> l
 def tunes_labels(params: Mapping[str, Any]) -> bool:
     """True when ``params`` change the label lambdas (labels must then be recomputed)."""
     return any(name.startswith("labels.") for name in params)
-
-
-def tuned_settings(settings: Settings, params: Mapping[str, Any]) -> Settings:
-    """``settings`` with the dotted parameters applied, re-validated as a whole.
-
-    Parameters
-    ----------
-    settings : Settings
-        The run's settings.
-    params : mapping of str to value
-        Dotted field names (``"models.lightgbm.num_leaves"``, ``"policy.alpha"``,
-        ``"envelope.dd_soft"``, ``"ensemble.calibration"`` ...) and their values, e.g. a study's
-        ``best_params``. Empty: ``settings`` is returned unchanged.
-
-    Returns
-    -------
-    Settings
-        A new, validated settings object.
-
-    Raises
-    ------
-    SettingsError
-        A name that is not a settings field, or a value (or combination, such as
-        ``dd_hard <= dd_soft``) the settings model refuses; the message names the dotted field,
-        the value and the allowed range.
-    """
-    if not params:
-        return settings
-    tree = settings.model_dump()
-    for name, value in params.items():
-        parts = str(name).split(".")
-        node: Any = tree
-        for depth, key in enumerate(parts[:-1]):
-            child = node.get(key) if isinstance(node, dict) else None
-            if not isinstance(child, dict):
-                section = ".".join(parts[: depth + 1])
-                raise SettingsError(f"invalid tuned parameter {name!r}: {section!r} is not a settings section")
-            node = child
-        if not isinstance(node, dict) or parts[-1] not in node or isinstance(node[parts[-1]], dict):
-            raise SettingsError(f"invalid tuned parameter {name!r}: no such settings field")
-        node[parts[-1]] = value
-    try:
-        return Settings.model_validate(tree)
-    except ValidationError as err:
-        raise SettingsError(format_validation_error(err, "tuned parameters")) from None

@@ -65,8 +65,8 @@ from allocator_pipeline.core.folds.checks import fold_dataset
 from allocator_pipeline.core.tuning.fingerprint import problem_fingerprint
 from allocator_pipeline.core.tuning.objective import OBJECTIVE_FORMULA, InnerFitCache, evaluate_params, robust_objective
 from allocator_pipeline.core.tuning.result import INNER_BLOCKS, TuningResult, _duration, _result, inner_blocks_attr
-from allocator_pipeline.core.tuning.space import default_params, resolve_groups, search_space, tuned_settings
-from allocator_pipeline.settings import Settings, SettingsError
+from allocator_pipeline.core.tuning.space import default_params, resolve_groups, search_space
+from allocator_pipeline.settings import Settings, SettingsError, tuned_settings
 
 __all__ = [
     "OBJECTIVE_FORMULA",
