@@ -56,13 +56,39 @@ def alignment_correlations(leg: pd.DataFrame, market_return: pd.Series) -> dict[
     >>> {k: round(c, 2) for k, c in alignment_correlations(leg, r).items()}
     {-1: 0.02, 0: 0.03, 1: 1.0}
     """
-    y = leg["leg_return"].astype("float64")
-    position = leg["position"].astype("float64")
+    return _correlations(_LegArrays(leg, market_return), np.arange(len(leg)))
+
+
+class _LegArrays:
+    """A leg's returns and positions, and the market return ``r_{t+k}`` of each of its rows, as
+    arrays: computed once per leg, then sliced for every window of :func:`check_alignment`."""
+
+    def __init__(self, leg: pd.DataFrame, market_return: pd.Series) -> None:
+        self.y = leg["leg_return"].to_numpy(dtype="float64")
+        self.position = leg["position"].to_numpy(dtype="float64")
+        self.lagged = {k: market_return.shift(-k).reindex(leg.index).to_numpy(dtype="float64") for k in LAGS}
+
+
+def _shifted(values: np.ndarray, periods: int) -> np.ndarray:
+    """``pd.Series.shift(periods)`` of an array (NaN where nothing is shifted in)."""
+    out = np.full(len(values), np.nan)
+    if periods == 0:
+        out[:] = values
+    elif periods > 0:
+        out[periods:] = values[:-periods]
+    else:
+        out[:periods] = values[-periods:]
+    return out
+
+
+def _correlations(arrays: _LegArrays, rows: np.ndarray) -> dict[int, float]:
+    """``c_k`` of the leg rows ``rows`` (positions), the positions shifted within those rows."""
+    y = arrays.y[rows]
+    position = arrays.position[rows]
     out: dict[int, float] = {}
     for k in LAGS:
-        r_k = market_return.shift(-k).reindex(leg.index)
-        x = position.shift(1 - k) * r_k
-        both = y.notna() & x.notna()
+        x = _shifted(position, 1 - k) * arrays.lagged[k][rows]
+        both = ~np.isnan(y) & ~np.isnan(x)
         if both.sum() < 3 or np.nanstd(x[both]) == 0.0 or np.nanstd(y[both]) == 0.0:
             out[k] = float("nan")
         else:
@@ -85,11 +111,12 @@ def check_alignment(
 ) -> None:
     """Refuse a leg explained far better by the previous or next session's market return."""
     covered = market_return.reindex(leg.index).notna().to_numpy()
+    arrays = _LegArrays(leg, market_return)
     for label, mask in _windows(leg, data.alignment_window_sessions):
         rows = np.flatnonzero(mask & covered)
         if len(rows) < 3:
             continue
-        corr = alignment_correlations(leg.iloc[rows], market_return)
+        corr = _correlations(arrays, rows)
         c0 = 0.0 if np.isnan(corr[0]) else corr[0]
         for k in (1, -1):
             ck = corr[k]
