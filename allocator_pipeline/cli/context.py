@@ -116,7 +116,7 @@ class Context:
         configuration (e.g. ALLOCATOR_POSTGRES_URL unset) is bad input, exit 2."""
         from dagster import DagsterInvalidConfigError
 
-        from allocator_pipeline.defs.execution import get_instance
+        from allocator_pipeline.defs.runs import get_instance
 
         where = self.instance_dir or os.environ.get("DAGSTER_HOME") or "the default instance"
         try:

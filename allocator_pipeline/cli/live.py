@@ -113,10 +113,10 @@ def rebalance(ctx: Context, session: str | None, model_spec: str, as_json: bool)
                         f"{session} is the hand-over session: this is the walk-forward path's decision; the promoted "
                         f"allocator {manifest['model_id']} decides from the next session (nothing written)"
                     )
-                else:  # the daily job's own run, recorded in the Dagster instance: the one branch importing Dagster
-                    from allocator_pipeline.defs.execution import DAILY, materialize
+                else:  # the daily job's run, recorded in the Dagster instance: the one branch importing Dagster
+                    from allocator_pipeline.defs.allocation import rebalance_run
 
-                    result = materialize(DAILY, ctx.options, ctx.instance, partition_key=session, verbose=ctx.verbose)
+                    result = rebalance_run(ctx.options, ctx.instance, session, verbose=ctx.verbose)
                     check_run(result, f"rebalance {session}")
                     decision = read_json(s.paths.decisions / f"{session}.json")
             else:

@@ -21,7 +21,8 @@ from allocator_pipeline.core.inputs import live_inputs
 from allocator_pipeline.defs.metadata import frame_metadata
 from allocator_pipeline.defs.partitions import DAILY_START, daily_partitions
 from allocator_pipeline.defs.resources import AllocatorSettings
-from allocator_pipeline.settings import Settings, load_settings, tuned_settings
+from allocator_pipeline.defs.runs import run_assets
+from allocator_pipeline.settings import RunOptions, Settings, load_settings, tuned_settings
 
 
 @dg.asset(
@@ -105,6 +106,15 @@ daily_rebalance_job = dg.define_asset_job(
     tags={"allocator/daily": "rebalance"},
     description="The session's allocation from the promoted allocator, then the live monitor.",
 )
+
+
+def rebalance_run(
+    options: RunOptions, instance: dg.DagsterInstance, session: str, verbose: bool = False
+) -> dg.ExecuteInProcessResult:
+    """The daily job's selection for ``session`` as one run recorded in ``instance``, with only
+    ``daily_allocation`` loaded (``allocator rebalance``): the code location's other assets, and the
+    training stack they import, stay out of the process."""
+    return run_assets([daily_allocation], daily_rebalance_job.selection, options, instance, session, verbose)
 
 
 def available_sessions(settings: Settings) -> pd.DatetimeIndex:

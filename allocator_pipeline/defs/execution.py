@@ -6,8 +6,9 @@ fold at a time, each recording its run in the same Dagster instance. (``--submit
 through the instance's backfill and run queue, launched by the daemon: ``defs/submission.py``.)
 
 Every event goes to the instance (the UI's run logs); the terminal gets Dagster's console log
-only with ``verbose``. ``defs/publication.py: publication`` makes a command's runs one published
-set (the rollback journal of ``core/common/journal.py``, plus the fold partitions the runs registered).
+only with ``verbose``. One run and the instance are ``defs/runs.py``'s (this module adds the whole
+code location); ``defs/publication.py: publication`` makes a command's runs one published set (the
+rollback journal of ``core/common/journal.py``, plus the fold partitions the runs registered).
 """
 
 from __future__ import annotations
@@ -16,21 +17,24 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from pathlib import Path
 
 import dagster as dg
 
-from allocator_pipeline.core.common import journal
-from allocator_pipeline.core.tuning.study import psycopg2_url
 from allocator_pipeline.definitions import defs
 from allocator_pipeline.defs.allocation import daily_rebalance_job
 from allocator_pipeline.defs.ensemble import fold_job
 from allocator_pipeline.defs.folds import dataset_job
 from allocator_pipeline.defs.partitions import fold_keys  # noqa: F401  (re-exported)
 from allocator_pipeline.defs.promotion import report_job
-from allocator_pipeline.defs.publication import JOURNAL_TAG
-from allocator_pipeline.defs.resources import resources_for
-from allocator_pipeline.settings import RunOptions, Settings
+from allocator_pipeline.defs.runs import (  # noqa: F401  (re-exported: the commands' and the tests' entry points)
+    INSTANCE_FILE,
+    Selection,
+    default_dagster_home,
+    get_instance,
+    run_assets,
+    run_config,
+)
+from allocator_pipeline.settings import RunOptions
 
 # What each command materialises: a job's own selection (adding a stage to a job is one edit).
 DATASET = dataset_job.selection
@@ -39,20 +43,6 @@ TRAIN = FOLD_STAGES & dg.AssetSelection.assets("fold_predictions").upstream()
 TUNING = FOLD_STAGES & dg.AssetSelection.assets("fold_tuning").upstream()
 REPORT = report_job.selection
 DAILY = daily_rebalance_job.selection
-Selection = dg.AssetSelection | Sequence[str]
-INSTANCE_FILE = """# Written by `allocator` for a Dagster home without an instance file: the default local
-# instance (SQLite storage and logs in this folder), telemetry off.
-telemetry:
-  enabled: false
-"""
-POSTGRES_URL_ENV = "ALLOCATOR_POSTGRES_URL"
-"""The PostgreSQL instance's database URL (``instances/postgres/dagster.yaml``)."""
-
-
-def run_config(verbose: bool = False) -> dict:
-    """Dagster's console logger: asset progress messages (INFO) with ``verbose``, else nothing on the
-    terminal (the events still go to the instance, the UI's run logs)."""
-    return {"loggers": {"console": {"config": {"log_level": "INFO" if verbose else "CRITICAL"}}}}
 
 
 def asset_names(selection: Selection) -> list[str]:
@@ -63,35 +53,6 @@ def asset_names(selection: Selection) -> list[str]:
     return [key.to_user_string() for key in graph.toposorted_asset_keys if key in chosen]
 
 
-def default_dagster_home(settings: Settings, instance: str | Path | None = None) -> Path:
-    """The Dagster home (the folder of the instance's ``dagster.yaml``): ``instance`` when given (the
-    CLI's ``--instance``, e.g. ``instances/postgres``), else DAGSTER_HOME, else the current folder
-    when it holds dagster.yaml (the repo root), else <home>/.dagster_home."""
-    if instance is not None:
-        return Path(instance).resolve()
-    if os.environ.get("DAGSTER_HOME"):
-        return Path(os.environ["DAGSTER_HOME"])
-    if Path("dagster.yaml").is_file():
-        return Path.cwd()
-    return settings.home.resolve() / ".dagster_home"
-
-
-def get_instance(settings: Settings, instance: str | Path | None = None) -> dg.DagsterInstance:
-    """The persistent Dagster instance (run history and fold partitions survive between commands);
-    ``instance``: a Dagster home folder with its own dagster.yaml (refused without one)."""
-    home = default_dagster_home(settings, instance)
-    if instance is not None and not (home / "dagster.yaml").is_file():
-        raise ValueError(f"--instance {instance}: no dagster.yaml in {home}")
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").is_file():  # no banner, no "no instance file" warning
-        (home / "dagster.yaml").write_text(INSTANCE_FILE)
-    os.environ["DAGSTER_HOME"] = str(home.resolve())
-    if os.environ.get(POSTGRES_URL_ENV):  # the instance's database (instances/postgres/dagster.yaml)
-        os.environ[POSTGRES_URL_ENV] = psycopg2_url(os.environ[POSTGRES_URL_ENV])
-    os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
-    return dg.DagsterInstance.get()
-
-
 def materialize(
     selection: Selection,
     options: RunOptions,
@@ -100,23 +61,9 @@ def materialize(
     verbose: bool = False,
 ) -> dg.ExecuteInProcessResult:
     """Materialise the selected assets in one run (upstream assets are read from their artifacts)."""
-    tags = {"allocator/command": "cli"}
-    if partition_key is not None:
-        tags["allocator/partition"] = partition_key
-    current = journal.active()
-    if current is not None:
-        tags[JOURNAL_TAG] = current.id
-    return dg.materialize(
-        # the selected assets' checks run with them (the asset checks defined apart, @asset_check)
-        [*(a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)), *(defs.asset_checks or [])],
-        run_config=run_config(verbose),
-        selection=selection if isinstance(selection, dg.AssetSelection) else list(selection),
-        partition_key=partition_key,
-        instance=instance,
-        resources=resources_for(options),
-        raise_on_error=False,
-        tags=tags,
-    )
+    # the selected assets' checks run with them (the asset checks defined apart, @asset_check)
+    assets = [*(a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)), *(defs.asset_checks or [])]
+    return run_assets(assets, selection, options, instance, partition_key, verbose)
 
 
 def select_folds(spec: str | None, available: Sequence[str]) -> list[str]:
