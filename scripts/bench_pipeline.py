@@ -209,6 +209,12 @@ def pipeline(label: str, root: Path, toml: str, env: dict[str, str]) -> float:
         print(
             f"{step:<22}{parts['total']:9.1f}{share:7.1%}{parts['read']:8.1f}{parts['compute']:10.1f}{parts['write']:8.1f}"
         )
+    summed = {part: sum(parts[part] for parts in stages.values()) for part in ("total", "read", "compute", "write")}
+    print(
+        f"{'all steps':<22}{summed['total']:9.1f}{summed['total'] / run_total:7.1%}{summed['read']:8.1f}"
+        f"{summed['compute']:10.1f}{summed['write']:8.1f}  (read {summed['read'] / run_total:.0%}, compute "
+        f"{summed['compute'] / run_total:.0%}, write {summed['write'] / run_total:.0%} of the runs' time)"
+    )
     print(f"{'Dagster bookkeeping':<22}{bookkeeping:9.1f}{bookkeeping / run_total:7.1%}  (run wall time outside steps)")
     tuning = home / "step3_out" / "allocator" / "optuna"
     print(

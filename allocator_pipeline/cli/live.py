@@ -3,8 +3,9 @@
 Both read the inputs fresh (validated: exit 2 on bad input, or on a ``--date`` that is not an NYSE
 session or lies outside the data) and write inside one publication (nothing stays on failure).
 They read the stored models and artifacts directly (``core/allocation/stored.py``), so only the
-promoted allocator's daily decision, which is recorded as a Dagster run of ``daily_allocation``,
-imports Dagster, and none imports the fitting libraries (a test in ``test_pipeline.py`` checks it).
+promoted allocator's daily decision, recorded as a Dagster run of the daily job (the decision and
+the live monitor), imports Dagster, and none imports the fitting libraries (a test in
+``test_pipeline.py`` checks it).
 """
 
 from __future__ import annotations

@@ -111,10 +111,14 @@ daily_rebalance_job = dg.define_asset_job(
 def rebalance_run(
     options: RunOptions, instance: dg.DagsterInstance, session: str, verbose: bool = False
 ) -> dg.ExecuteInProcessResult:
-    """The daily job's selection for ``session`` as one run recorded in ``instance``, with only
-    ``daily_allocation`` loaded (``allocator rebalance``): the code location's other assets, and the
-    training stack they import, stay out of the process."""
-    return run_assets([daily_allocation], daily_rebalance_job.selection, options, instance, session, verbose)
+    """The daily job for ``session`` (the decision, then the live monitor and its checks) as one
+    run recorded in ``instance``, with only these assets loaded (``allocator rebalance``): the code
+    location's other assets, and the training stack they import, stay out of the process."""
+    from allocator_pipeline.defs import monitoring  # it imports this module
+
+    checks = [v for v in vars(monitoring).values() if isinstance(v, dg.AssetChecksDefinition)]
+    assets = [daily_allocation, monitoring.live_monitor, *checks]
+    return run_assets(assets, daily_rebalance_job.selection, options, instance, session, verbose)
 
 
 def available_sessions(settings: Settings) -> pd.DatetimeIndex:

@@ -8,10 +8,10 @@ import base64
 import dagster as dg
 import pandas as pd
 
+from allocator_pipeline.core.allocation import model_directory
 from allocator_pipeline.core.common.storage import read_json, read_parquet, write_text
 from allocator_pipeline.core.inputs import live_inputs
 from allocator_pipeline.core.monitoring import MONITOR_CHECKS, monitor_summary, monitor_warnings
-from allocator_pipeline.core.promotion import model_directory
 from allocator_pipeline.defs.allocation import load_promoted
 from allocator_pipeline.defs.resources import AllocatorSettings
 from allocator_pipeline.report.monitor import monitor_html, monitor_png

@@ -64,8 +64,8 @@ class _LegArrays:
     arrays: computed once per leg, then sliced for every window of :func:`check_alignment`."""
 
     def __init__(self, leg: pd.DataFrame, market_return: pd.Series) -> None:
-        self.y = leg["leg_return"].to_numpy(dtype="float64")
-        self.position = leg["position"].to_numpy(dtype="float64")
+        self.y = leg["leg_return"].astype("float64").to_numpy()
+        self.position = leg["position"].astype("float64").to_numpy()
         self.lagged = {k: market_return.shift(-k).reindex(leg.index).to_numpy(dtype="float64") for k in LAGS}
 
 
