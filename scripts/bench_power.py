@@ -1,14 +1,18 @@
 """Power and size of the verdict: run the whole pipeline on planted-signal Step 3 directories.
 
-A benchmark run by hand (never by the tests). For each planted IC and seed it writes a Step 3
-directory with ``allocator synth-step3`` (the reference engine's real legs, confidence columns
-replaced by a signal of correlation IC with the next H sessions' leg spread; IC 0 is pure noise),
+A benchmark run by hand (never by the tests). For each variant of the generator family
+(:data:`VARIANTS`: the horizon, the informative legs, a volatility condition), planted IC and seed
+it writes a Step 3 directory with ``allocator synth-step3`` (the reference engine's legs, real or,
+with ``--resample BLOCK``, a stationary block bootstrap of them; confidence columns replaced by a
+signal of correlation IC with the next H sessions' leg spread; IC 0 is pure noise, run once, on
+the first variant),
 runs ``allocator --step3 DIR --profile P run`` in a home of its own (the real pipeline: Dagster
 runs, gates; the nested study when the profile or ``--config`` switches it on), and reads
 ``metrics.json``. It prints, per IC: the acceptance rate; the
 allocator's and the transparent rule's CAGR, Calmar and average monthly PnL minus the baseline's
 (the rule trades the same columns plainly: the gain available); the share of the rule's Calmar
-gain the allocator captures; and the stage retention (correlation with the future spread of the
+gain the allocator captures and the share its weight choice alone captures ("model only", fully
+invested, against the rule fully invested); the turnover; and the stage retention (correlation with the future spread of the
 planted signal, its trailing mean, w_raw, w_smoothed, w_final). Results go to ``--out`` as JSON.
 
 The three-way verdict (``core/evaluation/comparisons.py``) is reported per run: whether the envelope
@@ -17,7 +21,8 @@ confidence rule, and the maximum drawdowns. A planted signal counts as **found**
 verdict accepts *and* the model's increment passes; pure noise (IC 0) counts as **refused** when
 the model's increment fails (the envelope may earn on noise).
 
-    .venv/bin/python scripts/bench_power.py --profile default --ics 0,0.05,0.1,0.2,0.25,0.3 --seeds 0,1,2
+    .venv/bin/python scripts/bench_power.py --variants base,h10,h5,spy,high_vol,flip --ics 0,0.3 \\
+        --seeds 0,1,2 --resample 60 --jobs 2
 
 Wall time: about one ``make run`` per (IC, seed); with the default profile (tuning off) about one
 minute here, 1.5 to 3 minutes with the study on.
