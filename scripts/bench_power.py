@@ -82,10 +82,16 @@ def one(work: Path, profile: str, variant: str, ic: float, seed: int, resample: 
         options += ["--resample", str(resample)]
     synth = [str(ALLOCATOR), "--home", str(home), "synth-step3", str(step3), "--ic", str(ic), "--seed", str(seed)]
     run([*synth, *options, "--source", str(source)], home / "synth.log")
-    data = ["--config", str(step3 / "allocator.toml")] if resample is not None else ["--step3", str(step3)]
-    if resample is not None and extra:
-        raise SystemExit("--config and --resample cannot be combined (the resampled fixture brings its own config)")
-    run([str(ALLOCATOR), "--home", str(home), *data, "--profile", profile, *extra, "run"], home / "run.log")
+    if resample is None:
+        data = ["--step3", str(step3), *extra]
+    else:  # the resampled fixture brings its settings ([data]); a --config's sections are appended to them
+        merged = home / "run.toml"
+        parts = [(step3 / "allocator.toml").read_text()]
+        if extra:
+            parts.append(Path(extra[1]).read_text())
+        merged.write_text("\n".join(parts))
+        data = ["--config", str(merged)]
+    run([str(ALLOCATOR), "--home", str(home), *data, "--profile", profile, "run"], home / "run.log")
     backtest = home / "step3_out" / "allocator" / "backtest"
     metrics = json.loads((backtest / "metrics.json").read_text())
     strategies = metrics["strategies"]
