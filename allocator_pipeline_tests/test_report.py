@@ -538,6 +538,24 @@ def test_labels_follow_the_configured_leg_symbols(oos: pd.DataFrame) -> None:
     assert ">TLT leg only<" in headline and "QQQ" not in headline
 
 
+def test_the_weights_chart_names_the_configured_growth_leg(oos: pd.DataFrame, monkeypatch) -> None:
+    """The weights chart's title and axis follow data.qqq_symbol (the figure's texts, read before it
+    is rendered to PNG)."""
+    from allocator_pipeline.report import charts
+
+    texts: list[str] = []
+    real_png = charts._png
+
+    def capture(fig, *args, **kwargs):
+        texts.extend(t.get_text() for t in fig.findobj(match=lambda o: hasattr(o, "get_text")))
+        return real_png(fig, *args, **kwargs)
+
+    monkeypatch.setattr(charts, "_png", capture)
+    charts.weights_png(oos, "TLT")
+    assert "TLT weight through the policy and the risk envelope" in texts
+    assert "w_qqq (share of TLT leg)" in texts and not any("QQQ" in t for t in texts)
+
+
 def test_the_page_templates_ship_as_package_data():
     """A non-editable install has the templates: every file of report/templates is matched by a
     package-data pattern of pyproject.toml (globbed as setuptools does: ``*`` stays in its folder)."""

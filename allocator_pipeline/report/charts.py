@@ -268,8 +268,9 @@ def headline_figure_png(oos_daily: pd.DataFrame) -> bytes:
         return _png(fig)
 
 
-def weights_png(oos_daily: pd.DataFrame) -> bytes:
-    """w_qqq through the policy (w_raw, w_smoothed, w_final) and gross exposure, by decision session."""
+def weights_png(oos_daily: pd.DataFrame, growth_symbol: str = "QQQ") -> bytes:
+    """w_qqq through the policy (w_raw, w_smoothed, w_final) and gross exposure, by decision session;
+    ``growth_symbol`` names the growth leg (``data.qqq_symbol``) in the labels."""
     validate_oos_daily(oos_daily)
     dates = session_dates(oos_daily.index).to_numpy(dtype="datetime64[ns]")
     rows = sample_rows(len(dates))
@@ -316,10 +317,10 @@ def weights_png(oos_daily: pd.DataFrame) -> bytes:
             label="w_final (traded)",
         )
         ax_w.set_ylim(-0.03, 1.03)
-        ax_w.set_ylabel("w_qqq (share of QQQ leg)")
+        ax_w.set_ylabel(f"w_qqq (share of {growth_symbol} leg)")
         fig.legend(loc="upper right", ncols=3, bbox_to_anchor=(0.98, 0.995))
         fig.suptitle(
-            "QQQ weight through the policy and the risk envelope",
+            f"{growth_symbol} weight through the policy and the risk envelope",
             x=0.07,
             y=0.975,
             ha="left",

@@ -58,7 +58,14 @@ from allocator_pipeline.report.sections import (
     _tuning_section,
     _verdict,
 )
-from allocator_pipeline.report.tables import REPORT_ORDER, format_headline, headline_table, report_title, strategy_label
+from allocator_pipeline.report.tables import (
+    REPORT_ORDER,
+    format_headline,
+    headline_table,
+    leg_symbols,
+    report_title,
+    strategy_label,
+)
 
 __all__ = ["format_headline", "headline_figure_png", "headline_table", "render_report"]
 
@@ -132,7 +139,9 @@ def render_report(
             _chart(equity_drawdown_png(oos_daily, labels), "Equity curves and drawdowns"),
         ),
         _section(
-            "weights", "Weights and exposure", _chart(weights_png(oos_daily), "w_qqq and exposure", _WEIGHTS_NOTE)
+            "weights",
+            "Weights and exposure",
+            _chart(weights_png(oos_daily, leg_symbols(metrics)[0]), "w_qqq and exposure", _WEIGHTS_NOTE),
         ),
         *(
             [_section("envelope", "The risk envelope at work", envelope_section(oos_daily, metrics))]
