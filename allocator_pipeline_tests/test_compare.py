@@ -136,6 +136,8 @@ def test_compare_two_homes_checks_against_the_runs_own_figures(homes, tmp_path, 
     # deterministic, and a run of the history (`allocator runs`) stands for its home, from any
     # working directory (the history records the home's absolute path)
     history = invoke(instance, "--home", str(tmp_path), "runs")
+    listed = history.output.splitlines()
+    assert any(line.endswith(f"home {a}") for line in listed) and any(line.endswith(f"home {b}") for line in listed)
     run_a = next(
         line.split(" run ")[1].split()[0] for line in history.output.splitlines() if line.endswith(f"home {a}")
     )
