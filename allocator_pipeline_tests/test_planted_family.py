@@ -137,3 +137,21 @@ def test_a_resampled_fixture_passes_the_validator_and_brings_its_settings(passiv
     common = real.legs["qqq"].index.intersection(real.legs["spy"].index)
     b = real.legs["qqq"].loc[common, "leg_return"].to_numpy()
     assert set(a).issubset(set(b)) and not np.array_equal(data.legs["qqq"]["leg_return"].to_numpy(), b)
+
+
+def test_the_command_takes_the_family_options(passive, tmp_path):
+    from click.testing import CliRunner
+
+    from allocator_pipeline import cli
+
+    _, source = passive
+    out = tmp_path / "family"
+    args = ["--home", str(tmp_path), "synth-step3", str(out), "--ic", "0.2", "--horizon", "5", "--legs", "spy"]
+    args += ["--condition", "flip", "--resample", "40", "--source", str(source)]
+    result = CliRunner().invoke(cli.main, args)
+    assert result.exit_code == 0, result.output
+    assert f"allocator --config {out / CONFIG_FILE} run" in result.output
+    meta, _ = read_planted(out)
+    assert (meta["informative"], meta["condition"], meta["resample_block"], meta["horizon"]) == ("spy", "flip", 40.0, 5)
+    bad = CliRunner().invoke(cli.main, [*args[:3], str(tmp_path / "x"), "--ic", "0.2", "--legs", "none"])
+    assert bad.exit_code == 2 and "Invalid value for '--legs'" in bad.output, bad.output
