@@ -120,12 +120,12 @@ def _home(root: Path, name: str) -> Path:
 
 def _comparable(home: Path) -> dict[str, bytes]:
     """Every artifact under step3_out, byte for byte, except what records wall time or the home's
-    own path (identical between two in-process runs too): the Optuna study databases (trial
+    own path (identical between two in-process runs too): the Optuna study files (trial
     timestamps), the trial ledgers' ``duration_s``, the tuning summary's ``duration_s`` and paths."""
     out: dict[str, bytes] = {}
     for path in sorted((home / "step3_out").rglob("*")):
         rel = str(path.relative_to(home))
-        if not path.is_file() or path.suffix == ".db":
+        if not path.is_file() or path.suffix in (".db", ".journal"):
             continue
         if path.name == "trials.parquet":
             out[rel] = read_parquet(path).drop(columns="duration_s").to_json().encode()

@@ -372,7 +372,7 @@ def test_study_resumes_with_its_finished_trials(problem, tmp_path):
     settings, panel, utilities, _, frames = problem
     s2 = with_budget(settings, tmp_path / "a", n_trials=2)
     first = run_study(FOLD, frames, utilities, panel, s2)
-    assert first.n_complete == 2 and (tmp_path / "a/step3_out/allocator/optuna" / f"{FOLD}.db").is_file()
+    assert first.n_complete == 2 and (tmp_path / "a/step3_out/allocator/optuna" / f"{FOLD}.journal").is_file()
     assert first.ledger.loc[0, "role"] == "defaults"
     assert set(first.ledger["mode"]) == {"sequential"} and first.to_dict()["mode"] == "sequential"
     s4 = s2.model_copy(update={"tuning": s2.tuning.model_copy(update={"n_trials": 4})})

@@ -312,8 +312,8 @@ class TuningSettings(_Section):
     )
     storage: str | None = Field(
         None,
-        description="Optuna storage URL (RDB URL or 'journal:<path>'); None: a SQLite file per fold "
-        "under step3_out/allocator/optuna/.",
+        description="Optuna storage URL (RDB URL or 'journal:<path>'); None: an Optuna journal file per "
+        "fold under step3_out/allocator/optuna/ (<fold>.journal).",
     )
     workers: int = Field(
         1,

@@ -20,9 +20,10 @@ Budget
     trial always runs). Results are reproducible when the trial budget, not the timeout, ends the
     study.
 Storage
-    ``tuning.storage`` None: a SQLite file per fold, ``<home>/step3_out/allocator/optuna/<fold>.db``
-    (one process per fold file: trials left ``RUNNING`` by a killed process are marked failed and
-    redone). ``"journal:<path>"``: Optuna's journal file storage (relative paths under ``home``);
+    ``tuning.storage`` None: an Optuna journal file per fold,
+    ``<home>/step3_out/allocator/optuna/<fold>.journal`` (one process per fold file: trials left
+    ``RUNNING`` by a killed process are marked failed and redone; about 8 ms of storage a trial here,
+    against 46 ms for a SQLite file and 2 ms in memory, ``docs/research.md``). ``"journal:<path>"``: Optuna's journal file storage (relative paths under ``home``);
     any other value: an RDB URL (e.g. ``postgresql://...``). The study name is
     ``allocator-fold-<fold>``. A study stores a fingerprint of its problem (settings that change
     the objective, search space, inner frames, the leg panel rows it reads); a stored study with
@@ -106,11 +107,10 @@ def _storage(fold: str, settings: Settings) -> tuple[BaseStorage, str, bool]:
     """(storage, description without secrets, shared?) for the fold's study."""
     url = settings.tuning.storage
     if url is None:
-        path = settings.paths.optuna / f"{fold}.db"
+        path = settings.paths.optuna / f"{fold}.journal"
         path.parent.mkdir(parents=True, exist_ok=True)
-        for changed in (path, *(path.with_name(path.name + side) for side in ("-journal", "-wal", "-shm"))):
-            preserve_in_place(changed)  # a failed command puts the study back as it was
-        return RDBStorage(f"sqlite:///{path}"), f"sqlite:///{path}", False
+        preserve_in_place(path)  # a failed command puts the study back as it was
+        return JournalStorage(JournalFileBackend(str(path))), f"journal:{path}", False
     if url.startswith("journal:"):
         path = Path(url[len("journal:") :]).expanduser()
         path = path if path.is_absolute() else settings.home.resolve() / path
