@@ -150,6 +150,23 @@ def sized_weight(proba: np.ndarray, prior: np.ndarray, baseline: float, gain: fl
     return np.clip(baseline + gain * (_bucket_mean(p) - centre), 0.0, 1.0)
 
 
+def raw_weight(proba: np.ndarray, eu: np.ndarray, prior: np.ndarray | None, settings: Settings) -> np.ndarray:
+    """The policy's choice per row before any turnover charge, smoothing or hold: ``policy.sizing``
+    ``"expected_weight"`` (:func:`sized_weight` around ``labels.baseline_weight``; needs ``prior``)
+    or ``"argmax"`` (the bucket of highest expected utility ``eu``, ties to the lower bucket)."""
+    if settings.policy.sizing == "argmax":
+        return BUCKETS[np.argmax(eu, axis=1)] if len(eu) else np.empty(0)
+    if prior is None:
+        raise InputDataError(
+            "policy.sizing 'expected_weight' needs the model's class prior (policy.json 'class_prior'): "
+            "retrain the model, or set policy.sizing = 'argmax'",
+            column="class_prior",
+        )
+    if not len(proba):
+        return np.empty(0)
+    return sized_weight(proba, prior, float(settings.labels.baseline_weight), settings.policy.sizing_gain)
+
+
 def expected_utility(proba: np.ndarray, m: np.ndarray) -> np.ndarray:
     """``EU[i, j] = sum_k proba[i, k] * M[j, k]``, shape (n, 11), in the utility's units.
 
@@ -301,19 +318,7 @@ def allocator_path(
         raw_override = np.where(outside, float(settings.labels.baseline_weight), np.nan)
     ps = settings.policy
     lam = ps.turnover_penalty
-    if ps.sizing == "expected_weight":
-        if prior is None:
-            raise InputDataError(
-                "policy.sizing 'expected_weight' needs the model's class prior (policy.json 'class_prior'): "
-                "retrain the model, or set policy.sizing = 'argmax'",
-                column="class_prior",
-            )
-        bw = float(settings.labels.baseline_weight)
-        w_raw = sized_weight(p, prior, bw, settings.policy.sizing_gain) if len(p) else np.empty(0)
-        if raw_override is not None:
-            w_raw = np.where(np.isfinite(raw_override), raw_override, w_raw)
-        w_s = smooth_and_cap(w_raw, ps.alpha, ps.max_daily_change, w_prev0, ps.no_trade_band)
-    elif lam > 0 and len(eu):
+    if ps.sizing == "argmax" and lam > 0 and len(eu):
         cost_model = CostModel.from_settings(settings.costs)
         w_raw, w_s = policy_with_turnover(
             eu,
@@ -327,7 +332,7 @@ def allocator_path(
             ps.no_trade_band,
         )
     else:
-        w_raw = BUCKETS[np.argmax(eu, axis=1)] if len(eu) else np.empty(0)
+        w_raw = raw_weight(p, eu, prior, settings)
         if raw_override is not None:
             w_raw = np.where(np.isfinite(raw_override), raw_override, w_raw)
         w_s = smooth_and_cap(w_raw, ps.alpha, ps.max_daily_change, w_prev0, ps.no_trade_band)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from allocator_pipeline.core.allocation.fold_model import FoldModel, feature_columns
-from allocator_pipeline.core.allocation.policy import allocator_path, expected_utility, sized_weight
+from allocator_pipeline.core.allocation.policy import allocator_path, expected_utility, raw_weight
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.grid import BUCKETS, OUT_OF_RANGE_COLUMN, PROBA_COLUMNS
 from allocator_pipeline.settings import Settings
@@ -61,15 +61,17 @@ def leg_sign(feature: str) -> float:
 
 
 def policy_weight(model: FoldModel, settings: Settings | None = None) -> Callable[[pd.DataFrame], np.ndarray]:
-    """Features -> the model's own choice ``w_raw`` by the configured sizing (``settings.policy``;
-    None: the argmax of expected utility), for the monotonic sanity gate: without the turnover
+    """Features -> the model's own choice ``w_raw`` by the configured sizing
+    (:func:`~allocator_pipeline.core.allocation.policy.raw_weight`; ``settings`` None: the argmax of
+    expected utility), for the monotonic sanity gate: without the turnover
     charge, smoothing or the out-of-range hold, which would mask the model's response to a feature."""
 
     def predict(features: pd.DataFrame) -> np.ndarray:
         proba = model.predict_proba(features)
-        if settings is not None and settings.policy.sizing == "expected_weight" and model.prior is not None:
-            return sized_weight(proba, model.prior, settings.labels.baseline_weight, settings.policy.sizing_gain)
-        return BUCKETS[np.argmax(expected_utility(proba, model.m), axis=1)]
+        eu = expected_utility(proba, model.m)
+        if settings is None:
+            return BUCKETS[np.argmax(eu, axis=1)]
+        return raw_weight(proba, eu, model.prior, settings)
 
     return predict
 
