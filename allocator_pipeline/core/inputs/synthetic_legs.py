@@ -99,9 +99,7 @@ def resample_legs(
     for symbol, f in frames.items():
         moved = [c for c in f.columns if c not in KEEP_IN_PLACE]
         new = f.copy()
-        new[moved] = f[moved].iloc[idx].to_numpy()
-        for column in moved:  # keep each column's dtype (to_numpy of mixed columns gives objects)
-            new[column] = new[column].astype(f[column].dtype)
+        new[moved] = f[moved].iloc[idx].reset_index(drop=True)  # each column keeps its dtype
         name = resampled_symbol(symbol)
         new["symbol"] = name
         out[name] = new
