@@ -14,6 +14,7 @@ import pytest
 from allocator_pipeline.core.allocation import state_after
 from allocator_pipeline.core.common.storage import read_json, write_json
 from allocator_pipeline.core.evaluation import overfitting_statistics, paired_bootstrap
+from allocator_pipeline.core.evaluation.monotonic import TRADED_SUFFIX
 from allocator_pipeline.core.evaluation.overfitting import research_trials
 from allocator_pipeline.defs.execution import (
     DAILY,
@@ -127,6 +128,13 @@ def test_report_contract(pipeline):
     for gate in metrics["gates"]:
         assert {"name", "value", "threshold", "passed"} <= set(gate)
     assert set(metrics["tuning"]) == {"2023", "2024", "2025"}
+    # monotonic sanity is measured at the raw choice and at the traded weight, for the same features
+    # (here the screened models read no risk feature: the gate fails and says so)
+    raw = {f for f in metrics["monotonic"] if not f.endswith(TRADED_SUFFIX)}
+    assert {f + TRADED_SUFFIX for f in raw} == set(metrics["monotonic"]) - raw
+    monotonic_gate = next(g for g in metrics["gates"] if g["name"] == "monotonic_sanity")
+    if not raw:
+        assert monotonic_gate["passed"] is False and "no risk feature measured" in monotonic_gate["detail"]
     # the headline at execution lag 0 (the setting) and lag 1, side by side
     lags = metrics["execution_lag"]
     assert lags["setting"] == 0 and set(lags["strategies"]) == {"0", "1"}

@@ -339,6 +339,6 @@ class TuningSettings(_Section):
         if self.workers > 1 and self.storage is None:
             raise ValueError(
                 f"tuning.workers = {self.workers} needs a shared tuning.storage (an RDB URL such as "
-                "postgresql://... or 'journal:<path>'); the default per-fold SQLite file takes one worker"
+                "postgresql://... or 'journal:<path>'); the default per-fold journal file takes one worker"
             )
         return self

@@ -104,7 +104,7 @@ def monotonic_sanity(
     fold_datasets: Mapping[str, pd.DataFrame],
     features: Iterable[str],
     traded: Mapping[str, Callable[[pd.DataFrame], np.ndarray]] | None = None,
-    settings: Settings | None = None,
+    settings_of: Mapping[str, Settings] | None = None,
 ) -> dict[str, float]:
     """Mean over folds of the change in the mean weight of a risk feature's own leg on the fold's
     test rows when the feature rises by one standard deviation (:func:`monotonic_response`).
@@ -116,7 +116,7 @@ def monotonic_sanity(
     sane value is ``<= 0`` for every key; other configured features read ``w_qqq``. At the raw
     choice (:func:`policy_weight`) under the feature's name and, with ``traded`` (fold -> a
     :func:`traded_weight` predictor), at the traded weight under ``name + TRADED_SUFFIX``.
-    ``settings``: the sizing of the raw choice (None: argmax).
+    ``settings_of``: fold -> the settings it trades (the sizing of its raw choice; None: argmax).
     """
     configured = list(features)
     changes: dict[str, list[float]] = {}
@@ -126,7 +126,7 @@ def monotonic_sanity(
         used = [f for f in model.feature_names if f in test.columns]
         # a feature the model does not read cannot move its weight: measuring it would pass by construction
         measured = [f for f in dict.fromkeys([*configured, *risk_features(used)]) if f in used]
-        predictors = {"": policy_weight(model, settings)}
+        predictors = {"": policy_weight(model, None if settings_of is None else settings_of[fold])}
         if traded is not None and fold in traded:
             predictors[TRADED_SUFFIX] = traded[fold]
         for feature in measured:

@@ -39,7 +39,7 @@ from allocator_pipeline.core.evaluation.attribution import attribution_summary
 from allocator_pipeline.core.evaluation.backtest import RETURN_COLUMNS, BaselineKind, baseline_decisions, run_backtest
 from allocator_pipeline.core.evaluation.bootstrap import paired_bootstrap
 from allocator_pipeline.core.evaluation.comparisons import three_way_verdict
-from allocator_pipeline.core.evaluation.gates import accepted, evaluate_gates, monotonic_sanity
+from allocator_pipeline.core.evaluation.gates import accepted, evaluate_gates, monotonic_sanity, traded_weight
 from allocator_pipeline.core.evaluation.metrics import performance_metrics
 from allocator_pipeline.core.evaluation.overfitting import load_trial_returns, overfitting_statistics
 from allocator_pipeline.core.evaluation.retention import signal_retention, transparent_rule
@@ -287,7 +287,9 @@ def evaluate_walk_forward(
         )
         by_lag[str(lag)] = {s: strategies[s] for s in (ALLOCATOR, "baseline")}
     importance = {fold: dict(sorted(importance_of(model.members).items())) for fold, model in sorted(models.items())}
-    monotonic = monotonic_sanity(models, fold_datasets, settings.gates.monotonic_features, settings=settings)
+    # at the raw choice and at the traded weight (policy and envelope), each fold with the settings it trades
+    traded = {fold: traded_weight(model, leg_panel, settings_of[fold]) for fold, model in models.items()}
+    monotonic = monotonic_sanity(models, fold_datasets, settings.gates.monotonic_features, traded, settings_of)
     importance_frame = pd.DataFrame({fold: pd.Series(v) for fold, v in importance.items()}).T
     bootstrap = paired_bootstrap(
         oos_daily["ret_allocator"], oos_daily["ret_baseline"], oos_daily["realized_ts"], settings.bootstrap
