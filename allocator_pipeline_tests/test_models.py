@@ -12,6 +12,7 @@ from sklearn.preprocessing import StandardScaler
 
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.grid import N_CLASSES
+from allocator_pipeline.core.features.risk import risk_features
 from allocator_pipeline.core.models.members import (
     PROBABILITY_FLOOR,
     LinearMember,
@@ -21,6 +22,7 @@ from allocator_pipeline.core.models.members import (
     load_members,
     member_files,
 )
+from allocator_pipeline.core.models.training import screen_features
 from allocator_pipeline.settings import ModelSettings
 
 pytestmark = pytest.mark.filterwarnings("error")
@@ -251,3 +253,34 @@ def test_catboost_early_stops_on_validation(fold):
     member = fit_member("catboost", x_train, y_train, x_val, y_val, settings)
     assert member.describe()["trees"] < 400
     assert member.describe()["seen_classes"] == [2, 3, 4, 5, 6, 7, 8]
+
+
+def test_screen_drops_a_risk_feature_whose_rise_raises_its_own_legs_weight():
+    """Each column carries the gap with a chosen sign: the screen keeps every stable one except a
+    leg's risk feature whose rise raises its own leg's weight (a QQQ one rising with the QQQ-minus-
+    SPY gap, an SPY one falling with it), whatever its strength; a non-risk column of the same
+    sign and a risk column of the sane sign stay, and noise goes."""
+    rng = np.random.default_rng(3)
+    gap = rng.normal(size=1200)
+
+    def carrying(sign: float) -> np.ndarray:
+        return sign * gap + rng.normal(size=gap.size)
+
+    x = pd.DataFrame(
+        {
+            "prob_up_mean_21": carrying(+1),  # not a risk feature: either sign is allowed
+            "qqq_vol_63": carrying(+1),  # QQQ's risk up, QQQ preferred: dropped
+            "qqq_dd_63": carrying(-1),  # QQQ's risk up, SPY preferred: sane
+            "spy_downvol_21": carrying(-1),  # SPY's risk up, SPY preferred: dropped
+            "spy_vol_21": carrying(+1),  # SPY's risk up, QQQ preferred: sane
+            "noise": rng.normal(size=gap.size),
+        }
+    )
+    signed = risk_features(x.columns)
+    assert screen_features(x, gap, blocks=6, min_t=3.0, min_keep=1, signed=signed) == [
+        "prob_up_mean_21",
+        "qqq_dd_63",
+        "spy_vol_21",
+    ]
+    # without the signs every carrying column is stable and kept
+    assert screen_features(x, gap, blocks=6, min_t=3.0, min_keep=1) == list(x.columns[:5])

@@ -272,8 +272,9 @@ class ModelSettings(_Section):
         "block_stability",
         description="In-fold feature screen on the train rows: 'block_stability' keeps the features whose "
         "Spearman correlation with the utility gap U(1.0) - U(0.0) keeps its sign across screen_blocks "
-        "contiguous blocks (|mean| / (sd / sqrt(blocks)) >= screen_min_t), and drops a "
-        "gates.monotonic_features feature whose correlation has the forbidden (positive) sign.",
+        "contiguous blocks (|mean| / (sd / sqrt(blocks)) >= screen_min_t), and drops a leg's "
+        "volatility, downside-volatility or drawdown feature (and a gates.monotonic_features one) whose "
+        "correlation has the forbidden sign (its rise raising its own leg's weight).",
     )
     screen_blocks: int = Field(6, ge=3, le=20, description="Contiguous train blocks of the feature screen.")
     screen_min_t: float = Field(3.0, ge=0, le=20, description="Min block t-statistic to keep a feature.")

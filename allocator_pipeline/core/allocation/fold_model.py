@@ -28,6 +28,7 @@ from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.grid import N_CLASSES, OUT_OF_RANGE_COLUMN, PROBA_COLUMNS, UTILITY_COLUMNS
 from allocator_pipeline.core.common.storage import read_json, write_json
 from allocator_pipeline.core.ensemble.blend import Ensemble, fit_ensemble, load_ensemble, save_ensemble
+from allocator_pipeline.core.features.risk import risk_features
 from allocator_pipeline.core.models.members import Member, fit_members, lightgbm_gain_importance, load_members
 from allocator_pipeline.core.models.training import screen_features, training_weights, utility_gap
 from allocator_pipeline.settings import Settings
@@ -177,9 +178,8 @@ def fit_fold_members(frame: pd.DataFrame, settings: Settings, utilities: pd.Data
     gap = utility_gap(utilities, x_train.index) if need_gap else None
     if ms.feature_screen == "block_stability":
         assert gap is not None
-        kept = screen_features(
-            x_train, gap, ms.screen_blocks, ms.screen_min_t, ms.screen_min_features, settings.gates.monotonic_features
-        )
+        signed = [*risk_features(x_train.columns), *settings.gates.monotonic_features]
+        kept = screen_features(x_train, gap, ms.screen_blocks, ms.screen_min_t, ms.screen_min_features, signed)
         x_train, x_val = x_train[kept], x_val[kept]
     return fit_members(x_train, y_train, x_val, y_val, ms, training_weights(y_train, gap, ms.sample_weight))
 

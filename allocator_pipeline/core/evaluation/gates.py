@@ -47,15 +47,13 @@ import pandas as pd
 
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.evaluation.monotonic import (  # re-exported: the gate's inputs
-    RISK_FEATURE,
     TRADED_SUFFIX,
-    leg_sign,
     monotonic_response,
     monotonic_sanity,
     policy_weight,
-    risk_features,
     traded_weight,
 )
+from allocator_pipeline.core.features.risk import RISK_FEATURE, leg_sign, risk_features
 from allocator_pipeline.settings import GateSettings
 
 ALLOCATOR = "allocator"

@@ -9,7 +9,6 @@ A rise of a leg's volatility, downside volatility or drawdown must not raise tha
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
@@ -19,6 +18,7 @@ from allocator_pipeline.core.allocation.fold_model import FoldModel, feature_col
 from allocator_pipeline.core.allocation.policy import allocator_path, expected_utility, raw_weight
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.grid import BUCKETS, OUT_OF_RANGE_COLUMN, PROBA_COLUMNS
+from allocator_pipeline.core.features.risk import leg_sign, risk_features
 from allocator_pipeline.settings import Settings
 
 
@@ -43,21 +43,8 @@ def monotonic_response(
     return float(np.mean(after) - np.mean(before))
 
 
-RISK_FEATURE = re.compile(r"^(qqq|spy)_(vol|downvol|dd)_(\d+|now)$")
-"""Features whose sign the seed implies: a leg's volatility, downside volatility or drawdown (all
-positive, higher = riskier). Higher values must not raise that leg's weight."""
 TRADED_SUFFIX = "@traded"
 """Key suffix of a response measured at the traded weight (``w_final``) rather than the raw choice."""
-
-
-def risk_features(names: Iterable[str]) -> list[str]:
-    """The names among ``names`` that :data:`RISK_FEATURE` matches, in their order."""
-    return [n for n in names if RISK_FEATURE.match(n)]
-
-
-def leg_sign(feature: str) -> float:
-    """+1 for a QQQ feature (its leg's weight is ``w_qqq``), -1 for an SPY one (``1 - w_qqq``)."""
-    return -1.0 if feature.startswith("spy_") else 1.0
 
 
 def policy_weight(model: FoldModel, settings: Settings | None = None) -> Callable[[pd.DataFrame], np.ndarray]:

@@ -23,6 +23,7 @@ import pandas as pd
 
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.grid import UTILITY_COLUMNS
+from allocator_pipeline.core.features.risk import leg_sign
 
 
 def utility_gap(utilities: pd.DataFrame, index: pd.Index) -> np.ndarray:
@@ -58,15 +59,18 @@ def training_weights(y: np.ndarray, gap: np.ndarray | None, mode: str) -> np.nda
 
 
 def screen_features(
-    x: pd.DataFrame, gap: np.ndarray, blocks: int, min_t: float, min_keep: int, not_rising: Iterable[str] = ()
+    x: pd.DataFrame, gap: np.ndarray, blocks: int, min_t: float, min_keep: int, signed: Iterable[str] = ()
 ) -> list[str]:
     """Features whose rank correlation with ``gap`` keeps its sign across contiguous row blocks.
 
     The rows (in time order) are cut into ``blocks`` contiguous blocks; in each, the Spearman
     correlation ``rho_b`` of every feature with ``gap``; ``t = |mean_b(rho)| / (std_b(rho, ddof=1) /
     sqrt(blocks))``. Kept, in the frame's column order: ``t >= min_t``, and at least the
-    ``min_keep`` largest ``t``. Features in ``not_rising`` (known sign: their rise must not raise
-    ``w_qqq``, the ``gates.monotonic_features``) are dropped when ``mean_b(rho) > 0``.
+    ``min_keep`` largest ``t``. A feature of ``signed`` has a known sign: its rise must not raise
+    its own leg's weight (``leg_sign(f) * w_qqq``, ``core/features/risk.py``), so it is dropped
+    when ``leg_sign(f) * mean_b(rho) > 0`` (a QQQ risk feature rising with the QQQ-minus-SPY gap,
+    an SPY one falling with it): the risk features and the ``gates.monotonic_features``, whose
+    response the ``monotonic_sanity`` gate measures.
 
     >>> rng = np.random.default_rng(0)
     >>> gap = rng.normal(size=600)
@@ -84,8 +88,9 @@ def screen_features(
         rho[b] = np.where(den > 0, (xc * gc[:, None]).sum(axis=0) / np.where(den > 0, den, 1.0), 0.0)
     sd = rho.std(axis=0, ddof=1)
     t = np.abs(rho.mean(axis=0)) / np.where(sd > 0, sd / np.sqrt(blocks), np.inf)
-    forbidden = set(not_rising)
-    wrong = np.array([c in forbidden for c in x.columns]) & (rho.mean(axis=0) > 0)
+    known = set(signed)
+    sign = np.array([leg_sign(c) if c in known else 0.0 for c in x.columns])
+    wrong = sign * rho.mean(axis=0) > 0
     t = np.where(wrong, -np.inf, t)
     keep = set(np.argsort(-t)[:min_keep].tolist()) | set(np.flatnonzero(t >= min_t).tolist())
     return [c for i, c in enumerate(x.columns) if i in keep and not wrong[i]]
