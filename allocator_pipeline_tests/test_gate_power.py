@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from allocator_pipeline.core.allocation.policy import allocator_path
 from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.grid import BUCKETS, N_CLASSES, OUT_OF_RANGE_COLUMN
 from allocator_pipeline.core.common.sessions import decision_ts_from_dates, session_dates
@@ -54,8 +55,8 @@ class LinearChoice:
     uniform, so the expected-weight sizing tilts by the same linear function (shrunk by the 0.1
     spread over the other buckets)."""
 
-    def __init__(self, slopes: dict[str, float], centres: dict[str, float]):
-        self.slopes, self.centres = slopes, centres
+    def __init__(self, slopes: dict[str, float], centres: dict[str, float], highest: dict[str, float] | None = None):
+        self.slopes, self.centres, self.highest = slopes, centres, highest or {}
         self.m = np.eye(N_CLASSES)
         self.prior = np.full(N_CLASSES, 1.0 / N_CLASSES)
 
@@ -74,7 +75,10 @@ class LinearChoice:
         frame = pd.DataFrame(
             self.predict_proba(features), index=features.index, columns=[f"p_{k:02d}" for k in range(11)]
         )
-        frame[OUT_OF_RANGE_COLUMN] = False
+        # out of range: an input above its ``highest`` training value
+        frame[OUT_OF_RANGE_COLUMN] = np.zeros(len(features), dtype=bool)
+        for f, top in self.highest.items():
+            frame[OUT_OF_RANGE_COLUMN] |= features[f].to_numpy() > top
         return frame
 
 
@@ -147,6 +151,34 @@ def test_monotonic_sanity_fails_on_a_model_that_chases_risk_in_the_features_it_u
     ok = monotonic_sanity({"2019": sane}, {"2019": frame}, ("qqq_vol_21",))  # type: ignore[dict-item]
     assert list(ok) == ["qqq_vol_63"] and ok["qqq_vol_63"] < 0
     assert _by_name(evaluate_gates(overall, folds, importance, ok, SETTINGS))["monotonic_sanity"]["passed"] is True
+
+
+def test_traded_response_holds_where_the_session_itself_is_out_of_range():
+    """A +1 std bump carries a third of the rows past the highest training value of qqq_vol_63.
+    Without ``hold_on`` the out-of-range hold (the previous weight kept) decides those rows and the
+    gate would measure the hold; with the sessions' own inputs as ``hold_on`` the bumped path is
+    the path with no row held (no actual session is out of range here)."""
+    frame, context = _fold()
+    test = frame.drop(columns=["split", "label_class", "best_weight"])
+    top = float(test["qqq_vol_63"].max())
+    model = LinearChoice({"qqq_vol_63": -2.0}, {"qqq_vol_63": float(test["qqq_vol_63"].mean())}, {"qqq_vol_63": top})
+    settings = Settings()
+    bumped = test.copy()
+    bumped["qqq_vol_63"] += float(test["qqq_vol_63"].std(ddof=1))
+    flagged = model.decision_frame(bumped)[OUT_OF_RANGE_COLUMN].to_numpy()
+    assert 0.2 < flagged.mean() < 0.5 and not model.decision_frame(test)[OUT_OF_RANGE_COLUMN].any()
+
+    def path(flags: np.ndarray) -> np.ndarray:
+        proba = model.predict_proba(bumped)
+        return allocator_path(proba, model.m, context, settings, 0.5, out_of_range=flags, prior=model.prior)[
+            "w_final"
+        ].to_numpy()
+
+    held = traded_weight(model, context, settings)(bumped)  # type: ignore[arg-type]
+    actual = traded_weight(model, context, settings, hold_on=test)(bumped)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(held, path(flagged))
+    np.testing.assert_array_equal(actual, path(np.zeros(len(test), dtype=bool)))
+    assert not np.array_equal(held, actual)
 
 
 def test_monotonic_sanity_fails_at_the_traded_weight_alone():

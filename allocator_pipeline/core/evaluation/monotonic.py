@@ -63,22 +63,31 @@ def policy_weight(model: FoldModel, settings: Settings | None = None) -> Callabl
     return predict
 
 
-def traded_weight(model: FoldModel, context: pd.DataFrame, settings: Settings) -> Callable[[pd.DataFrame], np.ndarray]:
+def traded_weight(
+    model: FoldModel, context: pd.DataFrame, settings: Settings, hold_on: pd.DataFrame | None = None
+) -> Callable[[pd.DataFrame], np.ndarray]:
     """Features -> the traded weight ``w_final`` of a fresh path over the same sessions: the policy
     with its turnover charge, smoothing and out-of-range hold, then the envelope
     (:func:`~allocator_pipeline.core.allocation.policy.allocator_path`, from the baseline weight).
-    ``context`` holds the leg returns and cash return of the sessions (indexed like the features)."""
+    ``context`` holds the leg returns and cash return of the sessions (indexed like the features).
+
+    ``hold_on``: the rows whose inputs decide the out-of-range hold (None: the features given).
+    The gate passes the sessions' actual inputs: a bump that carries a feature past its training
+    range would otherwise measure the hold (the previous weight kept), not the feature's effect.
+    """
+    held = None if hold_on is None else model.decision_frame(hold_on)[OUT_OF_RANGE_COLUMN]
 
     def predict(features: pd.DataFrame) -> np.ndarray:
         frame = model.decision_frame(features)
         proba = frame[list(PROBA_COLUMNS)].to_numpy(dtype=float)
+        flags = frame[OUT_OF_RANGE_COLUMN] if held is None else held.loc[features.index]
         path = allocator_path(
             proba,
             model.m,
             context.loc[features.index],
             settings,
             float(settings.labels.baseline_weight),
-            out_of_range=frame[OUT_OF_RANGE_COLUMN].to_numpy(dtype=bool),
+            out_of_range=flags.to_numpy(dtype=bool),
             prior=model.prior,
         )
         return path["w_final"].to_numpy(dtype=float)

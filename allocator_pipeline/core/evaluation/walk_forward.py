@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from allocator_pipeline.core.allocation.fold_model import FoldModel, importance_of
+from allocator_pipeline.core.allocation.fold_model import FoldModel, feature_columns, importance_of, split_rows
 from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.evaluation.ablations import ABLATIONS, ablation_decisions, envelope_variant_decisions
@@ -288,7 +288,11 @@ def evaluate_walk_forward(
         by_lag[str(lag)] = {s: strategies[s] for s in (ALLOCATOR, "baseline")}
     importance = {fold: dict(sorted(importance_of(model.members).items())) for fold, model in sorted(models.items())}
     # at the raw choice and at the traded weight (policy and envelope), each fold with the settings it trades
-    traded = {fold: traded_weight(model, leg_panel, settings_of[fold]) for fold, model in models.items()}
+    test_rows = {fold: split_rows(frame, "test")[feature_columns(frame)] for fold, frame in fold_datasets.items()}
+    traded = {
+        fold: traded_weight(model, leg_panel, settings_of[fold], hold_on=test_rows[fold])
+        for fold, model in models.items()
+    }
     monotonic = monotonic_sanity(models, fold_datasets, settings.gates.monotonic_features, traded, settings_of)
     importance_frame = pd.DataFrame({fold: pd.Series(v) for fold, v in importance.items()}).T
     bootstrap = paired_bootstrap(
