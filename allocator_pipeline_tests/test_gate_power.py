@@ -22,8 +22,10 @@ from allocator_pipeline.core.evaluation.gates import (
     TRADED_SUFFIX,
     accepted,
     evaluate_gates,
+    monotonic_response,
     monotonic_sanity,
     not_evaluated,
+    policy_weight,
     risk_features,
     traded_weight,
 )
@@ -151,6 +153,30 @@ def test_monotonic_sanity_fails_on_a_model_that_chases_risk_in_the_features_it_u
     ok = monotonic_sanity({"2019": sane}, {"2019": frame}, ("qqq_vol_21",))  # type: ignore[dict-item]
     assert list(ok) == ["qqq_vol_63"] and ok["qqq_vol_63"] < 0
     assert _by_name(evaluate_gates(overall, folds, importance, ok, SETTINGS))["monotonic_sanity"]["passed"] is True
+
+
+def test_monotonic_sanity_moves_a_legs_risk_inputs_together():
+    """QQQ's 5-session volatility and downside volatility move together (downvol = 0.7 vol + a
+    little noise). A model that lowers w_qqq with the volatility and raises it a little with the
+    downside volatility chases nothing: when the leg's risk rises both rise and its weight falls,
+    which the gate measures (the downside volatility's bump carries the volatility by its slope,
+    about 1 / 0.7); bumped alone, the downside volatility would read as risk-chasing. A model
+    whose weight rises with both is still caught."""
+    frame, _ = _fold()
+    rng = np.random.default_rng(7)
+    vol = rng.uniform(0.1, 0.4, len(frame))
+    frame = frame.assign(qqq_vol_5=vol, qqq_downvol_5=0.7 * vol + rng.normal(0.0, 0.005, len(frame)))
+    test = frame.drop(columns=["split", "label_class", "best_weight"])
+    centres = {f: float(test[f].mean()) for f in test}
+    sane = LinearChoice({"qqq_vol_5": -2.0, "qqq_downvol_5": 1.0}, centres)
+    measured = monotonic_sanity({"2019": sane}, {"2019": frame}, ())  # type: ignore[dict-item]
+    assert measured["qqq_vol_5"] < 0 and measured["qqq_downvol_5"] < 0
+    # the same bump without the leg's other input moving: +1.0 * std up, what the gate no longer measures
+    alone = monotonic_response(policy_weight(sane), test, "qqq_downvol_5")  # type: ignore[arg-type]
+    assert alone > 0.5 * float(test["qqq_downvol_5"].std(ddof=1))
+    chaser = LinearChoice({"qqq_vol_5": 1.0, "qqq_downvol_5": 1.0}, centres)
+    caught = monotonic_sanity({"2019": chaser}, {"2019": frame}, ())  # type: ignore[dict-item]
+    assert caught["qqq_vol_5"] > 0 and caught["qqq_downvol_5"] > 0
 
 
 def test_traded_response_holds_where_the_session_itself_is_out_of_range():

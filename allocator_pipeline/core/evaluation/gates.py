@@ -333,7 +333,7 @@ def evaluate_gates(
                 0.0,
                 worst <= 0.0,
                 "change of the mean weight of the feature's own leg (w_qqq for qqq_*, 1 - w_qqq for spy_*) per "
-                "+1 std, at the raw choice"
+                "+1 std (the leg's other risk inputs moving with it), at the raw choice"
                 + (f" and ({TRADED_SUFFIX}) the traded weight" if any(TRADED_SUFFIX in f for f in present) else "")
                 + f": {detail}",
             )

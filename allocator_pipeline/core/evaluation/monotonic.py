@@ -18,26 +18,45 @@ from allocator_pipeline.core.allocation.fold_model import FoldModel, feature_col
 from allocator_pipeline.core.allocation.policy import allocator_path, expected_utility, raw_weight
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.grid import BUCKETS, OUT_OF_RANGE_COLUMN, PROBA_COLUMNS
-from allocator_pipeline.core.features.risk import leg_sign, risk_features
+from allocator_pipeline.core.features.risk import RISK_FEATURE, leg_of, leg_sign, risk_features
 from allocator_pipeline.settings import Settings
 
 
 def monotonic_response(
-    predict_w: Callable[[pd.DataFrame], np.ndarray], X: pd.DataFrame, feature: str, bump_std: float = 1.0
+    predict_w: Callable[[pd.DataFrame], np.ndarray],
+    X: pd.DataFrame,
+    feature: str,
+    bump_std: float = 1.0,
+    comoving: Iterable[str] = (),
 ) -> float:
     """Change of the mean predicted w_qqq when ``feature`` rises by ``bump_std`` standard deviations.
 
-    ``mean(predict_w(X with feature + bump_std * std(feature))) - mean(predict_w(X))``, with the
-    sample standard deviation (ddof = 1, NaNs skipped) of the feature over ``X``; NaN feature
-    values stay NaN. Returns NaN when the feature has no spread.
+    ``mean(predict_w(X bumped)) - mean(predict_w(X))``: ``feature`` rises by ``bump_std * std``,
+    with the sample standard deviation (ddof = 1, NaNs skipped) of the feature over ``X``, and
+    each input of ``comoving`` by its least-squares slope on ``feature`` over ``X`` (rows where
+    both are finite) times the same rise, so that the inputs that move with the feature keep
+    moving with it; NaN values stay NaN. Returns NaN when the feature has no spread.
+
+    >>> X = pd.DataFrame({"vol": [1.0, 2.0, 3.0, 4.0], "downvol": [0.5, 1.0, 1.5, 2.0]})
+    >>> w = lambda x: 0.5 - 0.1 * x["vol"].to_numpy() + 0.1 * x["downvol"].to_numpy()
+    >>> round(monotonic_response(w, X, "downvol"), 4)  # downvol alone: up
+    0.0645
+    >>> round(monotonic_response(w, X, "downvol", comoving=["vol"]), 4)  # with vol (slope 2): down
+    -0.0645
     """
-    if feature not in X.columns:
-        raise InputDataError("feature not in the feature table", column=feature)
+    for name in (feature, *comoving):
+        if name not in X.columns:
+            raise InputDataError("feature not in the feature table", column=name)
     std = float(X[feature].std(ddof=1))
     if not math.isfinite(std) or std == 0.0:
         return float("nan")
+    rise = bump_std * std
     bumped = X.copy()
-    bumped[feature] = X[feature] + bump_std * std
+    bumped[feature] = X[feature] + rise
+    for other in comoving:
+        pair = X[[feature, other]].dropna()
+        slope = float(pair[other].cov(pair[feature]) / pair[feature].var()) if len(pair) > 1 else 0.0
+        bumped[other] = X[other] + (slope if math.isfinite(slope) else 0.0) * rise
     before = np.asarray(predict_w(X), dtype=float)
     after = np.asarray(predict_w(bumped), dtype=float)
     return float(np.mean(after) - np.mean(before))
@@ -103,7 +122,8 @@ def monotonic_sanity(
     settings_of: Mapping[str, Settings] | None = None,
 ) -> dict[str, float]:
     """Mean over folds of the change in the mean weight of a risk feature's own leg on the fold's
-    test rows when the feature rises by one standard deviation (:func:`monotonic_response`).
+    test rows when the feature rises by one standard deviation (:func:`monotonic_response`), the
+    leg's other risk inputs that the model reads moving with it by their slope on the feature.
 
     The features measured are those of ``features`` (``gates.monotonic_features``) and every
     :func:`risk_features` input that the fold's model reads (a feature it does not read cannot
@@ -126,7 +146,11 @@ def monotonic_sanity(
         if traded is not None and fold in traded:
             predictors[TRADED_SUFFIX] = traded[fold]
         for feature in measured:
+            # the leg's other risk inputs the model reads move with it (a leg's 5-session volatility
+            # and downside volatility rise together; one alone is a session the data never show)
+            leg = [g for g in risk_features(used) if g != feature and leg_of(g) == leg_of(feature)]
+            comoving = leg if RISK_FEATURE.match(feature) else []
             for suffix, predict in predictors.items():
-                change = monotonic_response(predict, test, feature) * leg_sign(feature)
+                change = monotonic_response(predict, test, feature, comoving=comoving) * leg_sign(feature)
                 changes.setdefault(feature + suffix, []).append(change)
     return {f: float(np.mean(v)) for f, v in changes.items() if v}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-__all__ = ["RISK_FEATURE", "leg_sign", "risk_features"]
+__all__ = ["RISK_FEATURE", "leg_of", "leg_sign", "risk_features"]
 
 RISK_FEATURE = re.compile(r"^(qqq|spy)_(vol|downvol|dd)_(\d+|now)$")
 """Features whose sign the seed implies: a leg's volatility, downside volatility or drawdown (all
@@ -25,6 +25,15 @@ def risk_features(names: Iterable[str]) -> list[str]:
     ['qqq_vol_63', 'spy_dd_now']
     """
     return [n for n in names if RISK_FEATURE.match(n)]
+
+
+def leg_of(feature: str) -> str:
+    """The leg a feature name starts with (``qqq``, ``spy``, or the name's first word).
+
+    >>> leg_of("spy_downvol_21")
+    'spy'
+    """
+    return feature.split("_", 1)[0]
 
 
 def leg_sign(feature: str) -> float:
