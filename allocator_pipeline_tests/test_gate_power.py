@@ -209,9 +209,9 @@ def test_traded_response_holds_where_the_session_itself_is_out_of_range():
 
 def test_monotonic_sanity_fails_at_the_traded_weight_alone():
     overall, folds, importance, _ = _inputs()
-    monotonic = {"qqq_vol_63": -0.01, "qqq_vol_63" + TRADED_SUFFIX: 0.002}
+    monotonic = {"qqq_vol_63": -0.01, "qqq_vol_63" + TRADED_SUFFIX: 0.02}
     gate = _by_name(evaluate_gates(overall, folds, importance, monotonic, SETTINGS))["monotonic_sanity"]
-    assert gate["passed"] is False and gate["value"] == 0.002 and "qqq_vol_63@traded: +0.00200" in gate["detail"]
+    assert gate["passed"] is False and gate["value"] == 0.02 and "qqq_vol_63@traded: +0.02000" in gate["detail"]
 
 
 def test_no_model_input_measured_fails_monotonic_sanity():

@@ -82,7 +82,7 @@ def test_all_gates_pass_on_a_good_allocator():
         (lambda o, f, i, m: f["2022"]["allocator"].update(cagr=-0.01), "negative_fold_rate"),
         (lambda o, f, i, m: f["2022"]["allocator"].update(calmar=-0.5), "p25_fold_calmar"),
         (lambda o, f, i, m: i.loc.__setitem__("2021", [0.0, 0.1, 0.3, 0.6]), "importance_stability"),
-        (lambda o, f, i, m: m.update(qqq_dd_63=0.003), "monotonic_sanity"),
+        (lambda o, f, i, m: m.update(qqq_dd_63=0.0101), "monotonic_sanity"),
     ],
 )
 def test_each_gate_fails_on_its_own_and_rejects(change, failing):
@@ -113,6 +113,22 @@ def test_importance_stability_hand_values():
     reversed_ = pd.DataFrame([[0.4, 0.3, 0.2, 0.1], [0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1]])
     value, pairs = importance_stability(reversed_)
     assert pairs == 3 and value == pytest.approx((-1.0 - 1.0 + 1.0) / 3)
+
+
+def test_monotonic_tolerance_is_the_gates_boundary():
+    """A leg's weight rising by at most ``monotonic_tolerance`` per +1 std counts as no rise (the
+    default 0.01: one percentage point of capital); just above it fails; at 0 any rise fails."""
+    overall, folds, importance, _ = _inputs()
+
+    def gate(value: float, settings: GateSettings = SETTINGS) -> dict:
+        gates = evaluate_gates(overall, folds, importance, {"qqq_vol_63": value, "spy_dd_63": -0.2}, settings)
+        return {g["name"]: g for g in gates}["monotonic_sanity"]
+
+    assert SETTINGS.monotonic_tolerance == 0.01
+    assert gate(0.01)["passed"] is True and gate(0.01)["threshold"] == 0.01
+    assert gate(0.0101)["passed"] is False and gate(0.0101)["value"] == 0.0101
+    strict = SETTINGS.model_copy(update={"monotonic_tolerance": 0.0})
+    assert gate(1e-6, strict)["passed"] is False and gate(0.0, strict)["passed"] is True
 
 
 def test_monotonic_response_of_a_linear_predictor():

@@ -32,6 +32,14 @@ class GateSettings(_Section):
         description="Risk features whose rise must not raise their leg's weight (measured when a fold model "
         "reads them, with every leg vol/downvol/dd input it reads).",
     )
+    monotonic_tolerance: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Largest rise of a leg's mean weight (fraction of capital) per +1 std of one of its risk "
+        "features that monotonic sanity still counts as no rise: a materiality floor, so that a response of a few "
+        "basis points of capital (or a rounding residue) does not reject a model; 0: any rise fails.",
+    )
     min_deflated_sharpe: float = Field(
         0.95,
         ge=0,

@@ -314,7 +314,7 @@ def evaluate_gates(
             _gate(
                 "monotonic_sanity",
                 None,
-                0.0,
+                settings.monotonic_tolerance,
                 False,
                 f"no risk feature measured (configured, not measured: {absent}; no spread: {undefined})",
             )
@@ -330,8 +330,8 @@ def evaluate_gates(
             _gate(
                 "monotonic_sanity",
                 worst,
-                0.0,
-                worst <= 0.0,
+                settings.monotonic_tolerance,
+                worst <= settings.monotonic_tolerance,
                 "change of the mean weight of the feature's own leg (w_qqq for qqq_*, 1 - w_qqq for spy_*) per "
                 "+1 std (the leg's other risk inputs moving with it), at the raw choice"
                 + (f" and ({TRADED_SUFFIX}) the traded weight" if any(TRADED_SUFFIX in f for f in present) else "")
