@@ -143,6 +143,20 @@ def test_report_contract(pipeline):
     assert np.array_equal(oos["w_executed"].to_numpy(), oos["w_final"].to_numpy())  # lag 0: trade what is decided
 
 
+def test_inner_fits_shared_by_folds_are_fitted_once(pipeline):
+    """Each fold's study reads the inner fits another fold already stored (``tuning.fit_reuse``, on by
+    default) and fits the others once: 2 inner splits a fold, one model setting (the quick profile
+    searches the ensemble and policy), so each fold needs 2 fits, read or done."""
+    home, _, _ = pipeline
+    metrics = read_json(home / "step3_out" / "allocator" / "backtest" / "metrics.json")
+    counts = [summary["fit_reuse"] for summary in metrics["tuning"].values()]
+    assert all(c["enabled"] and c["hits"] + c["misses"] == 2 for c in counts), counts
+    store = home / "step3_out" / "allocator" / "optuna" / "fit_cache"
+    entries = sorted(store.iterdir())
+    assert entries and all(p.suffix == ".npz" and not p.name.startswith(".") for p in entries)
+    assert len(entries) <= sum(c["misses"] for c in counts)
+
+
 def test_verdict_evidence_contract(pipeline):
     """Bootstrap intervals, deflated Sharpe, PBO, attribution and ablations are in metrics.json and
     recomputable from oos_daily.parquet and the trial ledgers."""

@@ -121,7 +121,9 @@ def _home(root: Path, name: str) -> Path:
 def _comparable(home: Path) -> dict[str, bytes]:
     """Every artifact under step3_out, byte for byte, except what records wall time or the home's
     own path (identical between two in-process runs too): the Optuna study files (trial
-    timestamps), the trial ledgers' ``duration_s``, the tuning summary's ``duration_s`` and paths."""
+    timestamps), the trial ledgers' ``duration_s``, the tuning summary's ``duration_s``, paths and
+    ``fit_reuse`` counts (how many inner fits a fold read from the fit store depends on which fold
+    ran first)."""
     out: dict[str, bytes] = {}
     for path in sorted((home / "step3_out").rglob("*")):
         rel = str(path.relative_to(home))
@@ -131,6 +133,7 @@ def _comparable(home: Path) -> dict[str, bytes]:
             out[rel] = read_parquet(path).drop(columns="duration_s").to_json().encode()
         elif path.suffix == ".json":
             text = path.read_text().replace(str(home.resolve()), "<home>")
+            text = re.sub(r'"fit_reuse": \{[^}]*\}', '"fit_reuse": {}', text)  # which process fitted first
             out[rel] = re.sub(r'"duration_s": [0-9.e-]+', '"duration_s": 0', text).encode()
         else:
             out[rel] = path.read_bytes()

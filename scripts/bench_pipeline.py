@@ -12,7 +12,11 @@ Two parts, both in fresh processes so that what is measured is what a user waits
   study's trials per fold, the command's wall time and its peak memory (the largest single process
   of the command, workers included: ``ru_maxrss`` from ``os.wait4``). ``--study`` runs the same
   pipeline twice side by side, the nested study off (the default profile) and on
-  (``tuning.enabled = true``), and prints the ratio of their wall times.
+  (``tuning.enabled = true``), and prints the ratio of their wall times. ``--fit-reuse`` runs the
+  pipeline with the study on twice instead, inner-fit reuse off (``tuning.fit_reuse = false``) then
+  on (the default), prints the ratio of their wall times and the inner fits read from the fit
+  store / fitted (per fold: ``fits hits/misses``); ``--keep DIR`` runs the pipelines in ``DIR``
+  and keeps their homes (to compare their artifacts).
 * **decision** (always): ``allocator rebalance --model M`` on the pipeline's home (or ``--home``),
   ``--repeat`` times: the command's wall time (median) and peak memory; the interpreter's start
   (``python -c pass``); then, in a fresh process running the command's own calls with
@@ -23,7 +27,8 @@ Two parts, both in fresh processes so that what is measured is what a user waits
   ``rebalance total / decision``. ``--model promoted`` needs a promoted home: it times the command
   that records the daily job's Dagster run.
 
-Run: ``.venv/bin/python scripts/bench_pipeline.py [--study] [--no-pipeline --home DIR] [--model folds]``
+Run: ``.venv/bin/python scripts/bench_pipeline.py [--study | --fit-reuse] [--keep DIR] [--no-pipeline --home DIR]
+[--model folds]``
 (figures of a run are in docs/development.md, "Benchmarks"; nothing here is asserted by a test).
 """
 
@@ -230,7 +235,21 @@ def pipeline(label: str, root: Path, toml: str, env: dict[str, str]) -> float:
 def _trials(path: Path) -> str:
     summary = json.loads(path.read_text()) if path.is_file() else {}
     n = summary.get("n_trials") or {}
-    return f"{n.get('complete', 0)}/{n.get('pruned', 0)}" if summary.get("enabled") else "off"
+    if not summary.get("enabled"):
+        return "off"
+    fits = summary.get("fit_reuse") or {}
+    reuse = f" fits {fits['hits']}/{fits['misses']}" if fits.get("enabled") else f" fitted {fits.get('fitted', '?')}"
+    return f"{n.get('complete', 0)}/{n.get('pruned', 0)}{reuse}"
+
+
+def _fit_counts(home: Path) -> tuple[int, int]:
+    """Inner fits read from the fit store and fitted (by the studies' calling processes), summed over
+    the home's fold studies."""
+    hits = misses = 0
+    for path in (home / "step3_out" / "allocator" / "optuna").glob("*/tuning.json"):
+        fits = json.loads(path.read_text()).get("fit_reuse") or {}
+        hits, misses = hits + fits.get("hits", 0), misses + fits.get("fitted", 0)
+    return hits, misses
 
 
 def main() -> None:
@@ -238,16 +257,30 @@ def main() -> None:
     parser.add_argument("--home", type=Path, help="a home with a finished run (the decision only, with --no-pipeline)")
     parser.add_argument("--no-pipeline", action="store_true", help="skip the pipeline run")
     parser.add_argument("--study", action="store_true", help="the pipeline with the study off and on, side by side")
+    parser.add_argument(
+        "--fit-reuse", action="store_true", help="the pipeline with the study on, inner-fit reuse off and on"
+    )
+    parser.add_argument("--keep", type=Path, help="run the pipelines in this directory and keep their homes")
     parser.add_argument("--model", default="folds", help="rebalance --model (folds, fold:KEY, promoted)")
     parser.add_argument("--date", help="rebalance --date (default: the data's last session)")
     parser.add_argument("--repeat", type=int, default=5, help="repetitions of the decision measures")
     args = parser.parse_args()
     env = {**os.environ, "DAGSTER_DISABLE_TELEMETRY": "1"}
-    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as scratch:
+        tmp = str(args.keep) if args.keep is not None else scratch
         load = os.getloadavg()
         print(f"machine: {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the start")
         home = args.home
-        if not args.no_pipeline:
+        if args.fit_reuse and not args.no_pipeline:
+            study = 'profile = "default"\n[tuning]\nenabled = true\n'
+            off = pipeline("study on, fit reuse off", Path(tmp) / "reuse-off", study + "fit_reuse = false\n", env)
+            on = pipeline("study on, fit reuse on", Path(tmp) / "reuse-on", study, env)
+            home = Path(tmp) / "reuse-on" / "home"
+            hits, misses = _fit_counts(home)
+            _, fitted = _fit_counts(Path(tmp) / "reuse-off" / "home")
+            print(f"\ninner fits: reuse off {fitted} fitted; reuse on {hits} read from the fit store, {misses} fitted")
+            print(f"ratio fit reuse on / off (wall): {on / off:.2f}")
+        elif not args.no_pipeline:
             off = pipeline("study off, default profile", Path(tmp) / "off", 'profile = "default"\n', env)
             home = Path(tmp) / "off" / "home"
             if args.study:

@@ -323,6 +323,13 @@ class TuningSettings(_Section):
         description="Worker processes on each fold's study; > 1 needs a shared storage (RDB URL or "
         "journal). 1: reproducible for a seed; > 1: parallel, not reproducible.",
     )
+    fit_reuse: bool = Field(
+        True,
+        description="Reuse inner-split member fits across folds and runs: a fit whose inputs (the split's rows "
+        "and values, the models settings and seed, the utility rows, the fitting code and library versions) "
+        "match a stored one is read from step3_out/allocator/optuna/fit_cache/ (<key>.npz, member probabilities "
+        "only) instead of fitted again; the results are bit for bit the same. False: every study fits its own.",
+    )
     w_calmar: float = Field(1.0, ge=0, le=100, description="Weight of median inner-fold Calmar.")
     w_monthly_pnl: float = Field(
         50.0, ge=0, le=10000, description="Weight of average monthly PnL (fraction of capital)."

@@ -3,6 +3,7 @@
 Asset group ``tuning``: ``fold_tuning``.
 """
 
+from allocator_pipeline.core.tuning.fit_cache import FitStore, fit_key, fit_store
 from allocator_pipeline.core.tuning.objective import (
     OBJECTIVE_FORMULA,
     InnerFitCache,
@@ -28,11 +29,14 @@ __all__ = [
     "OBJECTIVE_FORMULA",
     "SEARCH_PARAMETERS",
     "TRIAL_PREFIX",
+    "FitStore",
     "InnerFitCache",
     "default_params",
     "evaluate_params",
     "export_ledger",
     "export_trial_returns",
+    "fit_key",
+    "fit_store",
     "fold_training_inputs",
     "inner_fold_frames",
     "objective_terms",

@@ -16,14 +16,15 @@ from optuna.distributions import BaseDistribution
 
 from allocator_pipeline.settings import Settings
 
-__all__ = ["OBJECTIVE_SECTIONS", "problem_fingerprint"]
+__all__ = ["OBJECTIVE_SECTIONS", "frame_digest", "problem_fingerprint"]
 
 OBJECTIVE_SECTIONS = ("labels", "costs", "models", "ensemble", "policy", "envelope")
 """Settings sections a trial's objective depends on (with the objective's weights in ``tuning``);
 features and folds enter the fingerprint through the inner frames themselves."""
 
 
-def _frame_digest(frame: pd.DataFrame) -> bytes:
+def frame_digest(frame: pd.DataFrame) -> bytes:
+    """The rows' 64-bit hashes (index and values, ``pd.util.hash_pandas_object``) and the column names, as bytes."""
     values = pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes()
     return values + ",".join(map(str, frame.columns)).encode()
 
@@ -36,13 +37,13 @@ def problem_fingerprint(
     space: Mapping[str, BaseDistribution],
 ) -> str:
     """SHA-256 of what a trial's objective depends on (see the module docstring); the settings that
-    only steer the search (budget, seed, pruning, storage, workers) are left out."""
+    only steer the search (budget, seed, pruning, storage, workers) or its speed (fit_reuse) are left out."""
     full = settings.model_dump(mode="json")
     tree = {key: full[key] for key in OBJECTIVE_SECTIONS}
     tree["tuning"] = {
         k: v
         for k, v in full["tuning"].items()
-        if k not in ("enabled", "n_trials", "timeout_seconds", "seed", "pruning", "storage", "workers")
+        if k not in ("enabled", "n_trials", "timeout_seconds", "seed", "pruning", "storage", "workers", "fit_reuse")
     }
     h = hashlib.sha256(
         json.dumps({"settings": tree, "space": {k: repr(v) for k, v in space.items()}}, sort_keys=True).encode()
@@ -50,7 +51,7 @@ def problem_fingerprint(
     last = max(f.index[-1] for f in inner_frames)
     end = context.index.get_indexer([last])[0] + settings.labels.horizon + 1
     for frame in inner_frames:
-        h.update(_frame_digest(frame))
-        h.update(_frame_digest(utilities.reindex(frame.index)))
-    h.update(_frame_digest(context.iloc[:end].select_dtypes("number")))
+        h.update(frame_digest(frame))
+        h.update(frame_digest(utilities.reindex(frame.index)))
+    h.update(frame_digest(context.iloc[:end].select_dtypes("number")))
     return h.hexdigest()

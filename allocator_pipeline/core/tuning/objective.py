@@ -13,7 +13,9 @@ For each inner split, in order (the split's ``train``/``val``/``test`` rows come
 
 Members depend only on the split, the model settings and the labels, so their validation and
 held-out probabilities are cached (:class:`InnerFitCache`): a trial changing only the ensemble,
-policy or envelope parameters refits nothing. Label parameters (``labels.lambda_dd``,
+policy or envelope parameters refits nothing; what it does not hold comes from the home's fit store
+(``core/tuning/fit_cache.py``) when there is one, so another fold or run sharing the split does not
+fit it again either. Label parameters (``labels.lambda_dd``,
 ``labels.lambda_tc``) recompute the utility labels with :func:`relabel_frame`, on the leg panel cut
 ``H`` sessions after the split's last row, so nothing after that row + H is read (for an inner
 split that is still before the outer test window, because the outer purge is >= H).
@@ -34,16 +36,10 @@ import pandas as pd
 
 from allocator_pipeline.core.allocation.fold_model import (
     SPLIT_COLUMN,
-    feature_columns,
-    fit_fold_members,
     fold_path,
-    input_ranges,
-    out_of_range,
     policy_matrix,
     policy_prior,
     probability_frame,
-    split_rows,
-    xy,
 )
 from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.errors import InputDataError
@@ -52,6 +48,7 @@ from allocator_pipeline.core.ensemble.blend import fit_ensemble
 from allocator_pipeline.core.evaluation.backtest import RETURN_COLUMNS, run_backtest
 from allocator_pipeline.core.evaluation.metrics import performance_metrics
 from allocator_pipeline.core.labels.utility import utility_labels
+from allocator_pipeline.core.tuning.fit_cache import FitStore, MemberOutputs, member_outputs
 from allocator_pipeline.core.tuning.space import tunes_labels
 from allocator_pipeline.settings import Settings, TuningSettings, tuned_settings
 
@@ -195,46 +192,37 @@ def _key(obj: Any) -> str:
 
 
 @dataclass
-class _MemberOutputs:
-    val: dict[str, np.ndarray]
-    y_val: np.ndarray
-    test: dict[str, np.ndarray]
-    test_index: pd.DatetimeIndex
-    test_out_of_range: np.ndarray
-
-
-@dataclass
 class InnerFitCache:
     """Member outputs, relabelled frames, utility matrices and class priors reused across trials of one study.
 
     Keys hold every setting the cached value depends on (split number, model settings, label and
-    cost settings), so a hit is always the value a fresh computation would give.
+    cost settings), so a hit is always the value a fresh computation would give. Member outputs
+    missing here come from ``store`` (:class:`~allocator_pipeline.core.tuning.fit_cache.FitStore`,
+    shared by the folds and runs of a home) when one is given, else they are fitted.
     """
 
-    members: dict[tuple[int, str, str], _MemberOutputs] = field(default_factory=dict)
+    members: dict[tuple[int, str, str], MemberOutputs] = field(default_factory=dict)
     frames: dict[tuple[int, str], tuple[pd.DataFrame, pd.DataFrame]] = field(default_factory=dict)
     matrices: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     max_member_entries: int = 64
+    store: FitStore | None = None
+    fitted: int = 0
+    """Member fits computed through this cache (the store's misses, or every fit without a store)."""
 
-    def remember(self, key: tuple[int, str, str], outputs: _MemberOutputs) -> None:
+    def remember(self, key: tuple[int, str, str], outputs: MemberOutputs) -> None:
         if len(self.members) >= self.max_member_entries:  # drop the oldest (insertion order)
             self.members.pop(next(iter(self.members)))
         self.members[key] = outputs
 
-
-def _member_outputs(frame: pd.DataFrame, settings: Settings, utilities: pd.DataFrame) -> _MemberOutputs:
-    members = fit_fold_members(frame, settings, utilities)
-    x_val, y_val = xy(frame, "val")
-    test = split_rows(frame, "test")
-    x_test = test[feature_columns(frame)]
-    names = list(next(iter(members.values())).feature_names)
-    return _MemberOutputs(
-        val={name: m.predict_proba(x_val) for name, m in members.items()},
-        y_val=y_val,
-        test={name: m.predict_proba(x_test) for name, m in members.items()},
-        test_index=pd.DatetimeIndex(test.index),
-        test_out_of_range=out_of_range(x_test, input_ranges(frame, names)),
-    )
+    def member_outputs(self, frame: pd.DataFrame, settings: Settings, utilities: pd.DataFrame) -> MemberOutputs:
+        """Outputs of a fit this cache does not hold: from the store, or fitted."""
+        if self.store is None:
+            self.fitted += 1
+            return member_outputs(frame, settings, utilities)
+        misses = self.store.misses
+        outputs = self.store.outputs(frame, settings, utilities)
+        self.fitted += self.store.misses - misses
+        return outputs
 
 
 def _labels_key(settings: Settings) -> str:
@@ -274,7 +262,7 @@ def evaluate_split(
     member_key = (k, labels_key, _key(s.models.model_dump(mode="json")))
     outputs = cache.members.get(member_key)
     if outputs is None:
-        outputs = _member_outputs(frame, s, table)
+        outputs = cache.member_outputs(frame, s, table)
         cache.remember(member_key, outputs)
     ensemble = fit_ensemble(outputs.val, outputs.y_val, s.ensemble)
     proba = probability_frame(ensemble.predict(outputs.test), outputs.test_index)

@@ -70,6 +70,8 @@ class TuningResult:
     ledger: pd.DataFrame = field(repr=False)
     trial_returns: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
     workers: int = 1
+    fit_reuse: dict[str, Any] = field(default_factory=dict)
+    """Inner fits read from / written to the fit store by this call (``core/tuning/fit_cache.py``)."""
 
     @property
     def mode(self) -> str:
@@ -98,6 +100,7 @@ class TuningResult:
             "n_trials": self.n_trials,
             "mode": self.mode,
             "workers": self.workers,
+            "fit_reuse": dict(self.fit_reuse),
             "duration_s": float(self.duration_s),
             "objective_formula": OBJECTIVE_FORMULA,
         }

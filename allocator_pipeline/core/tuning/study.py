@@ -28,6 +28,13 @@ Storage
     ``allocator-fold-<fold>``. A study stores a fingerprint of its problem (settings that change
     the objective, search space, inner frames, the leg panel rows it reads); a stored study with
     another fingerprint is started afresh in a per-fold file and refused in a shared storage.
+Fit reuse
+    ``tuning.fit_reuse`` (on by default): the members fitted on an inner split are stored in the
+    home's fit store (``core/tuning/fit_cache.py``, ``<home>/step3_out/allocator/optuna/fit_cache/``)
+    keyed by a fingerprint of the fit's inputs, so a later fold (fold k + 1's inner splits overlap
+    fold k's) or run on the same split reads them instead of fitting again; bit for bit the same
+    trials. The result's ``fit_reuse`` counts the fits read (``hits``) and fitted (``misses``) by the
+    calling process, also logged at INFO and sent to ``progress``.
 Workers
     ``tuning.workers`` 1 (sequential): one process proposes and evaluates every trial; the sampler
     seed is ``tuning.seed + finished trials``, so the study is reproducible. ``tuning.workers`` N > 1
@@ -64,6 +71,7 @@ from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.storage import preserve_in_place
 from allocator_pipeline.core.folds.checks import fold_dataset
 from allocator_pipeline.core.tuning.fingerprint import problem_fingerprint
+from allocator_pipeline.core.tuning.fit_cache import fit_store, reuse_line, reuse_summary
 from allocator_pipeline.core.tuning.objective import OBJECTIVE_FORMULA, InnerFitCache, evaluate_params, robust_objective
 from allocator_pipeline.core.tuning.result import INNER_BLOCKS, TuningResult, _duration, _result, inner_blocks_attr
 from allocator_pipeline.core.tuning.space import default_params, resolve_groups, search_space
@@ -81,6 +89,7 @@ __all__ = [
 ]
 
 Progress = Callable[[str], None] | None
+log = logging.getLogger(__name__)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
@@ -289,11 +298,15 @@ def run_study(
         _enqueue_defaults(study, default_params(settings, space))
         before = _started_trials(study)
         problem = (str(fold), list(inner_frames), utilities, context, settings, space, wall_start)
+        cache = InnerFitCache(store=fit_store(settings))
         with _helpers(problem, settings.tuning.workers - 1):
-            _trial_loop(study, *problem[1:], worker=0, progress=progress)
+            _trial_loop(study, *problem[1:], worker=0, progress=progress, cache=cache)
         n_new = _started_trials(study) - before  # by every worker of this call
         result = _result(str(fold), study, described, chosen, space, n_new, time.monotonic() - started)
         result.workers = settings.tuning.workers
+        result.fit_reuse = reuse_summary(cache.store, cache.fitted)
+        _say(progress, f"fold {fold}: inner fits {reuse_line(result.fit_reuse)}")
+        log.info("fold %s: inner fits %s", fold, reuse_line(result.fit_reuse))
         return result
     finally:
         if isinstance(storage, RDBStorage):  # release the database file / connections
@@ -314,14 +327,16 @@ def _trial_loop(
     started: float,
     worker: int,
     progress: Progress = None,
+    cache: InnerFitCache | None = None,
 ) -> None:
     """Run trials of the study until the budget (counted over all workers) or the timeout (wall
     time since ``started``, a ``time.time()``) is spent. Parallel workers check the count, then
     start a trial: two may start the last one, so a shared study can end up to ``workers - 1``
-    trials past the budget."""
+    trials past the budget. ``cache``: the inner fits reused across trials (None: a new one, with
+    the run's fit store unless ``tuning.fit_reuse`` is off)."""
     fold = study.user_attrs.get("fold", "?")
     parallel = settings.tuning.workers > 1
-    cache = InnerFitCache()
+    cache = cache if cache is not None else InnerFitCache(store=fit_store(settings))
     budget, timeout = settings.tuning.n_trials, settings.tuning.timeout_seconds
     while True:
         trials = study.get_trials(deepcopy=False)
