@@ -68,7 +68,10 @@ def submit_stage(ctx: Context, job_name: str, what: str) -> None:
     """One unpartitioned job's run through the run queue, followed to its end."""
     from allocator_pipeline.defs.submission import SUBMITTED_TAG, submit_run
 
-    run_id = submit_run(job_name, ctx.options, ctx.instance, tags={SUBMITTED_TAG: what}, verbose=ctx.verbose)
+    try:
+        run_id = submit_run(job_name, ctx.options, ctx.instance, tags={SUBMITTED_TAG: what}, verbose=ctx.verbose)
+    except RuntimeError as exc:  # Dagster refused the run: its own message
+        raise click.ClickException(f"{what}: {exc}") from None
     echo_step(f"{what}: run {run_id} of {job_name} queued on instance {_instance_name(ctx)}")
     _check_submitted_run(ctx, run_id, what)
 
@@ -78,9 +81,12 @@ def submit_folds(ctx: Context, folds: list[str], what: str, wait: bool) -> None:
     every fold's run has finished, failing with the failed folds and their runs."""
     from allocator_pipeline.defs.submission import SUBMITTED_TAG, follow_backfill, submit_backfill
 
-    backfill_id = submit_backfill(
-        "fold_job", folds, ctx.options, ctx.instance, tags={SUBMITTED_TAG: what}, verbose=ctx.verbose
-    )
+    try:
+        backfill_id = submit_backfill(
+            "fold_job", folds, ctx.options, ctx.instance, tags={SUBMITTED_TAG: what}, verbose=ctx.verbose
+        )
+    except RuntimeError as exc:  # Dagster refused the backfill (unknown folds, ...): its own message
+        raise click.ClickException(f"{what}: {exc}") from None
     echo_step(
         f"{what}: backfill {backfill_id} of fold_job for {len(folds)} fold(s) {folds[0]}..{folds[-1]} "
         f"on instance {_instance_name(ctx)}, launched by the daemon"
