@@ -18,7 +18,9 @@ HEARTBEAT_SECONDS = 60.0
 
 
 def _instance_name(ctx: Context) -> str:
-    return ctx.instance_dir or str(ctx.instance.root_directory)
+    from allocator_pipeline.defs.submission import dagster_home
+
+    return ctx.instance_dir or str(dagster_home(ctx.instance))
 
 
 def require_daemon(ctx: Context, wait: bool) -> None:
@@ -106,9 +108,9 @@ def submit_folds(ctx: Context, folds: list[str], what: str, wait: bool) -> None:
 def daemon(ctx: Context) -> None:
     """Run Dagster's daemon (dagster-daemon run) on the instance: it launches queued runs and
     backfills (--submit), schedules and sensors. Stop it with Ctrl-C."""
-    from allocator_pipeline.defs.submission import daemon_arguments
+    from allocator_pipeline.defs.submission import daemon_arguments, dagster_home
 
-    home = ctx.instance.root_directory  # opened first: it checks the instance and names its database driver
+    home = dagster_home(ctx.instance)  # opened first: it checks the instance and names its database driver
     env = dict(ctx.settings_environment(), DAGSTER_HOME=str(home))
     env.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
     cmd = daemon_arguments()

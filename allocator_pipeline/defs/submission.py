@@ -87,6 +87,7 @@ __all__ = [
     "SUBMITTED_TAG",
     "daemon_arguments",
     "daemon_live",
+    "dagster_home",
     "follow_backfill",
     "follow_run",
     "settings_run_config",
@@ -119,6 +120,23 @@ class DagsterAPIError(RuntimeError):
         self.kind = kind
 
 
+def dagster_home(instance: dg.DagsterInstance) -> Path:
+    """The folder of ``instance``'s ``dagster.yaml``: the DAGSTER_HOME a Dagster command needs to
+    open the same instance.
+
+    Dagster has no public accessor for it (checked in 1.13: ``DagsterInstance`` keeps no config
+    folder; ``root_directory``, not part of the documented API either, is the local artifact
+    storage's folder, which ``dagster.yaml`` may move: the repository's own puts it in
+    ``.dagster_home/artifacts``, relative to the working folder). So: the nearest folder at or
+    above that one with a ``dagster.yaml``, else DAGSTER_HOME, else that folder.
+    """
+    root = Path(instance.root_directory).resolve()
+    for folder in (root, *root.parents):
+        if (folder / "dagster.yaml").is_file():
+            return folder
+    return Path(os.environ.get("DAGSTER_HOME") or root).resolve()
+
+
 def _run_tool(instance: dg.DagsterInstance, args: list[str], **environ: str) -> subprocess.CompletedProcess[str]:
     """Run a Dagster command on ``instance`` (DAGSTER_HOME at its folder, telemetry off).
 
@@ -127,7 +145,7 @@ def _run_tool(instance: dg.DagsterInstance, args: list[str], **environ: str) -> 
     DagsterAPIError
         The command failed: its name and the last line it wrote (Dagster's error message).
     """
-    env = {**os.environ, "DAGSTER_HOME": str(instance.root_directory), "DAGSTER_DISABLE_TELEMETRY": "1", **environ}
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home(instance)), "DAGSTER_DISABLE_TELEMETRY": "1", **environ}
     done = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
     if done.returncode:
         lines = (done.stderr.strip() or done.stdout.strip() or f"exit status {done.returncode}").splitlines()
