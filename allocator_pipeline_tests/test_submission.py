@@ -4,7 +4,9 @@ with the queued run coordinator and no daemon (so nothing is launched):
 * a fold backfill is stored for the daemon (``REQUESTED``) with its folds, tags and the settings in
   its run config; a run is queued with its tags and config;
 * what Dagster refuses (unknown folds, an unknown job) fails with Dagster's own message; a job
-  without partitions, or an unknown backfill, is refused before any command.
+  without partitions, or an unknown backfill, is refused before any command;
+* the commands open the caller's instance: its folder is found from its artifact folder, also when
+  its ``dagster.yaml`` moves them (the repository's own).
 """
 
 from __future__ import annotations
@@ -67,3 +69,20 @@ def test_submissions_are_stored_for_the_daemon_and_refusals_name_the_problem(tmp
             submit_backfill("dataset_job", ["2024"], options, instance)
         with pytest.raises(ValueError, match="backfill nosuchid is not in the instance"):
             follow_backfill(instance, "nosuchid")
+
+
+def test_dagster_home_is_the_folder_of_the_instance_file_even_when_it_moves_the_artifacts(tmp_path, monkeypatch):
+    """The repository's layout: ``dagster.yaml`` puts the artifacts in ``.dagster_home/artifacts``
+    (relative to the working folder), where another, minimal instance file may lie a level up."""
+    (tmp_path / "dagster.yaml").write_text(
+        INSTANCE + "local_artifact_storage:\n  module: dagster._core.storage.root\n  class: LocalArtifactStorage\n"
+        "  config:\n    base_dir: .dagster_home/artifacts\n"
+    )
+    (tmp_path / ".dagster_home").mkdir()
+    (tmp_path / ".dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.chdir(tmp_path)
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert Path(instance.root_directory).resolve() == (tmp_path / ".dagster_home" / "artifacts").resolve()
+        assert dagster_home(instance) == tmp_path.resolve()
+    with dg.DagsterInstance.from_config(str(tmp_path / ".dagster_home")) as instance:
+        assert dagster_home(instance) == (tmp_path / ".dagster_home").resolve()

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -54,6 +55,8 @@ BACKFILL_TAG = "dagster/backfill"
 """Dagster's system tag on each run a backfill creates: the backfill's id."""
 PARTITION_TAG = "dagster/partition"
 """Dagster's system tag on a partitioned run: its partition (the fold)."""
+MOVES_ARTIFACTS = re.compile(r"^local_artifact_storage\s*:", re.MULTILINE)
+"""An instance file's setting that puts the instance's artifacts outside its folder."""
 TERMINAL_RUN = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 TERMINAL_BACKFILL = frozenset({"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"})
 """The GraphQL ``BulkActionStatus`` values after which a backfill makes no more runs."""
@@ -128,11 +131,13 @@ def dagster_home(instance: dg.DagsterInstance) -> Path:
     folder; ``root_directory``, not part of the documented API either, is the local artifact
     storage's folder, which ``dagster.yaml`` may move: the repository's own puts it in
     ``.dagster_home/artifacts``, relative to the working folder). So: the nearest folder at or
-    above that one with a ``dagster.yaml``, else DAGSTER_HOME, else that folder.
+    above that one whose ``dagster.yaml`` leaves the artifacts there (the folder itself) or moves
+    them (``local_artifact_storage``), else DAGSTER_HOME, else that folder.
     """
     root = Path(instance.root_directory).resolve()
     for folder in (root, *root.parents):
-        if (folder / "dagster.yaml").is_file():
+        config = folder / "dagster.yaml"
+        if config.is_file() and (folder == root or MOVES_ARTIFACTS.search(config.read_text())):
             return folder
     return Path(os.environ.get("DAGSTER_HOME") or root).resolve()
 
