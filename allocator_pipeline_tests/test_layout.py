@@ -3,6 +3,7 @@
 * every asset group has one core package ``core/<group>/`` and one Dagster module
   ``defs/<group>.py``, and every asset of that module belongs to that group;
 * the domain (``core/``) and the presentation (``report/``) never import Dagster;
+* nothing imports Dagster's internals (``dagster._*``, which any release may change);
 * each core package's ``__init__`` exports names that its modules define;
 * no module is longer than 400 lines.
 """
@@ -56,6 +57,18 @@ def test_domain_and_presentation_never_import_dagster(folder):
         if any(name == "dagster" or name.startswith("dagster") for name in imported_modules(path))
     ]
     assert offenders == []
+
+
+def dagster_internal(module: str) -> bool:
+    """A private module of a Dagster package (``dagster._core...``, ``dagster_graphql._...``)."""
+    package, *rest = module.split(".")
+    return package.startswith("dagster") and any(part.startswith("_") for part in rest)
+
+
+def test_the_package_uses_dagsters_public_interfaces_only():
+    imports = {str(path.relative_to(PACKAGE)): imported_modules(path) for path in PACKAGE.rglob("*.py")}
+    internal = {path: sorted(filter(dagster_internal, names)) for path, names in imports.items()}
+    assert {path: names for path, names in internal.items() if names} == {}
 
 
 @pytest.mark.parametrize("package", CORE_PACKAGES)

@@ -18,7 +18,9 @@ HEARTBEAT_SECONDS = 60.0
 
 
 def _instance_name(ctx: Context) -> str:
-    return ctx.instance_dir or str(ctx.instance.root_directory)
+    from allocator_pipeline.defs.submission import dagster_home
+
+    return ctx.instance_dir or str(dagster_home(ctx.instance))
 
 
 def require_daemon(ctx: Context, wait: bool) -> None:
@@ -68,7 +70,10 @@ def submit_stage(ctx: Context, job_name: str, what: str) -> None:
     """One unpartitioned job's run through the run queue, followed to its end."""
     from allocator_pipeline.defs.submission import SUBMITTED_TAG, submit_run
 
-    run_id = submit_run(job_name, ctx.options, ctx.instance, tags={SUBMITTED_TAG: what}, verbose=ctx.verbose)
+    try:
+        run_id = submit_run(job_name, ctx.options, ctx.instance, tags={SUBMITTED_TAG: what}, verbose=ctx.verbose)
+    except RuntimeError as exc:  # Dagster refused the run: its own message
+        raise click.ClickException(f"{what}: {exc}") from None
     echo_step(f"{what}: run {run_id} of {job_name} queued on instance {_instance_name(ctx)}")
     _check_submitted_run(ctx, run_id, what)
 
@@ -78,9 +83,12 @@ def submit_folds(ctx: Context, folds: list[str], what: str, wait: bool) -> None:
     every fold's run has finished, failing with the failed folds and their runs."""
     from allocator_pipeline.defs.submission import SUBMITTED_TAG, follow_backfill, submit_backfill
 
-    backfill_id = submit_backfill(
-        "fold_job", folds, ctx.options, ctx.instance, tags={SUBMITTED_TAG: what}, verbose=ctx.verbose
-    )
+    try:
+        backfill_id = submit_backfill(
+            "fold_job", folds, ctx.options, ctx.instance, tags={SUBMITTED_TAG: what}, verbose=ctx.verbose
+        )
+    except RuntimeError as exc:  # Dagster refused the backfill (unknown folds, ...): its own message
+        raise click.ClickException(f"{what}: {exc}") from None
     echo_step(
         f"{what}: backfill {backfill_id} of fold_job for {len(folds)} fold(s) {folds[0]}..{folds[-1]} "
         f"on instance {_instance_name(ctx)}, launched by the daemon"
@@ -100,9 +108,9 @@ def submit_folds(ctx: Context, folds: list[str], what: str, wait: bool) -> None:
 def daemon(ctx: Context) -> None:
     """Run Dagster's daemon (dagster-daemon run) on the instance: it launches queued runs and
     backfills (--submit), schedules and sensors. Stop it with Ctrl-C."""
-    from allocator_pipeline.defs.submission import daemon_arguments
+    from allocator_pipeline.defs.submission import daemon_arguments, dagster_home
 
-    home = ctx.instance.root_directory  # opened first: it checks the instance and names its database driver
+    home = dagster_home(ctx.instance)  # opened first: it checks the instance and names its database driver
     env = dict(ctx.settings_environment(), DAGSTER_HOME=str(home))
     env.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
     cmd = daemon_arguments()
