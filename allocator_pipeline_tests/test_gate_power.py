@@ -250,6 +250,18 @@ def test_the_research_ledger_is_counted_in_the_deflated_sharpe():
     # ... and passed by construction when N counted only the (absent) tuning trials: SR0 = 0
     free = overfitting_statistics(excess, {}, 0, 16, research_trials_count=0)
     assert free["deflated_sharpe"]["sr0"] == 0.0 and free["deflated_sharpe"]["dsr"] > 0.95
+    # a weight choice with the planted rule's skill (an information ratio of 2.2 a year over the
+    # baseline, the rule's lowest on the resampled fixtures) passes with the ledger counted:
+    # (2.2 - SR0) * sqrt(T / 252) = (2.2 - 0.64) * 4.2 standard errors
+    skilled = 0.004 * noise + 2.2 / math.sqrt(252) * 0.004
+    strong = overfitting_statistics(skilled, {}, 0, 16)["deflated_sharpe"]
+    assert strong["n_trials"] == n and strong["sr0_annualised"] == pytest.approx(sr0 * math.sqrt(252), rel=1e-12)
+    gate = _by_name(
+        evaluate_gates(
+            overall, folds, importance, monotonic, SETTINGS, overfitting={"deflated_sharpe": strong, "pbo": over["pbo"]}
+        )
+    )["deflated_sharpe"]
+    assert gate["passed"] is True and strong["dsr"] > 0.999
 
 
 def test_a_broken_research_ledger_is_refused(tmp_path):
@@ -330,13 +342,15 @@ def _seat_gates(decisions: pd.DataFrame, returns: pd.DataFrame, settings: Settin
     years = session_dates(bt.index).year
     folds = {str(y): {"allocator": performance_metrics(bt[years == y], notional)} for y in sorted(set(years))}
     boot = paired_bootstrap(bt["ret"], base["ret"], bt["realized_ts"], BootstrapSettings(resamples=300))
-    over = overfitting_statistics((bt["ret"] - bt["r_cash"]).to_numpy(), {}, 0, settings.gates.pbo_blocks)
+    # the deflated Sharpe's subject: the weight choice fully invested (these seats are) over the baseline
+    over = overfitting_statistics((bt["ret"] - base["ret"]).to_numpy(), {}, 0, settings.gates.pbo_blocks)
     return evaluate_gates(
         overall, folds, pd.DataFrame(), {}, settings.gates, bootstrap=boot, overfitting={**over, "tuned_folds": 0}
     )
 
 
-# which gates reject each do-nothing strategy (recorded 2026-12-02; the README's "What the verdict can
+# which gates reject each do-nothing strategy (recorded 2026-12-02, the deflated Sharpe's subject the
+# weight choice over the baseline since 2026-12-03; the README's "What the verdict can
 # tell from a do-nothing strategy" section quotes this table)
 NO_MODEL = {"importance_stability", "monotonic_sanity"}  # no model: nothing to measure, they fail
 SEAT_REJECTIONS = {
@@ -372,8 +386,12 @@ def test_do_nothing_strategies_in_the_allocators_seat_are_rejected(real_returns,
     if seat == "baseline":  # against itself: a difference of exactly 0, which is no beat
         assert g["avg_monthly_pnl_vs_baseline"]["value"] == 0.0 and g["calmar_vs_baseline"]["value"] == 0.0
         assert g["max_drawdown_vs_baseline"]["passed"] and g["turnover"]["value"] < 0.5
-    # the return-based rejection that does not depend on the baseline: the deflated Sharpe with
-    # the research ledger's N (it passed by construction with N = 0 for the baseline and QQQ)
-    assert (
-        g["deflated_sharpe"]["passed"] is False and f"N = {research_trials()} trials" in g["deflated_sharpe"]["detail"]
-    )
+    # the deflated Sharpe of the weight choice over the baseline with the research ledger's N: the
+    # baseline has no spread over itself (undefined, a failure); QQQ only and noise fall short of SR0
+    # (taken over cash it passed the baseline and QQQ by construction with N = 0)
+    d = g["deflated_sharpe"]
+    assert d["passed"] is False
+    if seat == "baseline":
+        assert d["value"] is None and "never leaves the baseline" in d["detail"]
+    else:
+        assert f"N = {research_trials()} trials" in d["detail"] and d["value"] < 0.5

@@ -12,8 +12,10 @@ import pandas as pd
 import pytest
 
 from allocator_pipeline.core.allocation import state_after
+from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.storage import read_json, write_json
 from allocator_pipeline.core.evaluation import overfitting_statistics, paired_bootstrap
+from allocator_pipeline.core.evaluation.backtest import RETURN_COLUMNS, run_backtest
 from allocator_pipeline.core.evaluation.monotonic import TRADED_SUFFIX
 from allocator_pipeline.core.evaluation.overfitting import research_trials
 from allocator_pipeline.defs.execution import (
@@ -188,8 +190,19 @@ def test_verdict_evidence_contract(pipeline):
         assert path.is_file() and summary["trial_returns"] == str(path)
         ledgers[fold] = pd.read_parquet(path)
     n_trials = sum(t["n_trials"]["complete"] + t["n_trials"]["pruned"] for t in metrics["tuning"].values())
-    excess = (oos["ret_allocator"] - oos["cash_return"]).to_numpy()
-    again = overfitting_statistics(excess, ledgers, n_trials, settings.gates.pbo_blocks)
+    # the subject: the weight choice fully invested over the baseline; the trials' Sharpe ratios
+    # behind V over the 50/50 book on their inner sessions (daily returns of a constant book)
+    active = (oos["ret_model_only"] - oos["ret_baseline"]).to_numpy()
+    panel = pd.read_parquet(home / "step3_out" / "allocator" / "dataset" / "leg_panel.parquet")
+    w0 = settings.labels.baseline_weight
+    hold = pd.DataFrame({"w": w0, "exposure": 1.0}, index=panel.index)
+    held = run_backtest(hold, panel[list(RETURN_COLUMNS)], CostModel.from_settings(settings.costs), (w0, 1 - w0))
+    again = overfitting_statistics(
+        active, ledgers, n_trials, settings.gates.pbo_blocks, benchmark=held.set_index("realized_ts")["ret"]
+    )
+    # on the out-of-sample sessions that book is the run's baseline
+    on = held.set_index("realized_ts")["ret"].reindex(pd.DatetimeIndex(oos["realized_ts"]))
+    np.testing.assert_allclose(on.to_numpy()[1:], oos["ret_baseline"].to_numpy()[1:], rtol=0, atol=1e-15)
     numbers = {k: v for k, v in again["deflated_sharpe"].items() if k != "variance_source"}
     assert {k: metrics["deflated_sharpe"][k] for k in numbers} == pytest.approx(numbers, rel=1e-12)
     assert metrics["deflated_sharpe"]["variance_source"] == again["deflated_sharpe"]["variance_source"]

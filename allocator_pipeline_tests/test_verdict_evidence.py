@@ -10,6 +10,7 @@ import pytest
 from scipy import stats
 
 from allocator_pipeline.core.allocation.path import Segment, run_segments
+from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.grid import PROBA_COLUMNS
 from allocator_pipeline.core.common.sessions import decision_ts_from_dates
 from allocator_pipeline.core.evaluation.ablations import ABLATIONS, ablation_decisions, envelope_path
@@ -165,6 +166,33 @@ def test_overfitting_statistics_from_trial_ledgers():
     assert out["pbo"]["value"] == pytest.approx(np.mean([f["pbo"] for f in out["pbo"]["folds"].values()]))
 
 
+def test_the_trials_variance_is_taken_over_the_benchmark_the_subject_is_taken_over():
+    """With a benchmark (the baseline's daily returns by session), each trial's Sharpe behind V is
+    that of its returns minus the benchmark on the same sessions, by hand; PBO still ranks the
+    trials over cash; a trial session the benchmark lacks is refused, naming it."""
+    rng = np.random.default_rng(9)
+    n = 240
+    when = pd.date_range("2015-01-05 21:00", periods=n, freq="B", tz="UTC")
+    bench = pd.Series(rng.normal(4e-4, 0.011, n), index=when)
+    frame = pd.DataFrame({"inner": np.repeat([0, 1], n // 2), "realized_ts": when, "cash_return": np.full(n, 1e-4)})
+    for k in range(4):  # each trial: the benchmark plus a tilt of its own
+        frame[f"trial_{k}"] = bench.to_numpy() + rng.normal(2e-4 * k, 0.003, n)
+    subject = rng.normal(0, 0.01, 1000)
+    out = overfitting_statistics(subject, {"2019": frame}, 4, 8, research_trials_count=0, benchmark=bench)
+    active = [frame[f"trial_{k}"].to_numpy() - bench.to_numpy() for k in range(4)]
+    sr = np.array([a.mean() / a.std(ddof=1) for a in active])
+    by_hand = float(((sr - sr.mean()) ** 2).sum() / 3)
+    assert out["deflated_sharpe"]["trial_sharpe_variance"] == pytest.approx(by_hand, rel=1e-12)
+    over_cash = overfitting_statistics(subject, {"2019": frame}, 4, 8, research_trials_count=0)
+    # over cash the legs' common spread hides the tilts: below the floor 1/T, which replaces it
+    assert out["deflated_sharpe"]["variance_source"] == "trials" and by_hand > 1 / 1000
+    assert over_cash["deflated_sharpe"]["variance_source"] == "null"
+    assert over_cash["deflated_sharpe"]["trial_sharpe_variance"] == pytest.approx(1 / 1000)
+    assert out["pbo"] == over_cash["pbo"]
+    with pytest.raises(InputDataError, match="realized_ts.*2015-01-05.*lack a trial session"):
+        overfitting_statistics(np.zeros(10) + 1e-4, {"2019": frame}, 4, 8, benchmark=bench.iloc[1:])
+
+
 # --- ablations and attribution on one continuous path ---------------------------------------------
 
 
@@ -252,8 +280,8 @@ def test_report_shows_the_evidence_the_ablations_and_the_gate_intervals():
     ledger = pd.DataFrame({"inner": 0, "cash_return": np.full(200, 1e-4)})
     for k in range(4):
         ledger[f"trial_{k}"] = rng.normal(0.0, 0.01, 200)
-    excess = (oos["ret_allocator"] - oos["cash_return"]).to_numpy()
-    over = overfitting_statistics(excess, {"2019": ledger}, n_trials=4, n_blocks=8)
+    active = (oos["ret_model_only"] - oos["ret_baseline"]).to_numpy()
+    over = overfitting_statistics(active, {"2019": ledger}, n_trials=4, n_blocks=8)
     gates = evaluate_gates(
         metrics["strategies"],
         metrics["folds"],

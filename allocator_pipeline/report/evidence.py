@@ -78,7 +78,10 @@ def _overfitting_values(metrics: Mapping[str, Any]) -> dict[str, Any]:
         return {"statistics": []}
     gates = (metrics.get("settings") or {}).get("gates") or {}
     rows = [
-        ["Out-of-sample Sharpe over cash (annualised)", fmt_ratio(d.get("sharpe_annualised"), 3)],
+        [
+            "Out-of-sample Sharpe of the weight choice over the baseline (annualised information ratio)",
+            fmt_ratio(d.get("sharpe_annualised"), 3),
+        ],
         ["Trials run across the folds' studies (N)", fmt_number(d.get("n_trials"))],
         [
             "Variance of the trials' per-session Sharpe (V, pooled within studies)",
@@ -86,7 +89,7 @@ def _overfitting_values(metrics: Mapping[str, Any]) -> dict[str, Any]:
         ],
         ["SR0: expected best Sharpe of N unskilled trials (annualised)", fmt_ratio(d.get("sr0_annualised"), 3)],
         [
-            "Skewness / kurtosis of the daily excess returns",
+            "Skewness / kurtosis of its daily returns",
             f"{fmt_ratio(d.get('skewness'))} / {fmt_ratio(d.get('kurtosis'))}",
         ],
         ["Sessions (T)", fmt_number(d.get("n_sessions"))],

@@ -44,8 +44,9 @@ class GateSettings(_Section):
         0.95,
         ge=0,
         le=1,
-        description="Min deflated Sharpe ratio (Bailey and Lopez de Prado 2014) of the allocator's out-of-sample "
-        "daily returns: the probability that its true Sharpe exceeds the best Sharpe expected from the trials run.",
+        description="Min deflated Sharpe ratio (Bailey and Lopez de Prado 2014) of the allocator's weight choice over "
+        "the baseline out of sample (its weight fully invested minus the baseline, daily): the probability that its "
+        "true Sharpe exceeds the best Sharpe expected from the trials run and the research ledger's variants.",
     )
     max_pbo: float = Field(
         0.5,

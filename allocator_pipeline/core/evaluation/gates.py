@@ -23,10 +23,11 @@ Gates (value -- rule); every gate also carries ``interval`` (``[lower, upper]`` 
 * ``monotonic_sanity``: max over the measured risk features (``gates.monotonic_features`` and
   every leg volatility / downside volatility / drawdown input the fold models use, at the raw
   choice and, when measured, at the traded weight) of the change of the mean weight of the
-  feature's own leg when the feature rises -- <= 0; configured features no fold uses are listed,
+  feature's own leg when the feature rises -- <= ``monotonic_tolerance``; configured features no fold uses are listed,
   none measured fails;
-* ``deflated_sharpe``: the deflated Sharpe ratio of the allocator's out-of-sample returns
-  (``core/evaluation/overfitting.py``) -- >= ``min_deflated_sharpe``;
+* ``deflated_sharpe``: the deflated Sharpe ratio of the allocator's weight choice over the
+  baseline out of sample (``ret_model_only - ret_baseline``, ``core/evaluation/overfitting.py``)
+  -- >= ``min_deflated_sharpe``; undefined (a weight that never leaves the baseline) fails;
 * ``pbo``: the probability of backtest overfitting by CSCV over the trials' inner-block returns --
   <= ``max_pbo``; **not evaluated** (``passed`` None, ``evaluated`` false: neither a pass nor a
   failure, named by :func:`not_evaluated`) when no fold was tuned, fails when folds were tuned but
@@ -100,12 +101,13 @@ def _overfitting_gates(overfitting: Mapping[str, Any], settings: GateSettings) -
     d = overfitting["deflated_sharpe"]
     dsr = d.get("dsr")
     detail = (
-        f"annualised Sharpe over cash {d['sharpe_annualised']:.3f} vs SR0 {d['sr0_annualised']:.3f} expected "
+        f"annualised Sharpe of the weight choice over the baseline {d['sharpe_annualised']:.3f} "
+        f"vs SR0 {d['sr0_annualised']:.3f} expected "
         f"from the best of N = {d['n_trials']} trials (variance of their per-session Sharpe "
         f"{d['trial_sharpe_variance'] or 0:.3g}); T = {d['n_sessions']} sessions, skew {d['skewness']:.2f}, "
         f"kurtosis {d['kurtosis']:.2f}"
         if dsr is not None
-        else "undefined (no spread of returns)"
+        else "undefined: the weight choice never leaves the baseline (no spread of its returns over it)"
     )
     gates = [
         _gate(

@@ -300,8 +300,21 @@ def evaluate_walk_forward(
     )
     tuned = {fold: t for fold, t in sorted(fold_tuning.items()) if t.get("enabled")}
     n_trials = sum(int(t["n_trials"]["complete"]) + int(t["n_trials"]["pruned"]) for t in tuned.values())
-    excess = (oos_daily["ret_allocator"] - oos_daily["cash_return"]).to_numpy(dtype=float)
-    overfitting = overfitting_statistics(excess, load_trial_returns(tuned), n_trials, settings.gates.pbo_blocks)
+    returns = leg_panel[list(RETURN_COLUMNS)]
+    cost_model = CostModel.from_settings(settings.costs)
+    book0 = (settings.labels.baseline_weight, 1.0 - settings.labels.baseline_weight)
+    # the deflated Sharpe's subject: the weight choice fully invested over the baseline, and the
+    # baseline on every session (the trials' inner blocks lie before the out-of-sample range)
+    active = (oos_daily["ret_model_only"] - oos_daily["ret_baseline"]).to_numpy(dtype=float)
+    hold = pd.DataFrame({"w": book0[0], "exposure": 1.0}, index=returns.index)
+    baseline_all = run_backtest(hold, returns, cost_model, book0, settings.backtest.execution_lag)
+    overfitting = overfitting_statistics(
+        active,
+        load_trial_returns(tuned),
+        n_trials,
+        settings.gates.pbo_blocks,
+        benchmark=baseline_all.set_index("realized_ts")["ret"],
+    )
     gates = evaluate_gates(
         metrics["strategies"],
         metrics["folds"],
@@ -312,9 +325,6 @@ def evaluate_walk_forward(
         overfitting={**overfitting, "tuned_folds": len(tuned)},
     )
     seed_accepted = accepted(gates)
-    returns = leg_panel[list(RETURN_COLUMNS)]
-    cost_model = CostModel.from_settings(settings.costs)
-    book0 = (settings.labels.baseline_weight, 1.0 - settings.labels.baseline_weight)
     tradeoff = []
     for name, decisions in envelope_variant_decisions(path, settings_of, leg_panel).items():
         bt = run_backtest(decisions, returns, cost_model, book0, settings.backtest.execution_lag)
