@@ -200,7 +200,12 @@ def test_verdict_evidence_contract(pipeline):
     again = overfitting_statistics(
         active, ledgers, n_trials, settings.gates.pbo_blocks, benchmark=held.set_index("realized_ts")["ret"]
     )
-    # on the out-of-sample sessions that book is the run's baseline
+    # the studies' pooled variance (before the floor) is the one over the baseline, not over cash
+    pooled = metrics["deflated_sharpe"]["trial_sharpe_variance_pooled"]
+    over_cash = overfitting_statistics(active, ledgers, n_trials, settings.gates.pbo_blocks)["deflated_sharpe"]
+    assert pooled is not None and pooled != pytest.approx(over_cash["trial_sharpe_variance_pooled"], rel=1e-3)
+    # on the out-of-sample sessions that book is the run's baseline (the first session aside: the
+    # whole-range book pays a rebalance of its drift there, the run's starts fresh)
     on = held.set_index("realized_ts")["ret"].reindex(pd.DatetimeIndex(oos["realized_ts"]))
     np.testing.assert_allclose(on.to_numpy()[1:], oos["ret_baseline"].to_numpy()[1:], rtol=0, atol=1e-15)
     numbers = {k: v for k, v in again["deflated_sharpe"].items() if k != "variance_source"}

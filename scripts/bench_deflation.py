@@ -1,9 +1,11 @@
 """What the deflated Sharpe ratio deflates: the trials' dependence and the return it is taken on.
 
 A benchmark run by hand (never by the tests), the evidence for the deflated Sharpe gate
-(docs/research.md). The gate tests the allocator's Sharpe over cash against ``SR0``, the best of
-``N`` unskilled trials, with ``N`` the research ledger's variants counted as independent and ``V``
-at its floor ``1/T`` (``core/evaluation/overfitting.py``). For each run home (``--homes``, e.g.
+(docs/research.md, "The yardstick on the family"). The gate tests the allocator's weight choice
+over the baseline (``ret_model_only - ret_baseline``) against ``SR0``, the best of ``N`` unskilled
+trials, with ``N`` the research ledger's variants counted as independent and ``V`` at its floor
+``1/T`` (``core/evaluation/overfitting.py``); before 2026-12-03 it tested the book over cash.
+For each run home (``--homes``, e.g.
 the ones ``scripts/bench_power.py`` wrote) this replays the run's stored fold probabilities through
 a fixed set of one-setting variants of the method's defaults (the kind most ledger rows are:
 policy smoothing, sizing gain, no-trade band, daily cap, sizing rule, the envelope's volatility
@@ -43,7 +45,12 @@ from allocator_pipeline.core.allocation.path import run_segments
 from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.storage import read_parquet
 from allocator_pipeline.core.evaluation.backtest import RETURN_COLUMNS, run_backtest
-from allocator_pipeline.core.evaluation.overfitting import deflated_sharpe, pbo_cscv, research_trials
+from allocator_pipeline.core.evaluation.overfitting import (
+    deflated_sharpe,
+    pbo_cscv,
+    research_trials,
+    sharpe_per_session,
+)
 from allocator_pipeline.settings import Settings, load_settings
 
 VARIANTS: list[dict[str, float | str]] = [
@@ -93,16 +100,15 @@ def variant_returns(home: Path, base: Settings) -> pd.DataFrame:
 
 
 def mean_correlation(frame: pd.DataFrame) -> float:
+    """Mean of the off-diagonal pairwise correlations of the frame's columns."""
     c = frame.corr().to_numpy()
     off = c[~np.eye(len(c), dtype=bool)]
     return float(np.nanmean(off))
 
 
-def per_session_sharpe(x: pd.Series) -> float:
-    return float(x.mean() / x.std(ddof=1))
-
-
 def study_run(home: Path, base: Settings, n_trials: int) -> dict:
+    """One run's row: the variants' dependence, and the deflated Sharpe of each subject with ``N``
+    as counted and with ``N_eff`` (``V = 1/T``)."""
     daily = read_parquet(home / "step3_out" / "allocator" / "backtest" / "oos_daily.parquet").set_index("realized_ts")
     variants = variant_returns(home, base)
     cash, baseline = daily["cash_return"], daily["ret_baseline"]
@@ -112,7 +118,7 @@ def study_run(home: Path, base: Settings, n_trials: int) -> dict:
         rho = mean_correlation(frame)
         row[f"rho_{kind}"] = rho
         row[f"N_eff_{kind}"] = rho + (1.0 - rho) * n_trials
-        row[f"V_var_{kind}_x_T"] = float(np.var([per_session_sharpe(frame[c]) for c in frame], ddof=1)) * t
+        row[f"V_var_{kind}_x_T"] = float(np.var([sharpe_per_session(frame[c].to_numpy()) for c in frame], ddof=1)) * t
         row[f"pbo_variants_{kind}"] = pbo_cscv(frame.to_numpy(), base.gates.pbo_blocks)["pbo"]
     subjects = {"allocator": daily["ret_allocator"], "envelope_only": daily["ret_envelope_only"]}
     if "ret_planted_rule" in daily:
@@ -120,13 +126,14 @@ def study_run(home: Path, base: Settings, n_trials: int) -> dict:
     for name, ret in subjects.items():
         for kind, ref in (("cash", cash), ("active", baseline)):
             x = (ret - ref).to_numpy()
-            row[f"{name}_{kind}_sr_ann"] = deflated_sharpe(x, n_trials, 1.0 / t)["sharpe_annualised"]
-            row[f"{name}_{kind}_dsr_N"] = deflated_sharpe(x, n_trials, 1.0 / t)["dsr"]
+            counted = deflated_sharpe(x, n_trials, 1.0 / t)
+            row[f"{name}_{kind}_sr_ann"] = counted["sharpe_annualised"]
+            row[f"{name}_{kind}_dsr_N"] = counted["dsr"]
             n_eff = max(2, round(row[f"N_eff_{kind}"]))
             row[f"{name}_{kind}_dsr_Neff"] = deflated_sharpe(x, n_eff, 1.0 / t)["dsr"]
     inc = (daily["ret_allocator"] - daily["ret_envelope_only"]).to_numpy()
-    row["increment_ir_ann"] = deflated_sharpe(inc, n_trials, 1.0 / t)["sharpe_annualised"]
-    row["increment_dsr_N"] = deflated_sharpe(inc, n_trials, 1.0 / t)["dsr"]
+    counted = deflated_sharpe(inc, n_trials, 1.0 / t)
+    row["increment_ir_ann"], row["increment_dsr_N"] = counted["sharpe_annualised"], counted["dsr"]
     row["increment_dsr_Neff_active"] = deflated_sharpe(inc, max(2, round(row["N_eff_active"])), 1.0 / t)["dsr"]
     return row
 

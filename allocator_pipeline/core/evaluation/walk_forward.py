@@ -303,10 +303,11 @@ def evaluate_walk_forward(
     returns = leg_panel[list(RETURN_COLUMNS)]
     cost_model = CostModel.from_settings(settings.costs)
     book0 = (settings.labels.baseline_weight, 1.0 - settings.labels.baseline_weight)
-    # the deflated Sharpe's subject: the weight choice fully invested over the baseline, and the
-    # baseline on every session (the trials' inner blocks lie before the out-of-sample range)
+    # the deflated Sharpe's subject: the weight choice fully invested over the baseline; the
+    # baseline on every session for the trials, whose inner blocks lie in their folds' training
+    # ranges (a fold's may reach into an earlier fold's test range)
     active = (oos_daily["ret_model_only"] - oos_daily["ret_baseline"]).to_numpy(dtype=float)
-    hold = pd.DataFrame({"w": book0[0], "exposure": 1.0}, index=returns.index)
+    hold = baseline_decisions(returns.index, "baseline", returns, weight=book0[0])
     baseline_all = run_backtest(hold, returns, cost_model, book0, settings.backtest.execution_lag)
     overfitting = overfitting_statistics(
         active,
