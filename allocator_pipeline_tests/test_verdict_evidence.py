@@ -10,7 +10,6 @@ import pytest
 from scipy import stats
 
 from allocator_pipeline.core.allocation.path import Segment, run_segments
-from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.grid import PROBA_COLUMNS
 from allocator_pipeline.core.common.sessions import decision_ts_from_dates
 from allocator_pipeline.core.evaluation.ablations import ABLATIONS, ablation_decisions, envelope_path
@@ -149,12 +148,14 @@ def test_overfitting_statistics_from_trial_ledgers():
         frame = pd.DataFrame({"inner": np.repeat([0, 1], n // 2), "cash_return": np.full(n, 1e-4)})
         for k in range(5):
             frame[f"trial_{k}"] = rng.normal(0.0003, 0.01, n)
-        frame.loc[n // 2 :, "trial_4"] = np.nan  # pruned after the first block: not complete
+            frame[f"active_{k}"] = rng.normal(0.0001 * k, 0.003, n)  # the weight choice over the baseline
+        frame.loc[n // 2 :, ["trial_4", "active_4"]] = np.nan  # pruned after the first block: not complete
         ledgers[fold] = frame
     excess = rng.normal(0.0005, 0.01, 1000)
     out = overfitting_statistics(excess, ledgers, n_trials=10, n_blocks=8)
+    # V: the complete trials' Sharpe ratios of the same subject as the deflated Sharpe's
     sharpes = {
-        f: np.array([(lg[f"trial_{k}"] - lg["cash_return"]).mean() / (lg[f"trial_{k}"]).std(ddof=1) for k in range(4)])
+        f: np.array([lg[f"active_{k}"].mean() / lg[f"active_{k}"].std(ddof=1) for k in range(4)])
         for f, lg in ledgers.items()
     }
     variance, dof = pooled_sharpe_variance(sharpes)
@@ -166,31 +167,34 @@ def test_overfitting_statistics_from_trial_ledgers():
     assert out["pbo"]["value"] == pytest.approx(np.mean([f["pbo"] for f in out["pbo"]["folds"].values()]))
 
 
-def test_the_trials_variance_is_taken_over_the_benchmark_the_subject_is_taken_over():
-    """With a benchmark (the baseline's daily returns by session), each trial's Sharpe behind V is
-    that of its returns minus the benchmark on the same sessions, by hand; PBO still ranks the
-    trials over cash; a trial session the benchmark lacks is refused, naming it."""
+def test_the_trials_variance_is_of_their_weight_choice_over_the_baseline():
+    """V is pooled from each complete trial's ``active_<n>`` column (its weight choice over the
+    baseline), not from its traded returns over cash; a trial stored without it is left out of V
+    (the floor 1/T then applies) while PBO still ranks every complete trial over cash."""
     rng = np.random.default_rng(9)
     n = 240
-    when = pd.date_range("2015-01-05 21:00", periods=n, freq="B", tz="UTC")
-    bench = pd.Series(rng.normal(4e-4, 0.011, n), index=when)
-    frame = pd.DataFrame({"inner": np.repeat([0, 1], n // 2), "realized_ts": when, "cash_return": np.full(n, 1e-4)})
-    for k in range(4):  # each trial: the benchmark plus a tilt of its own
-        frame[f"trial_{k}"] = bench.to_numpy() + rng.normal(2e-4 * k, 0.003, n)
+    legs = rng.normal(4e-4, 0.011, n)  # the book both trials hold, plus a tilt of their own
+    frame = pd.DataFrame({"inner": np.repeat([0, 1], n // 2), "cash_return": np.full(n, 1e-4)})
+    for k in range(4):
+        tilt = rng.normal(2e-4 * k, 0.003, n)
+        frame[f"trial_{k}"] = legs + tilt
+        frame[f"active_{k}"] = tilt
     subject = rng.normal(0, 0.01, 1000)
-    out = overfitting_statistics(subject, {"2019": frame}, 4, 8, research_trials_count=0, benchmark=bench)
-    active = [frame[f"trial_{k}"].to_numpy() - bench.to_numpy() for k in range(4)]
-    sr = np.array([a.mean() / a.std(ddof=1) for a in active])
+    out = overfitting_statistics(subject, {"2019": frame}, 4, 8, research_trials_count=0)["deflated_sharpe"]
+    sr = np.array([frame[f"active_{k}"].mean() / frame[f"active_{k}"].std(ddof=1) for k in range(4)])
     by_hand = float(((sr - sr.mean()) ** 2).sum() / 3)
-    assert out["deflated_sharpe"]["trial_sharpe_variance"] == pytest.approx(by_hand, rel=1e-12)
-    over_cash = overfitting_statistics(subject, {"2019": frame}, 4, 8, research_trials_count=0)
-    # over cash the legs' common spread hides the tilts: below the floor 1/T, which replaces it
-    assert out["deflated_sharpe"]["variance_source"] == "trials" and by_hand > 1 / 1000
-    assert over_cash["deflated_sharpe"]["variance_source"] == "null"
-    assert over_cash["deflated_sharpe"]["trial_sharpe_variance"] == pytest.approx(1 / 1000)
-    assert out["pbo"] == over_cash["pbo"]
-    with pytest.raises(InputDataError, match="realized_ts.*2015-01-05.*lack a trial session"):
-        overfitting_statistics(np.zeros(10) + 1e-4, {"2019": frame}, 4, 8, benchmark=bench.iloc[1:])
+    assert out["trial_sharpe_variance_pooled"] == pytest.approx(by_hand, rel=1e-12)
+    assert out["variance_source"] == "trials" and out["trial_sharpe_variance"] == pytest.approx(by_hand, rel=1e-12)
+    # over cash the legs' common spread hides the tilts: a far smaller variance
+    over_cash = np.array([(frame[f"trial_{k}"] - 1e-4).mean() / frame[f"trial_{k}"].std(ddof=1) for k in range(4)])
+    assert float(np.var(over_cash, ddof=1)) < by_hand / 5
+    # a ledger from before the subject was recorded: V at its floor, PBO unchanged
+    old = frame.drop(columns=[f"active_{k}" for k in range(4)])
+    before = overfitting_statistics(subject, {"2019": old}, 4, 8, research_trials_count=0)
+    assert before["deflated_sharpe"]["variance_source"] == "null"
+    assert before["deflated_sharpe"]["trial_sharpe_variance_pooled"] is None
+    with_active = overfitting_statistics(subject, {"2019": frame}, 4, 8, research_trials_count=0)
+    assert before["pbo"] == with_active["pbo"]
 
 
 # --- ablations and attribution on one continuous path ---------------------------------------------

@@ -24,9 +24,9 @@ Deflated Sharpe ratio (Bailey and Lopez de Prado, 2014)
     number of trials actually run across the folds' studies (complete and pruned) and ``V`` the
     variance of the trials' Sharpe ratios: pooled within studies,
     ``V = sum_f sum_i (SR_fi - mean_f)^2 / sum_f (n_f - 1)`` over the complete trials ``i`` of each
-    fold ``f`` (each trial's SR of its inner held-out returns, concatenated, over the baseline's
-    return on those sessions; a trial's returns are its traded book, envelope included, so this
-    ``V`` is a proxy for the spread of the subject's, which the trials do not record). Pooling within studies keeps the spread
+    fold ``f`` (each trial's SR of the same subject on its inner held-out blocks, concatenated:
+    its weight choice fully invested over the baseline book, recorded per trial beside its
+    traded returns, ``core/tuning/result.py``). Pooling within studies keeps the spread
     between folds' data (not a selection effect) out of ``V``. With ``N < 2`` or ``V = 0`` there
     is no selection to deflate for: ``SR0 = 0``. A weight choice that never leaves the baseline
     has no spread of ``x``: its deflated Sharpe is undefined, and the gate fails. An information
@@ -186,35 +186,24 @@ def trial_columns(trial_returns: pd.DataFrame, complete: bool = True) -> list[st
     return cols
 
 
-def trial_excess(trial_returns: pd.DataFrame, benchmark: pd.Series | None = None) -> pd.DataFrame:
-    """Daily returns of the complete trials over a reference (rows: the ledger's sessions).
+def trial_excess(trial_returns: pd.DataFrame) -> pd.DataFrame:
+    """Daily excess returns over cash of the complete trials (rows: the ledger's sessions)."""
+    if "cash_return" not in trial_returns.columns:
+        raise InputDataError("trial-returns ledger lacks a column", column="cash_return")
+    cols = trial_columns(trial_returns)
+    return trial_returns[cols].sub(trial_returns["cash_return"], axis=0).astype(float)
 
-    Parameters
-    ----------
-    trial_returns : DataFrame
-        A trial-returns ledger (``core/tuning/result.py``): ``realized_ts``, ``cash_return`` and
-        the ``trial_<n>`` columns.
-    benchmark : Series, optional
-        Daily returns indexed by ``realized_ts`` holding every session of the ledger (the
-        baseline's, for the deflated Sharpe's ``V``); None: over the ledger's ``cash_return``.
 
-    Raises
-    ------
-    InputDataError
-        The ledger lacks the column the reference needs, or the benchmark lacks a session.
-    """
-    column = "cash_return" if benchmark is None else "realized_ts"
-    if column not in trial_returns.columns:
-        raise InputDataError("trial-returns ledger lacks a column", column=column)
-    if benchmark is None:
-        reference = trial_returns["cash_return"].to_numpy(dtype=float)
-    else:
-        at = pd.DatetimeIndex(trial_returns["realized_ts"])
-        missing = at.difference(benchmark.index)
-        if len(missing):
-            raise InputDataError("benchmark returns lack a trial session", column="realized_ts", value=str(missing[0]))
-        reference = benchmark.reindex(at).to_numpy(dtype=float)
-    return trial_returns[trial_columns(trial_returns)].sub(reference, axis=0).astype(float)
+def trial_active(trial_returns: pd.DataFrame) -> pd.DataFrame:
+    """The complete trials' weight choice over the baseline (``active_<n>`` columns, rows: the
+    ledger's sessions); a trial stored before it was recorded is left out."""
+    from allocator_pipeline.core.tuning.result import (  # here: core.tuning imports this package
+        ACTIVE_PREFIX,
+        TRIAL_PREFIX,
+    )
+
+    names = [ACTIVE_PREFIX + c[len(TRIAL_PREFIX) :] for c in trial_columns(trial_returns)]
+    return trial_returns[[n for n in names if n in trial_returns.columns]].astype(float)
 
 
 def pooled_sharpe_variance(sharpes: Mapping[str, np.ndarray]) -> tuple[float, int]:
@@ -322,7 +311,6 @@ def overfitting_statistics(
     n_trials: int,
     n_blocks: int,
     research_trials_count: int | None = None,
-    benchmark: pd.Series | None = None,
 ) -> dict[str, Any]:
     """The deflated Sharpe ratio and PBO of a walk-forward run (module docstring).
 
@@ -340,12 +328,6 @@ def overfitting_statistics(
     research_trials_count : int, optional
         Variants tried in the method's research; None reads the research ledger
         (:func:`research_trials`). The deflated Sharpe's ``N`` is ``n_trials`` plus this.
-    benchmark : Series, optional
-        The baseline's daily returns indexed by ``realized_ts`` over every trial session: the
-        trials' Sharpe ratios behind ``V`` are taken over it, as the subject is (None: over
-        cash; tests of the statistic alone). PBO ranks the trials by their Sharpe over cash
-        either way.
-
     Returns
     -------
     dict
@@ -361,8 +343,8 @@ def overfitting_statistics(
     skipped: dict[str, str] = {}
     for fold, frame in sorted(trial_returns.items()):
         x = trial_excess(frame)
-        over = x if benchmark is None else trial_excess(frame, benchmark)
-        sharpes[fold] = np.array([sharpe_per_session(over[c].to_numpy()) for c in over.columns])
+        active_x = trial_active(frame)
+        sharpes[fold] = np.array([sharpe_per_session(active_x[c].to_numpy()) for c in active_x.columns])
         if x.shape[1] < 2:
             skipped[fold] = f"{x.shape[1]} complete trial(s) with inner-block returns (CSCV needs 2)"
             continue

@@ -300,22 +300,9 @@ def evaluate_walk_forward(
     )
     tuned = {fold: t for fold, t in sorted(fold_tuning.items()) if t.get("enabled")}
     n_trials = sum(int(t["n_trials"]["complete"]) + int(t["n_trials"]["pruned"]) for t in tuned.values())
-    returns = leg_panel[list(RETURN_COLUMNS)]
-    cost_model = CostModel.from_settings(settings.costs)
-    book0 = (settings.labels.baseline_weight, 1.0 - settings.labels.baseline_weight)
-    # the deflated Sharpe's subject: the weight choice fully invested over the baseline; the
-    # baseline on every session for the trials, whose inner blocks lie in their folds' training
-    # ranges (a fold's may reach into an earlier fold's test range)
+    # the deflated Sharpe's subject: the weight choice fully invested over the baseline
     active = (oos_daily["ret_model_only"] - oos_daily["ret_baseline"]).to_numpy(dtype=float)
-    hold = baseline_decisions(returns.index, "baseline", returns, weight=book0[0])
-    baseline_all = run_backtest(hold, returns, cost_model, book0, settings.backtest.execution_lag)
-    overfitting = overfitting_statistics(
-        active,
-        load_trial_returns(tuned),
-        n_trials,
-        settings.gates.pbo_blocks,
-        benchmark=baseline_all.set_index("realized_ts")["ret"],
-    )
+    overfitting = overfitting_statistics(active, load_trial_returns(tuned), n_trials, settings.gates.pbo_blocks)
     gates = evaluate_gates(
         metrics["strategies"],
         metrics["folds"],
@@ -326,6 +313,9 @@ def evaluate_walk_forward(
         overfitting={**overfitting, "tuned_folds": len(tuned)},
     )
     seed_accepted = accepted(gates)
+    returns = leg_panel[list(RETURN_COLUMNS)]
+    cost_model = CostModel.from_settings(settings.costs)
+    book0 = (settings.labels.baseline_weight, 1.0 - settings.labels.baseline_weight)
     tradeoff = []
     for name, decisions in envelope_variant_decisions(path, settings_of, leg_panel).items():
         bt = run_backtest(decisions, returns, cost_model, book0, settings.backtest.execution_lag)

@@ -45,7 +45,7 @@ from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.grid import OUT_OF_RANGE_COLUMN
 from allocator_pipeline.core.ensemble.blend import fit_ensemble
-from allocator_pipeline.core.evaluation.backtest import RETURN_COLUMNS, run_backtest
+from allocator_pipeline.core.evaluation.backtest import RETURN_COLUMNS, baseline_decisions, run_backtest
 from allocator_pipeline.core.evaluation.metrics import performance_metrics
 from allocator_pipeline.core.labels.utility import utility_labels
 from allocator_pipeline.core.tuning.fit_cache import FitStore, MemberOutputs, member_outputs
@@ -257,7 +257,9 @@ def evaluate_split(
     cache: InnerFitCache,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Fit, predict, trade and measure one inner split: the ``performance_metrics`` dict and the
-    block's daily returns (``realized_ts``, ``ret`` net of costs, ``r_cash``; one row per session)."""
+    block's daily returns (``realized_ts``, ``ret`` net of costs, ``r_cash``, and ``active``: the
+    weight choice ``w_smoothed`` fully invested minus the baseline book, both net of costs, the
+    deflated Sharpe's subject on this block; one row per session)."""
     frame, table, labels_key = _split_inputs(k, frame, utilities, context, base, s, cache)
     member_key = (k, labels_key, _key(s.models.model_dump(mode="json")))
     outputs = cache.members.get(member_key)
@@ -275,10 +277,12 @@ def evaluate_split(
     returns = context.iloc[first : last + 2][list(RETURN_COLUMNS)]  # the block and the session after it
     decisions = path[["w_final", "exposure"]].rename(columns={"w_final": "w"})
     bw = s.labels.baseline_weight  # a fresh block starts from the baseline book, as the envelope assumes
-    backtest = run_backtest(
-        decisions, returns, CostModel.from_settings(s.costs), (bw, 1.0 - bw), s.backtest.execution_lag
-    )
+    cost, book, lag = CostModel.from_settings(s.costs), (bw, 1.0 - bw), s.backtest.execution_lag
+    backtest = run_backtest(decisions, returns, cost, book, lag)
+    alone = run_backtest(pd.DataFrame({"w": path["w_smoothed"], "exposure": 1.0}), returns, cost, book, lag)
+    held = run_backtest(baseline_decisions(path.index, "baseline", returns, weight=bw), returns, cost, book, lag)
     block = backtest[["realized_ts", "ret", "r_cash"]].reset_index(drop=True)
+    block["active"] = (alone["ret"] - held["ret"]).to_numpy()
     return performance_metrics(backtest, s.report.notional), block
 
 
@@ -309,7 +313,8 @@ def evaluate_params(
     trial : optuna.trial.Trial, optional
         Receives, after split k, the objective of splits 0..k at step k; a pruned trial gets the
         metrics so far as user attribute ``inner_metrics`` (and the blocks' daily net returns as
-        ``inner_returns``, a list of lists) and raises ``optuna.TrialPruned``.
+        ``inner_returns``, their weight choice over the baseline as ``inner_active``, lists of
+        lists) and raises ``optuna.TrialPruned``.
     cache : InnerFitCache, optional
         Reuse of member outputs across calls (a private one when None).
 
@@ -318,7 +323,7 @@ def evaluate_params(
     dict
         ``objective`` (float), ``terms`` (:func:`objective_terms`), ``inner`` (one metrics dict per
         split, keys :data:`INNER_METRICS` plus ``start``/``end``), ``returns`` (one frame per split:
-        ``realized_ts``, ``ret``, ``r_cash``, the held-out block's daily returns).
+        ``realized_ts``, ``ret``, ``r_cash``, ``active``, the held-out block's daily returns).
     """
     if not inner_frames:
         raise ValueError("evaluate_params needs at least one inner split")
@@ -335,6 +340,7 @@ def evaluate_params(
             if k < len(inner_frames) - 1 and trial.should_prune():
                 trial.set_user_attr("inner_metrics", inner)
                 trial.set_user_attr("inner_returns", [b["ret"].tolist() for b in blocks])
+                trial.set_user_attr("inner_active", [b["active"].tolist() for b in blocks])
                 raise optuna.TrialPruned(f"pruned after inner split {k}")
     terms = objective_terms(inner, settings.tuning)
     return {"objective": float(sum(terms[k] for k in _SUMMED)), "terms": terms, "inner": inner, "returns": blocks}

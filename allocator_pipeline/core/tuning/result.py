@@ -8,10 +8,13 @@ Trial returns
     :func:`export_trial_returns` writes every evaluated trial's daily net returns on the inner
     held-out blocks (the per-block results the overfitting statistics need: the deflated Sharpe's
     trial Sharpe ratios and PBO by CSCV), one row per (inner split, session): ``inner``,
-    ``realized_ts`` (UTC), ``cash_return`` and one column ``trial_<number>`` per trial (NaN on the
-    blocks a pruned trial never reached). The study keeps the blocks' sessions and cash returns
-    once (user attribute ``inner_blocks``), each trial its returns (``inner_returns``), so a
-    resumed study exports the returns of its earlier trials too.
+    ``realized_ts`` (UTC), ``cash_return``, one column ``trial_<number>`` per trial (NaN on the
+    blocks a pruned trial never reached) and one column ``active_<number>``: the trial's weight
+    choice fully invested over the baseline book on the same sessions (the deflated Sharpe's
+    subject; absent for a trial stored before it was recorded). The study keeps the blocks'
+    sessions and cash returns once (user attribute ``inner_blocks``), each trial its returns
+    (``inner_returns``, ``inner_active``), so a resumed study exports the returns of its earlier
+    trials too.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from allocator_pipeline.core.tuning.objective import INNER_METRICS, OBJECTIVE_FO
 from allocator_pipeline.core.tuning.space import search_space_table
 
 __all__ = [
+    "ACTIVE_PREFIX",
     "INNER_BLOCKS",
     "TRIAL_PREFIX",
     "TuningResult",
@@ -47,6 +51,8 @@ INNER_BLOCKS = "inner_blocks"
 """Study user attribute: per inner split, ``{"realized_ts": [ISO UTC], "cash": [float]}``."""
 TRIAL_PREFIX = "trial_"
 """Column prefix of a trial's daily returns in the trial-returns ledger (``trial_<number>``)."""
+ACTIVE_PREFIX = "active_"
+"""Column prefix of a trial's weight choice over the baseline in the ledger (``active_<number>``)."""
 
 
 @dataclass
@@ -182,14 +188,23 @@ def trial_returns_frame(blocks: Sequence[Mapping[str, Any]], trials: Sequence[Fr
     ]
     frame = pd.concat(parts, ignore_index=True)
     lengths = [len(b["realized_ts"]) for b in blocks]
-    columns: dict[str, np.ndarray] = {}
-    for t in sorted(trials, key=lambda t: t.number):
-        stored = t.user_attrs.get("inner_returns")
+
+    def column(stored: Any) -> np.ndarray | None:
         if not stored or len(stored) > len(blocks) or any(len(r) != n for r, n in zip(stored, lengths)):
-            continue
+            return None
         values = np.full(len(frame), np.nan)
         values[: sum(lengths[: len(stored)])] = np.concatenate([np.asarray(r, dtype=float) for r in stored])
-        columns[f"{TRIAL_PREFIX}{t.number}"] = values
+        return values
+
+    columns: dict[str, np.ndarray] = {}
+    for t in sorted(trials, key=lambda t: t.number):
+        returns = column(t.user_attrs.get("inner_returns"))
+        if returns is None:
+            continue
+        columns[f"{TRIAL_PREFIX}{t.number}"] = returns
+        active = column(t.user_attrs.get("inner_active"))
+        if active is not None:
+            columns[f"{ACTIVE_PREFIX}{t.number}"] = active
     return pd.concat([frame, pd.DataFrame(columns, index=frame.index)], axis=1)
 
 

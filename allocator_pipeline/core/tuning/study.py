@@ -233,6 +233,7 @@ def _run_trial(
         raise
     trial.set_user_attr("inner_metrics", out["inner"])
     trial.set_user_attr("inner_returns", [block["ret"].tolist() for block in out["returns"]])
+    trial.set_user_attr("inner_active", [block["active"].tolist() for block in out["returns"]])
     if len(study.user_attrs.get(INNER_BLOCKS, [])) < len(out["returns"]):
         study.set_user_attr(INNER_BLOCKS, inner_blocks_attr(out["returns"]))
     trial.set_user_attr("terms", out["terms"])
