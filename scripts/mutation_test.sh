@@ -44,7 +44,7 @@ declare -A TESTS=(
   [bootstrap]="allocator_pipeline_tests/test_bootstrap_reference.py allocator_pipeline_tests/test_verdict_evidence.py"
   [gates]="allocator_pipeline_tests/test_gates.py allocator_pipeline_tests/test_gate_power.py"
   [monotonic]="allocator_pipeline_tests/test_monotonic.py allocator_pipeline_tests/test_gates.py allocator_pipeline_tests/test_gate_power.py"
-  [overfitting]="allocator_pipeline_tests/test_verdict_evidence.py allocator_pipeline_tests/test_gate_power.py"
+  [overfitting]="allocator_pipeline_tests/test_overfitting.py allocator_pipeline_tests/test_verdict_evidence.py allocator_pipeline_tests/test_gate_power.py"
 )
 
 if [[ $# -eq 0 ]]; then
