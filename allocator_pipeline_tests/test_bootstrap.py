@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ import pytest
 
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.evaluation.bootstrap import (
+    _interval,
     contrast_bootstrap,
     month_starts,
     paired_bootstrap,
@@ -123,3 +125,32 @@ def test_bad_inputs_are_refused_with_the_reason():
         paired_bootstrap(np.zeros(3), bad, _ts(3), s)
     with pytest.raises(InputDataError, match=r"^column 'realized_ts': realized_ts must give one session per return$"):
         paired_bootstrap(np.zeros(3), np.zeros(3), _ts(4), s)
+
+
+def test_path_metrics_leave_an_undefined_calmar_without_a_warning():
+    """No drawdown: Calmar is NaN by definition (CAGR / 0 for a rising path, 0 / 0 for a flat one),
+    not a division warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = path_metrics(np.array([[0.01, 0.02, 0.0], [0.0, 0.0, 0.0]]), np.array([0]))
+    assert np.isnan(out["calmar"]).all()
+
+
+def test_the_percentile_interval_by_hand():
+    """0, 1, .., 100 at 90%: the 5th and 95th percentiles are 5 and 95; NaNs are left out and
+    counted (1, 2, 3 at 50%: 1.5 and 2.5, one undefined); all undefined: no interval."""
+    assert _interval(np.arange(101.0), 0.9) == (pytest.approx(5.0), pytest.approx(95.0), 0)
+    assert _interval(np.array([np.nan, 1.0, 2.0, 3.0]), 0.5) == (pytest.approx(1.5), pytest.approx(2.5), 1)
+    assert _interval(np.array([np.nan, np.inf]), 0.9) == (None, None, 2)
+
+
+def test_one_series_over_one_month_and_one_session():
+    """A contrast of one term is that series' metric; one calendar month and a single session are
+    enough (the monthly PnL of one session is its return)."""
+    ts = _ts(1)
+    out = contrast_bootstrap([(1.0, np.array([0.004]))], ts, BootstrapSettings(resamples=100))
+    assert out["n_sessions"] == 1 and out["avg_monthly_pnl"]["point"] == pytest.approx(0.004)
+    assert out["avg_monthly_pnl"]["lower"] == pytest.approx(0.004) and out["calmar"]["point"] is None
+    r = np.random.default_rng(2).normal(0.0, 0.01, (2, 15))  # 15 sessions of January 2024
+    january = paired_bootstrap(r[0], r[1], _ts(15), BootstrapSettings(resamples=100))
+    assert january["avg_monthly_pnl"]["point"] == pytest.approx(float(np.prod(1 + r[0]) - np.prod(1 + r[1])))
