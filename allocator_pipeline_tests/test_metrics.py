@@ -137,6 +137,7 @@ def test_the_curves_are_named_series_on_the_realised_sessions():
     bt = _bt([0.10, -0.20])
     eq, dd = equity_curve(bt), drawdown_curve(bt)
     assert eq.name == "equity" and dd.name == "drawdown"
+    np.testing.assert_allclose(dd, [0.0, 0.88 / 1.1 - 1])  # from the 1.1 peak: -0.2
     assert list(eq.index) == list(bt["realized_ts"]) and list(dd.index) == list(bt["realized_ts"])
     months = monthly_returns(bt)
     assert months.name == "monthly_return" and months.index.name == "month" and str(months.index[0]) == "2024-03"
@@ -191,3 +192,29 @@ def test_bad_frames_are_refused_with_the_column_and_row():
     expected = f"column 'ret', row {bt['realized_ts'].iloc[2]}, value inf: return must be a finite number"
     with pytest.raises(InputDataError, match=f"^{re.escape(expected)}$"):
         drawdown_curve(broken)
+
+
+def test_months_are_in_calendar_order_and_a_flat_month_is_no_hit():
+    """Sessions given out of order still give January before February; a month whose compounded
+    return is exactly 0 is not a positive month."""
+    realized = pd.DatetimeIndex(["2024-02-05 21:00", "2024-01-03 21:00", "2024-01-04 21:00"], tz="UTC")
+    months = monthly_returns(_bt([0.02, 0.0, 0.0], realized=realized))
+    assert [str(p) for p in months.index] == ["2024-01", "2024-02"] and months.tolist() == pytest.approx([0.0, 0.02])
+    assert performance_metrics(_bt([0.02, 0.0, 0.0], realized=realized), 1.0)["monthly_hit_rate"] == 0.5
+
+
+def test_two_sessions_suffice_for_volatility_and_sharpe_and_a_losing_path_has_negative_cagr():
+    m = performance_metrics(_bt([0.01, 0.03]), 1.0)
+    assert m["volatility"] == pytest.approx(statistics.stdev([0.01, 0.03]) * math.sqrt(252))
+    assert m["sharpe"] == pytest.approx(0.02 / statistics.stdev([0.01, 0.03]) * math.sqrt(252))
+    loss = performance_metrics(_bt([-0.1, 0.05, 0.02]), 1.0)
+    assert loss["cagr"] == pytest.approx((0.9 * 1.05 * 1.02) ** (252 / 3) - 1)  # about -0.96
+    below = performance_metrics(_bt([0.5, -1.5]), 1.0)  # a -150% session: equity below 0, CAGR -1
+    assert below["cagr"] == -1.0
+
+
+def test_an_overflowing_equity_leaves_cagr_undefined():
+    """Two sessions of 1e200: the equity overflows to +inf; its CAGR is undefined (None, JSON-ready)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        m = performance_metrics(_bt([1e200, 1e200]), 1.0)
+    assert m["cagr"] is None
