@@ -248,6 +248,11 @@ def test_a_session_return_of_minus_100_percent_is_refused_at_its_decision():
         f"column 'gross_return', row {idx[1]}, value -1.0: a session return of -100% or worse leaves no book to drift"
     ):
         run_backtest(_decisions(idx, [1.0] * 5), rets, COSTS)
+    exactly = _returns([0.0, 0.01, -1.0, 0.0], [0.0] * 4)  # -100% alone, nothing worse after it
+    with _raises(
+        f"column 'gross_return', row {exactly.index[1]}, value -1.0: a session return of -100% or worse leaves no book to drift"
+    ):
+        run_backtest(_decisions(exactly.index, [1.0] * 4), exactly, COSTS)
 
 
 def test_the_execution_lag_holds_the_first_decision_or_the_initial_books_share():
