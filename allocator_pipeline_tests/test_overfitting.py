@@ -87,6 +87,29 @@ def test_pbo_matches_the_definition_on_random_trials(seed):
     assert out["pbo"] == pytest.approx(sum(v <= 0 for v in expected) / len(expected))
 
 
+@pytest.mark.parametrize("seed", [3, 4])
+def test_pbo_matches_the_definition_when_means_are_large_against_the_spread(seed):
+    """Trials whose mean return is of the order of their spread: the variance's mean term
+    (``sum x^2 - n mean^2``) then decides the ranking, so a wrong term or divisor shows."""
+    rng = np.random.default_rng(seed)
+    n = 6
+    m = rng.normal(rng.uniform(-1.0, 1.0, n), rng.uniform(0.2, 1.0, n), (40, n))
+    for blocks in (2, 4):
+        out = pbo_cscv(m, blocks)
+        np.testing.assert_allclose(out["logits"], _reference_logits(m, blocks), rtol=1e-9, atol=1e-12)
+
+
+def test_a_flat_trial_of_non_zero_return_is_handled_without_a_warning():
+    """0.5 every session: zero variance with a non-zero mean (a division by zero, not warned
+    about); the trial is never the in-sample winner."""
+    rng = np.random.default_rng(8)
+    m = np.column_stack([rng.normal(0.001, 0.01, 16), rng.normal(0.0, 0.01, 16), np.full(16, 0.5)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = pbo_cscv(m, 4)
+    np.testing.assert_allclose(out["logits"], _reference_logits(m, 4), rtol=1e-9, atol=1e-12)
+
+
 def test_the_smallest_cscv_is_accepted_and_smaller_ones_are_refused_with_the_reason():
     """Two trials, two blocks of two sessions: the smallest CSCV (one trial better in each half:
     the in-sample winner is the out-of-sample loser twice, PBO 1)."""
@@ -174,6 +197,7 @@ def test_overfitting_statistics_skips_a_fold_with_its_reason_and_goes_on():
         "c": _ledger(40, long),
         "a": _ledger(40, {"trial_0": long["trial_0"], "trial_1": np.r_[np.nan, long["trial_1"][1:]]}),
         "b": _ledger(7, long),
+        "d": _ledger(40, {"trial_0": long["trial_0"], "trial_1": long["trial_1"]}),
     }
     out = overfitting_statistics(
         rng.normal(0.0003, 0.01, 500), ledgers, n_trials=9, n_blocks=4, research_trials_count=5
@@ -183,13 +207,16 @@ def test_overfitting_statistics_skips_a_fold_with_its_reason_and_goes_on():
         "a": "1 complete trial(s) with inner-block returns (CSCV needs 2)",
         "b": "CSCV with 4 blocks needs at least 8 sessions, got 7",
     }
-    assert list(pbo["folds"]) == ["c"] and pbo["n_blocks"] == 4
+    assert list(pbo["folds"]) == ["c", "d"] and pbo["n_blocks"] == 4  # d: exactly two trials suffice
     c = pbo_cscv(trial_excess(ledgers["c"]).to_numpy(), 4)
-    assert pbo["value"] == c["pbo"] and pbo["folds"]["c"]["mean_logit"] == pytest.approx(float(np.mean(c["logits"])))
+    d2 = pbo_cscv(trial_excess(ledgers["d"]).to_numpy(), 4)
+    assert pbo["value"] == pytest.approx((c["pbo"] + d2["pbo"]) / 2) and pbo["folds"]["c"][
+        "mean_logit"
+    ] == pytest.approx(float(np.mean(c["logits"])))
     d = out["deflated_sharpe"]
     assert d["n_trials"] == 14 and d["n_study_trials"] == 9 and d["n_research_trials"] == 5
-    # Sharpes per study: a 1 (its one complete trial), b 3, c 3: dof 0 + 2 + 2
-    assert d["variance_dof"] == 4
+    # Sharpes per study: a 1 (its one complete trial), b 3, c 3, d 2: dof 0 + 2 + 2 + 1
+    assert d["variance_dof"] == 5
 
 
 def test_the_trials_variance_is_used_only_from_the_null_floor_up():
@@ -212,19 +239,25 @@ def test_the_trials_variance_is_used_only_from_the_null_floor_up():
     assert source([0.1, -0.1]) == ("null", 0.25)
     d = overfitting_statistics(excess, {}, 0, 2, research_trials_count=0)["deflated_sharpe"]
     assert d["variance_source"] == "null" and d["trial_sharpe_variance"] == 0.25 and d["variance_dof"] == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the moments of no return at all
+        empty = overfitting_statistics(np.array([]), {}, 0, 2, research_trials_count=0)["deflated_sharpe"]
+    assert empty["trial_sharpe_variance"] == 0.0 and empty["dsr"] is None and empty["n_sessions"] == 0
 
 
 def test_research_ledger_errors_name_the_column_and_the_file_line(tmp_path):
     """The header is line 1, so data row k (0-based) is line k + 2; values are read as text."""
-    good = "date,section,variant,outcome\n2026-01-02,8,1.5,kept\n2026-01-03,sizing,gain 2,dropped\n"
+    good = "date,section,variant,outcome\n2026-01-02,8,1.5,kept\n2026-01-03,sizing,2,dropped\n"
     path = tmp_path / "ledger.csv"
     path.write_text(good)
-    frame = research_ledger(path)
-    assert frame["section"].tolist() == ["8", "sizing"] and frame["variant"].tolist() == ["1.5", "gain 2"]
+    frame = research_ledger(path)  # a column of numbers stays text
+    assert frame["section"].tolist() == ["8", "sizing"] and frame["variant"].tolist() == ["1.5", "2"]
     cases = {
         "date,section,variant\n2026-01-02,8,x\n": r"^column 'outcome': research ledger lacks columns \['outcome'\]$",
         good + "2026-01-04,s, ,kept\n": r"^column 'variant', row 4: research ledger has an empty cell$",
         good + "2026/01/04,s,v,kept\n": r"^column 'date', row 4: research ledger date is not YYYY-MM-DD$",
+        # every date in another format (one a parser could guess) is still refused, at the first
+        "date,section,variant,outcome\n2026/01/02,s,v,kept\n2026/01/03,s,v,kept\n": r"^column 'date', row 2: research",
     }
     for text, message in cases.items():
         path.write_text(text)
