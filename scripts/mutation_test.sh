@@ -34,7 +34,7 @@ declare -A SOURCE=(
 )
 declare -A TESTS=(
   [labels]="allocator_pipeline_tests/test_labels.py"
-  [plan]="allocator_pipeline_tests/test_folds.py"
+  [plan]="allocator_pipeline_tests/test_fold_plan.py allocator_pipeline_tests/test_folds.py"
   [checks]="allocator_pipeline_tests/test_folds.py"
   [policy]="allocator_pipeline_tests/test_policy.py allocator_pipeline_tests/test_evaluation.py allocator_pipeline_tests/test_gate_power.py"
   [envelope]="allocator_pipeline_tests/test_envelope.py"
