@@ -51,6 +51,9 @@ def test_the_plan_by_hand():
     assert inner["scheme"] == "walk_forward" and inner["train_start"] == SESSIONS[0]
     assert (inner["n_train"], inner["n_val"], inner["n_test"]) == (249, 100, 252)
     assert inner["test_start"] == SESSIONS[389] and inner["test_end"] == SESSIONS[640]
+    # before the block: a purge (369..388), validation 269..368, a purge (249..268), train 0..248
+    assert inner["val_start"] == SESSIONS[269] and inner["val_end"] == SESSIONS[368]
+    assert inner["train_end"] == SESSIONS[248]
     assert outer.loc["2014", "n_train"] == 641 + 261
 
 
@@ -90,6 +93,8 @@ def test_the_plans_errors_say_what_to_change():
         check_sessions(SESSIONS.tz_localize(None))
     with _raises("sessions must be strictly increasing (no duplicates)"):
         check_sessions(SESSIONS[[0, 1, 1, 2]])
+    with _raises("sessions must be strictly increasing (no duplicates)"):
+        check_sessions(SESSIONS[[0, 0]])
     with _raises("usable must be a boolean Series indexed by decision_ts"):
         plan_folds(SESSIONS, pd.Series(True, index=range(N)), _settings())
     with _raises(
@@ -142,3 +147,32 @@ def test_the_final_plan_refuses_too_little_data():
         plan_final(SESSIONS, one, _settings())
     with _raises("no usable session: nothing to tune the promoted allocator on"):
         plan_final(SESSIONS, pd.Series(False, index=SESSIONS), _settings())
+
+
+def test_as_many_inner_blocks_as_fit_and_purged_kfold_trains_after_the_block():
+    """Three blocks of 200 need 600 + 141 sessions: the 2013 region (641) holds two, 2014's (902)
+    three. Purged k-fold: the first of two blocks (241..440) trains again from 440 + 1 + 20 + 10
+    (purge, embargo) to the region's end (640); the last block has nothing after it."""
+    plan = plan_folds(SESSIONS, ALL, _settings(n_inner_folds=3, inner_test_sessions=200))
+    inner = plan[plan["inner"] >= 0]
+    assert inner.groupby("fold")["inner"].count().to_dict() == {"2013": 2, "2014": 3}
+    kfold = plan_folds(
+        SESSIONS,
+        ALL,
+        _settings(n_inner_folds=2, inner_test_sessions=200, inner_scheme="purged_kfold", embargo_sessions=10),
+    )
+    rows = kfold[(kfold["fold"] == "2013") & (kfold["inner"] >= 0)].set_index("inner")
+    first, last = rows.loc[0], rows.loc[1]
+    assert first["test_start"] == SESSIONS[241] and first["test_end"] == SESSIONS[440] and first["embargo"] == 10
+    assert first["train2_start"] == SESSIONS[471] and first["train2_end"] == SESSIONS[640]
+    assert first["n_train"] == 101 + 170  # 0..100 before the block, 471..640 after it
+    assert pd.isna(last["train2_start"]) and last["n_train"] == 301  # 0..300 before 441, nothing after
+
+
+def test_a_final_plan_with_a_single_training_session_fails_on_its_inner_split():
+    """Usable: session 0, then 21..120 (a purge's gap): the final validation tail (21..120) leaves
+    exactly one training session, enough for the tail; the inner block then has no room."""
+    pos = np.arange(N)
+    usable = pd.Series((pos == 0) | ((pos >= 21) & (pos <= 120)), index=SESSIONS)
+    with pytest.raises(FoldPlanError, match=r"^fold final inner split 0: the outer training region .* is too short"):
+        plan_final(SESSIONS, usable, _settings())
