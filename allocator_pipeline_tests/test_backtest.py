@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import statistics
 
 import numpy as np
@@ -186,3 +187,119 @@ def test_exposure_above_one_borrows_at_cash_plus_the_financing_spread():
     assert bt["ret"].iloc[1] == pytest.approx(1.5 * 0.0 - 0.5 * 0.0002 - 0.5e-4, rel=1e-12)
     with pytest.raises(InputDataError, match="exposure"):
         run_backtest(decisions.assign(exposure=3.5), returns, cm)
+
+
+# ----------------------------------------------------------------------------- errors that say where, by hand
+
+
+def _raises(expected: str):
+    """The whole message: ``file/column, row, value: problem`` (InputDataError's format)."""
+    return pytest.raises(InputDataError, match=f"^{re.escape(expected)}$")
+
+
+def test_bad_weights_exposures_and_returns_are_named_by_column_session_and_value():
+    """The first offending row is named (a valid row before it is passed over); 0 and
+    MAX_EXPOSURE = 3.0 are allowed exposures, the bounds included."""
+    rets = _returns([0.0, 0.01, 0.02, 0.03], [0.0] * 4)
+    idx = rets.index
+    with _raises(f"column 'w', row {idx[1]}, value 1.2: must be a number in [0, 1]"):
+        run_backtest(_decisions(idx, [0.5, 1.2, -0.1, 0.5]), rets, COSTS)
+    with _raises(f"column 'exposure', row {idx[1]}, value 3.5: must be a number in [0, 3.0]"):
+        run_backtest(_decisions(idx, [0.5] * 4, [1.0, 3.5, -1.0, 1.0]), rets, COSTS)
+    bounds = run_backtest(_decisions(idx, [0.5] * 4, [0.0, 3.0, 1.0, 1.0]), rets, COSTS)
+    assert bounds["exposure"].tolist() == [0.0, 3.0, 1.0]
+    broken = rets.copy()
+    broken.iloc[2, 0] = np.nan  # realised at idx[2]: the return the decision of idx[1] earns
+    with _raises(f"column 'qqq_leg_return', row {idx[2]}, value nan: return must be a finite number"):
+        run_backtest(_decisions(idx, [0.5] * 4), broken, COSTS)
+
+
+def test_missing_columns_and_bad_calendars_are_named():
+    rets = _returns([0.0, 0.01, 0.02, 0.03], [0.0] * 4)
+    idx = rets.index
+    dec = _decisions(idx, [0.5] * 4)
+    # the decisions' columns come first, then the returns'
+    with _raises("column 'exposure': backtest input lacks a column"):
+        run_backtest(dec.drop(columns="exposure"), rets.drop(columns="cash_return"), COSTS)
+    with _raises("column 'cash_return': backtest input lacks a column"):
+        run_backtest(dec, rets.drop(columns="cash_return"), COSTS)
+    sorted_message = "column 'decision_ts': returns index (decision_ts) must be sorted and unique"
+    with _raises(sorted_message):
+        run_backtest(dec, rets.iloc[::-1], COSTS)
+    with _raises(sorted_message):  # sorted, but a session twice
+        run_backtest(dec.iloc[:2], rets.iloc[[0, 1, 1, 2]], COSTS)
+    foreign = idx[-1] + pd.Timedelta(days=7)
+    outside = _decisions(idx[:2].append(pd.DatetimeIndex([foreign])), [0.5] * 3)
+    with _raises(f"column 'decision_ts', row {foreign}: decision session not in the returns calendar"):
+        run_backtest(outside, rets, COSTS)
+    gap = "decisions must be consecutive sessions of the returns calendar (gap or disorder)"
+    with _raises(f"column 'decision_ts', row {idx[3]}: {gap}"):
+        run_backtest(_decisions(idx[[0, 1, 3]], [0.5] * 3), rets, COSTS)
+    with _raises("value -1: execution_lag must be >= 0 sessions"):
+        run_backtest(dec, rets, COSTS, execution_lag=-1)
+
+
+def test_a_session_return_of_minus_100_percent_is_refused_at_its_decision():
+    """All in QQQ: the decision of idx[0] loses 1% (allowed), that of idx[1] earns QQQ's -100%
+    (gross -1.0 exactly: no book is left to drift), that of idx[2] -150%; the first is named."""
+    rets = _returns([0.0, -0.01, -1.0, -1.5, 0.0], [0.0] * 5)
+    idx = rets.index
+    with _raises(
+        f"column 'gross_return', row {idx[1]}, value -1.0: a session return of -100% or worse leaves no book to drift"
+    ):
+        run_backtest(_decisions(idx, [1.0] * 5), rets, COSTS)
+    exactly = _returns([0.0, 0.01, -1.0, 0.0], [0.0] * 4)  # -100% alone, nothing worse after it
+    with _raises(
+        f"column 'gross_return', row {exactly.index[1]}, value -1.0: a session return of -100% or worse leaves no book to drift"
+    ):
+        run_backtest(_decisions(exactly.index, [1.0] * 4), exactly, COSTS)
+
+
+def test_the_execution_lag_holds_the_first_decision_or_the_initial_books_share():
+    """Lag 1 without an initial book: the first row holds the first decision's targets (w 0.2,
+    exposure 1.0, not the second row's 0.8 / 0.5); with an empty initial book (0, 0) the share
+    0 / 0 is undefined, so the first decision's weight is held, at the book's exposure 0."""
+    rets = _returns([0.0, 0.01, 0.02, 0.03], [0.0] * 4)
+    dec = _decisions(rets.index, [0.2, 0.8, 0.4, 0.6], [1.0, 0.5, 1.0, 1.0])
+    lagged = run_backtest(dec, rets, COSTS, execution_lag=1)
+    assert lagged["w"].tolist() == [0.2, 0.2, 0.8] and lagged["exposure"].tolist() == [1.0, 1.0, 0.5]
+    empty = run_backtest(dec, rets, COSTS, initial_book=(0.0, 0.0), execution_lag=1)
+    assert empty["w"].tolist() == [0.2, 0.2, 0.8] and empty["exposure"].tolist() == [0.0, 1.0, 0.5]
+
+
+def test_without_an_initial_book_the_first_decision_trades_nothing():
+    """The book before the first trade is the first targets: no entry trade, whatever the weight;
+    the second row trades the drifted book back (here 0.3 / 0.7, flat returns: 2 x 0.4)."""
+    rets = _returns([0.0] * 3, [0.0] * 3)
+    bt = run_backtest(_decisions(rets.index, [0.3, 0.7, 0.7]), rets, COSTS)
+    assert bt["traded"].tolist() == pytest.approx([0.0, 0.8])
+    assert bt["drifted_q"].tolist() == pytest.approx([0.3, 0.3]) and bt["drifted_s"].tolist() == pytest.approx(
+        [0.7, 0.7]
+    )
+
+
+def test_inverse_vol_by_hand_with_the_default_window_and_flat_legs():
+    """SPY's returns are half QQQ's: vol_s / (vol_q + vol_s) = 1/3 exactly, from row 62 (the
+    default 63-session window's first full one); 0.5 before it, and 0.5 where both legs are flat
+    (0 / 0). The baseline frame has the same default, and 0.5 on sessions the returns do not cover."""
+    n = 70
+    r_q = 0.01 * np.sin(np.arange(n))
+    rets = _returns(r_q, 0.5 * r_q)
+    w = inverse_vol_weight(rets)
+    assert w.name == "w" and (w.iloc[:62] == 0.5).all()
+    np.testing.assert_allclose(w.iloc[62:], 1 / 3, rtol=1e-12)
+    later = decision_ts_from_dates(pd.bdate_range(rets.index[-1].date() + pd.Timedelta(days=7), periods=2))
+    dec = baseline_decisions(rets.index[60:].append(later), "inverse_vol", rets)
+    np.testing.assert_allclose(dec["w"], [0.5, 0.5] + [1 / 3] * 8 + [0.5, 0.5], rtol=1e-12)
+    flat = inverse_vol_weight(_returns([0.0] * 6, [0.0] * 6), vol_window=3)
+    assert flat.tolist() == [0.5] * 6
+
+
+def test_the_oracle_reads_its_labels_by_session_and_says_what_it_needs():
+    rets = _returns([0.0] * 4, [0.0] * 4)
+    idx = rets.index
+    labels = pd.DataFrame({"best_weight": [0.1, 0.2, 0.3, 0.4]}, index=idx)
+    oracle = baseline_decisions(idx[2:], "oracle", rets, labels=labels)
+    assert oracle["w"].tolist() == [0.3, 0.4]
+    with _raises("column 'best_weight': the oracle baseline needs labels with a best_weight column"):
+        baseline_decisions(idx, "oracle", rets, labels=labels.rename(columns={"best_weight": "w"}))

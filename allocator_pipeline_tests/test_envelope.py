@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from allocator_pipeline.core.allocation.envelope import EnvelopeState, apply_envelope
+from allocator_pipeline.core.allocation.envelope import (
+    ENVELOPE_COLUMNS,
+    EnvelopeState,
+    apply_envelope,
+    trailing_portfolio_vol,
+)
 from allocator_pipeline.core.allocation.path import state_after
 from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.errors import InputDataError
@@ -83,6 +89,7 @@ def test_drawdown_guard_re_risks_after_its_reset_clock():
     assert out["guard_sessions"].tolist() == [0, 1, 2, 0, 0, 0, 0, 0]
     # the reset takes the loss: a new peak at the current equity, full exposure and tilt for a day
     assert out["peak"].iloc[3] == out["equity"].iloc[3] and out["exposure"].iloc[3] == 1.0
+    assert out["dd"].iloc[3] == 0.0 and out["dd"].iloc[2] > 0.05  # measured from the new peak: none
     assert out["w_final"].iloc[3] == 0.9 and out["w_final"].iloc[2] == 0.5
     # without the reset the flat legs never bring the equity back: the guard would hold for ever
     held = apply_envelope(np.full(8, 0.9), ctx, s.model_copy(update={"dd_reset_sessions": 100}), 0.5)
@@ -267,3 +274,126 @@ def test_a_fresh_state_with_history_earns_nothing_on_its_first_row():
         EnvelopeState(qqq_history=(0.01, -0.01), spy_history=(0.0, 0.01)),
     )
     assert held["equity"].iloc[0] == pytest.approx(0.70)  # a continuing state did hold the book
+
+
+# ----------------------------------------------------------------------------- state, output and errors, by hand
+
+
+def test_a_fresh_state_holds_the_baseline_book_pending_lag_times_and_its_history():
+    state = EnvelopeState.start(0.3, 2, qqq_history=(0.01, 0.02), spy_history=(-0.01,))
+    assert state.book == (0.3, 1.0) and state.pending == ((0.3, 1.0), (0.3, 1.0))
+    assert state.qqq_history == (0.01, 0.02) and state.spy_history == (-0.01,)
+    assert state.fresh and state.equity == 1.0 and state.peak == 1.0 and state.guard_sessions == 0
+
+
+def test_the_state_round_trips_through_json_and_reads_a_state_written_before_the_book():
+    """A fresh state with everything set survives JSON; a state written before the book, the
+    pending decisions, the clock, the history and the fresh flag were recorded held its last
+    decision (lag 0) and reads as not fresh, with an empty clock and history."""
+    state = EnvelopeState(
+        equity=1.1,
+        peak=1.2,
+        guard_sessions=3,
+        book=(0.4, 0.9),
+        pending=((0.6, 1.0),),
+        qqq_history=(0.01,),
+        spy_history=(0.02,),
+        fresh=True,
+    )
+    assert EnvelopeState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
+    old = EnvelopeState.from_dict({"equity": 1.05, "peak": 1.1, "w_final": 0.7, "exposure": 0.8})
+    assert old == EnvelopeState(equity=1.05, peak=1.1, guard_sessions=0, book=(0.7, 0.8), pending=(), fresh=False)
+    assert old.fresh is False and old.qqq_history == () and old.spy_history == ()
+
+
+def test_envelope_errors_name_the_column_session_and_value():
+    """The first weight outside [0, 1] is named (0 and 1 themselves are valid), NaN included; a
+    missing or non-finite return column is named with its session; so is a wrong shape or a
+    state whose pending decisions do not match the lag."""
+    ctx = _ctx([0.0] * 4)
+    s = EnvelopeSettings(**OFF)
+    with pytest.raises(
+        InputDataError, match=re.escape(f"column 'w_smoothed', row {ctx.index[2]}, value 1.5: weight must be in [0, 1]")
+    ):
+        apply_envelope(np.array([0.0, 1.0, 1.5, -0.5]), ctx, s, 0.5)
+    with pytest.raises(
+        InputDataError, match=re.escape(f"column 'w_smoothed', row {ctx.index[1]}, value nan: weight must be in [0, 1]")
+    ):
+        apply_envelope(np.array([0.5, np.nan, 0.5, 0.5]), ctx, s, 0.5)
+    with pytest.raises(
+        InputDataError, match=re.escape("column 'w_smoothed': w_smoothed has shape (3,), the context has 4 rows")
+    ):
+        apply_envelope(np.full(3, 0.5), ctx, s, 0.5)
+    with pytest.raises(
+        InputDataError, match=re.escape("column 'cash_return': envelope context lacks a required column")
+    ):
+        apply_envelope(np.full(4, 0.5), ctx.drop(columns="cash_return"), s, 0.5)
+    broken = ctx.copy()
+    broken.iloc[3, 1] = np.inf
+    with pytest.raises(
+        InputDataError,
+        match=re.escape(f"column 'spy_leg_return', row {ctx.index[3]}, value inf: return must be a finite number"),
+    ):
+        apply_envelope(np.full(4, 0.5), broken, s, 0.5)
+    with pytest.raises(
+        InputDataError, match=re.escape("the envelope state holds 0 pending decisions, execution_lag is 1")
+    ):
+        apply_envelope(np.full(4, 0.5), ctx, s, 0.5, state0=EnvelopeState(), execution_lag=1)
+
+
+def test_the_output_columns_and_their_types():
+    """The documented columns in order; the guard's level and clock are integers, the throttle's
+    flag a bool, the drift status a string: "no drift data" without drift columns (PSI NaN), and
+    with the throttle off "disabled" where a PSI is known."""
+    ctx = _ctx([0.01, -0.02, 0.0])
+    out = apply_envelope(np.full(3, 0.5), ctx, EnvelopeSettings(**OFF), 0.5)
+    assert list(out.columns) == ENVELOPE_COLUMNS
+    assert out["guard_level"].dtype.kind == "i" and out["guard_sessions"].dtype.kind == "i"
+    assert out["drift_throttled"].dtype == bool and not out["drift_throttled"].any()
+    assert out["drift_status"].dtype == "string" and out["drift_status"].tolist() == ["no drift data"] * 3
+    assert out["drift_psi"].dtype == float and out["drift_psi"].isna().all()
+    ctx["qqq_drift_psi"] = [0.9, np.nan, 0.1]
+    ctx["spy_drift_psi"] = [np.nan, np.nan, 0.3]
+    off = apply_envelope(np.full(3, 0.5), ctx, EnvelopeSettings(**OFF), 0.5)
+    assert off["drift_status"].tolist() == ["disabled", "no drift data", "disabled"]
+    assert off["drift_throttled"].dtype == bool and not off["drift_throttled"].any()
+    assert off["drift_psi"].tolist()[::2] == pytest.approx([0.9, 0.2])
+
+
+def test_the_drift_throttle_acts_strictly_above_its_threshold():
+    """Mean PSI 0.5 exactly at threshold 0.5 is not a throttle; 0.5 + 1e-9 is."""
+    ctx = _ctx([0.0, 0.0])
+    ctx["qqq_drift_psi"] = [0.5, 0.5 + 1e-9]
+    out = apply_envelope(
+        np.full(2, 0.9), ctx, EnvelopeSettings(**{**OFF, "drift_throttle": True}, drift_psi_threshold=0.5), 0.5
+    )
+    assert out["drift_status"].tolist() == ["ok", "throttled"] and out["drift_throttled"].tolist() == [False, True]
+
+
+def test_zero_volatility_does_not_lever_up():
+    """Flat legs: volatility 0 (finite) leaves exposure 1, not target / 0 capped at max_exposure."""
+    ctx = _ctx([0.0] * 8)
+    s = EnvelopeSettings(
+        **{**OFF, "vol_scaling": True}, vol_window=5, vol_target=0.1, max_exposure=2.0, exposure_band=0.0
+    )
+    out = apply_envelope(np.full(8, 0.5), ctx, s, 0.5)
+    assert out["vol"].iloc[4:].tolist() == [0.0] * 4 and out["exposure_vol"].tolist() == [1.0] * 8
+
+
+def test_trailing_vol_warms_up_from_min_rows_at_each_rows_own_weight():
+    """Two history rows, four rows to evaluate at weights 0.2 .. 0.8, window 5, min_rows 2; by
+    hand (statistics.stdev): row k uses the leg returns up to it (all of them while fewer than 5,
+    the last 5 after), at its own weight; the default is no history."""
+    r_q = np.array([0.01, -0.02, 0.03, 0.0, -0.01, 0.02])
+    r_s = np.array([0.0, 0.01, -0.01, 0.02, 0.01, -0.02])
+    w = np.array([0.2, 0.4, 0.6, 0.8])
+    out = trailing_portfolio_vol(w, r_q, r_s, window=5, n_history=2, min_rows=2)
+    for k, (lo, hi) in enumerate([(0, 3), (0, 4), (0, 5), (1, 6)]):
+        port = w[k] * r_q[lo:hi] + (1 - w[k]) * r_s[lo:hi]
+        assert out[k] == pytest.approx(statistics.stdev(port) * math.sqrt(252), rel=1e-12), k
+    # one row to evaluate after three of history: 4 rows, fewer than the window, at least min_rows
+    one = trailing_portfolio_vol(np.array([1.0]), r_q[:4], r_s[:4], window=5, n_history=3, min_rows=2)
+    assert one[0] == pytest.approx(statistics.stdev(r_q[:4]) * math.sqrt(252), rel=1e-12)
+    plain = trailing_portfolio_vol(np.ones(4), r_q[:4], r_s[:4], window=3)
+    assert math.isnan(plain[0]) and math.isnan(plain[1])
+    assert plain[2] == pytest.approx(statistics.stdev(r_q[:3]) * math.sqrt(252), rel=1e-12)

@@ -13,7 +13,7 @@ from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.grid import UTILITY_COLUMNS
 from allocator_pipeline.core.common.sessions import decision_ts_from_dates
-from allocator_pipeline.core.labels.utility import utility_labels, utility_labels_loop
+from allocator_pipeline.core.labels.utility import path_statistics, utility_labels, utility_labels_loop
 from allocator_pipeline.settings import LabelSettings
 from allocator_pipeline_tests.support.leakage import compare_up_to
 
@@ -113,6 +113,8 @@ def test_ties_go_to_the_lower_weight():
     panel = leg_panel(r, r)  # identical legs: every weight has the same path
     free, _ = utility_labels(panel, LabelSettings(horizon=2), CostModel(0, 0, 0))
     assert free["best_weight"].iloc[:4].tolist() == [0.0] * 4
+    reference, _ = utility_labels_loop(panel, LabelSettings(horizon=2), CostModel(0, 0, 0))
+    assert reference["best_weight"].iloc[:4].tolist() == [0.0] * 4  # the reference breaks ties alike
     costly, u = utility_labels(
         panel, LabelSettings(horizon=2, baseline_weight=0.55, lambda_tc=1.0, class_rule="nearest"), CostModel()
     )
@@ -187,3 +189,22 @@ def test_bad_returns_are_refused():
     assert err.value.column == "spy_leg_return" and err.value.row == str(panel.index[4])
     with pytest.raises(InputDataError, match="no leg return column"):
         utility_labels(panel.drop(columns="qqq_leg_return"), LabelSettings(horizon=3), CostModel())
+
+
+def test_the_output_frames_are_float_on_decision_ts_and_a_missing_leg_is_named():
+    panel = random_panel(8, seed=1).rename_axis(None)
+    labels, utilities = utility_labels(panel, LabelSettings(horizon=3), CostModel())
+    assert labels.index.name == "decision_ts" and utilities.index.name == "decision_ts"
+    assert labels["best_weight"].dtype == float and labels["best_utility"].dtype == float
+    assert set(utilities.dtypes.astype(str)) == {"float64"} and utilities.iloc[-3:].isna().all().all()
+    with pytest.raises(InputDataError, match=r"^column 'spy_leg_return': the leg panel has no leg return column$"):
+        utility_labels(panel.drop(columns="spy_leg_return"), LabelSettings(horizon=3), CostModel())
+
+
+def test_path_statistics_do_not_depend_on_the_chunk():
+    """Chunks of 2 sessions (several chunks, the last one partial) give the one-chunk figures."""
+    panel = random_panel(13, seed=2)
+    r_q, r_s = panel["qqq_leg_return"].to_numpy(), panel["spy_leg_return"].to_numpy()
+    whole = path_statistics(r_q, r_s, 3)
+    for got, expected in zip(path_statistics(r_q, r_s, 3, chunk=2), whole, strict=True):
+        np.testing.assert_array_equal(got, expected)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import statistics
 
 import numpy as np
@@ -127,3 +128,93 @@ def test_bad_backtest_frames_are_refused():
     naive = _bt([0.01]).assign(realized_ts=pd.DatetimeIndex(["2024-01-02 21:00"]))
     with pytest.raises(InputDataError, match="tz-aware"):
         performance_metrics(naive, 1.0)
+
+
+# ----------------------------------------------------------------------------- names, edges and errors, by hand
+
+
+def test_the_curves_are_named_series_on_the_realised_sessions():
+    bt = _bt([0.10, -0.20])
+    eq, dd = equity_curve(bt), drawdown_curve(bt)
+    assert eq.name == "equity" and dd.name == "drawdown"
+    np.testing.assert_allclose(dd, [0.0, 0.88 / 1.1 - 1])  # from the 1.1 peak: -0.2
+    assert list(eq.index) == list(bt["realized_ts"]) and list(dd.index) == list(bt["realized_ts"])
+    months = monthly_returns(bt)
+    assert months.name == "monthly_return" and months.index.name == "month" and str(months.index[0]) == "2024-03"
+
+
+def test_a_wiped_out_book_has_cagr_minus_one_and_a_full_drawdown():
+    """A -100% session leaves equity 0: CAGR -1 (not 0 ** x - 1 by accident), drawdown -1,
+    Calmar -1 / 1."""
+    m = performance_metrics(_bt([0.05, -1.0]), 1.0)
+    assert m["cagr"] == -1.0 and m["max_drawdown"] == -1.0 and m["calmar"] == -1.0
+
+
+def test_one_session_or_no_spread_leaves_the_ratios_undefined():
+    """One session: no standard deviation (ddof 1), so no volatility and no Sharpe; a constant
+    excess return (here exactly 0.001 over cash 0): a volatility of 0 and no Sharpe."""
+    one = performance_metrics(_bt([0.01]), 1.0)
+    assert one["volatility"] is None and one["sharpe"] is None and one["n_sessions"] == 1
+    flat = performance_metrics(_bt([0.001] * 5), 1.0)
+    assert flat["sharpe"] is None and flat["volatility"] == pytest.approx(0.0, abs=1e-15)
+    assert flat["max_drawdown"] == 0.0 and flat["calmar"] is None
+
+
+def test_cvar_takes_the_ceiling_of_five_percent_of_the_sessions():
+    """41 sessions: ceil(2.05) = 3 worst; 20 sessions: exactly 1."""
+    ret = [0.01] * 38 + [-0.05, -0.04, -0.03]
+    assert performance_metrics(_bt(ret), 1.0)["cvar_95"] == pytest.approx(-0.04)
+    assert performance_metrics(_bt([0.01] * 19 + [-0.02]), 1.0)["cvar_95"] == pytest.approx(-0.02)
+
+
+def test_start_and_end_are_new_york_dates():
+    """02:00 UTC is the previous evening in New York: the session dates, not the UTC ones."""
+    realized = pd.DatetimeIndex(["2024-02-01 02:00", "2024-02-03 02:00"], tz="UTC")
+    m = performance_metrics(_bt([0.01, 0.01], realized=realized), 1.0)
+    assert m["start"] == "2024-01-31" and m["end"] == "2024-02-02"
+
+
+def test_bad_frames_are_refused_with_the_column_and_row():
+    bt = _bt([0.01, 0.02, 0.03])
+    for col in ("ret", "realized_ts"):
+        with pytest.raises(InputDataError, match=f"^column '{col}': backtest frame lacks a column$"):
+            equity_curve(bt.drop(columns=col))
+    for col in ("r_cash", "traded", "cost"):
+        with pytest.raises(InputDataError, match=f"^column '{col}': backtest frame lacks a column$"):
+            performance_metrics(bt.drop(columns=col), 1.0)
+    with pytest.raises(InputDataError, match=r"^column 'ret': cannot compute metrics of an empty backtest$"):
+        performance_metrics(_bt([]), 1.0)
+    naive = bt.assign(realized_ts=pd.DatetimeIndex(bt["realized_ts"]).tz_localize(None))
+    with pytest.raises(InputDataError, match=r"^column 'realized_ts': realized_ts must be tz-aware UTC$"):
+        monthly_returns(naive)
+    broken = bt.copy()
+    broken.loc[2, "ret"] = np.inf
+    expected = f"column 'ret', row {bt['realized_ts'].iloc[2]}, value inf: return must be a finite number"
+    with pytest.raises(InputDataError, match=f"^{re.escape(expected)}$"):
+        drawdown_curve(broken)
+
+
+def test_months_are_in_calendar_order_and_a_flat_month_is_no_hit():
+    """Sessions given out of order still give January before February; a month whose compounded
+    return is exactly 0 is not a positive month."""
+    realized = pd.DatetimeIndex(["2024-02-05 21:00", "2024-01-03 21:00", "2024-01-04 21:00"], tz="UTC")
+    months = monthly_returns(_bt([0.02, 0.0, 0.0], realized=realized))
+    assert [str(p) for p in months.index] == ["2024-01", "2024-02"] and months.tolist() == pytest.approx([0.0, 0.02])
+    assert performance_metrics(_bt([0.02, 0.0, 0.0], realized=realized), 1.0)["monthly_hit_rate"] == 0.5
+
+
+def test_two_sessions_suffice_for_volatility_and_sharpe_and_a_losing_path_has_negative_cagr():
+    m = performance_metrics(_bt([0.01, 0.03]), 1.0)
+    assert m["volatility"] == pytest.approx(statistics.stdev([0.01, 0.03]) * math.sqrt(252))
+    assert m["sharpe"] == pytest.approx(0.02 / statistics.stdev([0.01, 0.03]) * math.sqrt(252))
+    loss = performance_metrics(_bt([-0.1, 0.05, 0.02]), 1.0)
+    assert loss["cagr"] == pytest.approx((0.9 * 1.05 * 1.02) ** (252 / 3) - 1)  # about -0.96
+    below = performance_metrics(_bt([0.5, -1.5]), 1.0)  # a -150% session: equity below 0, CAGR -1
+    assert below["cagr"] == -1.0
+
+
+def test_an_overflowing_equity_leaves_cagr_undefined():
+    """Two sessions of 1e200: the equity overflows to +inf; its CAGR is undefined (None, JSON-ready)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        m = performance_metrics(_bt([1e200, 1e200]), 1.0)
+    assert m["cagr"] is None

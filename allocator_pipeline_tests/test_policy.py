@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,6 +17,10 @@ from allocator_pipeline.core.allocation.policy import (
     allocator_path,
     class_prior,
     expected_utility,
+    held_weight,
+    policy_with_turnover,
+    raw_weight,
+    sized_weight,
     smooth_and_cap,
     utility_matrix,
 )
@@ -344,3 +350,154 @@ def test_class_prior_counts_the_labelled_rows():
     assert prior[0] == 0.5 and prior[10] == 0.25 and prior[5] == 0.25
     with pytest.raises(InputDataError, match="no labelled row"):
         class_prior(pd.Series([pd.NA], dtype="Int64"))
+
+
+# ----------------------------------------------------------------------------- contract details, by hand
+
+OFF = EnvelopeSettings(dd_guard=False, vol_scaling=False, drift_throttle=False)
+
+
+def test_utility_matrix_errors_name_the_column_row_and_value():
+    """Bad input gets an error naming the column (the first missing one), and for a bad class the
+    session and the value: a class above 10, below 0, or not an integer."""
+    table, classes = _utility_table()
+    with pytest.raises(InputDataError, match=r"^column 'u_020': utility table lacks columns$"):
+        utility_matrix(table.drop(columns=["u_020", "u_030"]), classes)
+    none = pd.Series(pd.array([pd.NA] * 5, dtype="Int64"), index=table.index)
+    with pytest.raises(
+        InputDataError, match=r"^column 'label_class': no labelled row to build the utility matrix from$"
+    ):
+        utility_matrix(table, none)
+    for row, value in ((2, 12.0), (3, -1.0), (2, 2.5)):
+        bad = classes.astype(float)  # labelled rows 0, 1 are class 0: a valid class the check must pass over
+        bad.iloc[row] = value
+        expected = f"column 'label_class', row {table.index[row]}, value {value}: class must be an integer in 0..10"
+        with pytest.raises(InputDataError, match=f"^{re.escape(expected)}$"):
+            utility_matrix(table, bad)
+
+
+def test_utility_matrix_aligns_the_classes_by_session_not_by_position():
+    """The classes given in reverse order are matched to their sessions: the hand example's M."""
+    table, classes = _utility_table()
+    m = utility_matrix(table, classes.iloc[::-1])
+    for j in range(11):
+        assert m[j, 0] == pytest.approx((0.10 + 0.30) / 2 + 0.01 * j)
+        assert m[j, 3] == pytest.approx(-0.20 + 0.01 * j)
+        assert m[j, 10] == pytest.approx(0.05 + 0.01 * j)
+
+
+def test_class_prior_has_a_share_for_every_class_even_unseen_high_ones():
+    prior = class_prior(pd.Series([0, 0, 5], dtype="Int64"))
+    assert prior.shape == (11,) and prior[0] == pytest.approx(2 / 3) and prior[5] == pytest.approx(1 / 3)
+    assert prior[6:].tolist() == [0.0] * 5
+    with pytest.raises(InputDataError, match=r"^column 'label_class': no labelled row to take the class prior from$"):
+        class_prior(pd.Series([pd.NA], dtype="Int64"))
+
+
+def test_sized_weight_refuses_a_prior_of_the_wrong_shape_or_not_finite():
+    proba = np.full((1, 11), 1 / 11)
+    with pytest.raises(
+        InputDataError, match=r"^column 'class_prior': expected a class prior of shape \(11,\), got \(10,\)$"
+    ):
+        sized_weight(proba, np.full(10, 0.1), 0.5, 1.0)
+    prior = np.full(11, 1 / 11)
+    prior[3] = np.nan
+    with pytest.raises(InputDataError, match="class prior"):
+        sized_weight(proba, prior, 0.5, 1.0)
+
+
+def test_raw_weight_says_what_to_do_without_a_prior_and_returns_nothing_for_no_rows():
+    expected = Settings(policy=PolicySettings(sizing="expected_weight"))
+    argmax = Settings(policy=PolicySettings(sizing="argmax"))
+    message = (
+        "column 'class_prior': policy.sizing 'expected_weight' needs the model's class prior "
+        "(policy.json 'class_prior'): retrain the model, or set policy.sizing = 'argmax'"
+    )
+    with pytest.raises(InputDataError, match=f"^{re.escape(message)}$"):
+        raw_weight(np.full((1, 11), 1 / 11), np.zeros((1, 11)), None, expected)
+    empty = np.empty((0, 11))
+    for s in (expected, argmax):
+        out = raw_weight(empty, empty, np.full(11, 1 / 11), s)
+        assert out.shape == (0,) and out.dtype == float
+
+
+def test_expected_utility_error_gives_both_shapes():
+    with pytest.raises(
+        InputDataError, match=r"^expected proba \(n, 11\) and M \(11, 11\), got \(3, 10\) and \(11, 11\)$"
+    ):
+        expected_utility(np.ones((3, 10)), np.zeros((11, 11)))
+
+
+def test_held_weight_is_the_drifted_qqq_share_by_hand():
+    """0.5 / 0.5 with QQQ +10% and SPY +20%: 0.55 / (0.55 + 0.60); 0.2 / 0.8 with QQQ -50% and SPY
+    -20%: 0.1 / (0.1 + 0.64); a book wiped out (QQQ -100% on a 100% QQQ book) keeps its weight."""
+    assert held_weight(0.5, 0.1, 0.2) == pytest.approx(0.55 / 1.15)
+    assert held_weight(0.2, -0.5, -0.2) == pytest.approx(0.1 / 0.74)
+    assert held_weight(1.0, -1.0, 0.3) == 1.0
+
+
+def test_policy_with_turnover_has_no_band_by_default():
+    """One row, no charge, no smoothing, no cap: from 0.5 straight to the best bucket (1.0); no
+    band unless one is given (with 0.1 the step of 0.5 stops at 0.4)."""
+    eu = np.zeros((1, 11))
+    eu[0, 10] = 1.0
+    zero = np.zeros(1)
+
+    def free(w: np.ndarray, held: float) -> np.ndarray:
+        return np.zeros_like(w)
+
+    raw, w = policy_with_turnover(eu, zero, zero, free, 0.0, 1.0, 0.5)
+    assert raw.tolist() == [1.0] and w.tolist() == [1.0]
+    _, banded = policy_with_turnover(eu, zero, zero, free, 0.0, 1.0, 0.5, band=0.1)
+    assert banded == pytest.approx([0.9])
+
+
+def _one_row(settings: Settings, proba: np.ndarray, m: np.ndarray, **kw) -> pd.DataFrame:
+    ctx = pd.DataFrame({"qqq_leg_return": [0.0], "spy_leg_return": [0.0], "cash_return": [0.0]}, index=_index(1))
+    return allocator_path(proba, m, ctx, settings, w_prev0=0.5, **kw)
+
+
+def test_the_turnover_charge_applies_from_a_small_penalty_and_the_band_applies_to_both_sizings():
+    """One session from 0.5 held (flat returns), probability 1 on class 0, M[10, 0] = 1e-4 the only
+    non-zero utility. Moving to 1.0 trades 2 * 0.5 = 1 of notional: cost 3 bps + 5 bps impact
+    = 8e-4 (default costs); at lambda 0.5 the charge 4e-4 exceeds the gain 1e-4, so the policy
+    stays at 0.5; free of charge it goes to 1.0. With a gain of 1e-2 it goes, and a no-trade band of
+    0.1 stops the step of 0.5 at 0.4 (w_smoothed 0.9), at either sizing."""
+    proba = np.zeros((1, 11))
+    proba[0, 0] = 1.0
+    m = np.zeros((11, 11))
+    m[10, 0] = 1e-4
+    policy = {"alpha": 0.0, "max_daily_change": 1.0, "sizing": "argmax"}
+    charged = Settings(policy=PolicySettings(**policy, turnover_penalty=0.5, no_trade_band=0.0), envelope=OFF)
+    assert _one_row(charged, proba, m)["w_raw"].tolist() == [0.5]
+    free = Settings(policy=PolicySettings(**policy, turnover_penalty=0.0, no_trade_band=0.0), envelope=OFF)
+    assert _one_row(free, proba, m)["w_raw"].tolist() == [1.0]
+    m[10, 0] = 1e-2
+    banded = Settings(policy=PolicySettings(**policy, turnover_penalty=0.5, no_trade_band=0.1), envelope=OFF)
+    path = _one_row(banded, proba, m)
+    assert path["w_raw"].tolist() == [1.0] and path["w_smoothed"].tolist() == pytest.approx([0.9])
+    # expected_weight, uniform prior, all mass on bucket 1.0, gain 1: w_raw = 0.5 + (1 - 0.5) = 1.0
+    sized = Settings(
+        policy=PolicySettings(
+            alpha=0.0, max_daily_change=1.0, sizing="expected_weight", sizing_gain=1.0, no_trade_band=0.1
+        ),
+        envelope=OFF,
+    )
+    top = np.zeros((1, 11))
+    top[0, 10] = 1.0
+    path = _one_row(sized, top, m, prior=np.full(11, 1 / 11))
+    assert path["w_raw"].tolist() == [1.0] and path["w_smoothed"].tolist() == pytest.approx([0.9])
+
+
+def test_allocator_path_names_the_first_session_with_a_probability_not_finite_and_flags_bool():
+    n = 4
+    ctx = _context(n)
+    proba = np.full((n, 11), 1 / 11)
+    proba[2, 5] = np.nan
+    proba[3, 0] = np.inf
+    s = Settings(policy=PolicySettings(sizing="argmax"), envelope=OFF)
+    expected = f"column 'proba', row {ctx.index[2]}: probability is not finite"
+    with pytest.raises(InputDataError, match=f"^{re.escape(expected)}$"):
+        allocator_path(proba, np.zeros((11, 11)), ctx, s, w_prev0=0.5)
+    path = allocator_path(np.full((n, 11), 1 / 11), np.zeros((11, 11)), ctx, s, w_prev0=0.5)
+    assert path["out_of_range"].dtype == bool and not path["out_of_range"].any()
