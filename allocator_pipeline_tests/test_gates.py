@@ -372,12 +372,18 @@ def test_the_overfitting_gates_by_case():
         0.95,
         0.9,
         True,
-        "annualised Sharpe over cash 0.800 vs SR0 0.300 expected from the best of N = 151 trials (variance of their "
-        "per-session Sharpe 0); T = 4500 sessions, skew -0.50, kurtosis 6.00",
+        "annualised Sharpe of the weight choice over the baseline 0.800 vs SR0 0.300 expected from the best of "
+        "N = 151 trials (variance of their per-session Sharpe 0); T = 4500 sessions, skew -0.50, kurtosis 6.00",
     )
     assert g["pbo"] == _expect("pbo", 0.2, 0.5, True, "CSCV, S = 16 blocks, mean over 2 folds (2019: 0.10, 2020: 0.30)")
     g = gates({"deflated_sharpe": {"dsr": None}, "pbo": {"value": None}, "tuned_folds": 0})
-    assert g["deflated_sharpe"] == _expect("deflated_sharpe", None, 0.9, False, "undefined (no spread of returns)")
+    assert g["deflated_sharpe"] == _expect(
+        "deflated_sharpe",
+        None,
+        0.9,
+        False,
+        "undefined: the weight choice never leaves the baseline (no spread of its returns over it)",
+    )
     not_run = _expect(
         "pbo",
         None,

@@ -177,7 +177,11 @@ def test_pooled_sharpe_variance_by_hand():
 
 
 def _ledger(n: int, trials: dict[str, np.ndarray]) -> pd.DataFrame:
+    """A trial-returns ledger; each trial's weight choice over the baseline (``active_<n>``, the
+    deflated Sharpe's V) is its return minus 3e-4, NaN where the trial's is."""
     frame = pd.DataFrame(trials)
+    for name in trials:
+        frame["active_" + name.removeprefix("trial_")] = frame[name] - 3e-4
     frame["cash_return"] = 1e-4
     return frame.iloc[:n]
 
@@ -230,6 +234,7 @@ def test_the_trials_variance_is_used_only_from_the_null_floor_up():
         for k, s in enumerate(sharpes):
             base = np.array([1.0, -1.0, 1.0, -1.0])  # stdev sqrt(4/3), mean 0
             cols[f"trial_{k}"] = base + s * statistics.stdev(base.tolist()) + 1e-4
+            cols[f"active_{k}"] = base + s * statistics.stdev(base.tolist())  # V reads these
         frame = pd.DataFrame(cols).assign(cash_return=1e-4)
         d = overfitting_statistics(excess, {"f": frame}, 2, 2, research_trials_count=0)["deflated_sharpe"]
         return d["variance_source"], d["trial_sharpe_variance"]
