@@ -32,19 +32,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sweep_policy import fold_segments, with_point
+from sweep_policy import fold_segments, replayed, with_point
 
-from allocator_pipeline.core.allocation.path import run_segments
 from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.storage import read_parquet
-from allocator_pipeline.core.evaluation.backtest import RETURN_COLUMNS, run_backtest
 from allocator_pipeline.core.evaluation.overfitting import (
     deflated_sharpe,
     pbo_cscv,
@@ -74,22 +71,17 @@ VARIANTS: list[dict[str, float | str]] = [
 """One-setting variants of the defaults (``{}``: the run's own settings)."""
 
 
-def variant_returns(home: Path, base: Settings) -> pd.DataFrame:
-    """Daily net returns of every variant on the run's out-of-sample sessions (columns: variant)."""
+def variant_returns(home: Path, base: Settings, daily: pd.DataFrame) -> pd.DataFrame:
+    """Daily net returns of every variant on the sessions of the run's ``daily`` (its
+    ``oos_daily`` by ``realized_ts``; columns: variant)."""
     allocator = home / "step3_out" / "allocator"
     panel = read_parquet(allocator / "dataset" / "leg_panel.parquet")
-    daily = read_parquet(allocator / "backtest" / "oos_daily.parquet").set_index("realized_ts")
     cost_model = CostModel.from_settings(base.costs)
     w0 = float(base.labels.baseline_weight)
     segments = fold_segments(allocator, base)
     out = {}
     for point in VARIANTS:
-        settings = with_point(base, point)
-        path, _ = run_segments([replace(s, settings=settings) for s in segments], panel)
-        decisions = pd.DataFrame({"w": path["w_final"], "exposure": path["exposure"]})
-        bt = run_backtest(
-            decisions, panel[list(RETURN_COLUMNS)], cost_model, (w0, 1.0 - w0), settings.backtest.execution_lag
-        )
+        _, bt = replayed(segments, panel, with_point(base, point), cost_model, w0)
         name = ",".join(f"{k}={v}" for k, v in point.items()) or "default"
         out[name] = bt.set_index("realized_ts")["ret"].reindex(daily.index)
     frame = pd.DataFrame(out)
@@ -110,7 +102,7 @@ def study_run(home: Path, base: Settings, n_trials: int) -> dict:
     """One run's row: the variants' dependence, and the deflated Sharpe of each subject with ``N``
     as counted and with ``N_eff`` (``V = 1/T``)."""
     daily = read_parquet(home / "step3_out" / "allocator" / "backtest" / "oos_daily.parquet").set_index("realized_ts")
-    variants = variant_returns(home, base)
+    variants = variant_returns(home, base, daily)
     cash, baseline = daily["cash_return"], daily["ret_baseline"]
     t = len(daily)
     row: dict = {"run": home.name, "T": t, "N": n_trials, "variants": variants.shape[1]}

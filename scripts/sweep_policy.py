@@ -60,6 +60,19 @@ def fold_segments(allocator: Path, settings: Settings) -> list[Segment]:
     return segments
 
 
+def replayed(
+    segments: list[Segment], panel: pd.DataFrame, settings: Settings, cost_model: CostModel, w0: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The allocator's continuous path over the folds' stored segments under ``settings``, and its
+    backtest (the run's cost model, the baseline book at the start, the settings' execution lag)."""
+    path, _ = run_segments([replace(segment, settings=settings) for segment in segments], panel)
+    decisions = pd.DataFrame({"w": path["w_final"], "exposure": path["exposure"]})
+    bt = run_backtest(
+        decisions, panel[list(RETURN_COLUMNS)], cost_model, (w0, 1.0 - w0), settings.backtest.execution_lag
+    )
+    return path, bt
+
+
 def parse_grid(items: list[str]) -> list[dict[str, float | str]]:
     """``["policy.alpha=0.7,0.9", ...]`` -> every combination as ``{"policy.alpha": 0.7, ...}``."""
     axes: list[tuple[str, list[float | str]]] = []
@@ -96,10 +109,8 @@ def sweep_run(home: Path, base: Settings, grid: list[dict[str, float | str]]) ->
     rows = []
     for point in grid:
         settings = with_point(base, point)
-        path, _ = run_segments([replace(segment, settings=settings) for segment in segments], panel)
-        decisions = pd.DataFrame({"w": path["w_final"], "exposure": path["exposure"]})
+        path, bt = replayed(segments, panel, settings, cost_model, w0)
         lag = settings.backtest.execution_lag
-        bt = run_backtest(decisions, panel[list(RETURN_COLUMNS)], cost_model, (w0, 1.0 - w0), lag)
         metrics = performance_metrics(bt, settings.report.notional)
         # the weight choice alone: w_smoothed fully invested, no envelope (the model_only ablation)
         alone = pd.DataFrame({"w": path["w_smoothed"], "exposure": 1.0})

@@ -355,12 +355,11 @@ def overfitting_statistics(
             continue
         logits = out.pop("logits")
         folds[fold] = {**out, "mean_logit": float(np.mean(logits))}
-    variance, dof = pooled_sharpe_variance(sharpes)
-    pooled = variance
+    pooled, dof = pooled_sharpe_variance(sharpes)
     research = research_trials() if research_trials_count is None else int(research_trials_count)
     t = len(np.asarray(active))
     null = 1.0 / t if t else 0.0
-    source = "trials"
+    variance, source = pooled, "trials"
     if not (math.isfinite(variance) and variance >= null):  # never easier than N unskilled trials
         variance, source = null, "null"
     dsr = deflated_sharpe(active, int(n_trials) + research, variance)
