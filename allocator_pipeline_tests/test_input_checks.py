@@ -111,3 +111,45 @@ def test_implausible_returns_and_legs_ending_apart_are_refused(legs, synthetic_m
     with pytest.raises(InputDataError, match="must end on the same session") as info:
         check_coverage(dict(legs, qqq=legs["qqq"].iloc[:-3]), files, symbols)
     assert (info.value.file, info.value.row) == ("QQQ.parquet", 746)
+
+
+def test_the_calendar_cache_holds_what_the_library_computes_and_is_rebuilt_when_broken(tmp_path, monkeypatch):
+    import exchange_calendars
+
+    from allocator_pipeline.core.inputs import calendar
+
+    monkeypatch.setenv("ALLOCATOR_CACHE_DIR", str(tmp_path / "cache"))
+    library = exchange_calendars.get_calendar("XNYS", start="2010-01-01", end="2013-12-31").sessions
+    expected = pd.DatetimeIndex(library).tz_localize(None) if library.tz is not None else pd.DatetimeIndex(library)
+    calendar._sessions.cache_clear()
+    first = calendar._sessions(2010, 2013)
+    path = calendar.cache_file(2010, 2013)
+    assert path.parent == tmp_path / "cache" and path.name.startswith("XNYS-" + exchange_calendars.__version__)
+    assert first.equals(expected.as_unit("ns"))
+    assert pd.Timestamp("2012-10-29") not in first and pd.Timestamp("2012-10-31") in first  # hurricane Sandy
+
+    # a new process reads the file: the library is not asked again
+    calendar._sessions.cache_clear()
+    monkeypatch.setattr(calendar, "_computed", lambda *a: pytest.fail("the cache file was not read"))
+    assert calendar._sessions(2010, 2013).equals(first)
+    monkeypatch.undo()
+    monkeypatch.setenv("ALLOCATOR_CACHE_DIR", str(tmp_path / "cache"))
+
+    # a truncated or unsorted file is computed again and replaced
+    for broken in (b"not an npy file", None):
+        if broken is None:
+            np.save(path, first.asi8[::-1], allow_pickle=False)
+        else:
+            path.write_bytes(broken)
+        calendar._sessions.cache_clear()
+        assert calendar._sessions(2010, 2013).equals(first)
+        assert np.array_equal(np.load(path), first.asi8)
+
+    # a cache folder that cannot be made: the calendar is still given, nothing left behind
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv("ALLOCATOR_CACHE_DIR", str(blocker / "cache"))
+    calendar._sessions.cache_clear()
+    assert calendar._sessions(2010, 2013).equals(first)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "file"]
+    calendar._sessions.cache_clear()
