@@ -20,8 +20,10 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/allocator run
 
+# TEST_WORKERS pytest-xdist processes, each taking whole test modules (a module's fixtures are built once)
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # ruff (lint and format check) and mypy, configured in pyproject.toml; .ci/run runs it before the tests
 lint: $(STAMP)

@@ -18,6 +18,14 @@ from allocator_pipeline.core.inputs.market import load_prices, market_panel
 from allocator_pipeline.settings import Settings, load_settings
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules marked ``slow`` (end to end: pipeline runs, the daemon, the browser) first, the
+    rest after, each in collection order: ``make test`` spreads whole modules over its workers in
+    this order (``--dist loadfile --no-loadscope-reorder``), so the long modules start first and
+    the short ones fill in around them."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def market_long() -> pd.DataFrame:
     """The embedded long price table (symbol, session, adj_close, close, volume)."""
