@@ -11,12 +11,14 @@ import pandas as pd
 import pytest
 
 from allocator_pipeline.core.common.errors import InputDataError
+from allocator_pipeline.core.common.sessions import decision_ts_from_dates
 from allocator_pipeline.core.folds.checks import (
     FOLD_DATASET_CHECKS,
     class_balance,
     fold_dataset,
     fold_dataset_problems,
     split_labels,
+    validate_plan,
 )
 from allocator_pipeline.core.folds.plan import plan_folds
 from allocator_pipeline_tests.test_fold_plan import ALL, SESSIONS, N, _settings
@@ -133,3 +135,339 @@ def test_the_plan_of_this_file_is_the_hand_checked_one():
     _, _, plan = _inputs()
     by_hand = plan_folds(SESSIONS, ALL, _settings())
     pd.testing.assert_frame_equal(plan[plan["fold"] == "2013"], by_hand[by_hand["fold"] == "2013"])
+
+
+# -- validate_plan on hand-built rows: a 60-session calendar, sessions named by position ----------
+
+S = decision_ts_from_dates(pd.bdate_range("2020-01-01", periods=60))
+NAT = pd.NaT
+
+
+def _row(fold, inner, train, val, test, train2=None, purge=2, embargo=1) -> dict:
+    """A plan row from position ranges (None: the range is absent)."""
+
+    def ends(r):
+        return (NAT, NAT) if r is None else (S[r[0]], S[r[1]])
+
+    (ts, te), (vs, ve), (xs, xe), (t2s, t2e) = ends(train), ends(val), ends(test), ends(train2)
+    return {
+        "fold": fold,
+        "inner": inner,
+        "train_start": ts,
+        "train_end": te,
+        "train2_start": t2s,
+        "train2_end": t2e,
+        "val_start": vs,
+        "val_end": ve,
+        "test_start": xs,
+        "test_end": xe,
+        "purge": purge,
+        "embargo": embargo,
+    }
+
+
+def _sound_rows() -> list[dict]:
+    """Every gap exactly at its limit for H = 2, purge 2, embargo 1.
+
+    Outer A: train 0..19, purge 20..21, val 22..25, purge 26..27, test 28..31. Its inner splits
+    end before 22 - max(purge, H) = 20. Inner 0: train 0..3, val 6..7, test 10..11, a gap of
+    purge + embargo = 3 (12..14), train again 15..19. Inner 1: validation first (0..1), a gap of
+    H = 2 after it (2..3), train 4..9, purge 10..11, test 12..13. Outer B: train 0..35, val
+    38..41, test 44..47, after A's test window."""
+    return [
+        _row("A", -1, (0, 19), (22, 25), (28, 31)),
+        _row("A", 0, (0, 3), (6, 7), (10, 11), train2=(15, 19)),
+        _row("A", 1, (4, 9), (0, 1), (12, 13)),
+        _row("B", -1, (0, 35), (38, 41), (44, 47)),
+    ]
+
+
+def _violations(rows: list[dict], horizon: int = 2) -> list[tuple]:
+    found = validate_plan(pd.DataFrame(rows), S, horizon)
+    assert all(str(v) == v.message for v in found)
+    return [(v.rule, v.fold, v.inner, v.message) for v in found]
+
+
+def _changed(position: int, **ranges) -> list[dict]:
+    rows = _sound_rows()
+    rows[position] = _row(**{**_row_args(rows[position]), **ranges})
+    return rows
+
+
+def _row_args(row: dict) -> dict:
+    def pos(start, end):
+        return None if pd.isna(start) else (S.get_loc(start), S.get_loc(end))
+
+    return {
+        "fold": row["fold"],
+        "inner": row["inner"],
+        "train": pos(row["train_start"], row["train_end"]),
+        "val": pos(row["val_start"], row["val_end"]),
+        "test": pos(row["test_start"], row["test_end"]),
+        "train2": pos(row["train2_start"], row["train2_end"]),
+        "purge": row["purge"],
+        "embargo": row["embargo"],
+    }
+
+
+def test_a_plan_with_every_gap_at_its_limit_is_sound():
+    assert _violations(_sound_rows()) == []
+
+
+def test_one_session_short_before_a_held_out_range_breaks_the_label_window_and_the_purge():
+    a = "fold A inner -1"
+    assert _violations(_changed(0, train=(0, 20))) == [
+        (
+            "label_window",
+            "A",
+            -1,
+            f"{a}: train decisions {S[20]} .. {S[20]} have label windows (t+1..t+2) reaching the val decision "
+            f"{S[22]}: the purge is too short",
+        ),
+        (
+            "purge_gap",
+            "A",
+            -1,
+            f"{a}: the purge between train and val is 1 sessions, shorter than the declared purge of 2",
+        ),
+    ]
+    assert _violations(_changed(0, val=(22, 26))) == [
+        (
+            "label_window",
+            "A",
+            -1,
+            f"{a}: val decisions {S[26]} .. {S[26]} have label windows (t+1..t+2) reaching the test decision "
+            f"{S[28]}: the purge is too short",
+        ),
+        (
+            "purge_gap",
+            "A",
+            -1,
+            f"{a}: the purge between val and test is 1 sessions, shorter than the declared purge of 2",
+        ),
+    ]
+    # inner 1 trains right up to its test window: train -> test, not through a validation range
+    assert _violations(_changed(2, test=(11, 13))) == [
+        (
+            "label_window",
+            "A",
+            1,
+            f"fold A inner 1: train decisions {S[9]} .. {S[9]} have label windows (t+1..t+2) reaching the test "
+            f"decision {S[11]}: the purge is too short",
+        )
+    ]
+    # inner 1 trains one session after its validation range ends: inside that range's label windows
+    assert _violations(_changed(2, train=(3, 9))) == [
+        (
+            "label_window",
+            "A",
+            1,
+            f"fold A inner 1: train decisions {S[3]} .. {S[3]} lie inside the label windows (d+1..d+2) of the val "
+            f"decisions ending {S[1]}: the gap after the val range is too short",
+        )
+    ]
+
+
+def test_training_again_too_soon_after_the_test_window():
+    i0 = "fold A inner 0"
+    embargo = f"{i0}: the gap after the held-out block is {{}} sessions, shorter than the declared purge of 2 plus the declared embargo of 1"
+    # 14: outside the test decisions' label windows (12..13), inside the embargo
+    assert _violations(_changed(1, train2=(14, 19))) == [("embargo", "A", 0, embargo.format(2))]
+    assert _violations(_changed(1, train2=(13, 19))) == [
+        (
+            "label_window",
+            "A",
+            0,
+            f"{i0}: train2 decisions {S[13]} .. {S[13]} lie inside the label windows (d+1..d+2) of the test "
+            f"decisions ending {S[11]}: the gap after the test range is too short",
+        ),
+        ("embargo", "A", 0, embargo.format(1)),
+    ]
+
+
+def test_a_row_with_every_range_jammed_together_reports_each_pair():
+    """H = purge = 3, embargo 1: train 0..1, val 2..3, test 4..5, train2 6..7, by hand; no outer row."""
+    z = "fold Z inner 0"
+    row = _row("Z", 0, (0, 1), (2, 3), (4, 5), train2=(6, 7), purge=3, embargo=1)
+    assert _violations([row], horizon=3) == [
+        (
+            "label_window",
+            "Z",
+            0,
+            f"{z}: train decisions {S[0]} .. {S[1]} have label windows (t+1..t+3) reaching the val decision {S[2]}: "
+            "the purge is too short",
+        ),
+        (
+            "label_window",
+            "Z",
+            0,
+            f"{z}: train decisions {S[1]} .. {S[1]} have label windows (t+1..t+3) reaching the test decision {S[4]}: "
+            "the purge is too short",
+        ),
+        (
+            "label_window",
+            "Z",
+            0,
+            f"{z}: train2 decisions {S[6]} .. {S[6]} lie inside the label windows (d+1..d+3) of the val decisions "
+            f"ending {S[3]}: the gap after the val range is too short",
+        ),
+        (
+            "label_window",
+            "Z",
+            0,
+            f"{z}: train2 decisions {S[6]} .. {S[7]} lie inside the label windows (d+1..d+3) of the test decisions "
+            f"ending {S[5]}: the gap after the test range is too short",
+        ),
+        (
+            "label_window",
+            "Z",
+            0,
+            f"{z}: val decisions {S[2]} .. {S[3]} have label windows (t+1..t+3) reaching the test decision {S[4]}: "
+            "the purge is too short",
+        ),
+        (
+            "purge_gap",
+            "Z",
+            0,
+            f"{z}: the purge between train and val is 0 sessions, shorter than the declared purge of 3",
+        ),
+        (
+            "purge_gap",
+            "Z",
+            0,
+            f"{z}: the purge between val and test is 0 sessions, shorter than the declared purge of 3",
+        ),
+        (
+            "embargo",
+            "Z",
+            0,
+            f"{z}: the gap after the held-out block is 0 sessions, shorter than the declared purge of 3 plus the "
+            "declared embargo of 1",
+        ),
+        ("no_outer_row", "Z", 0, f"{z}: no outer fold row (inner = -1) for fold Z"),
+    ]
+
+
+def test_declared_purge_overlap_after_test_and_an_outer_train2():
+    a = "fold A inner -1"
+    rows = _sound_rows()
+    rows[0]["purge"] = 1
+    assert _violations(rows) == [
+        ("declared_purge", "A", -1, f"{a}: declared purge 1 is shorter than the label horizon H=2")
+    ]
+    # validation from 17: overlaps train 17..19, its label windows reach back to 15, and the inner
+    # limit moves to 17 - 2 = 15, which inner 0's second training range (to 19) reaches
+    assert _violations(_changed(0, val=(17, 25))) == [
+        ("overlap", "A", -1, f"{a}: the train and val ranges overlap ({S[17]} .. {S[19]})"),
+        (
+            "label_window",
+            "A",
+            -1,
+            f"{a}: train decisions {S[15]} .. {S[16]} have label windows (t+1..t+2) reaching the val decision "
+            f"{S[17]}: the purge is too short",
+        ),
+        (
+            "inner_in_outer",
+            "A",
+            0,
+            f"fold A inner 0: the train2 range reaches {S[19]}, inside the outer validation tail, test window or "
+            f"their purge (which starts {S[15]})",
+        ),
+    ]
+    assert _violations(_changed(0, val=(34, 35))) == [
+        ("after_test", "A", -1, f"{a}: the val range ends ({S[35]}) after the test window starts ({S[28]})")
+    ]
+    test_first = _row("C", -1, (6, 9), (12, 13), (0, 3))
+    assert _violations([test_first]) == [
+        (
+            "after_test",
+            "C",
+            -1,
+            f"fold C inner -1: the train range ends ({S[9]}) after the test window starts ({S[0]})",
+        ),
+        ("after_test", "C", -1, f"fold C inner -1: the val range ends ({S[13]}) after the test window starts ({S[0]})"),
+    ]
+    # a second training range 35..38 after A's test window: a gap of exactly purge + embargo, but
+    # an outer fold never trains after its test window
+    assert _violations(_changed(0, train2=(35, 38))) == [
+        ("outer_train2", "A", -1, f"{a}: an outer fold must not train after its test window (train2 is set)")
+    ]
+
+
+def test_inner_splits_stay_before_the_outer_tail_and_its_purge():
+    # no outer validation tail: the limit is the outer test window's start 28 less the outer purge 9
+    rows = _changed(0, val=None)
+    rows[0]["purge"] = 9
+    assert _violations(rows) == [
+        ("range", "A", -1, "fold A inner -1: the val range is missing"),
+        (
+            "inner_in_outer",
+            "A",
+            0,
+            f"fold A inner 0: the train2 range reaches {S[19]}, inside the outer validation tail, test window or "
+            f"their purge (which starts {S[19]})",
+        ),
+    ]
+    # an outer test window at the very start: every inner range reaches it, the limit shown is
+    # the first session
+    outer = _row("Y", -1, None, None, (0, 1))
+    inner = _row("Y", 0, (4, 5), (8, 8), (11, 11))
+    tail = ", inside the outer validation tail, test window or their purge (which starts {})"
+    assert _violations([outer, inner]) == [
+        ("range", "Y", -1, "fold Y inner -1: the train range is missing"),
+        ("range", "Y", -1, "fold Y inner -1: the val range is missing"),
+        ("inner_in_outer", "Y", 0, f"fold Y inner 0: the train range reaches {S[5]}" + tail.format(S[0])),
+        ("inner_in_outer", "Y", 0, f"fold Y inner 0: the val range reaches {S[8]}" + tail.format(S[0])),
+        ("inner_in_outer", "Y", 0, f"fold Y inner 0: the test range reaches {S[11]}" + tail.format(S[0])),
+    ]
+    # an outer test window that does not start on a session sets no limit
+    off = {**outer, "test_start": S[0] + pd.Timedelta(hours=1)}
+    assert _violations([off, inner]) == [
+        ("range", "Y", -1, "fold Y inner -1: the train range is missing"),
+        ("range", "Y", -1, "fold Y inner -1: the val range is missing"),
+        (
+            "range",
+            "Y",
+            -1,
+            f"fold Y inner -1: the test range {off['test_start']} .. {S[1]} does not start and end on sessions",
+        ),
+    ]
+
+
+def test_malformed_ranges_are_each_reported_and_left_out_of_the_other_rules():
+    """Train with one end, validation backwards, test off the calendar: three messages, and no
+    other rule fires for want of a sound range; train2 absent is no problem."""
+    row = _row("A", -1, (0, 19), (25, 22), (28, 31))
+    row["train_end"] = None
+    row["test_end"] = S[31] + pd.Timedelta(days=1, hours=3)
+    assert _violations([row]) == [
+        ("range", "A", -1, f"fold A inner -1: the train range has only one end ({S[0]} .. NaT)"),
+        ("range", "A", -1, f"fold A inner -1: the val range starts ({S[25]}) after it ends ({S[22]})"),
+        (
+            "range",
+            "A",
+            -1,
+            f"fold A inner -1: the test range {S[28]} .. {row['test_end']} does not start and end on sessions",
+        ),
+    ]
+    only_end = {**_row("A", -1, (0, 19), (22, 25), (28, 31)), "train2_end": S[40]}
+    assert _violations([only_end]) == [
+        ("range", "A", -1, f"fold A inner -1: the train2 range has only one end (NaT .. {S[40]})")
+    ]
+
+
+def test_duplicated_splits_and_overlapping_test_windows_across_folds():
+    rows = _sound_rows()
+    assert _violations([*rows, rows[1]]) == [
+        ("duplicate", "A", 0, "fold A inner 0: the plan has this split more than once")
+    ]
+    # test windows P 8..12, Q 9..10 (inside P's), R 12..14 (starts on P's last session), given
+    # out of order; each row alone is sound (train 0..2, val 5..5). Q, between them by start,
+    # does not hide R's overlap with P.
+    p = _row("P", -1, (0, 2), (5, 5), (8, 12))
+    q = _row("Q", -1, (0, 2), (5, 5), (9, 10))
+    r = _row("R", -1, (0, 2), (5, 5), (12, 14))
+    assert _violations([r, q, p]) == [
+        ("test_overlap", None, None, f"the test windows of folds P and Q overlap ({S[9]} .. {S[10]})"),
+        ("test_overlap", None, None, f"the test windows of folds P and R overlap ({S[12]} .. {S[12]})"),
+    ]
