@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,7 @@ from allocator_pipeline.core.folds.checks import (
     fold_dataset,
     fold_dataset_problems,
     split_labels,
+    usable_sessions,
     validate_plan,
 )
 from allocator_pipeline.core.folds.plan import plan_folds
@@ -471,3 +473,122 @@ def test_duplicated_splits_and_overlapping_test_windows_across_folds():
         ("test_overlap", None, None, f"the test windows of folds P and Q overlap ({S[9]} .. {S[10]})"),
         ("test_overlap", None, None, f"the test windows of folds P and R overlap ({S[12]} .. {S[12]})"),
     ]
+
+
+# -- fold datasets, usable sessions and the dataset checks on the 60-session calendar ------------
+
+
+def _small_inputs() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Features a = position, b = 100 + position; labels class = position mod 11, best weight =
+    class / 10, on every session but the last two (H = 2). Session 3 has a NaN feature, session
+    23 (validation of outer A) no label, session 30 (test of outer A) no label either."""
+    pos = np.arange(len(S), dtype=float)
+    features = pd.DataFrame({"a": pos, "b": 100.0 + pos}, index=S)
+    features.iloc[3, 1] = np.nan
+    classes = pd.array(np.arange(len(S)) % 11, dtype="Int64")
+    labels = pd.DataFrame({"label_class": classes, "best_weight": (np.arange(len(S)) % 11) / 10}, index=S)
+    for k in (23, 30, len(S) - 2, len(S) - 1):
+        labels.iloc[k, 0] = pd.NA
+        labels.iloc[k, 1] = np.nan
+    return features, labels
+
+
+def test_usable_sessions_by_hand_with_labels_in_another_order():
+    features, labels = _small_inputs()
+    shuffled = labels.iloc[::-1]  # aligned by decision_ts, not by position
+    extra = pd.DataFrame({"label_class": pd.array([1], dtype="Int64")}, index=[S[-1] + pd.Timedelta(days=1)])
+    usable = usable_sessions(features, pd.concat([shuffled, extra]))
+    assert usable.name == "usable" and usable.index.equals(S) and usable.dtype == bool
+    assert [k for k in range(len(S)) if not usable.iloc[k]] == [3, 23, 30, len(S) - 2, len(S) - 1]
+    # complete but unlabelled, or labelled but incomplete: both unusable
+    assert not usable.iloc[23] and not usable.iloc[3]
+
+
+def test_a_fold_dataset_by_hand():
+    """Outer A: train 0..19 without session 3 (NaN), validation 22..25 without 23 (no label), the
+    whole test window 28..31 (30 unlabelled), in time order, split first."""
+    features, labels = _small_inputs()
+    plan = pd.DataFrame(_sound_rows())
+    data = fold_dataset(features, labels, plan, "A")
+    rows = [k for k in range(20) if k != 3] + [22, 24, 25] + [28, 29, 30, 31]
+    assert data.index.equals(S[rows])
+    assert list(data.columns) == ["split", "a", "b", "label_class", "best_weight"]
+    assert data["split"].tolist() == ["train"] * 19 + ["val"] * 3 + ["test"] * 4
+    assert data["a"].tolist() == [float(k) for k in rows] and data["b"].tolist() == [100.0 + k for k in rows]
+    assert str(data["label_class"].dtype) == "Int64" and data["best_weight"].dtype == np.float64
+    expected_class = [k % 11 for k in rows]
+    assert data["label_class"].tolist() == [pd.NA if k == 30 else c for k, c in zip(rows, expected_class)]
+    weights = data["best_weight"].to_numpy()
+    np.testing.assert_array_equal(weights, [np.nan if k == 30 else (k % 11) / 10 for k in rows])
+    inner = fold_dataset(features, labels, plan, "A", inner=0)  # both training ranges are "train"
+    assert inner["split"].tolist() == ["train"] * 3 + ["val"] * 2 + ["test"] * 2 + ["train"] * 5
+    assert inner.index.equals(S[[0, 1, 2, 6, 7, 10, 11, 15, 16, 17, 18, 19]])
+
+
+def test_fold_dataset_names_the_outer_folds_and_the_first_non_finite_test_cell():
+    features, labels = _small_inputs()
+    rows = _sound_rows()
+    plan = pd.DataFrame([rows[3], *rows[:3], _row("Z", 0, (0, 1), (4, 4), (7, 8))])  # Z: inner only
+    with pytest.raises(ValueError, match=re.escape("fold 'Z' inner split -1 is not in the plan (folds: ['A', 'B'])")):
+        fold_dataset(features, labels, plan, "Z")
+    broken = features.copy()
+    broken.loc[S[30], "a"] = -np.inf
+    broken.loc[S[29], "b"] = np.nan  # the first in time order, though in the second column
+    message = (
+        f"column 'b', row {S[29]}, value nan: fold A has a test session with a non-finite feature; features must "
+        "be complete after warm-up (switch off the block, or end the data where its inputs end)"
+    )
+    with pytest.raises(InputDataError, match=f"^{re.escape(message)}$"):
+        fold_dataset(broken, labels, plan, "A")
+
+
+def test_the_dataset_checks_read_validation_rows_too_and_not_test_rows():
+    features, labels = _small_inputs()
+    plan = pd.DataFrame(_sound_rows())
+    rows = plan[plan["fold"] == "A"]
+    data = fold_dataset(features, labels, plan, "A")
+    assert all(v == [] for v in fold_dataset_problems(data, features, labels, rows, 2).values())
+    holed = data.copy()
+    holed.loc[S[24], "a"] = np.nan  # validation
+    holed.loc[S[29], "b"] = np.nan  # test: not a fitted row
+    holed.loc[S[25], "label_class"] = pd.NA  # validation
+    holed.loc[S[31], "label_class"] = pd.NA  # test
+    out = fold_dataset_problems(holed, features, labels, rows, 2)
+    assert out["no_nan_features"] == [f"1 train/validation rows with NaN features, first {S[24]}"]
+    assert out["no_label_in_last_h"] == ["1 train/validation rows without a label"]
+    tail = labels.copy()
+    tail.iloc[-1, 0] = 3
+    assert fold_dataset_problems(data, features, tail, rows, 2)["no_label_in_last_h"] == [
+        "1 of the last 2 sessions carry a label"
+    ]
+    # the embargo and overlap checks take their own rules only
+    embargo = rows.copy()
+    embargo.loc[embargo["inner"] == 0, "train2_start"] = S[14]
+    out = fold_dataset_problems(data, features, labels, embargo, 2)
+    assert out["embargo_respected"] == [
+        "fold A inner 0: the gap after the held-out block is 2 sessions, shorter than the declared purge of 2 "
+        "plus the declared embargo of 1"
+    ]
+    assert out["purge_holds"] == [] and out["no_split_overlap"] == []
+    overlap = rows.copy()
+    overlap.loc[overlap["inner"] == -1, "val_end"] = S[28]
+    out = fold_dataset_problems(data, features, labels, overlap, 2)
+    assert out["no_split_overlap"] == [f"fold A inner -1: the val and test ranges overlap ({S[28]} .. {S[28]})"]
+    assert out["embargo_respected"] == []
+
+
+def test_a_range_with_one_end_marks_nothing_and_a_purge_is_strictly_between():
+    s = S[:6]
+    assert split_labels({"train_end": s[1], "val_start": s[3]}, s).tolist() == ["", "", "purge", "", "", ""]
+    assert split_labels({"val_end": s[1], "test_start": s[3]}, s).tolist() == ["", "", "purge", "", "", ""]
+    marks = split_labels(pd.Series({"test_end": s[1], "train2_start": s[3]}), s)
+    assert marks.tolist() == ["", "", "embargo", "", "", ""]
+    assert marks.name == "split" and marks.index.equals(s)
+
+
+def test_class_balance_keeps_every_bucket_key_when_the_top_ones_are_absent():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # integer input to bincount, no cast from float
+        counts = class_balance(pd.Series([0, 3, 3, pd.NA], dtype="Int64"))
+    assert counts == {**{f"{k / 10:.1f}": 0 for k in range(11)}, "0.0": 1, "0.3": 2}
+    assert list(counts) == ["0.0", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "1.0"]
