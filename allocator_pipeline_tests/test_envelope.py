@@ -441,3 +441,19 @@ def test_the_exposure_band_and_the_guards_cap_are_inclusive():
         out = apply_envelope(np.full(2, 0.5), ctx, guarded, 0.5)
     assert out["guard_level"].tolist() == [0, 1] and out["exposure_dd"].tolist() == [1.0, 1.0]
     assert out["exposure_vol"].tolist() == [1.0, 0.875] and out["exposure"].tolist() == [1.0, 1.0]
+
+
+def test_the_volatility_target_counts_a_continued_paths_history():
+    """vol_target None, 200 sessions of history before 100 rows: row d has 201 + d sessions, so
+    the target starts at row 51 (252 sessions) and from row 99 spans the full window of 300."""
+    rng = np.random.default_rng(5)
+    h, n = 200, 100
+    q, sp = rng.normal(0, 0.015, h + n), rng.normal(0, 0.01, h + n)
+    s = EnvelopeSettings(**{**OFF, "vol_scaling": True}, vol_window=10, vol_target_window=300, vol_target_scale=0.8)
+    state = EnvelopeState.start(0.4, 1, qqq_history=tuple(q[:h]), spy_history=tuple(sp[:h]))
+    out = apply_envelope(np.full(n, 0.8), _ctx(q[h:], sp[h:]), s, 0.4, state, execution_lag=1)
+    assert out["vol_target"].iloc[:51].isna().all() and out["vol_target"].iloc[51:].notna().all()
+    for d in (51, 80, 99):
+        rows = slice(max(0, h + d - 299), h + d + 1)
+        target = 0.8 * statistics.stdev(0.4 * q[rows] + 0.6 * sp[rows]) * math.sqrt(252)
+        assert out["vol_target"].iloc[d] == pytest.approx(target, rel=1e-12)
