@@ -1,11 +1,15 @@
 """Fold datasets and their blocking checks (core/folds/checks.py) on the five-year calendar of
 ``test_fold_plan.py``: the splits of a plan row by hand, the fold dataset's errors, each check of
-``fold_dataset_problems`` fired on its own, and the class balance."""
+``fold_dataset_problems`` fired on its own, and the class balance. Then, on a 60-session calendar
+whose sessions are named by position, ``validate_plan`` on hand-built rows (every rule, at and one
+session past its limit, with the full message, fold and inner split of each violation) and a fold
+dataset, its usable sessions and its checks by hand."""
 
 from __future__ import annotations
 
 import re
 import warnings
+from itertools import combinations
 
 import numpy as np
 import pandas as pd
@@ -592,3 +596,62 @@ def test_class_balance_keeps_every_bucket_key_when_the_top_ones_are_absent():
         counts = class_balance(pd.Series([0, 3, 3, pd.NA], dtype="Int64"))
     assert counts == {**{f"{k / 10:.1f}": 0 for k in range(11)}, "0.0": 1, "0.3": 2}
     assert list(counts) == ["0.0", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "1.0"]
+
+
+def test_ranges_that_touch_at_one_session():
+    """A range that starts on another's last session overlaps it; a validation range ending on the
+    test window's first session overlaps it and ends after it starts."""
+    assert _violations(_changed(2, train=(1, 9))) == [
+        ("overlap", "A", 1, f"fold A inner 1: the train and val ranges overlap ({S[1]} .. {S[1]})"),
+        (
+            "label_window",
+            "A",
+            1,
+            f"fold A inner 1: train decisions {S[2]} .. {S[3]} lie inside the label windows (d+1..d+2) of the val "
+            f"decisions ending {S[1]}: the gap after the val range is too short",
+        ),
+    ]
+    a = "fold A inner -1"
+    assert _violations(_changed(0, val=(22, 28))) == [
+        ("overlap", "A", -1, f"{a}: the val and test ranges overlap ({S[28]} .. {S[28]})"),
+        (
+            "label_window",
+            "A",
+            -1,
+            f"{a}: val decisions {S[26]} .. {S[27]} have label windows (t+1..t+2) reaching the test decision "
+            f"{S[28]}: the purge is too short",
+        ),
+        ("after_test", "A", -1, f"{a}: the val range ends ({S[28]}) after the test window starts ({S[28]})"),
+    ]
+
+
+def test_a_range_off_the_calendar_does_not_stop_the_next_ones_being_checked():
+    row = {**_row("A", -1, (0, 19), (25, 22), (28, 31)), "train_start": S[0] + pd.Timedelta(hours=1)}
+    assert _violations([row]) == [
+        (
+            "range",
+            "A",
+            -1,
+            f"fold A inner -1: the train range {row['train_start']} .. {S[19]} does not start and end on sessions",
+        ),
+        ("range", "A", -1, f"fold A inner -1: the val range starts ({S[25]}) after it ends ({S[22]})"),
+    ]
+
+
+def test_a_split_repeated_with_other_ranges_is_still_a_duplicate():
+    rows = _sound_rows()
+    again = {**rows[1], "test_end": S[10]}  # the same (fold, inner), a shorter (still sound) block
+    assert _violations([*rows, again]) == [
+        ("duplicate", "A", 0, "fold A inner 0: the plan has this split more than once")
+    ]
+
+
+def test_tied_test_windows_are_reported_in_plan_order():
+    """17 outer folds with the same test window (8..9): every pair, in the plan's order (a stable
+    sort: numpy's default sort is not stable from 17 rows)."""
+    names = [f"f{k:02d}" for k in range(17)]
+    rows = [_row(name, -1, (0, 2), (5, 5), (8, 9)) for name in names]
+    assert _violations(rows) == [
+        ("test_overlap", None, None, f"the test windows of folds {a} and {b} overlap ({S[8]} .. {S[9]})")
+        for a, b in combinations(names, 2)
+    ]
