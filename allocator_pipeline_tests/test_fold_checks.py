@@ -644,6 +644,13 @@ def test_a_split_repeated_with_other_ranges_is_still_a_duplicate():
     assert _violations([*rows, again]) == [
         ("duplicate", "A", 0, "fold A inner 0: the plan has this split more than once")
     ]
+    # reported in the order of their first rows, whatever the order of the copies; the copied
+    # outer row of B also repeats its test window
+    assert _violations([*rows, rows[3], rows[1]]) == [
+        ("duplicate", "A", 0, "fold A inner 0: the plan has this split more than once"),
+        ("duplicate", "B", -1, "fold B inner -1: the plan has this split more than once"),
+        ("test_overlap", None, None, f"the test windows of folds B and B overlap ({S[44]} .. {S[47]})"),
+    ]
 
 
 def test_tied_test_windows_are_reported_in_plan_order():
