@@ -397,3 +397,63 @@ def test_trailing_vol_warms_up_from_min_rows_at_each_rows_own_weight():
     plain = trailing_portfolio_vol(np.ones(4), r_q[:4], r_s[:4], window=3)
     assert math.isnan(plain[0]) and math.isnan(plain[1])
     assert plain[2] == pytest.approx(statistics.stdev(r_q[:3]) * math.sqrt(252), rel=1e-12)
+
+
+def test_the_guard_acts_strictly_beyond_its_thresholds():
+    """Both legs lose 25% on row 1 (cash 0, the baseline book at exposure 1): equity 0.75, a
+    drawdown of exactly 0.25 (binary-exact). At dd_soft = 0.25 that is not beyond the soft
+    threshold; at dd_hard = 0.25 it is soft, not hard."""
+    ctx = _ctx([0.0, -0.25, 0.0], [0.0, -0.25, 0.0], [0.0, 0.0, 0.0])
+    guard = {**OFF, "dd_guard": True, "dd_reset_sessions": 10, "max_exposure": 1.0}
+    at_soft = apply_envelope(np.full(3, 0.5), ctx, EnvelopeSettings(**guard, dd_soft=0.25, dd_hard=0.5), 0.5)
+    assert at_soft["dd"].tolist() == [0.0, 0.25, 0.25] and at_soft["guard_level"].tolist() == [0, 0, 0]
+    at_hard = apply_envelope(np.full(3, 0.5), ctx, EnvelopeSettings(**guard, dd_soft=0.125, dd_hard=0.25), 0.5)
+    assert at_hard["dd"].tolist() == [0.0, 0.25, 0.25] and at_hard["guard_level"].tolist() == [0, 1, 1]
+
+
+def test_the_exposure_band_and_the_guards_cap_are_inclusive():
+    """Targets by a mocked volatility (binary-exact ratios). A move of exactly the band keeps the
+    previous exposure; so does a guard cap exactly at the previous exposure."""
+    from unittest import mock
+
+    import allocator_pipeline.core.allocation.envelope as envelope
+
+    flat = _ctx([0.0] * 2, [0.0] * 2, [0.0] * 2)
+    s = EnvelopeSettings(**{**OFF, "vol_scaling": True}, vol_target=0.625, max_exposure=1.5, exposure_band=0.25)
+    with mock.patch.object(envelope, "trailing_portfolio_vol", return_value=np.array([0.5, 0.5])):
+        out = apply_envelope(np.full(2, 0.5), flat, s, 0.5)
+    # target 1.25, the fresh book's exposure 1: a move of exactly 0.25 is inside the band
+    assert out["exposure_vol"].tolist() == [1.25, 1.25] and out["exposure"].tolist() == [1.0, 1.0]
+    # row 1 at the soft level after a 25% loss: cap dd_soft_exposure 1.0 = the previous exposure;
+    # the target 0.875 is within the band 0.125 of it, so the exposure stays 1.0
+    ctx = _ctx([0.0, -0.25], [0.0, -0.25], [0.0, 0.0])
+    guarded = EnvelopeSettings(
+        **{**OFF, "vol_scaling": True, "dd_guard": True},
+        vol_target=0.875,
+        max_exposure=1.0,
+        exposure_band=0.125,
+        dd_soft=0.125,
+        dd_hard=0.5,
+        dd_soft_exposure=1.0,
+        dd_reset_sessions=10,
+    )
+    with mock.patch.object(envelope, "trailing_portfolio_vol", return_value=np.array([0.875, 1.0])):
+        out = apply_envelope(np.full(2, 0.5), ctx, guarded, 0.5)
+    assert out["guard_level"].tolist() == [0, 1] and out["exposure_dd"].tolist() == [1.0, 1.0]
+    assert out["exposure_vol"].tolist() == [1.0, 0.875] and out["exposure"].tolist() == [1.0, 1.0]
+
+
+def test_the_volatility_target_counts_a_continued_paths_history():
+    """vol_target None, 200 sessions of history before 100 rows: row d has 201 + d sessions, so
+    the target starts at row 51 (252 sessions) and from row 99 spans the full window of 300."""
+    rng = np.random.default_rng(5)
+    h, n = 200, 100
+    q, sp = rng.normal(0, 0.015, h + n), rng.normal(0, 0.01, h + n)
+    s = EnvelopeSettings(**{**OFF, "vol_scaling": True}, vol_window=10, vol_target_window=300, vol_target_scale=0.8)
+    state = EnvelopeState.start(0.4, 1, qqq_history=tuple(q[:h]), spy_history=tuple(sp[:h]))
+    out = apply_envelope(np.full(n, 0.8), _ctx(q[h:], sp[h:]), s, 0.4, state, execution_lag=1)
+    assert out["vol_target"].iloc[:51].isna().all() and out["vol_target"].iloc[51:].notna().all()
+    for d in (51, 80, 99):
+        rows = slice(max(0, h + d - 299), h + d + 1)
+        target = 0.8 * statistics.stdev(0.4 * q[rows] + 0.6 * sp[rows]) * math.sqrt(252)
+        assert out["vol_target"].iloc[d] == pytest.approx(target, rel=1e-12)

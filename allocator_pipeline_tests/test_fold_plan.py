@@ -176,3 +176,50 @@ def test_a_final_plan_with_a_single_training_session_fails_on_its_inner_split():
     usable = pd.Series((pos == 0) | ((pos >= 21) & (pos <= 120)), index=SESSIONS)
     with pytest.raises(FoldPlanError, match=r"^fold final inner split 0: the outer training region .* is too short"):
         plan_final(SESSIONS, usable, _settings())
+
+
+def test_a_usable_mask_with_gaps_nan_or_another_index_counts_only_true_sessions():
+    """The first 100 sessions not usable, given as NaN (undefined, not None) or left out of the mask:
+    the final plan trains from position 100 (691 of positions 0..790) and the 2013 fold from 100."""
+    nan_mask = pd.Series([np.nan] * 100 + [True] * (N - 100), index=SESSIONS, dtype=object)
+    absent = pd.Series(True, index=SESSIONS[100:])
+    for usable in (nan_mask, absent):
+        final = plan_final(SESSIONS, usable, _settings()).iloc[0]
+        assert final["train_start"] == SESSIONS[100] and final["n_train"] == 691
+    outer = plan_folds(SESSIONS, nan_mask, _settings())
+    outer = outer[(outer["fold"] == "2013") & (outer["inner"] == -1)].iloc[0]
+    assert outer["train_start"] == SESSIONS[100] and outer["n_train"] == 541
+
+
+def test_the_final_plan_lays_out_as_many_blocks_as_fit_and_keeps_an_expanding_window():
+    """Four blocks of 300 need 1200 + 141 sessions; the final region (0..1182) holds three, ending
+    at 1182, 882 and 582; each is preceded by a purge, 100 validation sessions and a purge. An
+    expanding window ignores rolling_years: training from position 0."""
+    final = plan_final(SESSIONS, ALL, _settings(n_inner_folds=4, inner_test_sessions=300))
+    got = [
+        [SESSIONS.get_loc(r[c]) for c in ("train_end", "val_start", "test_start", "test_end")]
+        for _, r in final.iterrows()
+    ]
+    assert final["inner"].tolist() == [0, 1, 2]
+    assert got == [[142, 163, 283, 582], [442, 463, 583, 882], [742, 763, 883, 1182]]
+    expanding = plan_final(SESSIONS, ALL, _settings(rolling_years=2)).iloc[0]
+    assert expanding["train_start"] == SESSIONS[0] and expanding["n_train"] == 791
+
+
+def test_the_plans_errors_name_the_region_and_the_fold_left_without_training():
+    # the first usable session is position 100: the region in the message starts there
+    with _raises(
+        f"fold 2013 inner split 0: the outer training region ({SESSIONS[100].date()} .. {SESSIONS[640].date()}, "
+        "541 sessions) is too short for 1 held-out blocks of 600 sessions, each preceded by a validation tail of "
+        "100 usable sessions, purges of 20 and some training; raise folds.min_train_years or folds.first_test_year, "
+        "or lower folds.n_inner_folds / inner_test_sessions / validation_sessions"
+    ):
+        plan_folds(SESSIONS, pd.Series(True, index=SESSIONS[100:]), _settings(inner_test_sessions=600))
+    # usable 0..397 and 921..: 2014's validation tail is 922..1021, and its rolling two years before
+    # the purge (398..901) fall in the hole
+    pos = np.arange(N)
+    holed = pd.Series((pos <= 397) | (pos >= 921), index=SESSIONS)
+    with _raises("fold 2014: no usable train-proper sessions before its validation tail"):
+        plan_folds(
+            SESSIONS, holed, _settings(window="rolling", rolling_years=2, min_train_years=1, inner_test_sessions=63)
+        )

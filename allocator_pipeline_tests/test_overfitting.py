@@ -116,6 +116,12 @@ def test_the_smallest_cscv_is_accepted_and_smaller_ones_are_refused_with_the_rea
     m = np.array([[0.01, 0.0], [0.03, 0.01], [-0.01, 0.02], [0.01, 0.04]])
     out = pbo_cscv(m, 2)
     assert out["pbo"] == 1.0 and out["n_sessions"] == 4 and out["n_combinations"] == 2
+    # the first trial better in both halves (Sharpes sqrt 2 and 3 / sqrt 2 against their negatives): the
+    # in-sample winner ranks 2 of 2 out of sample twice, logit(2/3) = log 2, PBO 0
+    better = np.array([[0.01, -0.01], [0.03, -0.03], [0.02, -0.02], [0.04, -0.01]])
+    out = pbo_cscv(better, 2)
+    assert out["pbo"] == 0.0
+    np.testing.assert_allclose(out["logits"], [math.log(2.0)] * 2, rtol=1e-12)
     with pytest.raises(
         InputDataError, match=r"^CSCV needs a \(T, N >= 2\) matrix of trial returns, got shape \(4, 1\)$"
     ):
@@ -244,6 +250,13 @@ def test_the_trials_variance_is_used_only_from_the_null_floor_up():
     assert source([0.1, -0.1]) == ("null", 0.25)
     d = overfitting_statistics(excess, {}, 0, 2, research_trials_count=0)["deflated_sharpe"]
     assert d["variance_source"] == "null" and d["trial_sharpe_variance"] == 0.25 and d["variance_dof"] == 0
+    # exactly at the floor, the trials' own: deviations with mean 0 and sum of squares 7 (stdev
+    # 1) over T = 8, shifted by 0.5 and 0: Sharpes 0.5 and 0, pooled variance 0.125 = 1/8
+    base = np.array([2.0, -1.0, -1.0, 0.5, -0.5, 0.5, -0.5, 0.0])
+    frame = pd.DataFrame({"trial_0": base + 0.5, "active_0": base + 0.5, "trial_1": base, "active_1": base})
+    at_floor = overfitting_statistics(base / 100, {"f": frame.assign(cash_return=0.0)}, 2, 2, research_trials_count=0)
+    d = at_floor["deflated_sharpe"]
+    assert (d["variance_source"], d["trial_sharpe_variance"], d["variance_dof"]) == ("trials", 0.125, 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the moments of no return at all
         empty = overfitting_statistics(np.array([]), {}, 0, 2, research_trials_count=0)["deflated_sharpe"]

@@ -288,8 +288,9 @@ def validate_plan(plan: pd.DataFrame, sessions: pd.DatetimeIndex, horizon: int) 
     outer_by_fold = {str(r["fold"]): r for _, r in outer_rows.iterrows()}
     for _, row in plan.iterrows():
         problems.extend(_row_problems(row, idx, horizon, outer_by_fold.get(str(row["fold"]))))
-    ordered = outer_rows.sort_values("test_start", kind="mergesort")
-    for (_, a), (_, b) in zip(ordered.iloc[:-1].iterrows(), ordered.iloc[1:].iterrows()):
+    ordered = [r for _, r in outer_rows.sort_values("test_start", kind="mergesort").iterrows()]
+    # every pair, not only neighbours: a window inside another hides the next one's overlap with it
+    for a, b in combinations(ordered, 2):
         if b["test_start"] <= a["test_end"]:
             problems.append(
                 PlanViolation(
