@@ -30,7 +30,7 @@ from allocator_pipeline.settings import RunOptions
 pytestmark = pytest.mark.slow
 
 FIRST_TEST_YEAR = 2023
-# Small but complete: quick models, tuning switched on (off by default) with 2 trials on 2 inner splits, folds 2023..2025; the
+# Small but complete: quick models, tuning switched on (off in the quick profile) with 2 trials on 2 inner splits, folds 2023..2025; the
 # envelope as by default (every stage on), so the path carries all of the state machine's state and
 # its exposure moves.
 TOML = f"""

@@ -435,10 +435,19 @@ def test_importance_stability_and_parameter_stability() -> None:
     assert mean_pairwise_spearman(importance_matrix(flipped)) == pytest.approx((1.0 - 1.0 - 1.0) / 3)
     assert importance_matrix({"2019": {"a": 1.0}, "2020": {"b": 1.0}}).loc["a", "2020"] == 0.0
     tuning = {
-        f: {"best_params": {"lr": lr, "kind": k}, "n_trials": 5, "best_value": 1.0, "duration_s": 2.0}
-        for f, lr, k in (("2019", 0.02, "x"), ("2020", 0.04, "y"), ("2021", 0.06, "x"))
+        f: {
+            "best_params": {"lr": lr, "kind": k},
+            "n_trials": 5,
+            "best_value": 1.0,
+            "duration_s": 2.0,
+            "selection": {"chosen_trial": chosen},
+        }
+        for f, lr, k, chosen in (("2019", 0.02, "x", 0), ("2020", 0.04, "y", 3), ("2021", 0.06, "x", 0))
     }
-    stability = parameter_stability(tuning_table(tuning))
+    table = tuning_table(tuning)
+    assert table["traded"].tolist() == ["defaults", "trial 3", "defaults"]
+    stability = parameter_stability(table)
+    assert sorted(stability.index) == ["kind", "lr"]  # the table's head columns are not parameters
     assert stability.loc["lr", "cv"] == pytest.approx(np.std([0.02, 0.04, 0.06]) / 0.04)
     assert stability.loc["lr", "range"] == pytest.approx(0.04)
     assert stability.loc["kind", "mode"] == "x" and stability.loc["kind", "mode_share"] == pytest.approx(2 / 3)

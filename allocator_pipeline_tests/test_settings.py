@@ -33,7 +33,7 @@ def test_unknown_field_and_inconsistent_values_are_refused(tmp_path):
 
 
 def test_precedence_defaults_profile_file_environment_arguments(tmp_path):
-    assert load_settings(environ={}).tuning.n_trials == 24
+    assert load_settings(environ={}).tuning.n_trials == 12
     assert load_settings(profile="quick", environ={}).tuning.n_trials == 3
     (tmp_path / "allocator.toml").write_text("[tuning]\nn_trials = 7\n[labels]\nhorizon = 10\n")
     s = load_settings(home=tmp_path, profile="quick", environ={})
@@ -66,17 +66,18 @@ def test_profile_chosen_in_the_settings_file_applies_its_values(tmp_path):
     (tmp_path / "allocator.toml").write_text('profile = "quick"\n')
     s = load_settings(home=tmp_path, environ={})
     assert s.profile == "quick" and s.tuning.n_trials == 3
-    assert load_settings(home=tmp_path, profile="default", environ={}).tuning.n_trials == 24
+    assert load_settings(home=tmp_path, profile="default", environ={}).tuning.n_trials == 12
 
 
-def test_the_nested_study_is_off_unless_the_full_profile_or_the_settings_switch_it_on(tmp_path):
-    """tuning.enabled: off in quick and default (docs/method.md, nested tuning: on the planted-signal
-    fixtures the per-fold choices lowered what the allocator kept), on in full, and the settings
-    file switches it on in any profile."""
+def test_the_nested_study_is_on_by_default_and_off_in_the_tests_profile(tmp_path):
+    """tuning.enabled: on in default and full (the seed's nested tuning, with the one-standard-error
+    selection, docs/method.md), off in quick (the tests' profile); the settings file switches it
+    on in any profile."""
     assert [load_settings(profile=p, environ={}).tuning.enabled for p in ("quick", "default", "full")] == [
         False,
-        False,
+        True,
         True,
     ]
+    assert load_settings(profile="default", environ={}).tuning.selection == "one_se"
     (tmp_path / "allocator.toml").write_text("[tuning]\nenabled = true\n")
     assert load_settings(home=tmp_path, profile="quick", environ={}).tuning.enabled

@@ -487,7 +487,8 @@ def test_tuning_finds_the_known_best_vol_target(tmp_path):
         tmp_path,
         costs={"fee_bps": 0.0, "slippage_bps": 0.0, "impact_bps": 0.0},
         envelope={"dd_guard": False, "drift_throttle": False, "vol_scaling": True, "vol_target": 0.003},
-        tuning={"n_trials": 10, "pruning": False, "w_turnover_penalty": 0.0},
+        # the search is under test, not the selection: trade the highest objective
+        tuning={"n_trials": 10, "pruning": False, "w_turnover_penalty": 0.0, "selection": "highest"},
     )
     rng = np.random.default_rng(8)
     panel = synthetic_panel()

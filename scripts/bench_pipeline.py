@@ -11,8 +11,8 @@ Two parts, both in fresh processes so that what is measured is what a user waits
   executor). Printed per stage (asset) and per fold with their share of the summed run time, the
   study's trials per fold, the command's wall time and its peak memory (the largest single process
   of the command, workers included: ``ru_maxrss`` from ``os.wait4``). ``--study`` runs the same
-  pipeline twice side by side, the nested study off (the default profile) and on
-  (``tuning.enabled = true``), and prints the ratio of their wall times. ``--fit-reuse`` runs the
+  pipeline twice side by side, the nested study on (the default profile) and off
+  (``tuning.enabled = false``), and prints the ratio of their wall times. ``--fit-reuse`` runs the
   pipeline with the study on twice instead, inner-fit reuse off (``tuning.fit_reuse = false``) then
   on (the default), prints the ratio of their wall times and the inner fits read from the fit
   store / fitted (per fold: ``fits hits/misses``); ``--keep DIR`` runs the pipelines in ``DIR``
@@ -256,7 +256,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--home", type=Path, help="a home with a finished run (the decision only, with --no-pipeline)")
     parser.add_argument("--no-pipeline", action="store_true", help="skip the pipeline run")
-    parser.add_argument("--study", action="store_true", help="the pipeline with the study off and on, side by side")
+    parser.add_argument("--study", action="store_true", help="the pipeline with the study on (the default) and off")
     parser.add_argument(
         "--fit-reuse", action="store_true", help="the pipeline with the study on, inner-fit reuse off and on"
     )
@@ -272,7 +272,7 @@ def main() -> None:
         print(f"machine: {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the start")
         home = args.home
         if args.fit_reuse and not args.no_pipeline:
-            study = 'profile = "default"\n[tuning]\nenabled = true\n'
+            study = 'profile = "default"\n[tuning]\n'
             off = pipeline("study on, fit reuse off", Path(tmp) / "reuse-off", study + "fit_reuse = false\n", env)
             on = pipeline("study on, fit reuse on", Path(tmp) / "reuse-on", study, env)
             home = Path(tmp) / "reuse-on" / "home"
@@ -281,10 +281,10 @@ def main() -> None:
             print(f"\ninner fits: reuse off {fitted} fitted; reuse on {hits} read from the fit store, {misses} fitted")
             print(f"ratio fit reuse on / off (wall): {on / off:.2f}")
         elif not args.no_pipeline:
-            off = pipeline("study off, default profile", Path(tmp) / "off", 'profile = "default"\n', env)
-            home = Path(tmp) / "off" / "home"
+            on = pipeline("default profile (study on)", Path(tmp) / "on", 'profile = "default"\n', env)
+            home = Path(tmp) / "on" / "home"
             if args.study:
-                on = pipeline("study on", Path(tmp) / "on", 'profile = "default"\n[tuning]\nenabled = true\n', env)
+                off = pipeline("study off", Path(tmp) / "off", 'profile = "default"\n[tuning]\nenabled = false\n', env)
                 print(f"\nratio study on / study off (wall): {on / off:.2f}")
         if home is None:
             raise SystemExit("--no-pipeline needs --home DIR (a home with a finished run)")

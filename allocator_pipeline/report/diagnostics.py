@@ -150,14 +150,19 @@ def mean_pairwise_spearman(matrix: pd.DataFrame) -> float | None:
     return float(np.mean(values)) if values else None
 
 
+TUNING_COLUMNS = ("n_trials", "traded", "best_value", "duration_s")
+"""The columns of :func:`tuning_table` before the parameters."""
+
+
 def tuning_table(tuning: Mapping[str, Any]) -> pd.DataFrame:
-    """Per fold: trials, best objective, duration and the best parameters (one column each).
+    """Per fold: trials, the trial traded, its objective, duration and its parameters (one column each).
 
     Returns
     -------
     DataFrame
-        Index ``fold``; columns ``n_trials``, ``best_value``, ``duration_s`` then the parameter
-        names sorted (object dtype: numbers, strings or booleans as stored).
+        Index ``fold``; columns :data:`TUNING_COLUMNS` (``traded``: ``defaults`` or ``trial N``,
+        the trial ``tuning.selection`` chose; None for a summary stored without a selection) then
+        the parameter names sorted (object dtype: numbers, strings or booleans as stored).
     """
     rows = []
     params: set[str] = set()
@@ -169,13 +174,19 @@ def tuning_table(tuning: Mapping[str, Any]) -> pd.DataFrame:
             {
                 "fold": str(fold),
                 "n_trials": entry.get("n_trials"),
+                "traded": _traded(entry.get("selection") or {}),
                 "best_value": entry.get("best_value"),
                 "duration_s": entry.get("duration_s"),
                 **{str(k): v for k, v in best.items()},
             }
         )
-    columns = ["fold", "n_trials", "best_value", "duration_s", *sorted(params)]
+    columns = ["fold", *TUNING_COLUMNS, *sorted(params)]
     return pd.DataFrame(rows, columns=columns).set_index("fold").astype(object)
+
+
+def _traded(selection: Mapping[str, Any]) -> str | None:
+    chosen = selection.get("chosen_trial")
+    return None if chosen is None else ("defaults" if chosen == 0 else f"trial {chosen}")
 
 
 def parameter_stability(table: pd.DataFrame) -> pd.DataFrame:
@@ -192,7 +203,7 @@ def parameter_stability(table: pd.DataFrame) -> pd.DataFrame:
         ``std``, ``cv``, ``min``, ``max``, ``range``, ``distinct``, ``mode``, ``mode_share``.
     """
     rows = []
-    for name in [c for c in table.columns if c not in ("n_trials", "best_value", "duration_s")]:
+    for name in [c for c in table.columns if c not in TUNING_COLUMNS]:
         raw = [v for v in table[name].tolist() if v is not None and not (isinstance(v, float) and np.isnan(v))]
         numeric = [as_float(v) for v in raw]
         row: dict[str, Any] = {"parameter": name, "folds": len(raw)}

@@ -19,6 +19,7 @@ from allocator_pipeline.report.charts import fold_bars_png
 from allocator_pipeline.report.comparisons import comparison_lines
 from allocator_pipeline.report.diagnostic_charts import importance_heatmap_png, reliability_png
 from allocator_pipeline.report.diagnostics import (
+    TUNING_COLUMNS,
     calibration_table,
     importance_matrix,
     mean_pairwise_spearman,
@@ -282,12 +283,13 @@ def _gate_section(metrics: Mapping[str, Any]) -> str:
 
 def _tuning_section(tuning: Mapping[str, Any]) -> str:
     table = tuning_table(tuning)
-    params = [c for c in table.columns if c not in ("n_trials", "best_value", "duration_s")]
-    headers = ["Fold", "Trials", "Best objective", "Duration (s)", *params]
+    params = [c for c in table.columns if c not in TUNING_COLUMNS]
+    headers = ["Fold", "Trials", "Traded", "Its objective", "Duration (s)", *params]
     rows = [
         [
             cell(fold, "txt"),
             cell(fmt_number(r["n_trials"])),
+            cell(r["traded"] or "n/a", "txt"),
             cell(fmt_number(r["best_value"])),
             cell(fmt_ratio(r["duration_s"], 1)),
             *[cell(fmt_number(r[p]), "txt" if isinstance(r[p], str) else "num") for p in params],

@@ -125,10 +125,10 @@ PROFILES: dict[str, dict[str, Any]] = {
             "linear": {"max_iter": 100},
             "catboost": {"iterations": 40, "early_stopping_rounds": 10},
         },
-        "tuning": {"n_trials": 3, "timeout_seconds": 30.0},
+        "tuning": {"enabled": False, "n_trials": 3, "timeout_seconds": 30.0},
         "folds": {"n_inner_folds": 2},
     },
-    "default": {"tuning": {"n_trials": 24, "timeout_seconds": 90.0}},
+    "default": {"tuning": {"enabled": True, "n_trials": 12, "timeout_seconds": 90.0}},
     "full": {
         "step3": {"num_boost_round": 150, "n_bags": 10},
         "models": {

@@ -296,10 +296,16 @@ class EnsembleSettings(_Section):
 
 class TuningSettings(_Section):
     enabled: bool = Field(
-        False,
-        description="Run the nested Optuna study per fold and trade its best parameters. Off in the quick and "
-        "default profiles, on in full: on the planted-signal fixtures the per-fold choices made on two or three "
-        "one-year inner blocks lowered what the allocator kept of a real signal (docs/research.md, power of the verdict).",
+        True,
+        description="Run the nested Optuna study per fold and trade the trial tuning.selection picks. On in the "
+        "default and full profiles, off in quick (the tests' profile).",
+    )
+    selection: Literal["beats_defaults", "highest"] = Field(
+        "beats_defaults",
+        description="Which trial trades: 'beats_defaults' the defaults unless the highest objective beats them on "
+        "the inner blocks' daily returns as the allocator must beat the baseline (the bootstrap section's paired "
+        "intervals of the Calmar and average monthly PnL differences above 0; core/tuning/selection.py); "
+        "'highest' the highest objective.",
     )
     n_trials: int = Field(12, ge=1, le=5000, description="Trials per fold.")
     timeout_seconds: float = Field(90.0, gt=0, le=86400, description="Wall-clock budget per fold.")

@@ -13,6 +13,7 @@ from allocator_pipeline.core.tuning.objective import (
     robust_objective,
 )
 from allocator_pipeline.core.tuning.result import TRIAL_PREFIX, export_ledger, export_trial_returns
+from allocator_pipeline.core.tuning.selection import TrialSelection, select_trial
 from allocator_pipeline.core.tuning.space import (
     GROUPS,
     MODEL_GROUPS,
@@ -31,6 +32,7 @@ __all__ = [
     "TRIAL_PREFIX",
     "FitStore",
     "InnerFitCache",
+    "TrialSelection",
     "default_params",
     "evaluate_params",
     "export_ledger",
@@ -43,5 +45,6 @@ __all__ = [
     "robust_objective",
     "run_study",
     "search_space",
+    "select_trial",
     "tunes_labels",
 ]

@@ -32,7 +32,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from allocator_pipeline.core.common.storage import write_parquet
 from allocator_pipeline.core.tuning.objective import INNER_METRICS, OBJECTIVE_FORMULA
+from allocator_pipeline.core.tuning.selection import select_trial
 from allocator_pipeline.core.tuning.space import search_space_table
+from allocator_pipeline.settings import Settings
 
 __all__ = [
     "ACTIVE_PREFIX",
@@ -78,6 +80,8 @@ class TuningResult:
     workers: int = 1
     fit_reuse: dict[str, Any] = field(default_factory=dict)
     """Inner fits read from / written to the fit store by this call (``core/tuning/fit_cache.py``)."""
+    selection: dict[str, Any] = field(default_factory=dict)
+    """How the traded trial (``best_*``) was chosen (:class:`~allocator_pipeline.core.tuning.selection.TrialSelection`)."""
 
     @property
     def mode(self) -> str:
@@ -107,6 +111,7 @@ class TuningResult:
             "mode": self.mode,
             "workers": self.workers,
             "fit_reuse": dict(self.fit_reuse),
+            "selection": dict(self.selection),
             "duration_s": float(self.duration_s),
             "objective_formula": OBJECTIVE_FORMULA,
         }
@@ -216,6 +221,7 @@ def _result(
     space: dict[str, BaseDistribution],
     n_new: int,
     duration: float,
+    settings: Settings,
 ) -> TuningResult:
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -224,7 +230,15 @@ def _result(
             f"fold {fold}: no trial of study {study.study_name!r} completed "
             f"({len(trials)} trials; see their errors in the ledger)"
         )
-    best = max(complete, key=lambda t: (cast(float, t.value), -t.number))  # ties: the earliest (the defaults first)
+    returns = trial_returns_frame(study.user_attrs.get(INNER_BLOCKS, []), trials)
+    by_session = returns.sort_values("realized_ts", kind="stable") if len(returns) else returns
+    daily = {
+        t.number: by_session[f"{TRIAL_PREFIX}{t.number}"].to_numpy()
+        for t in complete
+        if f"{TRIAL_PREFIX}{t.number}" in by_session
+    }
+    selection = select_trial(complete, daily, by_session.get("realized_ts"), settings)
+    best = selection.chosen
     defaults = [t for t in complete if t.user_attrs.get("role") == "defaults"]
     return TuningResult(
         fold=fold,
@@ -242,5 +256,6 @@ def _result(
         n_new=n_new,
         duration_s=duration,
         ledger=trial_ledger(trials, space),
-        trial_returns=trial_returns_frame(study.user_attrs.get(INNER_BLOCKS, []), trials),
+        trial_returns=returns,
+        selection=selection.to_dict(),
     )

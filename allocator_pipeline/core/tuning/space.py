@@ -27,9 +27,9 @@ envelope    dd_soft, dd_hard, vol_target_scale, drift_psi_threshold      policy 
 A trial that only changes the cheap groups (ensemble, policy, envelope) reuses the members fitted
 on each inner split (see ``core/tuning/objective.py``): it costs a blend, a calibrator and three
 policy/backtest paths, a few tens of milliseconds, instead of several seconds of model fitting.
-Tuning itself is off in the ``quick`` and ``default`` profiles (``tuning.enabled``; docs/method.md, nested
-tuning: on the planted-signal fixtures the per-fold choices lowered what the allocator kept of a
-real signal). When it is switched on, :data:`PROFILE_GROUPS` uses the cheap groups: the ``quick``
+Tuning is on in the ``default`` and ``full`` profiles and off in ``quick``, the tests' profile
+(``tuning.enabled``; the traded trial is chosen by ``tuning.selection``, ``core/tuning/selection.py``).
+:data:`PROFILE_GROUPS` uses the cheap groups: the ``quick``
 and ``default`` profiles search the ensemble and policy groups on members fitted once per inner
 split with the run's model settings; ``full`` searches every group; ``tuning.groups`` overrides
 both. The envelope group is not searched by default: on the planted-signal fixtures (docs/research.md,

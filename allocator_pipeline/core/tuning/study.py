@@ -14,6 +14,10 @@ Search
     enqueued as the first trial (role ``defaults``), so the best trial is never worse than the
     defaults on the inner splits. Median pruning (after the second inner split, once 5 trials are
     complete) when ``tuning.pruning``. Startup (random) trials: ``max(3, min(10, n_trials // 3))``.
+Selection
+    ``tuning.selection`` (``core/tuning/selection.py``): the defaults trade unless a trial beats
+    them on the inner blocks as the allocator must beat the baseline; the result's ``best_*`` are
+    the traded trial's, its ``selection`` says why.
 Budget
     ``tuning.n_trials`` finished (complete or pruned) trials per fold, in total over all runs, and
     ``tuning.timeout_seconds`` of wall time per call (checked before each trial; the defaults
@@ -303,7 +307,7 @@ def run_study(
         with _helpers(problem, settings.tuning.workers - 1):
             _trial_loop(study, *problem[1:], worker=0, progress=progress, cache=cache)
         n_new = _started_trials(study) - before  # by every worker of this call
-        result = _result(str(fold), study, described, chosen, space, n_new, time.monotonic() - started)
+        result = _result(str(fold), study, described, chosen, space, n_new, time.monotonic() - started, settings)
         result.workers = settings.tuning.workers
         result.fit_reuse = reuse_summary(cache.store, cache.fitted)
         _say(progress, f"fold {fold}: inner fits {reuse_line(result.fit_reuse)}")
