@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -119,7 +121,9 @@ def test_the_calendar_cache_holds_what_the_library_computes_and_is_rebuilt_when_
     from allocator_pipeline.core.inputs import calendar
 
     monkeypatch.setenv("ALLOCATOR_CACHE_DIR", str(tmp_path / "cache"))
-    library = exchange_calendars.get_calendar("XNYS", start="2010-01-01", end="2013-12-31").sessions
+    with warnings.catch_warnings():  # exchange_calendars 4.13 uses pandas API that pandas 3.1 deprecates
+        warnings.simplefilter("ignore")
+        library = exchange_calendars.get_calendar("XNYS", start="2010-01-01", end="2013-12-31").sessions
     expected = pd.DatetimeIndex(library).tz_localize(None) if library.tz is not None else pd.DatetimeIndex(library)
     calendar._sessions.cache_clear()
     first = calendar._sessions(2010, 2013)

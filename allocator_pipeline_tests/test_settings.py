@@ -70,14 +70,14 @@ def test_profile_chosen_in_the_settings_file_applies_its_values(tmp_path):
 
 
 def test_the_nested_study_is_on_by_default_and_off_in_the_tests_profile(tmp_path):
-    """tuning.enabled: on in default and full (the seed's nested tuning, with the one-standard-error
-    selection, docs/method.md), off in quick (the tests' profile); the settings file switches it
-    on in any profile."""
+    """tuning.enabled: on in default and full (the seed's nested tuning; a fold trades the defaults
+    unless a trial beats them, docs/method.md), off in quick (the tests' profile); the settings
+    file switches it on in any profile."""
     assert [load_settings(profile=p, environ={}).tuning.enabled for p in ("quick", "default", "full")] == [
         False,
         True,
         True,
     ]
-    assert load_settings(profile="default", environ={}).tuning.selection == "one_se"
+    assert load_settings(profile="default", environ={}).tuning.selection == "beats_defaults"
     (tmp_path / "allocator.toml").write_text("[tuning]\nenabled = true\n")
     assert load_settings(home=tmp_path, profile="quick", environ={}).tuning.enabled
