@@ -19,11 +19,12 @@ from allocator_pipeline.settings import Settings, load_settings
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The modules marked ``slow`` (end to end: pipeline runs, the daemon, the browser) first, the
-    rest after, each in collection order: ``make test`` spreads whole modules over its workers in
+    """The modules with a test marked ``slow`` (end to end: pipeline runs, the daemon, the browser)
+    first, the rest after, each in collection order and kept whole: ``make test`` spreads whole modules over its workers in
     this order (``--dist loadfile --no-loadscope-reorder``), so the long modules start first and
     the short ones fill in around them."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    slow_modules = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.path not in slow_modules)  # a module stays together
 
 
 @pytest.fixture(scope="session")

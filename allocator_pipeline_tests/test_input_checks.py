@@ -128,23 +128,29 @@ def test_the_calendar_cache_holds_what_the_library_computes_and_is_rebuilt_when_
     calendar._sessions.cache_clear()
     first = calendar._sessions(2010, 2013)
     path = calendar.cache_file(2010, 2013)
-    assert path.parent == tmp_path / "cache" and path.name.startswith("XNYS-" + exchange_calendars.__version__)
-    assert first.equals(expected.as_unit("ns"))
+    assert path.parent == tmp_path / "cache" and path.name.startswith("XNYS-v1-" + exchange_calendars.__version__)
+    assert first.equals(expected.as_unit("ns")) and first.freq is None
     assert pd.Timestamp("2012-10-29") not in first and pd.Timestamp("2012-10-31") in first  # hurricane Sandy
 
     # a new process reads the file: the library is not asked again
     calendar._sessions.cache_clear()
     monkeypatch.setattr(calendar, "_computed", lambda *a: pytest.fail("the cache file was not read"))
-    assert calendar._sessions(2010, 2013).equals(first)
+    again = calendar._sessions(2010, 2013)
+    assert again.equals(first) and again.freq == first.freq and again.dtype == first.dtype
     monkeypatch.undo()
     monkeypatch.setenv("ALLOCATOR_CACHE_DIR", str(tmp_path / "cache"))
 
-    # a truncated or unsorted file is computed again and replaced
-    for broken in (b"not an npy file", None):
-        if broken is None:
-            np.save(path, first.asi8[::-1], allow_pickle=False)
-        else:
+    # a truncated, unsorted or foreign file (sorted sessions of other years, times of day, a zip) is
+    # computed again and replaced
+    foreign = pd.DatetimeIndex(["1970-01-02", "1970-01-05"]).as_unit("ns").asi8
+    for broken in (b"not an npy file", first.asi8[::-1], foreign, first.asi8 + 3_600_000_000_000, "zip"):
+        if isinstance(broken, bytes):
             path.write_bytes(broken)
+        elif isinstance(broken, str):
+            with path.open("wb") as fh:
+                np.savez(fh, first.asi8)
+        else:
+            np.save(path, broken, allow_pickle=False)
         calendar._sessions.cache_clear()
         assert calendar._sessions(2010, 2013).equals(first)
         assert np.array_equal(np.load(path), first.asi8)

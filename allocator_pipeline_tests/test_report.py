@@ -440,9 +440,14 @@ def test_importance_stability_and_parameter_stability() -> None:
             "n_trials": 5,
             "best_value": 1.0,
             "duration_s": 2.0,
-            "selection": {"chosen_trial": chosen},
+            "selection": {"chosen_trial": chosen, "chosen_role": role},
         }
-        for f, lr, k, chosen in (("2019", 0.02, "x", 0), ("2020", 0.04, "y", 3), ("2021", 0.06, "x", 0))
+        # 2021: a study resumed after a killed run enqueued its defaults again as trial 13
+        for f, lr, k, chosen, role in (
+            ("2019", 0.02, "x", 0, "defaults"),
+            ("2020", 0.04, "y", 3, "tpe"),
+            ("2021", 0.06, "x", 13, "defaults"),
+        )
     }
     table = tuning_table(tuning)
     assert table["traded"].tolist() == ["defaults", "trial 3", "defaults"]

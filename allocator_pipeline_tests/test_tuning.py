@@ -450,6 +450,20 @@ def test_journal_storage_and_changed_problem(problem, tmp_path):
     result = run_study(FOLD, frames, utilities, panel, journal)
     assert result.n_complete == 2 and (tmp_path / "optuna/studies.log").is_file()
     assert result.storage.startswith("journal:")
+    chosen = result.to_dict()["selection"]
+    assert chosen["rule"] == "beats_defaults" and chosen["chosen_trial"] == result.best_trial
+    assert (
+        result.best_params
+        == result.ledger.set_index("trial")
+        .loc[result.best_trial]
+        .filter(like="param.")
+        .rename(lambda c: c.removeprefix("param."))
+        .to_dict()
+    )
+    # which finished trial trades is not part of the problem: the stored study is read, nothing is rerun
+    highest = run_study(FOLD, frames, utilities, panel, with_budget(journal, tmp_path, selection="highest"))
+    assert highest.n_new == 0 and highest.to_dict()["selection"]["rule"] == "highest"
+    assert highest.best_value == result.ledger["objective"].max()
     other = with_budget(journal, tmp_path, w_calmar=2.0)
     with pytest.raises(tuning_module.StudyMismatchError, match="another problem"):
         run_study(FOLD, frames, utilities, panel, other)

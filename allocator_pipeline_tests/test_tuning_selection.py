@@ -101,3 +101,25 @@ def test_a_trial_trading_over_the_turnover_budget_is_not_a_candidate():
     assert select_trial(trials, {0: DEFAULTS, 1: DEFAULTS + 0.0005}, SESSIONS, SETTINGS).chosen.number == 1
     trials = _study([1.0, 1.5], ["defaults", "tpe"], turnover=[14.0, 14.5])
     assert select_trial(trials, {0: DEFAULTS, 1: DEFAULTS + 0.0005}, SESSIONS, SETTINGS).chosen.number == 0
+
+
+def test_the_level_is_split_over_the_candidates():
+    """The same noisy gain (0.04% a day plus noise of 0.4% a day) is adopted when it is the only
+    candidate and refused as the best of eleven: the lower bounds come from further in the
+    bootstrap's tail (5% / 11 instead of 5%), so they move down and cross 0."""
+    gain = DEFAULTS + 0.0004 + np.random.default_rng(101).normal(0.0, 0.004, N)
+    alone = select_trial(_study([1.0, 1.5], ["defaults", "tpe"]), {0: DEFAULTS, 1: gain}, SESSIONS, SETTINGS)
+    eleven = _study([1.0, 1.5, *[1.1] * 10], ["defaults", *["tpe"] * 11])
+    among = select_trial(eleven, {**dict.fromkeys(range(12), DEFAULTS), 1: gain}, SESSIONS, SETTINGS)
+    assert alone.chosen.number == 1 and among.candidate.number == 1 and among.chosen.number == 0
+    for metric in ("calmar", "avg_monthly_pnl"):
+        assert among.evidence[metric]["point"] == alone.evidence[metric]["point"]  # the same two paths
+        assert among.evidence[metric]["lower"] < alone.evidence[metric]["lower"]
+    assert alone.to_dict()["chosen_role"] == "tpe" and among.to_dict()["chosen_role"] == "defaults"
+
+
+def test_non_finite_inner_returns_keep_the_defaults():
+    broken = DEFAULTS + 0.0005
+    broken[10] = np.nan
+    chosen = select_trial(_study([1.0, 1.5], ["defaults", "tpe"]), {0: DEFAULTS, 1: broken}, SESSIONS, SETTINGS)
+    assert chosen.chosen.number == 0 and "non-finite" in chosen.reason

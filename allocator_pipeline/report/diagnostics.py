@@ -186,7 +186,9 @@ def tuning_table(tuning: Mapping[str, Any]) -> pd.DataFrame:
 
 def _traded(selection: Mapping[str, Any]) -> str | None:
     chosen = selection.get("chosen_trial")
-    return None if chosen is None else ("defaults" if chosen == 0 else f"trial {chosen}")
+    if chosen is None:
+        return None
+    return "defaults" if selection.get("chosen_role") == "defaults" else f"trial {chosen}"
 
 
 def parameter_stability(table: pd.DataFrame) -> pd.DataFrame:

@@ -9,11 +9,11 @@ file's first and last date must be present and every date must be a session. The
 
 Building the calendar (its holiday rules over 1990 to next year) costs about 0.4 s of CPU, more
 than a daily decision's own arithmetic, so its sessions are kept in a cache file per
-``exchange_calendars`` version and year range, ``XNYS-<version>-<first>-<last>.npy`` (int64
+``exchange_calendars`` version and year range, ``XNYS-v1-<version>-<first>-<last>.npy`` (int64
 nanoseconds) in ``$ALLOCATOR_CACHE_DIR``, else ``$XDG_CACHE_HOME/allocator_pipeline``, else
 ``~/.cache/allocator_pipeline``. The file holds exactly what the library computed; one that cannot
-be read, or is not a sorted int64 vector, is computed again and replaced; a folder that cannot be
-written is skipped.
+be read, or is not a sorted int64 vector of midnights spanning its years, is computed again and
+replaced; a folder that cannot be written is skipped.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import os
+import tempfile
 import warnings
 from collections.abc import Sequence
 from functools import lru_cache
@@ -52,13 +53,32 @@ def _computed(first_year: int, last_year: int) -> pd.DatetimeIndex:
         warnings.simplefilter("ignore")
         calendar = exchange_calendars.get_calendar(CALENDAR_NAME, start=f"{first_year}-01-01", end=f"{last_year}-12-31")
         sessions = pd.DatetimeIndex(calendar.sessions)
-    return (sessions.tz_localize(None) if sessions.tz is not None else sessions).as_unit("ns")
+    naive = (sessions.tz_localize(None) if sessions.tz is not None else sessions).as_unit("ns")
+    return pd.DatetimeIndex(naive.asi8.view("datetime64[ns]"))  # no freq: the same index as one read back
+
+
+def _valid(values: object, first_year: int, last_year: int) -> bool:
+    """Whether a cache file's array can be the sessions from ``first_year`` to ``last_year``: a
+    sorted int64 vector of midnights from January of the first year to December of the last."""
+    if not (isinstance(values, np.ndarray) and values.dtype == np.int64 and values.ndim == 1 and len(values) > 1):
+        return False
+    first, last = pd.Timestamp(int(values[0])), pd.Timestamp(int(values[-1]))
+    return (
+        bool((np.diff(values) > 0).all())
+        and bool((values % 86_400_000_000_000 == 0).all())
+        and (first.year, first.month) == (first_year, 1)
+        and (last.year, last.month) == (last_year, 12)
+    )
+
+
+CACHE_FORMAT = "v1"
+"""The cache file's format tag (a change of what :func:`_computed` returns needs a new tag)."""
 
 
 def cache_file(first_year: int, last_year: int) -> Path:
     """The cache file of the sessions from ``first_year`` to ``last_year`` (this library version)."""
     version = importlib.metadata.version("exchange_calendars")
-    return cache_dir() / f"{CALENDAR_NAME}-{version}-{first_year}-{last_year}.npy"
+    return cache_dir() / f"{CALENDAR_NAME}-{CACHE_FORMAT}-{version}-{first_year}-{last_year}.npy"
 
 
 @lru_cache(maxsize=4)
@@ -66,20 +86,23 @@ def _sessions(first_year: int, last_year: int) -> pd.DatetimeIndex:
     path = cache_file(first_year, last_year)
     try:
         values = np.load(path, allow_pickle=False)
-        if values.dtype == np.int64 and values.ndim == 1 and len(values) > 1 and bool((np.diff(values) > 0).all()):
-            return pd.DatetimeIndex(values.view("datetime64[ns]"))
+        if _valid(values, first_year, last_year):
+            return pd.DatetimeIndex(np.asarray(values).view("datetime64[ns]"))
     except (OSError, ValueError, EOFError):
         pass  # absent or unreadable: computed again below
     sessions = _computed(first_year, last_year)
-    staged = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    staged: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with staged.open("wb") as fh:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        staged = Path(name)
+        with os.fdopen(fd, "wb") as fh:
             np.save(fh, sessions.asi8, allow_pickle=False)
-        os.replace(staged, path)  # whole or absent, also with two processes writing
+        os.replace(staged, path)  # whole or absent, whatever other processes or threads write
     except OSError:  # a read-only cache folder: the calendar is built in each process
-        with contextlib.suppress(OSError):
-            staged.unlink(missing_ok=True)
+        if staged is not None:
+            with contextlib.suppress(OSError):
+                staged.unlink(missing_ok=True)
     return sessions
 
 

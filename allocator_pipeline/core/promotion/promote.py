@@ -59,7 +59,7 @@ def model_card(metrics: dict[str, Any], manifest: dict[str, Any], settings: Sett
     source = (
         f"Optuna study '{FINAL_FOLD}' on {tuning['n_inner']} inner walk-forward splits of all labelled data "
         f"(the folds' rule): {tuning['n_trials']['complete']} complete and {tuning['n_trials']['pruned']} pruned "
-        f"trials, best objective {tuning['best_value']:.4g}"
+        f"trials; traded: {(tuning.get('selection') or {}).get('reason', 'the highest objective')} (objective {tuning['best_value']:.4g})"
         if tuning.get("enabled")
         else "tuning off: the settings' defaults"
     )

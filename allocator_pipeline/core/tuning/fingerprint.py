@@ -37,13 +37,25 @@ def problem_fingerprint(
     space: Mapping[str, BaseDistribution],
 ) -> str:
     """SHA-256 of what a trial's objective depends on (see the module docstring); the settings that
-    only steer the search (budget, seed, pruning, storage, workers) or its speed (fit_reuse) are left out."""
+    only steer the search (budget, seed, pruning, storage, workers), its speed (fit_reuse) or which
+    finished trial trades (selection) are left out."""
     full = settings.model_dump(mode="json")
     tree = {key: full[key] for key in OBJECTIVE_SECTIONS}
     tree["tuning"] = {
         k: v
         for k, v in full["tuning"].items()
-        if k not in ("enabled", "n_trials", "timeout_seconds", "seed", "pruning", "storage", "workers", "fit_reuse")
+        if k
+        not in (
+            "enabled",
+            "selection",
+            "n_trials",
+            "timeout_seconds",
+            "seed",
+            "pruning",
+            "storage",
+            "workers",
+            "fit_reuse",
+        )
     }
     h = hashlib.sha256(
         json.dumps({"settings": tree, "space": {k: repr(v) for k, v in space.items()}}, sort_keys=True).encode()

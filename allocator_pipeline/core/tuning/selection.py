@@ -2,7 +2,7 @@
 
 A study's highest objective is an optimistic estimate: with a dozen trials scored on three inner
 blocks, the top trial is partly the luckiest one. So the highest trial replaces the run's own
-parameters (the ``defaults`` trial, trial 0) only on evidence of the kind the verdict asks of the
+parameters (the ``defaults`` trial, enqueued first) only on evidence of the kind the verdict asks of the
 allocator against the baseline (``tuning.selection = "beats_defaults"``, the default):
 
 * the two trials' daily net returns on the inner held-out blocks (the trial-returns ledger,
@@ -11,10 +11,13 @@ allocator against the baseline (``tuning.selection = "beats_defaults"``, the def
 * the verdict's paired stationary block bootstrap (``core/evaluation/bootstrap.py``, the
   ``bootstrap`` settings: mean block, resamples, seed, confidence) of ``metric(highest) -
   metric(defaults)`` for the Calmar ratio and the average monthly PnL;
-* the intervals are those of the highest of ``k`` searched trials (every complete trial but the
-  defaults): the bootstrap's one-sided error level, ``(1 - bootstrap.confidence) / 2`` (5% at the
-  default 0.90), is split over the ``k`` (Bonferroni), so the chance that any of ``k`` trials no
-  better than the defaults is adopted stays at most that level;
+* the intervals are those of the best of ``k`` candidates (the complete trials but the defaults;
+  a pruned trial cannot be adopted): the bootstrap's one-sided error level, ``(1 -
+  bootstrap.confidence) / 2`` (5% at the default 0.90), is split over the ``k`` (Bonferroni), so
+  the chance that any of ``k`` trials no better than the defaults is adopted stays at most that
+  level. With many trials the split level reaches the bootstrap's tail (``bootstrap.resamples``
+  2000 and ``k`` 59 put the bound near the second-smallest resample): raise the resamples with
+  the trial budget;
 * the candidate is the highest objective among the trials that trade no more than the turnover
   gate allows or the defaults do: mean inner-block turnover at most ``max(tuning.turnover_cap,
   the defaults')`` (a trial that earns more on the inner blocks by trading twice the cap would
@@ -72,6 +75,7 @@ class TrialSelection:
         return {
             "rule": self.rule,
             "chosen_trial": self.chosen.number,
+            "chosen_role": self.chosen.user_attrs.get("role", "tpe"),
             "candidate_trial": self.candidate.number,
             "candidate_value": float(cast(float, self.candidate.value)),
             "evidence": self.evidence,
@@ -123,11 +127,14 @@ def select_trial(
         return TrialSelection(rule, defaults, candidate, {}, why)
     if candidate.number not in returns or defaults.number not in returns:
         return TrialSelection(rule, defaults, candidate, {}, "no inner returns recorded to compare: the defaults")
-    # the highest of k searched trials: its one-sided error level (1 - confidence) / 2 split over the k (Bonferroni)
+    a, b = (np.asarray(returns[t.number], dtype=float) for t in (candidate, defaults))
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return TrialSelection(rule, defaults, candidate, {}, "non-finite inner returns to compare: the defaults")
+    # the best of k candidates (the complete trials but the defaults): the one-sided level split over the k (Bonferroni)
     k = len(complete) - 1
     alpha = (1.0 - settings.bootstrap.confidence) / 2.0 / k
     family = settings.bootstrap.model_copy(update={"confidence": 1.0 - 2.0 * alpha})
-    boot = paired_bootstrap(returns[candidate.number], returns[defaults.number], realized_ts, family)
+    boot = paired_bootstrap(a, b, realized_ts, family)
     # a bound is None when the metric is undefined on every resample (a Calmar without a drawdown): no evidence
     evidence = {m: {b: boot[m][b] if boot[m][b] is None else float(boot[m][b]) for b in BOUNDS} for m in METRICS}
     shown = ", ".join(
