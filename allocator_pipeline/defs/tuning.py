@@ -40,6 +40,7 @@ def fold_tuning(
         {
             "best_value": float(result.best_value),
             "best_params": dg.MetadataValue.json(result.best_params),
+            "traded": str(result.selection.get("reason", "")),
             "trials": dg.MetadataValue.json(summary.get("n_trials", {})),
             "ledger": dg.MetadataValue.path(str(ledger_path)),
         }
