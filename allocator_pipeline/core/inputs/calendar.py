@@ -87,7 +87,7 @@ def _sessions(first_year: int, last_year: int) -> pd.DatetimeIndex:
     try:
         values = np.load(path, allow_pickle=False)
         if _valid(values, first_year, last_year):
-            return pd.DatetimeIndex(np.asarray(values).view("datetime64[ns]"))
+            return pd.DatetimeIndex(values.view("datetime64[ns]"))
     except (OSError, ValueError, EOFError):
         pass  # absent or unreadable: computed again below
     sessions = _computed(first_year, last_year)

@@ -16,11 +16,25 @@ from optuna.distributions import BaseDistribution
 
 from allocator_pipeline.settings import Settings
 
-__all__ = ["OBJECTIVE_SECTIONS", "frame_digest", "problem_fingerprint"]
+__all__ = ["OBJECTIVE_SECTIONS", "OUTSIDE_THE_PROBLEM", "frame_digest", "problem_fingerprint"]
 
 OBJECTIVE_SECTIONS = ("labels", "costs", "models", "ensemble", "policy", "envelope")
 """Settings sections a trial's objective depends on (with the objective's weights in ``tuning``);
 features and folds enter the fingerprint through the inner frames themselves."""
+OUTSIDE_THE_PROBLEM = (
+    "enabled",
+    "selection",
+    "n_trials",
+    "timeout_seconds",
+    "seed",
+    "pruning",
+    "storage",
+    "workers",
+    "fit_reuse",
+)
+"""``tuning`` settings left out of the fingerprint: they steer the search (budget, seed, pruning,
+storage, workers), its speed (fit_reuse) or which finished trial trades (selection), not a
+trial's objective."""
 
 
 def frame_digest(frame: pd.DataFrame) -> bytes:
@@ -36,27 +50,11 @@ def problem_fingerprint(
     settings: Settings,
     space: Mapping[str, BaseDistribution],
 ) -> str:
-    """SHA-256 of what a trial's objective depends on (see the module docstring); the settings that
-    only steer the search (budget, seed, pruning, storage, workers), its speed (fit_reuse) or which
-    finished trial trades (selection) are left out."""
+    """SHA-256 of what a trial's objective depends on (see the module docstring), without the
+    settings of :data:`OUTSIDE_THE_PROBLEM`."""
     full = settings.model_dump(mode="json")
     tree = {key: full[key] for key in OBJECTIVE_SECTIONS}
-    tree["tuning"] = {
-        k: v
-        for k, v in full["tuning"].items()
-        if k
-        not in (
-            "enabled",
-            "selection",
-            "n_trials",
-            "timeout_seconds",
-            "seed",
-            "pruning",
-            "storage",
-            "workers",
-            "fit_reuse",
-        )
-    }
+    tree["tuning"] = {k: v for k, v in full["tuning"].items() if k not in OUTSIDE_THE_PROBLEM}
     h = hashlib.sha256(
         json.dumps({"settings": tree, "space": {k: repr(v) for k, v in space.items()}}, sort_keys=True).encode()
     )

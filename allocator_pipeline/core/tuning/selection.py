@@ -131,17 +131,17 @@ def select_trial(
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         return TrialSelection(rule, defaults, candidate, {}, "non-finite inner returns to compare: the defaults")
     # the best of k candidates (the complete trials but the defaults): the one-sided level split over the k (Bonferroni)
-    k = len(complete) - 1
-    alpha = (1.0 - settings.bootstrap.confidence) / 2.0 / k
+    alpha = (1.0 - settings.bootstrap.confidence) / 2.0 / (len(complete) - 1)
     family = settings.bootstrap.model_copy(update={"confidence": 1.0 - 2.0 * alpha})
     boot = paired_bootstrap(a, b, realized_ts, family)
     # a bound is None when the metric is undefined on every resample (a Calmar without a drawdown): no evidence
-    evidence = {m: {b: boot[m][b] if boot[m][b] is None else float(boot[m][b]) for b in BOUNDS} for m in METRICS}
+    evidence = {m: {k: None if boot[m][k] is None else float(boot[m][k]) for k in BOUNDS} for m in METRICS}
     shown = ", ".join(
         f"{m} {_fmt(evidence[m]['point'])} [{_fmt(evidence[m]['lower'])}, {_fmt(evidence[m]['upper'])}]"
         for m in METRICS
     )
-    if all(evidence[m]["lower"] is not None and evidence[m]["lower"] > 0 for m in METRICS):
+    lowers = [evidence[m]["lower"] for m in METRICS]
+    if all(lower is not None and lower > 0 for lower in lowers):
         return TrialSelection(
             rule, candidate, candidate, evidence, f"trial {candidate.number} beats the defaults: {shown}"
         )
