@@ -424,9 +424,9 @@ def test_replay_across_a_fold_boundary_equals_the_backtest(pipeline):
     assert replayed["mode"].iloc[0] == "reconstructed" and set(replayed["mode"].iloc[1:]) == {"continued"}
 
 
-LIVE_NEVER_IMPORTS = ("dagster", "sklearn", "scipy.optimize", "scipy.stats", "optuna", "matplotlib")
-"""Dagster and the fitting side of the training stack: the live commands read the stored models
-and predict with numpy, LightGBM's Booster and CatBoost only."""
+LIVE_NEVER_IMPORTS = ("dagster", "sklearn", "scipy", "lightgbm", "catboost", "optuna", "matplotlib")
+"""Dagster and the training stack: the live commands read the stored models and predict with
+numpy (the tree members' arrays, core/models/trees.py)."""
 RUN_AND_LIST_MODULES = """
 import json, os, sys
 from allocator_pipeline import cli
@@ -435,8 +435,7 @@ try:
 except SystemExit as exc:
     code = exc.code
 names = os.environ["LIVE_NEVER_IMPORTS"].split(",")
-print(json.dumps({"code": code, "present": [m for m in names if m in sys.modules],
-                  "members": [m for m in ("lightgbm", "catboost") if m in sys.modules]}), file=sys.stderr)
+print(json.dumps({"code": code, "present": [m for m in names if m in sys.modules]}), file=sys.stderr)
 """
 
 
@@ -450,7 +449,7 @@ print(json.dumps({"code": code, "present": [m for m in names if m in sys.modules
 )
 def test_live_commands_import_neither_dagster_nor_the_fitting_libraries(pipeline, command):
     """The entry point in a fresh interpreter: the decision is made (its models loaded and
-    predicting), and afterwards none of LIVE_NEVER_IMPORTS is in sys.modules."""
+    predicting: the command's line), and afterwards none of LIVE_NEVER_IMPORTS is in sys.modules."""
     import json
     import os
     import subprocess
@@ -466,7 +465,7 @@ def test_live_commands_import_neither_dagster_nor_the_fitting_libraries(pipeline
     )
     report = json.loads(result.stderr.strip().splitlines()[-1])
     assert report["code"] in (0, None), result.stdout + result.stderr
-    assert report["members"] == ["lightgbm", "catboost"]  # the stored members did predict
+    assert ("QQQ" in result.stdout) if command[0] == "rebalance" else ("max_abs_diff: w_final 0," in result.stdout)
     assert report["present"] == [], f"{command[0]} imported {report['present']}"
 
 

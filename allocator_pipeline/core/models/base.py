@@ -20,7 +20,8 @@ Conventions shared by the members
   apply the same one.
 * **What is saved is what predicts**: a fitted member predicts from the very text it writes to
   disk (parsed back once at fit time), so loading the file reproduces its probabilities bit for
-  bit. No pickle, no joblib.
+  bit. The tree members evaluate their text with numpy (``core/models/trees.py``), so predicting
+  imports no fitting library. No pickle, no joblib.
 """
 
 from __future__ import annotations
@@ -255,6 +256,23 @@ def normalise_rows(proba: np.ndarray) -> np.ndarray:
     if not np.all(np.isfinite(proba)) or not np.all(totals > 0):
         raise ValueError("class probabilities contain non-finite values or an all-zero row")
     return proba / totals
+
+
+LIBRARY_TOLERANCE = 1e-9
+"""Largest difference in probability allowed between a tree member's own evaluation of its stored
+model (``core/models/trees.py``) and the fitting library's prediction, checked at fit time; they
+differ by about 1e-16 (the same raw scores, another ``exp``)."""
+
+
+def check_library_agrees(member: str, ours: np.ndarray, library: np.ndarray) -> None:
+    """Raise ``RuntimeError`` when the member's probabilities from its stored model and the
+    library's own differ by more than :data:`LIBRARY_TOLERANCE` (a file format this code misreads)."""
+    gap = float(np.max(np.abs(ours - np.asarray(library, dtype=np.float64)), initial=0.0))
+    if not gap <= LIBRARY_TOLERANCE:
+        raise RuntimeError(
+            f"{member}: the stored model's probabilities differ from the library's by {gap:.3g} "
+            f"(over {LIBRARY_TOLERANCE:g}): the model file is not read as the library reads it"
+        )
 
 
 def softmax_rows(logits: np.ndarray) -> np.ndarray:

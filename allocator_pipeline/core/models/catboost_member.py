@@ -9,13 +9,13 @@ holding any other class. So:
 * early stopping (``use_best_model``) runs on the validation rows whose class occurs in training;
   if there is none, the model trains the full ``iterations`` without early stopping.
 
-Exact reload. CatBoost 1.2's JSON *reader* does not parse every leaf value to the double that was
-written: about one leaf value in ten comes back one ulp away (the writer prints the shortest
-exact representation; writing 17, 20 or 30 significant digits changes nothing; a second
-save/load cycle drifts again). The effect on probabilities is of the order of 1e-16. To make the
-saved file the source of truth, the fitted member predicts from the model parsed back from the
-JSON text it saves, and :meth:`CatBoostMember.save` writes that text unchanged; loading parses the
-same text with the same parser, so the probabilities are identical bit for bit.
+Prediction from the file. The member predicts from the JSON text it saves, evaluated with numpy
+(:class:`~allocator_pipeline.core.models.trees.ObliviousTrees`: CatBoost's raw scores, then the
+softmax), so loading the file reproduces its probabilities bit for bit and predicting a stored
+model (the daily decision) does not import CatBoost. (CatBoost 1.2's own JSON *reader* does not
+parse every leaf value to the double that was written, about one in ten comes back one ulp away;
+Python's JSON parser reads them exactly.) A fit checks the probabilities of its validation rows
+against the trained model's own.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import json
 import re
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Self
+from typing import Self
 
 import numpy as np
 import pandas as pd
@@ -34,14 +34,14 @@ from allocator_pipeline.core.common.storage import write_text
 from allocator_pipeline.core.models.base import (
     PROBABILITY_FLOOR,
     Member,
+    check_library_agrees,
     expand_to_buckets,
     require_two_classes,
+    softmax_rows,
     split_arrays,
 )
+from allocator_pipeline.core.models.trees import ObliviousTrees, TreeModelError
 from allocator_pipeline.settings import CatBoostSettings
-
-if TYPE_CHECKING:
-    from catboost import CatBoost
 
 RUN_STAMPS = re.compile(r'("(?:model_guid|train_finish_time)"\s*:\s*)"[^"]*"')
 """CatBoost's per-run metadata in ``model_info``: a random model GUID and the wall-clock finish time."""
@@ -51,18 +51,6 @@ def without_run_stamps(text: str) -> str:
     """CatBoost's JSON model with its per-run stamps (random ``model_guid``, ``train_finish_time``)
     blanked, so the same inputs give the same file; they are metadata and predictions ignore them."""
     return RUN_STAMPS.sub(r'\1""', text)
-
-
-def _model_from_json_text(text: str) -> CatBoost:
-    """Parse a CatBoost JSON model (CatBoost reads JSON models from files only)."""
-    from catboost import CatBoost  # imported on first use: a process without CatBoost models never loads it
-
-    with tempfile.TemporaryDirectory(prefix="catboost-json-") as tmp:
-        path = Path(tmp) / "model.json"
-        path.write_text(text, encoding="utf-8")
-        model = CatBoost()
-        model.load_model(str(path), format="json")
-    return model
 
 
 class CatBoostMember(Member):
@@ -79,12 +67,17 @@ class CatBoostMember(Member):
 
     def __init__(self, model_text: str) -> None:
         self.model_text = model_text
-        self.model = _model_from_json_text(model_text)
-        self.feature_names = tuple(str(f) for f in self.model.feature_names_)
-        info = json.loads(model_text)["model_info"]
-        self.classes = np.asarray(info["class_params"]["class_names"], dtype=np.int64)
+        try:
+            model = json.loads(model_text)
+            classes = model["model_info"]["class_params"]["class_names"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise TreeModelError(f"not a CatBoost JSON model ({type(exc).__name__}: {exc})") from None
+        self.trees = ObliviousTrees.from_catboost_json(model)
+        self.feature_names = self.trees.feature_names
+        self.classes = np.asarray(classes, dtype=np.int64)
         self.floor = PROBABILITY_FLOOR
-        self.tree_count = int(self.model.tree_count_)
+        if self.trees.bias.shape != (len(self.classes),):
+            raise TreeModelError(f"{len(self.trees.bias)} outputs for {len(self.classes)} classes")
 
     @classmethod
     def fit(
@@ -137,6 +130,11 @@ class CatBoostMember(Member):
             model.save_model(str(path), format="json")
             text = without_run_stamps(path.read_text(encoding="utf-8"))
         member = cls(text)
+        check_library_agrees(
+            cls.name,
+            softmax_rows(member.trees.raw_scores(x_val)),
+            model.predict(x_val, prediction_type="Probability", thread_count=1),
+        )
         if not np.array_equal(member.classes, seen) or list(member.feature_names) != names:
             raise RuntimeError(
                 f"catboost: the JSON model holds classes {member.classes.tolist()} and features "
@@ -145,9 +143,7 @@ class CatBoostMember(Member):
         return member
 
     def _predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
-        proba = self.model.predict(matrix, prediction_type="Probability", thread_count=1)
-        proba = np.asarray(proba, dtype=np.float64).reshape(len(matrix), len(self.classes))
-        return expand_to_buckets(proba, self.classes, self.floor)
+        return expand_to_buckets(softmax_rows(self.trees.raw_scores(matrix)), self.classes, self.floor)
 
     def save(self, directory: str | Path) -> Path:
         return write_text(self.model_text, Path(directory) / self.file_name)
@@ -157,18 +153,15 @@ class CatBoostMember(Member):
         path = Path(directory) / cls.file_name
         if not path.is_file():
             raise InputDataError("catboost model file not found", file=path)
-        text = path.read_text(encoding="utf-8")
-        from catboost import CatBoostError
-
         try:
-            return cls(text)
-        except (CatBoostError, json.JSONDecodeError, KeyError) as exc:
-            raise InputDataError(f"not a readable CatBoost JSON model: {exc!r}", file=path) from exc
+            return cls(path.read_text(encoding="utf-8"))
+        except TreeModelError as exc:
+            raise InputDataError(f"not a readable CatBoost JSON model: {exc}", file=path) from exc
 
     def describe(self) -> dict[str, object]:
         return {
             "member": self.name,
-            "trees": self.tree_count,
+            "trees": self.trees.n_trees,
             "seen_classes": self.classes.tolist(),
             "features": len(self.feature_names),
         }

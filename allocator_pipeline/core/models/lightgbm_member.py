@@ -1,21 +1,24 @@
 """LightGBM multiclass member: capped complexity, early stopping on the validation split.
 
 Every bucket's probability is raised to :data:`PROBABILITY_FLOOR` and rows renormalised, as for
-the other members. Saved as LightGBM's own text model (``lightgbm.txt``), truncated at the best iteration. The
-fitted member predicts from the Booster parsed back from that text, so a loaded file reproduces
-its probabilities exactly.
+the other members. Saved as LightGBM's own text model (``lightgbm.txt``), truncated at the best
+iteration. The member predicts from the trees of that text, evaluated with numpy
+(:class:`~allocator_pipeline.core.models.trees.BinaryTrees`: the raw scores LightGBM computes,
+bit for bit, then the softmax), so a loaded file reproduces its probabilities exactly and
+predicting a stored model (the daily decision) does not import LightGBM. A fit checks the trees'
+probabilities of its validation rows against the Booster's own.
 
-LightGBM is imported when a Booster is first built or trained (:func:`lightgbm_module`), without
-scikit-learn, which LightGBM would otherwise import for its scikit-learn interface: loading and
-predicting a stored model (the daily decision) needs the Booster only.
+LightGBM is imported to train and for the split-gain importance (:func:`lightgbm_module`), without
+scikit-learn, which LightGBM would otherwise import for its scikit-learn interface.
 """
 
 from __future__ import annotations
 
 import sys
+from functools import cached_property
 from pathlib import Path
 from types import ModuleType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import numpy as np
 import pandas as pd
@@ -23,8 +26,19 @@ import pandas as pd
 from allocator_pipeline.core.common.errors import InputDataError
 from allocator_pipeline.core.common.grid import N_CLASSES
 from allocator_pipeline.core.common.storage import write_text
-from allocator_pipeline.core.models.base import PROBABILITY_FLOOR, Member, floor_probabilities, split_arrays
+from allocator_pipeline.core.models.base import (
+    PROBABILITY_FLOOR,
+    Member,
+    check_library_agrees,
+    floor_probabilities,
+    softmax_rows,
+    split_arrays,
+)
+from allocator_pipeline.core.models.trees import BinaryTrees, TreeModelError
 from allocator_pipeline.settings import LightGBMSettings
+
+if TYPE_CHECKING:
+    from lightgbm import Booster
 
 
 def lightgbm_module() -> ModuleType:
@@ -98,12 +112,15 @@ class LightGBMMember(Member):
 
     def __init__(self, model_text: str) -> None:
         self.model_text = model_text
-        self.booster = lightgbm_module().Booster(model_str=model_text)
-        self.feature_names = tuple(self.booster.feature_name())
-        if self.booster.num_model_per_iteration() != N_CLASSES:
-            raise InputDataError(
-                f"lightgbm: the model has {self.booster.num_model_per_iteration()} classes, expected {N_CLASSES}"
-            )
+        self.trees = BinaryTrees.from_lightgbm_text(model_text)
+        self.feature_names = self.trees.feature_names
+        if self.trees.n_outputs != N_CLASSES:
+            raise InputDataError(f"lightgbm: the model has {self.trees.n_outputs} classes, expected {N_CLASSES}")
+
+    @cached_property
+    def booster(self) -> Booster:
+        """LightGBM's Booster of the text (imports LightGBM): the split-gain importance."""
+        return lightgbm_module().Booster(model_str=self.model_text)
 
     @classmethod
     def fit(
@@ -151,12 +168,13 @@ class LightGBMMember(Member):
                 f"special characters); got {booster.feature_name()[:5]} for {names[:5]}"
             )
         best = booster.best_iteration if booster.best_iteration > 0 else booster.current_iteration()
-        return cls(booster.model_to_string(num_iteration=best))
+        member = cls(booster.model_to_string(num_iteration=best))
+        library = booster.predict(x_val, num_iteration=best, num_threads=1).reshape(len(x_val), N_CLASSES)
+        check_library_agrees(member.name, softmax_rows(member.trees.raw_scores(x_val)), library)
+        return member
 
     def _predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
-        raw = self.booster.predict(matrix, num_threads=1)
-        proba = np.asarray(raw, dtype=np.float64).reshape(len(matrix), N_CLASSES)
-        return floor_probabilities(proba, PROBABILITY_FLOOR)
+        return floor_probabilities(softmax_rows(self.trees.raw_scores(matrix)), PROBABILITY_FLOOR)
 
     def save(self, directory: str | Path) -> Path:
         return write_text(self.model_text, Path(directory) / self.file_name)
@@ -168,14 +186,14 @@ class LightGBMMember(Member):
             raise InputDataError("lightgbm model file not found", file=path)
         try:
             return cls(path.read_text())
-        except lightgbm_module().basic.LightGBMError as exc:
+        except TreeModelError as exc:
             raise InputDataError(f"not a readable LightGBM text model: {exc}", file=path) from exc
 
     def describe(self) -> dict[str, object]:
         return {
             "member": self.name,
-            "iterations": int(self.booster.current_iteration()),
-            "trees": int(self.booster.num_trees()),
+            "iterations": self.trees.n_trees // self.trees.n_outputs,
+            "trees": self.trees.n_trees,
             "features": len(self.feature_names),
         }
 
