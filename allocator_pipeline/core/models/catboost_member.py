@@ -69,12 +69,12 @@ class CatBoostMember(Member):
         self.model_text = model_text
         try:
             model = json.loads(model_text)
-            classes = model["model_info"]["class_params"]["class_names"]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            classes = np.asarray(model["model_info"]["class_params"]["class_names"], dtype=np.int64)
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise TreeModelError(f"not a CatBoost JSON model ({type(exc).__name__}: {exc})") from None
         self.trees = ObliviousTrees.from_catboost_json(model)
         self.feature_names = self.trees.feature_names
-        self.classes = np.asarray(classes, dtype=np.int64)
+        self.classes = classes
         self.floor = PROBABILITY_FLOOR
         if self.trees.bias.shape != (len(self.classes),):
             raise TreeModelError(f"{len(self.trees.bias)} outputs for {len(self.classes)} classes")
@@ -130,16 +130,16 @@ class CatBoostMember(Member):
             model.save_model(str(path), format="json")
             text = without_run_stamps(path.read_text(encoding="utf-8"))
         member = cls(text)
-        check_library_agrees(
-            cls.name,
-            softmax_rows(member.trees.raw_scores(x_val)),
-            model.predict(x_val, prediction_type="Probability", thread_count=1),
-        )
         if not np.array_equal(member.classes, seen) or list(member.feature_names) != names:
             raise RuntimeError(
                 f"catboost: the JSON model holds classes {member.classes.tolist()} and features "
                 f"{list(member.feature_names)[:5]}..., expected {seen.tolist()} and {names[:5]}..."
             )
+        check_library_agrees(
+            cls.name,
+            softmax_rows(member.trees.raw_scores(x_val)),
+            model.predict(x_val, prediction_type="Probability", thread_count=1),
+        )
         return member
 
     def _predict_matrix(self, matrix: np.ndarray) -> np.ndarray:

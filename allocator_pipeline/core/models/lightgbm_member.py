@@ -115,7 +115,7 @@ class LightGBMMember(Member):
         self.trees = BinaryTrees.from_lightgbm_text(model_text)
         self.feature_names = self.trees.feature_names
         if self.trees.n_outputs != N_CLASSES:
-            raise InputDataError(f"lightgbm: the model has {self.trees.n_outputs} classes, expected {N_CLASSES}")
+            raise TreeModelError(f"the model has {self.trees.n_outputs} classes, expected {N_CLASSES}")
 
     @cached_property
     def booster(self) -> Booster:

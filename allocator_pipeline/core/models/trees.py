@@ -17,7 +17,7 @@ classes read the same files and evaluate them the way the libraries do:
   only where the feature's ``nan_value_treatment`` is ``AsTrue``); the raw scores add the trees'
   leaf vectors in order, then ``scale * raw + bias``.
 
-Every member predicts through these arrays: the fold models, the tuner's inner splits, the
+Every tree member predicts through these arrays: the fold models, the tuner's inner splits, the
 backtest and the live decision alike (one code path). A row's scores do not depend on the other
 rows of the call (the sums run tree by tree). At fit time each member checks its arrays against
 the library's own prediction of the validation rows (``core/models/lightgbm_member.py``,
@@ -161,10 +161,8 @@ class BinaryTrees:
             if general:
                 missing = self.missing.take(node)
                 nan = np.isnan(value)
-                value = np.where(nan & (missing != MISSING_NAN), 0.0, value)
-                absent = ((missing == MISSING_ZERO) & (np.abs(value) <= ZERO_THRESHOLD)) | (
-                    (missing == MISSING_NAN) & nan
-                )
+                value = np.where(nan, 0.0, value)  # a NaN reads 0 (at a NaN-missing node it is absent anyway)
+                absent = ((missing == MISSING_ZERO) & (value == 0.0)) | ((missing == MISSING_NAN) & nan)
                 right = np.where(absent, ~self.default_left.take(node), value > self.threshold.take(node))
             else:
                 right = value > self.threshold.take(node)
@@ -184,39 +182,49 @@ def _flatten(trees: list[dict[str, str]], n_features: int) -> dict[str, Any]:
         splits = n_leaves - 1
         with_splits = [t for t, n in zip(trees, splits, strict=True) if n > 0]
 
-        def field(key: str, dtype: type, trees_of: list[dict[str, str]], expected: int) -> np.ndarray:
-            values: np.ndarray = np.array(" ".join(t[key] for t in trees_of).split(), dtype=dtype)
-            if len(values) != expected:
-                raise TreeModelError(f"{len(values)} values of {key} for {expected}")
+        def field(key: str, dtype: type, trees_of: list[dict[str, str]], counts: np.ndarray) -> np.ndarray:
+            parts = [t[key].split() for t in trees_of]
+            for i, (part, count) in enumerate(zip(parts, counts, strict=True)):
+                if len(part) != count:
+                    raise TreeModelError(f"{len(part)} values of {key} for {count} in tree block {i}")
+            values: np.ndarray = np.array([v for part in parts for v in part], dtype=dtype)
             return values
 
         total = int(splits.sum())
+        counts = splits[splits > 0]
         feature, decision, left, right = (
-            field(key, np.intp, with_splits, total)
+            field(key, np.intp, with_splits, counts)
             for key in ("split_feature", "decision_type", "left_child", "right_child")
         )
-        threshold = field("threshold", np.float64, with_splits, total)
-        leaves = field("leaf_value", np.float64, trees, int(n_leaves.sum()))
+        threshold = field("threshold", np.float64, with_splits, counts)
+        leaves = field("leaf_value", np.float64, trees, n_leaves)
     except KeyError as exc:
         raise TreeModelError(f"tree field {exc} missing") from None
     except ValueError as exc:
         if isinstance(exc, TreeModelError):
             raise
         raise TreeModelError(f"unreadable tree field: {exc}") from None
-    if splits.min() < 0 or (total and (feature.min() < 0 or feature.max() >= n_features)):
-        raise TreeModelError(f"a split reads feature {int(feature.max(initial=0))} of {n_features}")
+    if splits.min() < 0:
+        raise TreeModelError(f"a tree with {int(n_leaves.min())} leaves")
+    outside = (feature < 0) | (feature >= n_features)
+    if outside.any():
+        raise TreeModelError(f"a split reads feature {int(feature[outside][0])} of {n_features}")
+    if (decision & 1).any():
+        raise TreeModelError("categorical splits are not read")
     offsets = np.concatenate([[0], np.cumsum(n_leaves + splits)[:-1]]).astype(np.intp)
     tree_of_split, tree_of_leaf = np.repeat(np.arange(len(trees)), splits), np.repeat(np.arange(len(trees)), n_leaves)
-    split_node = offsets[tree_of_split] + np.arange(total) - np.repeat(np.cumsum(splits) - splits, splits)
     leaf_node = (
         (offsets + splits)[tree_of_leaf] + np.arange(len(leaves)) - np.repeat(np.cumsum(n_leaves) - n_leaves, n_leaves)
     )
     n_nodes = int((n_leaves + splits).sum())
     children = np.repeat(np.arange(n_nodes, dtype=np.intp)[:, None], 2, axis=1)  # a leaf is its own child
+    own = np.arange(total) - np.repeat(np.cumsum(splits) - splits, splits)  # each split's number in its tree
+    split_node = offsets[tree_of_split] + own
     for side, child in enumerate((left, right)):
-        inside = np.where(child >= 0, child < splits[tree_of_split], ~child < n_leaves[tree_of_split])
+        # LightGBM numbers a split after its parent, so a walk down a tree ends (no cycle)
+        inside = np.where(child >= 0, (child > own) & (child < splits[tree_of_split]), ~child < n_leaves[tree_of_split])
         if not inside.all():
-            raise TreeModelError(f"a child {int(child[~inside][0])} outside its tree")
+            raise TreeModelError(f"a child {int(child[~inside][0])} outside its tree or before its parent")
         children[split_node, side] = np.where(
             child >= 0, offsets[tree_of_split] + child, (offsets + splits)[tree_of_split] + ~child
         )
@@ -238,11 +246,9 @@ def _flatten(trees: list[dict[str, str]], n_features: int) -> dict[str, Any]:
         arrays[name][split_node] = values
     arrays["value"][leaf_node] = leaves
     depth, frontier = 0, offsets[splits > 0]
-    while len(frontier):
+    while len(frontier):  # each step goes to higher-numbered splits: at most the largest tree's splits
         depth += 1
-        if depth > n_nodes:
-            raise TreeModelError("the trees' children form a cycle")
-        below = children[frontier].ravel()
+        below = np.unique(children[frontier])
         frontier = below[is_split[below]]
     return {**arrays, "children": children, "root": offsets, "depth": depth}
 
@@ -281,6 +287,8 @@ class ObliviousTrees:
             if set(model["features_info"]) - {"float_features"}:
                 raise TreeModelError(f"features other than float ones: {sorted(model['features_info'])}")
             columns = [int(f["flat_feature_index"]) for f in floats]
+            if sorted(columns) != list(range(len(floats))):
+                raise TreeModelError(f"float features' flat_feature_index {columns[:10]} is not 0..{len(floats) - 1}")
             as_true = [f.get("nan_value_treatment") == "AsTrue" for f in floats]
             names = tuple(str(f["feature_id"]) for f in sorted(floats, key=lambda f: int(f["flat_feature_index"])))
             trees = model["oblivious_trees"]
@@ -296,17 +304,20 @@ class ObliviousTrees:
                     if split.get("split_type") != "FloatFeature":
                         raise TreeModelError(f"tree {i}: split type {split.get('split_type')!r} is not read")
                     index = int(split["float_feature_index"])
+                    if not 0 <= index < len(floats):
+                        raise TreeModelError(f"tree {i}: a split reads float feature {index} of {len(floats)}")
                     feature[i, d], border[i, d], nan_true[i, d] = columns[index], split["border"], as_true[index]
                 values = np.array(tree["leaf_values"], dtype=np.float64)
                 if len(values) != n_outputs << len(tree["splits"]):
                     raise TreeModelError(f"tree {i}: {len(values)} leaf values for depth {len(tree['splits'])}")
                 leaf_value[i, : len(values) // n_outputs] = values.reshape(-1, n_outputs)
+            bias = np.broadcast_to(np.asarray(bias, dtype=np.float64), (n_outputs,)).copy()
+            scale = float(scale)
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             if isinstance(exc, TreeModelError):
                 raise
             raise TreeModelError(f"not a CatBoost JSON model ({type(exc).__name__}: {exc})") from None
-        bias = np.broadcast_to(np.asarray(bias, dtype=np.float64), (n_outputs,)).copy()
-        return cls(feature, border, nan_true, leaf_value, float(scale), bias, names)
+        return cls(feature, border, nan_true, leaf_value, scale, bias, names)
 
     @property
     def n_trees(self) -> int:
@@ -314,14 +325,12 @@ class ObliviousTrees:
 
     def raw_scores(self, matrix: np.ndarray) -> np.ndarray:
         """Raw scores ``(n, K)`` of a float64 matrix whose columns are ``feature_names``."""
-        x = np.asarray(matrix, dtype=np.float64).astype(np.float32)
-        out = np.empty((len(x), self.leaf_value.shape[2]))
-        step = _row_step(self.n_trees)
-        trees = np.arange(self.n_trees)
+        with np.errstate(over="ignore"):  # beyond float32's range: +-inf, as CatBoost reads it
+            x = np.asarray(matrix, dtype=np.float64).astype(np.float32)
+        out = np.zeros((len(x), self.leaf_value.shape[2]))
         weights = np.left_shift(1, np.arange(self.feature.shape[1]))
-        for start in range(0, len(x), step):
-            values = x[start : start + step][:, self.feature]  # (n, T, D)
-            bits = (values > self.border) | (np.isnan(values) & self.nan_true)
-            leaves = self.leaf_value[trees, (bits * weights).sum(axis=2)]  # (n, T, K)
-            out[start : start + step] = _sum_in_order(leaves)
+        for t in range(self.n_trees):  # tree by tree, in order (a row's sum does not depend on the others)
+            values = x[:, self.feature[t]]  # (n, D)
+            bits = (values > self.border[t]) | (np.isnan(values) & self.nan_true[t])
+            out += self.leaf_value[t, (bits * weights).sum(axis=1)]
         return out * self.scale + self.bias
