@@ -8,7 +8,8 @@ promoted model after its hand-over. A decision for session ``D``:
 2. takes the state after the previous session: the decision log's own (``continued``), the
    schedule's initial state on its first session (``first session``), or, when the log does not
    hold the previous session, the state the evaluated path reaches there, recomputed from data up
-   to the previous session only (``reconstructed``);
+   to the previous session only (``reconstructed``; its features are step 1's rows before ``D``,
+   which the causal features compute to the same bits as a cut at the previous session);
 3. steps :func:`~allocator_pipeline.core.allocation.path.continue_path` one session with the
    scheduled model.
 
@@ -106,12 +107,15 @@ def _segments(schedule: ModelSchedule, features: pd.DataFrame, sessions: pd.Date
 
 
 def evaluated_path(
-    schedule: ModelSchedule, leg_panel: pd.DataFrame, features: FeatureSettings
+    schedule: ModelSchedule, leg_panel: pd.DataFrame, features: FeatureSettings, table: pd.DataFrame | None = None
 ) -> tuple[pd.DataFrame, AllocatorState]:
     """The schedule's path from its first session through the leg panel's last row, vectorised,
     with features computed from that panel only (the walk-forward backtest when the schedule is
-    the folds')."""
-    table = build_features(leg_panel, features)
+    the folds'). ``table``: the features already built from a panel that continues this one (the
+    features are causal, so their rows up to the panel's last are the same bits; the leakage test
+    proves it)."""
+    if table is None:
+        table = build_features(leg_panel, features)
     sessions = leg_panel.index[leg_panel.index >= schedule.first]
     segments = _segments(schedule, table, sessions)
     if not segments:
@@ -177,6 +181,7 @@ def decide(
     before = cut.iloc[:-1]
     prev_ts = before.index[-1] if len(before) else None
     initial = schedule.initial_state
+    table = build_features(cut, settings.features)
     state: AllocatorState | None
     if previous is not None and previous.session == prev_ts:
         state, mode = previous, "continued"
@@ -184,10 +189,9 @@ def decide(
         initial is None and (prev_ts is None or prev_ts < schedule.first)
     ):
         state, mode = initial, "first session"
-    else:
-        _, state = evaluated_path(schedule, before, settings.features)
+    else:  # the state the evaluated path reaches at the previous session, from data up to it only
+        _, state = evaluated_path(schedule, before, settings.features, table.iloc[:-1])
         mode = "reconstructed"
-    table = build_features(cut, settings.features)
     rows = table.loc[[ts], scheduled.model.feature_names]
     proba = scheduled.model.decision_frame(rows)
     path, end = continue_path(scheduled.model.segment(scheduled.model_id, proba, scheduled.settings), cut, state)
