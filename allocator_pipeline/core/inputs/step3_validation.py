@@ -114,6 +114,8 @@ def _str_column(frame: pd.DataFrame, column: str, file: Path) -> pd.Series:
             row=i,
             value=None if values.iloc[i] is None else str(values.iloc[i]),
         )
+    if isinstance(values.dtype, pd.StringDtype):  # every value a str by the dtype (NA refused above)
+        return values.astype("str")
     if not pd.api.types.is_string_dtype(values.dtype) or not all(isinstance(v, str) for v in values):
         kinds = np.array([not isinstance(v, str) for v in values])
         i = first_index(kinds) if kinds.any() else 0
