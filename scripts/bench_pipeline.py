@@ -12,7 +12,10 @@ Two parts, both in fresh processes so that what is measured is what a user waits
   study's trials per fold, the command's wall time and its peak memory (the largest single process
   of the command, workers included: ``ru_maxrss`` from ``os.wait4``). ``--study`` runs the same
   pipeline twice side by side, the nested study on (the default profile) and off
-  (``tuning.enabled = false``), and prints the ratio of their wall times. ``--fit-reuse`` runs the
+  (``tuning.enabled = false``), and prints the ratio of their wall times. ``--scaling PROFILE``
+  runs the pipeline with that profile (``full``) on two workers (folds in parallel), then on one,
+  and prints the speed-up and the parallel efficiency (one worker's wall / (2 x two workers')).
+  ``--fit-reuse`` runs the
   pipeline with the study on twice instead, inner-fit reuse off (``tuning.fit_reuse = false``) then
   on (the default), prints the ratio of their wall times and the inner fits read from the fit
   store / fitted (per fold: ``fits hits/misses``); ``--keep DIR`` runs the pipelines in ``DIR``
@@ -27,7 +30,7 @@ Two parts, both in fresh processes so that what is measured is what a user waits
   ``rebalance total / decision``. ``--model promoted`` needs a promoted home: it times the command
   that records the daily job's Dagster run.
 
-Run: ``.venv/bin/python scripts/bench_pipeline.py [--study | --fit-reuse] [--keep DIR] [--no-pipeline --home DIR]
+Run: ``.venv/bin/python scripts/bench_pipeline.py [--study | --fit-reuse | --scaling full] [--keep DIR] [--no-pipeline --home DIR]
 [--model folds]``
 (figures of a run are in docs/development.md, "Benchmarks"; nothing here is asserted by a test).
 """
@@ -181,7 +184,7 @@ def step_times(events: Sequence[Any]) -> dict[str, dict[str, float]]:
     return out
 
 
-def pipeline(label: str, root: Path, toml: str, env: dict[str, str]) -> float:
+def pipeline(label: str, root: Path, toml: str, env: dict[str, str], run_args: Sequence[str] = ()) -> float:
     import dagster as dg
 
     home, dagster_home = root / "home", root / "dagster_home"
@@ -189,7 +192,7 @@ def pipeline(label: str, root: Path, toml: str, env: dict[str, str]) -> float:
     dagster_home.mkdir()
     (home / "allocator.toml").write_text(toml)
     env = {**env, "DAGSTER_HOME": str(dagster_home)}
-    wall, peak, _, _ = run_child([ALLOCATOR, "--home", str(home), "run"], env)
+    wall, peak, _, _ = run_child([ALLOCATOR, "--home", str(home), "run", *run_args], env)
     instance = dg.DagsterInstance.from_config(str(dagster_home))
     stages: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     folds: dict[str, float] = defaultdict(float)
@@ -260,12 +263,19 @@ def main() -> None:
     parser.add_argument(
         "--fit-reuse", action="store_true", help="the pipeline with the study on, inner-fit reuse off and on"
     )
+    parser.add_argument(
+        "--scaling",
+        metavar="PROFILE",
+        help="the pipeline with this profile (e.g. full) on two workers, then on one: parallel efficiency",
+    )
     parser.add_argument("--keep", type=Path, help="run the pipelines in this directory and keep their homes")
     parser.add_argument("--model", default="folds", help="rebalance --model (folds, fold:KEY, promoted)")
     parser.add_argument("--date", help="rebalance --date (default: the data's last session)")
     parser.add_argument("--repeat", type=int, default=5, help="repetitions of the decision measures")
     args = parser.parse_args()
-    env = {**os.environ, "DAGSTER_DISABLE_TELEMETRY": "1"}
+    # the measured processes cache bytecode as a user's interpreter does (PYTHONDONTWRITEBYTECODE, set in
+    # some shells and CI images, makes every run compile the package's modules again)
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}, "DAGSTER_DISABLE_TELEMETRY": "1"}
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as scratch:
         tmp = str(args.keep) if args.keep is not None else scratch
         load = os.getloadavg()
@@ -280,6 +290,16 @@ def main() -> None:
             _, fitted = _fit_counts(Path(tmp) / "reuse-off" / "home")
             print(f"\ninner fits: reuse off {fitted} fitted; reuse on {hits} read from the fit store, {misses} fitted")
             print(f"ratio fit reuse on / off (wall): {on / off:.2f}")
+        elif args.scaling and not args.no_pipeline:
+            profile = f'profile = "{args.scaling}"\n'
+            two = pipeline(
+                f"profile {args.scaling}, 2 workers", Path(tmp) / "workers-2", profile, env, ["--workers", "2"]
+            )
+            one = pipeline(
+                f"profile {args.scaling}, 1 worker", Path(tmp) / "workers-1", profile, env, ["--workers", "1"]
+            )
+            home = Path(tmp) / "workers-2" / "home"
+            print(f"\nspeed-up 1 worker / 2 workers (wall): {one / two:.2f}; parallel efficiency {one / (2 * two):.0%}")
         elif not args.no_pipeline:
             on = pipeline("default profile (study on)", Path(tmp) / "on", 'profile = "default"\n', env)
             home = Path(tmp) / "on" / "home"
