@@ -10,10 +10,14 @@ policy and envelope, the state carried across folds), backtests it with the proj
 and execution lag (``run_backtest``) and prints, per run: the Calmar ratio minus the baseline's,
 the share of the transparent rule's Calmar gain (meaningless on pure noise), the same share for
 the weight choice alone (``w_smoothed`` fully invested, no envelope: the ``model_only`` ablation,
-against the rule fully invested), the annual turnover
-and the lower bounds of the verdict's paired bootstrap (``paired_bootstrap``, default settings) of
-the allocator against the baseline and against "envelope only" (the model's increment), both read
-from the run's ``oos_daily.parquet``.
+against the rule fully invested), the annual turnover, the maximum drawdown and how much
+shallower it is than the baseline's (``drawdown_cut``, issue 20's measure), and the lower bounds
+of the verdict's paired bootstrap (``paired_bootstrap``, default settings) of the allocator
+against the baseline (read from the run's ``oos_daily.parquet``) and against "envelope only"
+under the same settings (the model's increment; the baseline weight through the point's envelope).
+An ``ensemble.*`` axis (``--set ensemble.blend_temperature=0.02,0.3``) refits each fold's blend and
+calibrator from its stored members on its validation rows (``dataset/folds/<fold>.parquet``), the
+tuner's cheap ensemble group, with no member refitted.
 
 The probabilities are the ones the run traded, so for runs made with the nested study off each row
 is exactly what the pipeline gives with those settings: the row of the run's own settings
@@ -37,10 +41,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from allocator_pipeline.core.allocation.fold_model import policy_prior_of
+from allocator_pipeline.core.allocation.fold_model import (
+    FoldModel,
+    feature_columns,
+    policy_prior_of,
+    probability_frame,
+    split_rows,
+    xy,
+)
 from allocator_pipeline.core.allocation.path import Segment, run_segments
 from allocator_pipeline.core.common.costs import CostModel
+from allocator_pipeline.core.common.grid import OUT_OF_RANGE_COLUMN
 from allocator_pipeline.core.common.storage import read_json, read_parquet
+from allocator_pipeline.core.ensemble.blend import fit_ensemble
+from allocator_pipeline.core.evaluation.ablations import ablation_decisions
 from allocator_pipeline.core.evaluation.backtest import RETURN_COLUMNS, run_backtest
 from allocator_pipeline.core.evaluation.bootstrap import paired_bootstrap
 from allocator_pipeline.core.evaluation.metrics import performance_metrics
@@ -58,6 +72,33 @@ def fold_segments(allocator: Path, settings: Settings) -> list[Segment]:
     if not segments:
         raise SystemExit(f"no fold model under {allocator / 'models'}: run scripts/bench_power.py first")
     return segments
+
+
+class StoredMembers:
+    """Each fold's stored members' probabilities on its validation and test rows (read once), so
+    that an ``ensemble.*`` axis refits the fold's blend and calibrator on the validation rows as the
+    tuner's cheap group does (``fit_fold_ensemble``), without refitting a member."""
+
+    def __init__(self, allocator: Path, segments: list[Segment]) -> None:
+        self.folds: list[tuple[Segment, dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray], pd.Index]] = []
+        for segment in segments:
+            name = segment.model_id.removeprefix("fold:")
+            frame = read_parquet(allocator / "dataset" / "folds" / f"{name}.parquet")
+            model = FoldModel.load(allocator / "models" / name)
+            x_val, y_val = xy(frame, "val")
+            test = split_rows(frame, "test")[feature_columns(frame)]
+            self.folds.append(
+                (segment, model.member_probabilities(x_val), y_val, model.member_probabilities(test), test.index)
+            )
+
+    def segments(self, settings: Settings) -> list[Segment]:
+        out = []
+        for segment, val_probs, y_val, test_probs, index in self.folds:
+            ensemble = fit_ensemble(val_probs, y_val, settings.ensemble)
+            probabilities = probability_frame(ensemble.predict(test_probs), index)
+            probabilities[OUT_OF_RANGE_COLUMN] = segment.probabilities[OUT_OF_RANGE_COLUMN].to_numpy()
+            out.append(replace(segment, probabilities=probabilities))
+        return out
 
 
 def replayed(
@@ -102,14 +143,16 @@ def sweep_run(home: Path, base: Settings, grid: list[dict[str, float | str]]) ->
     strategies = read_json(allocator / "backtest" / "metrics.json")["strategies"]
     daily = read_parquet(allocator / "backtest" / "oos_daily.parquet").set_index("realized_ts")
     calmar_base = strategies["baseline"]["calmar"]
+    drawdown_base = strategies["baseline"]["max_drawdown"]
     calmar_rule = strategies.get("planted_rule", {}).get("calmar", float("nan"))
     cost_model = CostModel.from_settings(base.costs)
     w0 = float(base.labels.baseline_weight)
     segments = fold_segments(allocator, base)  # read once; each setting only swaps the settings
+    members = StoredMembers(allocator, segments) if any(k.startswith("ensemble.") for k in grid[0]) else None
     rows = []
     for point in grid:
         settings = with_point(base, point)
-        path, bt = replayed(segments, panel, settings, cost_model, w0)
+        path, bt = replayed(members.segments(settings) if members else segments, panel, settings, cost_model, w0)
         lag = settings.backtest.execution_lag
         metrics = performance_metrics(bt, settings.report.notional)
         # the weight choice alone: w_smoothed fully invested, no envelope (the model_only ablation)
@@ -117,9 +160,14 @@ def sweep_run(home: Path, base: Settings, grid: list[dict[str, float | str]]) ->
         bt_alone = run_backtest(alone, panel[list(RETURN_COLUMNS)], cost_model, (w0, 1.0 - w0), lag)
         calmar_alone = performance_metrics(bt_alone, settings.report.notional)["calmar"]
         ret = bt.set_index("realized_ts")["ret"].reindex(daily.index)
+        # "envelope only" under the same settings, so that an envelope axis moves both sides
+        folds = path.assign(fold=path["model_id"].astype(str).str.removeprefix("fold:"))
+        envelope = ablation_decisions(folds, dict.fromkeys(folds["fold"].unique(), settings), panel)["envelope_only"]
+        bt_env = run_backtest(envelope, panel[list(RETURN_COLUMNS)], cost_model, (w0, 1.0 - w0), lag)
+        ret_env = bt_env.set_index("realized_ts")["ret"].reindex(daily.index)
         when = pd.Series(daily.index, index=daily.index)
         vs_base = paired_bootstrap(ret, daily["ret_baseline"], when, BootstrapSettings())
-        vs_env = paired_bootstrap(ret, daily["ret_envelope_only"], when, BootstrapSettings())
+        vs_env = paired_bootstrap(ret, ret_env, when, BootstrapSettings())
         rows.append(
             {
                 "run": home.name,
@@ -129,17 +177,21 @@ def sweep_run(home: Path, base: Settings, grid: list[dict[str, float | str]]) ->
                 "share": (metrics["calmar"] - calmar_base) / (calmar_rule - calmar_base),
                 "model_only_share": (calmar_alone - calmar_base) / (calmar_rule - calmar_base),
                 "turnover": metrics["turnover"],
+                "max_drawdown": metrics["max_drawdown"],
+                "drawdown_cut": 1.0 - metrics["max_drawdown"] / drawdown_base,
                 "lb_calmar_vs_baseline": vs_base["calmar"]["lower"],
                 "lb_mpnl_vs_baseline_bp": vs_base["avg_monthly_pnl"]["lower"] * 1e4,
                 "lb_calmar_increment": vs_env["calmar"]["lower"],
                 "lb_mpnl_increment_bp": vs_env["avg_monthly_pnl"]["lower"] * 1e4,
+                "envelope_only_calmar": performance_metrics(bt_env, settings.report.notional)["calmar"],
             }
         )
     own = [r for r in rows if all(r[k] == _value(base, k) for k in grid[0])]
     if own:
         print(
-            f"{home.name}: the run's own settings give Calmar {own[0]['calmar']:.6f}, "
-            f"metrics.json {strategies['allocator']['calmar']:.6f}",
+            f"{home.name}: the run's own settings give Calmar {own[0]['calmar']:.6f} and envelope only "
+            f"{own[0]['envelope_only_calmar']:.6f}; metrics.json {strategies['allocator']['calmar']:.6f} and "
+            f"{strategies['envelope_only']['calmar']:.6f}",
             flush=True,
         )
     return rows
@@ -168,7 +220,7 @@ def main() -> None:
     table = pd.DataFrame(rows).pivot_table(
         index=list(grid[0]),
         columns="run",
-        values=["model_only_share", "turnover", "lb_calmar_increment", "lb_mpnl_increment_bp"],
+        values=["model_only_share", "turnover", "drawdown_cut", "lb_calmar_increment", "lb_mpnl_increment_bp"],
         sort=True,
     )
     with pd.option_context("display.width", 250, "display.max_columns", 50):
