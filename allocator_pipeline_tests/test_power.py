@@ -39,10 +39,13 @@ def passive_legs():
     return market, source
 
 
-def walk_forward_retention(market, source, ic: float, tmp_path, horizon: int = HORIZON) -> dict:
-    out = tmp_path / f"planted-{ic}-{horizon}"
-    manifest = synth_step3(source, out, market.index, ic=ic, horizon=horizon, seed=0)
-    assert abs(manifest["achieved_ic"] - ic) < 0.05
+def walk_forward_path(market, source, ic: float, tmp_path, horizon: int = HORIZON, condition: str = "none"):
+    """The walk-forward path (folds 2016..2025, quick models, no tuning) on a planted fixture, and
+    its planted signal (``signal``, ``spread``, ``loading`` by ``decision_ts``)."""
+    out = tmp_path / f"planted-{ic}-{horizon}-{condition}"
+    manifest = synth_step3(source, out, market.index, ic=ic, horizon=horizon, seed=0, condition=condition)
+    if condition == "none":  # under a condition the IC holds on the loaded sessions only
+        assert abs(manifest["achieved_ic"] - ic) < 0.05
     read_step3_dir(out, {"qqq": "QQQ", "spy": "SPY"}, market.index)  # the project's own validator accepts it
     s = load_settings(
         profile="quick",
@@ -65,6 +68,11 @@ def walk_forward_retention(market, source, ic: float, tmp_path, horizon: int = H
         segments.append(model.segment(fold, predict_split(model, frame), s))
     path, _ = run_segments(segments, panel)
     _, signal = read_planted(out)
+    return path, signal
+
+
+def walk_forward_retention(market, source, ic: float, tmp_path, horizon: int = HORIZON) -> dict:
+    path, signal = walk_forward_path(market, source, ic, tmp_path, horizon)
     return signal_retention(path, signal, horizon)
 
 
@@ -122,3 +130,19 @@ def test_synth_step3_command_writes_a_valid_planted_directory(passive_legs, tmp_
     assert np.array_equal(qqq["leg_return"].to_numpy(), passive.legs["qqq"]["leg_return"].to_numpy())  # real legs
     again = CliRunner().invoke(cli.main, ["--home", str(tmp_path), "synth-step3", source, "--ic", "0.1"])
     assert again.exit_code != 0 and "not a synth-step3 directory" in again.output  # never overwrites other data
+
+
+@pytest.mark.slow
+def test_a_signal_present_only_in_rough_markets_is_learned_there(passive_legs, tmp_path):
+    """The signal speaks only in sessions whose QQQ-leg volatility is above its expanding median
+    (``condition = "high_vol"``, known at the close; IC 0.5 there, none in calm sessions): on the
+    high-volatility sessions the model's own choice ``w_raw`` correlates with the future spread
+    beyond three standard errors of zero (sqrt(H / n), n the high-volatility sessions compared:
+    0.41 on 1,068 sessions; it reads 0.45). The traded weight keeps less of it (0.31 here, about
+    2.3 standard errors): the smoothing's cost, measured on the family in docs/research.md."""
+    market, source = passive_legs
+    path, signal = walk_forward_path(market, source, 0.5, tmp_path, condition="high_vol")
+    rough = signal.index[(signal["loading"] > 0) & signal["spread"].notna()].intersection(path.index)
+    assert len(rough) > 800
+    kept = float(np.corrcoef(path.loc[rough, "w_raw"], signal.loc[rough, "spread"])[0, 1])
+    assert kept > three_standard_errors(len(rough)), kept
