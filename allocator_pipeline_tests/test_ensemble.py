@@ -159,8 +159,13 @@ def test_blend_weights_are_a_softmax_of_minus_log_loss_over_tau():
 def test_blend_favours_the_better_member_and_needs_every_member():
     true_p, y, _ = draw_process(600, seed=8)
     noise = np.full_like(true_p, 1 / N_CLASSES)
-    ens = fit_ensemble({"good": true_p, "flat": noise}, y, EnsembleSettings(calibration="none"))
-    assert ens.weight_of["good"] > 0.99
+    settings = EnsembleSettings(calibration="none")
+    ens = fit_ensemble({"good": true_p, "flat": noise}, y, settings)
+    gap = ens.member_log_loss["flat"] - ens.member_log_loss["good"]  # nats per validation row
+    assert gap > 0.5 and ens.weight_of["good"] == pytest.approx(1 / (1 + math.exp(-gap / settings.blend_temperature)))
+    assert ens.weight_of["good"] > 0.85  # the default temperature 0.3: 0.62 nats better, 0.89 of the weight
+    sharp = EnsembleSettings(calibration="none", blend_temperature=0.02)
+    assert fit_ensemble({"good": true_p, "flat": noise}, y, sharp).weight_of["good"] > 0.99
     np.testing.assert_allclose(ens.predict({"good": true_p, "flat": noise}).sum(axis=1), 1.0, atol=1e-12)
     with pytest.raises(InputDataError, match="missing for \\['flat'\\]"):
         ens.predict({"good": true_p})
