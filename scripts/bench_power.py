@@ -9,8 +9,9 @@ the first variant),
 runs ``allocator --step3 DIR --profile P run`` in a home of its own (the real pipeline: Dagster
 runs, gates; the nested study when the profile or ``--config`` switches it on), and reads
 ``metrics.json``. It prints, per IC: the acceptance rate; the
-allocator's and the transparent rule's CAGR, Calmar and average monthly PnL minus the baseline's
-(the rule trades the same columns plainly: the gain available); the share of the rule's Calmar
+allocator's and the planted rule's CAGR, Calmar and average monthly PnL minus the baseline's
+(the rule trades the same columns plainly, a fixed 20-session trailing mean whatever the horizon:
+the gain available, ``core/evaluation/retention.py``); the share of the rule's Calmar
 gain the allocator captures and the share its weight choice alone captures ("model only", fully
 invested, against the rule fully invested); the turnover; and the stage retention (correlation with the future spread of the
 planted signal, its trailing mean, w_raw, w_smoothed, w_final). Results go to ``--out`` as JSON.
@@ -23,6 +24,9 @@ the model's increment fails (the envelope may earn on noise).
 
     .venv/bin/python scripts/bench_power.py --variants base,h10,h5,spy,high_vol,flip --ics 0,0.3 \\
         --seeds 0,1,2 --resample 60 --jobs 2
+
+``--evaluate-only`` runs the evaluation stage again on the homes a grid left (13 to 30 s each), for a
+change of the evaluation alone.
 
 Wall time: about one ``make run`` per (IC, seed); with the default profile (tuning off) about one
 minute here, 1.5 to 3 minutes with the study on.
@@ -71,12 +75,34 @@ VARIANTS: dict[str, dict[str, str]] = {
 everywhere). The IC is a grid axis of its own."""
 
 
-def one(work: Path, profile: str, variant: str, ic: float, seed: int, resample: float | None, extra: list[str]) -> dict:
-    home = work / f"{variant}_ic{ic}_seed{seed}{'' if resample is None else f'_rs{resample:g}'}"
+def home_of(work: Path, variant: str, ic: float, seed: int, resample: float | None) -> Path:
+    return work / f"{variant}_ic{ic}_seed{seed}{'' if resample is None else f'_rs{resample:g}'}"
+
+
+def one(
+    work: Path,
+    profile: str,
+    variant: str,
+    ic: float,
+    seed: int,
+    resample: float | None,
+    extra: list[str],
+    evaluate_only: bool = False,
+) -> dict:
+    """One run: ``synth-step3`` then the whole pipeline in a home of its own, or with
+    ``evaluate_only`` the evaluation stage again on an existing home (the same stored models and
+    path: what a change of the evaluation alone gives)."""
+    home = home_of(work, variant, ic, seed, resample)
+    started = time.monotonic()
+    if evaluate_only:
+        data = (
+            ["--config", str(home / "run.toml")] if resample is not None else ["--step3", str(home / "planted"), *extra]
+        )
+        run([str(ALLOCATOR), "--home", str(home), *data, "--profile", profile, "backtest"], home / "evaluate.log")
+        return summary(home, variant, ic, seed, resample, started)
     home.mkdir(parents=True, exist_ok=True)
     step3 = home / "planted"
     source = work / "reference" / "step3_out"
-    started = time.monotonic()
     options = [x for pair in VARIANTS[variant].items() for x in pair]
     if resample is not None:
         options += ["--resample", str(resample)]
@@ -92,6 +118,11 @@ def one(work: Path, profile: str, variant: str, ic: float, seed: int, resample: 
         merged.write_text("\n".join(parts))
         data = ["--config", str(merged)]
     run([str(ALLOCATOR), "--home", str(home), *data, "--profile", profile, "run"], home / "run.log")
+    return summary(home, variant, ic, seed, resample, started)
+
+
+def summary(home: Path, variant: str, ic: float, seed: int, resample: float | None, started: float) -> dict:
+    """The figures of one run home, read from its ``metrics.json`` and ``oos_daily.parquet``."""
     backtest = home / "step3_out" / "allocator" / "backtest"
     metrics = json.loads((backtest / "metrics.json").read_text())
     strategies = metrics["strategies"]
@@ -116,6 +147,7 @@ def one(work: Path, profile: str, variant: str, ic: float, seed: int, resample: 
         # invested (same costs), as a share of the rule's Calmar gain over the baseline
         "model_only_share": model_only_gain / rule_gain if rule_gain > 0 else float("nan"),
         "turnover": float(strategies["allocator"]["turnover"]),
+        "rule_turnover": float(strategies["planted_rule"]["turnover"]),
         "accepted": bool(metrics["accepted"]),
         "failed_gates": [g["name"] for g in metrics["gates"] if g["passed"] is False],
         "not_evaluated": [g["name"] for g in metrics["gates"] if g["passed"] is None],
@@ -139,7 +171,7 @@ def table(results: list[dict]) -> str:
     lines = [
         "| variant | legs | IC | seeds | accepted | found (noise: refused) | model increment | envelope earns | "
         "beats conf. rule | rule passes | MaxDD alloc / baseline (cut, worst seed) | dCalmar alloc (rule) | "
-        "dmPnL bp alloc (rule) | model-only share of rule's Calmar gain (lowest seed) | turnover /yr | "
+        "dmPnL bp alloc (rule) | model-only share of rule's Calmar gain (lowest seed) | turnover /yr (rule) | "
         "signal / trailing mean | w_raw / w_smoothed / w_final | wall s |",
         "|" + "---|" * 18,
     ]
@@ -171,7 +203,8 @@ def table(results: list[dict]) -> str:
             f"{mean('allocator', 'calmar'):+.3f} ({mean('rule', 'calmar'):+.3f}) | "
             f"{mean('allocator', 'avg_monthly_pnl') * 1e4:+.1f} ({mean('rule', 'avg_monthly_pnl') * 1e4:+.1f}) | "
             f"{np.nanmean(shares) if ic > 0 else float('nan'):.2f} ({np.min(shares) if ic > 0 else float('nan'):.2f}) | "
-            f"{np.mean([r.get('turnover', float('nan')) for r in rows]):.1f} | "
+            f"{np.mean([r.get('turnover', float('nan')) for r in rows]):.1f} "
+            f"({np.mean([r.get('rule_turnover', float('nan')) for r in rows]):.1f}) | "
             f"{ret('signal'):+.3f} / {ret('signal_trailing_mean'):+.3f} | "
             f"{ret('w_raw'):+.3f} / {ret('w_smoothed'):+.3f} / {ret('w_final'):+.3f} | "
             f"{sum(r['seconds'] for r in rows):.0f} |"
@@ -195,6 +228,12 @@ def main() -> None:
     parser.add_argument("--out", help="results (JSON), appended run by run (default: WORK/power.json)")
     parser.add_argument("--config", help="an allocator.toml for every run (e.g. a shorter fold range)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (each a whole pipeline; default 1)")
+    parser.add_argument(
+        "--evaluate-only",
+        action="store_true",
+        help="re-run only the evaluation stage (allocator backtest) on the grid's existing homes under --work, "
+        "the same stored models, and write the results afresh to --out (after a change of the evaluation)",
+    )
     args = parser.parse_args()
     work = Path(args.work).resolve()
     extra = ["--config", str(Path(args.config).resolve())] if args.config else []
@@ -208,7 +247,7 @@ def main() -> None:
         print("building the reference engine's legs once ...", flush=True)
         run([str(ALLOCATOR), "--home", str(reference), *extra, "build-dataset"], reference / "build.log")
     out = Path(args.out) if args.out else work / "power.json"
-    results = json.loads(out.read_text()) if out.is_file() else []
+    results = json.loads(out.read_text()) if out.is_file() and not args.evaluate_only else []
     done = {(r.get("variant", "base"), r["ic"], r["seed"], r.get("resample")) for r in results}
     started = time.monotonic()
     todo = [
@@ -218,8 +257,15 @@ def main() -> None:
         for seed in (int(x) for x in args.seeds.split(","))
         if (variant, ic, seed, args.resample) not in done and not (ic == 0 and variant != variants[0])
     ]
+    if args.evaluate_only:
+        missing = [home_of(work, *t, args.resample) for t in todo if not home_of(work, *t, args.resample).is_dir()]
+        if missing:
+            raise SystemExit(f"--evaluate-only: no run home {missing[0]}; run the grid without it first")
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = [pool.submit(one, work, args.profile, v, ic, seed, args.resample, extra) for v, ic, seed in todo]
+        futures = [
+            pool.submit(one, work, args.profile, v, ic, seed, args.resample, extra, args.evaluate_only)
+            for v, ic, seed in todo
+        ]
         for future in futures:
             result = future.result()
             results.append(result)

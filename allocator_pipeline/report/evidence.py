@@ -206,7 +206,7 @@ def planted_section(metrics: Mapping[str, Any]) -> str:
         [cell(label, "txt"), cell(fmt_number(retention.get(key)))]
         for label, key in (
             ("planted signal (daily)", "signal"),
-            ("planted signal, trailing mean (the rule's input)", "signal_trailing_mean"),
+            ("planted signal, trailing mean over its horizon", "signal_trailing_mean"),
             ("w_raw (policy)", "w_raw"),
             ("w_smoothed", "w_smoothed"),
             ("w_final (traded)", "w_final"),

@@ -4,14 +4,18 @@ On a Step 3 directory made by ``allocator synth-step3`` (``core/inputs/synthetic
 is known: the confidence columns carry a signal ``s`` correlated ``IC`` with the next ``H``
 sessions' leg spread. Retention of a stage = the Pearson correlation of its weight (``w_raw``,
 ``w_smoothed``, ``w_final``) with that future spread over the out-of-sample sessions, beside the
-planted signal's own correlation and that of its trailing ``H``-session mean (what the
-transparent rule trades).
+planted signal's own correlation and that of its trailing ``H``-session mean.
 
 The transparent rule: ``x_d = (logit(qqq_prob_up_d) - logit(spy_prob_up_d)) / 2`` divided by its
-expanding standard deviation (rows ``<= d``), ``w_d = clip(0.5 + 0.5 * mean(x_{d-H+1..d}), 0, 1)``,
-fully invested: a plain, causal use of the same columns, the yardstick of the gain available. On
-a fixture planted on one leg only, the rule reads that leg's column alone; on the sign-flip
-variant, ``x`` times the regime's sign (the rule that knows the condition).
+expanding standard deviation (rows ``<= d``), ``w_d = clip(0.5 + 0.5 * mean(x_{d-W+1..d}), 0, 1)``,
+fully invested: a plain, causal use of the same columns, the yardstick of the gain available.
+The planted rule (:func:`planted_rule`) is the one issue 22 measured the allocator against: a
+fixed window ``W`` = :data:`PLANTED_RULE_WINDOW` = 20 sessions whatever the planted horizon (a
+user does not know the horizon their engine's confidence speaks about; the rule at the planted
+horizon traded 28 a year at 10 sessions and 54 at 5 on the resampled family, over the turnover
+gate's cap of 12, docs/research.md). On a fixture planted on one leg only it reads that leg's
+column alone; on the sign-flip variant, ``x`` times the regime's sign (the rule that knows the
+condition).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import pandas as pd
 from allocator_pipeline.core.common.errors import InputDataError
 
 STAGES = ("w_raw", "w_smoothed", "w_final")
+#: The planted rule's trailing window (sessions), fixed: issue 22's one-line rule.
+PLANTED_RULE_WINDOW = 20
 
 
 def _corr(a: pd.Series, b: pd.Series) -> float:
@@ -98,3 +104,16 @@ def transparent_rule(
     mean = (x / scale).rolling(horizon, min_periods=1).mean()
     w = (0.5 + 0.5 * mean).clip(0.0, 1.0).fillna(0.5)
     return pd.DataFrame({"w": w.to_numpy(), "exposure": 1.0}, index=leg_panel.index)
+
+
+def planted_rule(leg_panel: pd.DataFrame, planted: tuple[dict[str, Any], pd.DataFrame]) -> pd.DataFrame:
+    """The planted rule of a ``synth-step3`` directory (``planted`` = its ``synthetic.json`` content
+    and signal frame, ``core/inputs/synthetic.py: read_planted``): :func:`transparent_rule` with the
+    fixed window :data:`PLANTED_RULE_WINDOW` on the informative column(s), and on the ``flip``
+    variant knowing the condition (the signal's ``loading`` sign). Decisions on every leg-panel
+    session (``w``, ``exposure`` = 1).
+    """
+    meta, signal = planted
+    knows = meta.get("condition") == "flip" and "loading" in signal.columns
+    sign = signal["loading"] if knows else None
+    return transparent_rule(leg_panel, PLANTED_RULE_WINDOW, sign, str(meta.get("informative", "both")))

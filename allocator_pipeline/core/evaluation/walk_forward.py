@@ -42,7 +42,7 @@ from allocator_pipeline.core.evaluation.comparisons import three_way_verdict
 from allocator_pipeline.core.evaluation.gates import accepted, evaluate_gates, monotonic_sanity, traded_weight
 from allocator_pipeline.core.evaluation.metrics import performance_metrics
 from allocator_pipeline.core.evaluation.overfitting import load_trial_returns, overfitting_statistics
-from allocator_pipeline.core.evaluation.retention import signal_retention, transparent_rule
+from allocator_pipeline.core.evaluation.retention import PLANTED_RULE_WINDOW, planted_rule, signal_retention
 from allocator_pipeline.settings import Settings, tuned_settings
 
 ALLOCATOR = "allocator"
@@ -260,22 +260,17 @@ def evaluate_walk_forward(
     ``core/evaluation/comparisons.py``) and the run's ``settings``. The trial ledgers are
     read from the paths in ``fold_tuning`` (``trial_returns``). With ``planted`` (the
     ``synthetic.json`` content and signal of a ``synth-step3`` directory), ``planted_signal`` holds
-    the stage retention (``core/evaluation/retention.py``) and the transparent rule on the same
-    columns is a strategy (``planted_rule``: same sessions, same costs; on the ``flip`` variant the
-    rule that knows the condition).
+    the stage retention (``core/evaluation/retention.py``) and the planted rule on the same
+    columns is a strategy (``planted_rule``: its fixed 20-session window, same sessions, same costs;
+    on the ``flip`` variant the rule that knows the condition).
     """
     fold_paths = {str(fold): rows for fold, rows in path.groupby("fold", sort=False, observed=True)}
     settings_of = {
         fold: tuned_settings(settings, (fold_tuning.get(fold) or {}).get("best_params", {})) for fold in fold_paths
     }
     ablations = ablation_decisions(path, settings_of, leg_panel)
-    if planted is not None:
-        # on the sign-flip variant the yardstick is the rule that knows the condition (its loading sign)
-        knows = planted[0].get("condition") == "flip" and "loading" in planted[1].columns
-        sign = planted[1]["loading"] if knows else None
-        legs = str(planted[0].get("informative", "both"))
-        rule = transparent_rule(leg_panel, int(planted[0]["horizon"]), sign, legs)
-        ablations[PLANTED_RULE] = rule.loc[path.index]
+    if planted is not None:  # on the sign-flip variant the rule that knows the condition
+        ablations[PLANTED_RULE] = planted_rule(leg_panel, planted).loc[path.index]
     oos_daily, metrics = assemble_walk_forward(fold_paths, leg_panel, utility_labels, settings, ablations=ablations)
     by_lag: dict[str, dict[str, Any]] = {}
     for lag in LAG_COMPARISON:
@@ -347,5 +342,6 @@ def evaluate_walk_forward(
             "generator": meta,
             "retention": signal_retention(path, signal, int(meta["horizon"])),
             "rule": PLANTED_RULE,
+            "rule_window": PLANTED_RULE_WINDOW,
         }
     return oos_daily, metrics
