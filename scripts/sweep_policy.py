@@ -15,6 +15,9 @@ shallower it is than the baseline's (``drawdown_cut``, issue 20's measure), and 
 of the verdict's paired bootstrap (``paired_bootstrap``, default settings) of the allocator
 against the baseline (read from the run's ``oos_daily.parquet``) and against "envelope only"
 under the same settings (the model's increment; the baseline weight through the point's envelope).
+On a planted run it also gives those lower bounds for the planted rule's weight through the
+point's envelope against the baseline (``rule_envelope_*``): whether a weight choice as good as
+the rule could pass the seed's two "beats the baseline" gates with that envelope.
 An ``ensemble.*`` axis (``--set ensemble.blend_temperature=0.02,0.3``) refits each fold's blend and
 calibrator from its stored members on its validation rows (``dataset/folds/<fold>.parquet``), the
 tuner's cheap ensemble group, with no member refitted.
@@ -54,10 +57,12 @@ from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.grid import OUT_OF_RANGE_COLUMN
 from allocator_pipeline.core.common.storage import read_json, read_parquet
 from allocator_pipeline.core.ensemble.blend import fit_ensemble
-from allocator_pipeline.core.evaluation.ablations import ablation_decisions
+from allocator_pipeline.core.evaluation.ablations import ablation_decisions, envelope_path
 from allocator_pipeline.core.evaluation.backtest import RETURN_COLUMNS, run_backtest
 from allocator_pipeline.core.evaluation.bootstrap import paired_bootstrap
 from allocator_pipeline.core.evaluation.metrics import performance_metrics
+from allocator_pipeline.core.evaluation.retention import planted_rule
+from allocator_pipeline.core.inputs import read_planted
 from allocator_pipeline.settings import BootstrapSettings, Settings, load_settings
 
 
@@ -149,6 +154,8 @@ def sweep_run(home: Path, base: Settings, grid: list[dict[str, float | str]]) ->
     w0 = float(base.labels.baseline_weight)
     segments = fold_segments(allocator, base)  # read once; each setting only swaps the settings
     members = StoredMembers(allocator, segments) if any(k.startswith("ensemble.") for k in grid[0]) else None
+    planted = read_planted(home / "planted") if (home / "planted").is_dir() else None
+    rule = planted_rule(panel, planted)["w"] if planted is not None else None
     rows = []
     for point in grid:
         settings = with_point(base, point)
@@ -168,6 +175,18 @@ def sweep_run(home: Path, base: Settings, grid: list[dict[str, float | str]]) ->
         when = pd.Series(daily.index, index=daily.index)
         vs_base = paired_bootstrap(ret, daily["ret_baseline"], when, BootstrapSettings())
         vs_env = paired_bootstrap(ret, ret_env, when, BootstrapSettings())
+        # the planted rule's weight through the point's envelope against the baseline: could a weight
+        # choice as good as the rule pass the seed's two "beats the baseline" gates with this envelope?
+        rule_lb = {"calmar": float("nan"), "avg_monthly_pnl": float("nan")}
+        if rule is not None:
+            ruled = envelope_path(
+                rule.loc[folds.index], folds["fold"], dict.fromkeys(folds["fold"].unique(), settings), panel
+            )
+            decisions = pd.DataFrame({"w": ruled["w_final"], "exposure": ruled["exposure"]}, index=folds.index)
+            bt_rule = run_backtest(decisions, panel[list(RETURN_COLUMNS)], cost_model, (w0, 1.0 - w0), lag)
+            ret_rule = bt_rule.set_index("realized_ts")["ret"].reindex(daily.index)
+            vs_rule = paired_bootstrap(ret_rule, daily["ret_baseline"], when, BootstrapSettings())
+            rule_lb = {k: vs_rule[k]["lower"] for k in rule_lb}
         rows.append(
             {
                 "run": home.name,
@@ -184,6 +203,9 @@ def sweep_run(home: Path, base: Settings, grid: list[dict[str, float | str]]) ->
                 "lb_calmar_increment": vs_env["calmar"]["lower"],
                 "lb_mpnl_increment_bp": vs_env["avg_monthly_pnl"]["lower"] * 1e4,
                 "envelope_only_calmar": performance_metrics(bt_env, settings.report.notional)["calmar"],
+                "rule_envelope_lb_calmar_vs_baseline": rule_lb["calmar"],
+                "rule_envelope_lb_mpnl_vs_baseline_bp": rule_lb["avg_monthly_pnl"] * 1e4,
+                "rule_envelope_passes": bool(rule_lb["calmar"] > 0 and rule_lb["avg_monthly_pnl"] > 0),
             }
         )
     own = [r for r in rows if all(r[k] == _value(base, k) for k in grid[0])]
