@@ -161,20 +161,28 @@ def test_the_command_takes_the_family_options(passive, tmp_path):
 def test_the_planted_rule_reads_a_fixed_twenty_sessions_and_the_informative_column(horizon):
     """The yardstick of issue 22: one confidence pulse on the QQQ leg at session k tilts the planted
     rule toward QQQ for exactly the 20 sessions k .. k+19, whatever the planted horizon; a rule on
-    the SPY column alone does not see it; the rule that knows a negative condition tilts away."""
-    from allocator_pipeline.core.evaluation.retention import PLANTED_RULE_WINDOW, planted_rule
+    the SPY column alone does not see it, one on the QQQ column alone does not see a SPY pulse;
+    the rule that knows a negative condition tilts away."""
+    from allocator_pipeline.core.common.errors import InputDataError
+    from allocator_pipeline.core.evaluation.retention import planted_rule
 
     n, k = 80, 30
     idx = pd.date_range("2020-01-01", periods=n, freq="B", tz="UTC")
-    q = np.full(n, 0.5)
-    q[k] = 0.7
-    panel = pd.DataFrame({"qqq_prob_up": q, "spy_prob_up": np.full(n, 0.5)}, index=idx)
+    pulse = np.full(n, 0.5)
+    pulse[k] = 0.7
+    flat = np.full(n, 0.5)
+    panel = pd.DataFrame({"qqq_prob_up": pulse, "spy_prob_up": flat}, index=idx)
     signal = pd.DataFrame({"loading": np.full(n, -1.0)}, index=idx)
-    w = planted_rule(panel, ({"horizon": horizon, "informative": "both"}, signal))["w"].to_numpy()
+
+    def rule(frame: pd.DataFrame, **meta) -> np.ndarray:
+        return planted_rule(frame, ({"horizon": horizon, "informative": "both", **meta}, signal))["w"].to_numpy()
+
+    w = rule(panel)
     tilted = np.flatnonzero(w != 0.5)
-    assert PLANTED_RULE_WINDOW == 20
     assert tilted.tolist() == list(range(k, k + 20)) and (w[tilted] > 0.5).all()
-    spy_only = planted_rule(panel, ({"horizon": horizon, "informative": "spy"}, signal))["w"].to_numpy()
-    assert (spy_only == 0.5).all()
-    knowing = planted_rule(panel, ({"horizon": horizon, "informative": "both", "condition": "flip"}, signal))
-    assert (knowing["w"].to_numpy()[k : k + 20] < 0.5).all()
+    assert (rule(panel, informative="spy") == 0.5).all()
+    spy_pulse = pd.DataFrame({"qqq_prob_up": flat, "spy_prob_up": pulse}, index=idx)
+    assert (rule(spy_pulse, informative="qqq") == 0.5).all() and (rule(spy_pulse, informative="spy")[k] < 0.5)
+    assert (rule(panel, condition="flip")[k : k + 20] < 0.5).all()
+    with pytest.raises(InputDataError, match="loading"):
+        planted_rule(panel, ({"horizon": horizon, "condition": "flip"}, signal.drop(columns="loading")))

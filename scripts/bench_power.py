@@ -25,8 +25,9 @@ the model's increment fails (the envelope may earn on noise).
     .venv/bin/python scripts/bench_power.py --variants base,h10,h5,spy,high_vol,flip --ics 0,0.3 \\
         --seeds 0,1,2 --resample 60 --jobs 2
 
-``--evaluate-only`` runs the evaluation stage again on the homes a grid left (13 to 30 s each), for a
-change of the evaluation alone.
+``--evaluate-only`` runs the evaluation stage again on the homes a grid left (11 to 16 s each here;
+the same data arguments and profile, recorded in each home), for a change of the evaluation alone,
+and replaces the grid's entries in ``--out`` (each keeping its run's wall time), the others kept.
 
 Wall time: about one ``make run`` per (IC, seed); with the default profile (tuning off) about one
 minute here, 1.5 to 3 minutes with the study on.
@@ -95,9 +96,7 @@ def one(
     home = home_of(work, variant, ic, seed, resample)
     started = time.monotonic()
     if evaluate_only:
-        data = (
-            ["--config", str(home / "run.toml")] if resample is not None else ["--step3", str(home / "planted"), *extra]
-        )
+        data, profile = recorded_arguments(home, profile)
         run([str(ALLOCATOR), "--home", str(home), *data, "--profile", profile, "backtest"], home / "evaluate.log")
         return summary(home, variant, ic, seed, resample, started)
     home.mkdir(parents=True, exist_ok=True)
@@ -117,8 +116,29 @@ def one(
             parts.append(Path(extra[1]).read_text())
         merged.write_text("\n".join(parts))
         data = ["--config", str(merged)]
+    (home / RUN_ARGUMENTS).write_text(json.dumps({"data": data, "profile": profile}))
     run([str(ALLOCATOR), "--home", str(home), *data, "--profile", profile, "run"], home / "run.log")
     return summary(home, variant, ic, seed, resample, started)
+
+
+RUN_ARGUMENTS = "run_arguments.json"
+
+
+def recorded_arguments(home: Path, profile: str) -> tuple[list[str], str]:
+    """The data arguments and profile a home's run was made with (``run_arguments.json``; a
+    resampled home of an earlier version of this script: its ``run.toml``), so that an evaluation
+    again reads the same Step 3 directory under the same settings; refused when ``profile`` differs."""
+    recorded = home / RUN_ARGUMENTS
+    if recorded.is_file():
+        args = json.loads(recorded.read_text())
+        data, made_with = list(args["data"]), str(args["profile"])
+    elif (home / "run.toml").is_file():
+        data, made_with = ["--config", str(home / "run.toml")], profile
+    else:
+        raise SystemExit(f"--evaluate-only: {home} records no run arguments ({RUN_ARGUMENTS}); run it again in full")
+    if made_with != profile:
+        raise SystemExit(f"--evaluate-only: {home} was run with --profile {made_with}, not {profile}")
+    return data, made_with
 
 
 def summary(home: Path, variant: str, ic: float, seed: int, resample: float | None, started: float) -> dict:
@@ -212,6 +232,10 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _key_of(result: dict) -> tuple:
+    return (result.get("variant", "base"), result["ic"], result["seed"], result.get("resample"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="default", help="settings profile of every run (default: default)")
@@ -242,22 +266,26 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
     reference = work / "reference"
-    if not (reference / "step3_out" / "backtest").is_dir():
+    if not args.evaluate_only and not (reference / "step3_out" / "backtest").is_dir():
         reference.mkdir(parents=True, exist_ok=True)
         print("building the reference engine's legs once ...", flush=True)
         run([str(ALLOCATOR), "--home", str(reference), *extra, "build-dataset"], reference / "build.log")
     out = Path(args.out) if args.out else work / "power.json"
-    results = json.loads(out.read_text()) if out.is_file() and not args.evaluate_only else []
-    done = {(r.get("variant", "base"), r["ic"], r["seed"], r.get("resample")) for r in results}
+    results = json.loads(out.read_text()) if out.is_file() else []
+    done = {_key_of(r) for r in results}
     started = time.monotonic()
     todo = [
         (variant, ic, seed)
         for variant in variants
         for ic in (float(x) for x in args.ics.split(","))
         for seed in (int(x) for x in args.seeds.split(","))
-        if (variant, ic, seed, args.resample) not in done and not (ic == 0 and variant != variants[0])
+        if (args.evaluate_only or (variant, ic, seed, args.resample) not in done)
+        and not (ic == 0 and variant != variants[0])
     ]
-    if args.evaluate_only:
+    if args.evaluate_only:  # the grid's entries are replaced (keeping each run's own wall time), the others kept
+        again = {(v, ic, seed, args.resample) for v, ic, seed in todo}
+        run_seconds = {_key_of(r): r.get("seconds") for r in results if _key_of(r) in again}
+        results = [r for r in results if _key_of(r) not in again]
         missing = [home_of(work, *t, args.resample) for t in todo if not home_of(work, *t, args.resample).is_dir()]
         if missing:
             raise SystemExit(f"--evaluate-only: no run home {missing[0]}; run the grid without it first")
@@ -268,6 +296,9 @@ def main() -> None:
         ]
         for future in futures:
             result = future.result()
+            if args.evaluate_only:
+                result["evaluate_seconds"] = result["seconds"]
+                result["seconds"] = run_seconds.get(_key_of(result), float("nan"))
             results.append(result)
             out.write_text(json.dumps(results, indent=2))
             print(

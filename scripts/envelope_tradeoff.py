@@ -34,7 +34,7 @@ from allocator_pipeline.core.allocation.envelope import EnvelopeState, apply_env
 from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.storage import read_parquet
 from allocator_pipeline.core.evaluation.backtest import run_backtest
-from allocator_pipeline.core.evaluation.bootstrap import month_starts, path_metrics, stationary_indices
+from allocator_pipeline.core.evaluation.bootstrap import month_starts, monthly_returns, path_metrics, stationary_indices
 from allocator_pipeline.core.evaluation.metrics import performance_metrics
 from allocator_pipeline.settings import EnvelopeSettings, Settings
 
@@ -74,11 +74,6 @@ VARIANTS: dict[str, dict[str, object]] = {
 }
 
 
-def _monthly(returns: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Calendar-month compounded returns (fractions) of one daily path."""
-    return np.expm1(np.add.reduceat(np.log1p(returns), starts))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--home", required=True, help="a home whose dataset is built (build-dataset)")
@@ -105,7 +100,7 @@ def main() -> None:
         base = run_backtest(base_dec, legs, costs, initial_book=(bw, 1 - bw))
         starts = month_starts(base["realized_ts"])
         base_m = path_metrics(base["ret"].to_numpy()[None, :], starts)
-        base_monthly = _monthly(base["ret"].to_numpy(), starts)
+        base_monthly = monthly_returns(base["ret"].to_numpy(), starts)
         base_dd = performance_metrics(base, 1.0)["max_drawdown"]
         for name, update in variants.items():
             env_settings = EnvelopeSettings.model_validate({**settings.envelope.model_dump(), **update})
@@ -129,7 +124,10 @@ def main() -> None:
                     bt["exposure"].mean(),
                     float(m["calmar"][0] - base_m["calmar"][0]),
                     performance_metrics(bt, 1.0)["turnover"],
-                    float(np.std(_monthly(bt["ret"].to_numpy(), starts) - base_monthly, ddof=1) / np.sqrt(len(starts))),
+                    float(
+                        np.std(monthly_returns(bt["ret"].to_numpy(), starts) - base_monthly, ddof=1)
+                        / np.sqrt(len(starts))
+                    ),
                 )
             )
     print(

@@ -205,7 +205,9 @@ def sweep_run(home: Path, base: Settings, grid: list[dict[str, float | str]]) ->
                 "envelope_only_calmar": performance_metrics(bt_env, settings.report.notional)["calmar"],
                 "rule_envelope_lb_calmar_vs_baseline": rule_lb["calmar"],
                 "rule_envelope_lb_mpnl_vs_baseline_bp": rule_lb["avg_monthly_pnl"] * 1e4,
-                "rule_envelope_passes": bool(rule_lb["calmar"] > 0 and rule_lb["avg_monthly_pnl"] > 0),
+                "rule_envelope_passes": None
+                if rule is None
+                else bool(rule_lb["calmar"] > 0 and rule_lb["avg_monthly_pnl"] > 0),
             }
         )
     own = [r for r in rows if all(r[k] == _value(base, k) for k in grid[0])]

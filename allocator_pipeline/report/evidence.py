@@ -217,6 +217,7 @@ def planted_section(metrics: Mapping[str, Any]) -> str:
         rows=rows,
         ic=meta.get("ic"),
         horizon=meta.get("horizon"),
+        rule_window=planted.get("rule_window", "?"),
         seed=meta.get("seed"),
         sessions=retention.get("sessions"),
     )

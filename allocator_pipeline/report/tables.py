@@ -42,7 +42,7 @@ _STRATEGY_LABELS: dict[str, str] = {
     "spy_only": "SPY leg only",
     "inverse_vol": "Inverse volatility",
     "oracle": "Hindsight label path (penalised labels, not an upper bound)",
-    "planted_rule": "Planted rule (20-session mean of the planted column)",
+    "planted_rule": "Planted rule (trailing mean of the planted column)",
 }
 
 #: Headline column -> key of the per-strategy metrics dict.

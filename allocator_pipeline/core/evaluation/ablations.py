@@ -12,7 +12,7 @@ Both run on the allocator's own out-of-sample sessions and are backtested like e
   confidence, with no model, through the same envelope: the transparent rule of
   ``retention.py`` with fixed parameters, ``x_d = (logit(qqq_prob_up_d) - logit(spy_prob_up_d)) / 2``
   over its expanding standard deviation, ``w_d = clip(b + 0.5 * mean(x_{d-19..d}), 0, 1)`` (a
-  trailing :data:`CONFIDENCE_RULE_WINDOW` = 20 sessions, ``b`` the baseline weight 0.5 by default),
+  trailing ``retention.RULE_WINDOW`` = 20 sessions, ``b`` the baseline weight 0.5 by default),
   then the envelope with each fold's settings. Not fitted on anything.
 
 One code path: :func:`envelope_path` applies :func:`~allocator_pipeline.core.allocation.envelope.apply_envelope`
@@ -33,11 +33,10 @@ import pandas as pd
 from allocator_pipeline.core.allocation.envelope import apply_envelope
 from allocator_pipeline.core.allocation.path import AllocatorState, start_state, state_after
 from allocator_pipeline.core.common.errors import InputDataError
-from allocator_pipeline.core.evaluation.retention import transparent_rule
+from allocator_pipeline.core.evaluation.retention import RULE_WINDOW, transparent_rule
 from allocator_pipeline.settings import Settings
 
 ABLATIONS: tuple[str, ...] = ("envelope_only", "model_only", "confidence_rule")
-CONFIDENCE_RULE_WINDOW = 20
 
 
 def ablation_settings(kind: str, settings: Settings) -> Settings:
@@ -131,7 +130,7 @@ def ablation_decisions(
         elif kind == "confidence_rule":
             if not {"qqq_prob_up", "spy_prob_up"} <= set(context.columns):
                 continue
-            tilt = transparent_rule(context, CONFIDENCE_RULE_WINDOW)["w"].loc[path.index] - 0.5
+            tilt = transparent_rule(context, RULE_WINDOW)["w"].loc[path.index] - 0.5
             weights = (_baseline_weights(path, settings) + tilt).clip(0.0, 1.0)
         else:
             weights = path["w_smoothed"].astype(float)

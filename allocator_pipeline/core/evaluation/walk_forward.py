@@ -42,7 +42,7 @@ from allocator_pipeline.core.evaluation.comparisons import three_way_verdict
 from allocator_pipeline.core.evaluation.gates import accepted, evaluate_gates, monotonic_sanity, traded_weight
 from allocator_pipeline.core.evaluation.metrics import performance_metrics
 from allocator_pipeline.core.evaluation.overfitting import load_trial_returns, overfitting_statistics
-from allocator_pipeline.core.evaluation.retention import PLANTED_RULE_WINDOW, planted_rule, signal_retention
+from allocator_pipeline.core.evaluation.retention import RULE_WINDOW, planted_rule, signal_retention
 from allocator_pipeline.settings import Settings, tuned_settings
 
 ALLOCATOR = "allocator"
@@ -342,6 +342,6 @@ def evaluate_walk_forward(
             "generator": meta,
             "retention": signal_retention(path, signal, int(meta["horizon"])),
             "rule": PLANTED_RULE,
-            "rule_window": PLANTED_RULE_WINDOW,
+            "rule_window": RULE_WINDOW,
         }
     return oos_daily, metrics
