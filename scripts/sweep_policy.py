@@ -135,11 +135,18 @@ def parse_grid(items: list[str]) -> list[dict[str, float | str]]:
 
 
 def with_point(base: Settings, point: dict[str, float | str]) -> Settings:
+    """``base`` with the point's fields, each section validated again (ranges, cross-field rules,
+    and ``"false"`` read as a boolean), so a point outside the settings' domain is refused."""
     sections: dict[str, dict[str, float | str]] = {}
     for name, value in point.items():
         section, _, field = name.partition(".")
         sections.setdefault(section, {})[field] = value
-    return base.model_copy(update={k: getattr(base, k).model_copy(update=v) for k, v in sections.items()})
+    return base.model_copy(
+        update={
+            k: type(getattr(base, k)).model_validate({**getattr(base, k).model_dump(), **v})
+            for k, v in sections.items()
+        }
+    )
 
 
 def sweep_run(home: Path, base: Settings, grid: list[dict[str, float | str]]) -> list[dict]:
