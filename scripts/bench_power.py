@@ -286,7 +286,7 @@ def main() -> None:
         again = {(v, ic, seed, args.resample) for v, ic, seed in todo}
         run_seconds = {_key_of(r): r.get("seconds") for r in results if _key_of(r) in again}
         results = [r for r in results if _key_of(r) not in again]
-        missing = [home_of(work, *t, args.resample) for t in todo if not home_of(work, *t, args.resample).is_dir()]
+        missing = [h for h in (home_of(work, *t, args.resample) for t in todo) if not h.is_dir()]
         if missing:
             raise SystemExit(f"--evaluate-only: no run home {missing[0]}; run the grid without it first")
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:

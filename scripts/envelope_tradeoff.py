@@ -34,8 +34,8 @@ from allocator_pipeline.core.allocation.envelope import EnvelopeState, apply_env
 from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.storage import read_parquet
 from allocator_pipeline.core.evaluation.backtest import run_backtest
-from allocator_pipeline.core.evaluation.bootstrap import month_starts, monthly_returns, path_metrics, stationary_indices
-from allocator_pipeline.core.evaluation.metrics import performance_metrics
+from allocator_pipeline.core.evaluation.bootstrap import month_starts, path_metrics, stationary_indices
+from allocator_pipeline.core.evaluation.metrics import monthly_returns, performance_metrics
 from allocator_pipeline.settings import EnvelopeSettings, Settings
 
 COLUMNS = ["qqq_leg_return", "spy_leg_return", "cash_return"]
@@ -102,7 +102,7 @@ def main() -> None:
         base = run_backtest(base_dec, legs, costs, initial_book=(bw, 1 - bw))
         starts = month_starts(base["realized_ts"])
         base_m = path_metrics(base["ret"].to_numpy()[None, :], starts)
-        base_monthly = monthly_returns(base["ret"].to_numpy(), starts)
+        base_monthly = monthly_returns(base)
         base_dd = performance_metrics(base, 1.0)["max_drawdown"]
         for name, update in variants.items():
             env_settings = EnvelopeSettings.model_validate({**settings.envelope.model_dump(), **update})
@@ -117,7 +117,9 @@ def main() -> None:
             dec = pd.DataFrame({"w": env["w_final"], "exposure": env["exposure"]})
             bt = run_backtest(dec, legs, costs, initial_book=(bw, 1 - bw))
             m = path_metrics(bt["ret"].to_numpy()[None, :], starts)
-            dd = performance_metrics(bt, 1.0)["max_drawdown"]
+            whole = performance_metrics(bt, 1.0)
+            dd = whole["max_drawdown"]
+            difference = monthly_returns(bt) - base_monthly
             rows[name].append(
                 (
                     dd,
@@ -125,11 +127,8 @@ def main() -> None:
                     1 - dd / base_dd,
                     bt["exposure"].mean(),
                     float(m["calmar"][0] - base_m["calmar"][0]),
-                    performance_metrics(bt, 1.0)["turnover"],
-                    float(
-                        np.std(monthly_returns(bt["ret"].to_numpy(), starts) - base_monthly, ddof=1)
-                        / np.sqrt(len(starts))
-                    ),
+                    whole["turnover"],
+                    float(difference.std(ddof=1) / np.sqrt(len(difference))),
                 )
             )
     print(

@@ -57,7 +57,7 @@ from allocator_pipeline.core.common.costs import CostModel
 from allocator_pipeline.core.common.grid import OUT_OF_RANGE_COLUMN
 from allocator_pipeline.core.common.storage import read_json, read_parquet
 from allocator_pipeline.core.ensemble.blend import fit_ensemble
-from allocator_pipeline.core.evaluation.ablations import ablation_decisions, envelope_path
+from allocator_pipeline.core.evaluation.ablations import ablation_decisions, envelope_decisions
 from allocator_pipeline.core.evaluation.backtest import RETURN_COLUMNS, run_backtest
 from allocator_pipeline.core.evaluation.bootstrap import paired_bootstrap
 from allocator_pipeline.core.evaluation.metrics import performance_metrics
@@ -168,31 +168,31 @@ def sweep_run(home: Path, base: Settings, grid: list[dict[str, float | str]]) ->
         settings = with_point(base, point)
         path, bt = replayed(members.segments(settings) if members else segments, panel, settings, cost_model, w0)
         lag = settings.backtest.execution_lag
+
+        def backtested(decisions: pd.DataFrame, lag: int = lag) -> pd.DataFrame:
+            return run_backtest(decisions, panel[list(RETURN_COLUMNS)], cost_model, (w0, 1.0 - w0), lag)
+
+        def daily_return(bt: pd.DataFrame) -> pd.Series:
+            return bt.set_index("realized_ts")["ret"].reindex(daily.index)
+
         metrics = performance_metrics(bt, settings.report.notional)
         # the weight choice alone: w_smoothed fully invested, no envelope (the model_only ablation)
-        alone = pd.DataFrame({"w": path["w_smoothed"], "exposure": 1.0})
-        bt_alone = run_backtest(alone, panel[list(RETURN_COLUMNS)], cost_model, (w0, 1.0 - w0), lag)
+        bt_alone = backtested(pd.DataFrame({"w": path["w_smoothed"], "exposure": 1.0}))
         calmar_alone = performance_metrics(bt_alone, settings.report.notional)["calmar"]
-        ret = bt.set_index("realized_ts")["ret"].reindex(daily.index)
+        ret = daily_return(bt)
         # "envelope only" under the same settings, so that an envelope axis moves both sides
         folds = path.assign(fold=path["model_id"].astype(str).str.removeprefix("fold:"))
-        envelope = ablation_decisions(folds, dict.fromkeys(folds["fold"].unique(), settings), panel)["envelope_only"]
-        bt_env = run_backtest(envelope, panel[list(RETURN_COLUMNS)], cost_model, (w0, 1.0 - w0), lag)
-        ret_env = bt_env.set_index("realized_ts")["ret"].reindex(daily.index)
+        settings_of = dict.fromkeys(folds["fold"].unique(), settings)
+        bt_env = backtested(ablation_decisions(folds, settings_of, panel)["envelope_only"])
         when = pd.Series(daily.index, index=daily.index)
         vs_base = paired_bootstrap(ret, daily["ret_baseline"], when, BootstrapSettings())
-        vs_env = paired_bootstrap(ret, ret_env, when, BootstrapSettings())
+        vs_env = paired_bootstrap(ret, daily_return(bt_env), when, BootstrapSettings())
         # the planted rule's weight through the point's envelope against the baseline: could a weight
         # choice as good as the rule pass the seed's two "beats the baseline" gates with this envelope?
         rule_lb = {"calmar": float("nan"), "avg_monthly_pnl": float("nan")}
         if rule is not None:
-            ruled = envelope_path(
-                rule.loc[folds.index], folds["fold"], dict.fromkeys(folds["fold"].unique(), settings), panel
-            )
-            decisions = pd.DataFrame({"w": ruled["w_final"], "exposure": ruled["exposure"]}, index=folds.index)
-            bt_rule = run_backtest(decisions, panel[list(RETURN_COLUMNS)], cost_model, (w0, 1.0 - w0), lag)
-            ret_rule = bt_rule.set_index("realized_ts")["ret"].reindex(daily.index)
-            vs_rule = paired_bootstrap(ret_rule, daily["ret_baseline"], when, BootstrapSettings())
+            bt_rule = backtested(envelope_decisions(rule.loc[folds.index], folds, settings_of, panel))
+            vs_rule = paired_bootstrap(daily_return(bt_rule), daily["ret_baseline"], when, BootstrapSettings())
             rule_lb = {k: vs_rule[k]["lower"] for k in rule_lb}
         rows.append(
             {

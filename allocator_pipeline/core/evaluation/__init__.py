@@ -3,7 +3,12 @@
 Asset group ``evaluation``: ``walk_forward_report``.
 """
 
-from allocator_pipeline.core.evaluation.ablations import ABLATIONS, ablation_decisions, envelope_path
+from allocator_pipeline.core.evaluation.ablations import (
+    ABLATIONS,
+    ablation_decisions,
+    envelope_decisions,
+    envelope_path,
+)
 from allocator_pipeline.core.evaluation.attribution import ATTRIBUTION_TERMS, attribution_summary, daily_attribution
 from allocator_pipeline.core.evaluation.backtest import (
     BACKTEST_COLUMNS,
@@ -50,6 +55,7 @@ __all__ = [
     "daily_attribution",
     "deflated_sharpe",
     "drawdown_curve",
+    "envelope_decisions",
     "envelope_path",
     "equity_curve",
     "evaluate_gates",

@@ -108,10 +108,11 @@ def _baseline_weights(path: pd.DataFrame, settings_of: Mapping[str, Settings]) -
     return pd.Series(bw, index=path.index, dtype=float)
 
 
-def _decisions(
+def envelope_decisions(
     weights: pd.Series, path: pd.DataFrame, settings_of: Mapping[str, Settings], context: pd.DataFrame
 ) -> pd.DataFrame:
-    """``weights`` through :func:`envelope_path`: the decision frame (``w``, ``exposure``)."""
+    """``weights`` through :func:`envelope_path` on the sessions of ``path`` (its ``fold``
+    column): the decision frame (``w``, ``exposure``) to backtest."""
     env = envelope_path(weights, path["fold"], settings_of, context)
     return pd.DataFrame({"w": env["w_final"], "exposure": env["exposure"]}, index=path.index)
 
@@ -134,7 +135,7 @@ def ablation_decisions(
             weights = (_baseline_weights(path, settings) + tilt).clip(0.0, 1.0)
         else:
             weights = path["w_smoothed"].astype(float)
-        out[kind] = _decisions(weights, path, settings, context)
+        out[kind] = envelope_decisions(weights, path, settings, context)
     return out
 
 
@@ -162,5 +163,5 @@ def envelope_variant_decisions(
         for fold, s in settings_of.items():
             env = s.envelope.model_validate({**s.envelope.model_dump(), **update})
             settings[fold] = s.model_copy(update={"envelope": env})
-        out[name] = _decisions(_baseline_weights(path, settings), path, settings, context)
+        out[name] = envelope_decisions(_baseline_weights(path, settings), path, settings, context)
     return out

@@ -89,19 +89,8 @@ def path_metrics(returns: np.ndarray, starts: np.ndarray) -> dict[str, np.ndarra
     mdd = np.minimum((equity / peak - 1.0).min(axis=1), 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         calmar = np.where(mdd < 0, cagr / np.abs(mdd), np.nan)
-    monthly = monthly_returns(r, starts)
+    monthly = np.multiply.reduceat(1.0 + r, starts, axis=1) - 1.0
     return {"cagr": cagr, "max_drawdown": mdd, "calmar": calmar, "avg_monthly_pnl": monthly.mean(axis=1)}
-
-
-def monthly_returns(returns: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Calendar-month compounded returns (fractions) of each row of ``returns`` (shape (b, n) or
-    (n,), daily net returns), the months beginning at ``starts`` (:func:`month_starts`).
-
-    >>> monthly_returns(np.array([0.1, 0.1, -0.5]), np.array([0, 2])).round(4).tolist()
-    [0.21, -0.5]
-    """
-    r = np.asarray(returns, dtype=float)
-    return np.multiply.reduceat(1.0 + r, starts, axis=-1) - 1.0
 
 
 def _interval(diffs: np.ndarray, confidence: float) -> tuple[float | None, float | None, int]:

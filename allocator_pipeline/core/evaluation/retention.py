@@ -14,9 +14,9 @@ fixed window ``W`` = :data:`RULE_WINDOW` = 20 sessions whatever the planted hori
 of the confidence rule too (``ablations.py``): a user does not know the horizon their engine's
 confidence speaks about. The rule at the planted horizon traded 28 a year at 10 sessions and 54
 at 5 on the resampled family, the 20-session rule about 14; every one of them is over the
-turnover gate's cap of 12, which binds the allocator and not the yardstick (docs/research.md). On a fixture planted on one leg only it reads that leg's
-column alone; on the sign-flip variant, ``x`` times the regime's sign (the rule that knows the
-condition).
+turnover gate's cap of 12, which binds the allocator and not the yardstick (docs/research.md).
+On a fixture planted on one leg only it reads that leg's column alone; on the sign-flip variant,
+``x`` times the regime's sign (the rule that knows the condition).
 """
 
 from __future__ import annotations
