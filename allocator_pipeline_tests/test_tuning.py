@@ -489,6 +489,46 @@ def test_parallel_workers_share_a_journal_study(problem, tmp_path):
         make_settings(tmp_path, tuning={"workers": 2})
 
 
+def test_model_trials_then_cheap_trials_that_fit_nothing(problem, tmp_path):
+    """tuning.model_trials = 3 of 6: the first three trials are those of the study without it (every
+    parameter searched); the last three keep the linear member's parameters of the best of them,
+    search the policy's, and fit no member (the six inner fits are the three trials' two splits);
+    a staged study resumed proposes what the straight one did."""
+    settings, panel, utilities, _, frames = problem
+    space = search_space(settings, ["linear", "policy"])
+    model = [name for name in space if name.startswith("models.")]
+    assert model == ["models.linear.C", "models.linear.l1_ratio"]
+    plain = run_study(
+        FOLD, frames, utilities, panel, with_budget(settings, tmp_path / "plain", n_trials=3), space=space
+    )
+    staged_settings = with_budget(settings, tmp_path / "staged", n_trials=6, model_trials=3)
+    staged = run_study(FOLD, frames, utilities, panel, staged_settings, space=space)
+    ledger = staged.ledger
+    assert list(ledger["stage"]) == ["models"] * 3 + ["cheap"] * 3 and ledger["stage"].notna().all()
+    assert plain.ledger["stage"].isna().all()
+    pd.testing.assert_frame_equal(_params(ledger.iloc[:3]), _params(plain.ledger))
+    best = plain.ledger.loc[plain.ledger["objective"].idxmax()]
+    for name in model:
+        assert (ledger[f"param.{name}"].iloc[3:] == best[f"param.{name}"]).all()
+    assert ledger["param.policy.alpha"].iloc[3:].nunique() == 3  # the policy is still searched
+    assert plain.fit_reuse["fitted"] == staged.fit_reuse["fitted"] == 3 * len(frames)
+    assert staged.best_value >= plain.best_value
+    first = with_budget(settings, tmp_path / "resumed", n_trials=4, model_trials=3)
+    run_study(FOLD, frames, utilities, panel, first, space=space)
+    resumed = run_study(FOLD, frames, utilities, panel, with_budget(first, first.home, n_trials=6), space=space)
+    assert resumed.n_new == 2
+    pd.testing.assert_frame_equal(_params(resumed.ledger), _params(ledger))
+    # without model parameters in the space the setting changes nothing
+    cheap_space = search_space(settings, ["policy"])
+    alone = run_study(
+        FOLD, frames, utilities, panel, with_budget(settings, tmp_path / "c1", n_trials=3), space=cheap_space
+    )
+    unstaged = with_budget(settings, tmp_path / "c2", n_trials=3, model_trials=1)
+    same = run_study(FOLD, frames, utilities, panel, unstaged, space=cheap_space)
+    pd.testing.assert_frame_equal(_params(alone.ledger), _params(same.ledger))
+    assert same.ledger["stage"].isna().all()
+
+
 # --- tuning finds a known best -------------------------------------------------------------------
 
 

@@ -136,7 +136,7 @@ PROFILES: dict[str, dict[str, Any]] = {
             "linear": {"max_iter": 2000},
             "catboost": {"iterations": 600, "early_stopping_rounds": 50, "learning_rate": 0.05},
         },
-        "tuning": {"enabled": True, "n_trials": 60, "timeout_seconds": 3600.0},
+        "tuning": {"enabled": True, "n_trials": 60, "model_trials": 12, "timeout_seconds": 3600.0},
         "folds": {"n_inner_folds": 3},
     },
 }

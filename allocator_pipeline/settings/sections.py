@@ -314,6 +314,16 @@ class TuningSettings(_Section):
         "'highest' the highest objective.",
     )
     n_trials: int = Field(12, ge=1, le=5000, description="Trials per fold.")
+    model_trials: int | None = Field(
+        None,
+        ge=1,
+        le=5000,
+        description="When the search space holds model or label parameters (their change refits the members on "
+        "every inner split): the first model_trials finished trials of a fold (the defaults trial included) search "
+        "every group; the rest keep the model and label parameters of the best complete one of them and search the "
+        "cheap groups only, on its cached member probabilities (no refit). None: every trial searches every group. "
+        "12 in the full profile (of its 60 trials).",
+    )
     timeout_seconds: float = Field(90.0, gt=0, le=86400, description="Wall-clock budget per fold.")
     seed: int = Field(11, ge=0, le=2**31 - 1, description="TPE sampler seed.")
     pruning: bool = Field(True, description="Median pruning on inner folds.")

@@ -25,6 +25,7 @@ OUTSIDE_THE_PROBLEM = (
     "enabled",
     "selection",
     "n_trials",
+    "model_trials",
     "timeout_seconds",
     "seed",
     "pruning",
@@ -32,9 +33,9 @@ OUTSIDE_THE_PROBLEM = (
     "workers",
     "fit_reuse",
 )
-"""``tuning`` settings left out of the fingerprint: they steer the search (budget, seed, pruning,
-storage, workers), its speed (fit_reuse) or which finished trial trades (selection), not a
-trial's objective."""
+"""``tuning`` settings left out of the fingerprint: they steer the search (budget, its split between
+model and cheap trials, seed, pruning, storage, workers), its speed (fit_reuse) or which finished
+trial trades (selection), not a trial's objective."""
 
 
 def frame_digest(frame: pd.DataFrame) -> bytes:

@@ -2,7 +2,8 @@
 
 Ledger
     :func:`export_ledger` writes every trial (number, state, role, mode (``sequential``: one seeded
-    worker, reproducible; ``parallel``: several workers, not reproducible), worker, objective,
+    worker, reproducible; ``parallel``: several workers, not reproducible), worker, stage
+    (``models`` / ``cheap`` in a study split by ``tuning.model_trials``), objective,
     duration, parameters, per-inner-split metrics, objective terms, error) as parquet.
 Trial returns
     :func:`export_trial_returns` writes every evaluated trial's daily net returns on the inner
@@ -48,7 +49,7 @@ __all__ = [
     "trial_returns_frame",
 ]
 
-LEDGER_HEAD = ["trial", "state", "role", "mode", "worker", "objective", "duration_s", "error"]
+LEDGER_HEAD = ["trial", "state", "role", "mode", "worker", "stage", "objective", "duration_s", "error"]
 INNER_BLOCKS = "inner_blocks"
 """Study user attribute: per inner split, ``{"realized_ts": [ISO UTC], "cash": [float]}``."""
 TRIAL_PREFIX = "trial_"
@@ -135,6 +136,7 @@ def trial_ledger(trials: Sequence[FrozenTrial], space: Mapping[str, BaseDistribu
             "role": t.user_attrs.get("role", "tpe"),
             "mode": t.user_attrs.get("mode"),
             "worker": t.user_attrs.get("worker"),
+            "stage": t.user_attrs.get("stage"),
             "objective": t.value if t.state == TrialState.COMPLETE else None,
             "duration_s": _duration(t),
             "error": t.user_attrs.get("error"),

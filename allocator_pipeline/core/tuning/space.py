@@ -65,6 +65,7 @@ __all__ = [
     "SearchParameter",
     "current_value",
     "default_params",
+    "refits_members",
     "resolve_groups",
     "search_space",
     "search_space_table",
@@ -309,3 +310,9 @@ def search_space_table(space: Mapping[str, BaseDistribution] | None = None) -> l
 def tunes_labels(params: Mapping[str, Any]) -> bool:
     """True when ``params`` change the label lambdas (labels must then be recomputed)."""
     return any(name.startswith("labels.") for name in params)
+
+
+def refits_members(name: str) -> bool:
+    """True when the parameter ``name`` (a dotted settings path) changes the members, so a trial
+    changing it refits them on every inner split: the model and label groups (:data:`MODEL_GROUPS`)."""
+    return name.startswith(("models.", "labels."))

@@ -14,6 +14,16 @@ Search
     enqueued as the first trial (role ``defaults``), so the best trial is never worse than the
     defaults on the inner splits. Median pruning (after the second inner split, once 5 trials are
     complete) when ``tuning.pruning``. Startup (random) trials: ``max(3, min(10, n_trials // 3))``.
+Model and cheap trials
+    A trial that changes a model or label parameter refits the members on every inner split
+    (seconds to minutes); one that changes only the ensemble, policy or envelope reuses their
+    cached probabilities (tens of milliseconds). With ``tuning.model_trials`` set (12 in the full
+    profile) and model or label parameters in the space, the first ``model_trials`` finished
+    trials (the defaults trial included) search every parameter, exactly as a study without it
+    would; every later trial keeps the model and label parameters of the best complete one of
+    those (highest objective, the earliest on a tie; enqueued as fixed parameters, so the ledger
+    shows them) and the sampler proposes only the cheap ones, which cost no fit. The ledger's
+    ``stage`` says which: ``models`` or ``cheap`` (None when the study is not staged).
 Selection
     ``tuning.selection`` (``core/tuning/selection.py``): the defaults trade unless a trial beats
     them on the inner blocks as the allocator must beat the baseline; the result's ``best_*`` are
@@ -61,7 +71,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import optuna
@@ -78,7 +88,7 @@ from allocator_pipeline.core.tuning.fingerprint import problem_fingerprint
 from allocator_pipeline.core.tuning.fit_cache import fit_store, reuse_line, reuse_summary
 from allocator_pipeline.core.tuning.objective import OBJECTIVE_FORMULA, InnerFitCache, evaluate_params, robust_objective
 from allocator_pipeline.core.tuning.result import INNER_BLOCKS, TuningResult, _duration, _result, inner_blocks_attr
-from allocator_pipeline.core.tuning.space import default_params, resolve_groups, search_space
+from allocator_pipeline.core.tuning.space import default_params, refits_members, resolve_groups, search_space
 from allocator_pipeline.settings import Settings, SettingsError, tuned_settings
 
 __all__ = [
@@ -86,6 +96,7 @@ __all__ = [
     "StudyMismatchError",
     "evaluate_params",
     "inner_fold_frames",
+    "model_stage_params",
     "robust_objective",
     "run_study",
     "study_name",
@@ -208,6 +219,24 @@ def _sampler(settings: Settings, finished: int, total: int, parallel: bool) -> o
     return optuna.samplers.TPESampler(seed=seed % (2**32), n_startup_trials=max(3, min(10, n_trials // 3)))
 
 
+def model_stage_params(
+    trials: Sequence[FrozenTrial], space: Mapping[str, BaseDistribution], settings: Settings
+) -> dict[str, Any] | None:
+    """The model and label parameters every later trial keeps (module docstring, "Model and cheap
+    trials"): those of the best complete trial of the model stage, once ``tuning.model_trials``
+    trials have finished; None while the model stage runs, or when the study is not staged
+    (``tuning.model_trials`` None, or no such parameter in ``space``)."""
+    names = [name for name in space if refits_members(name)]
+    n_model = settings.tuning.model_trials
+    if n_model is None or not names or sum(t.state in FINISHED for t in trials) < n_model:
+        return None
+    staged = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("stage") != "cheap"]
+    if not staged:  # only pruned model trials: keep searching every parameter
+        return None
+    best = max(staged, key=lambda t: (cast(float, t.value), -t.number))
+    return {name: best.params[name] for name in names}
+
+
 def _run_trial(
     study: optuna.Study,
     space: dict[str, BaseDistribution],
@@ -217,9 +246,12 @@ def _run_trial(
     settings: Settings,
     cache: InnerFitCache,
     worker: int,
+    stage: str | None = None,
 ) -> FrozenTrial:
     trial = study.ask(space)
     defaults = trial.user_attrs.get("role") == "defaults"
+    if stage is not None and "stage" not in trial.user_attrs:
+        trial.set_user_attr("stage", stage)
     trial.set_user_attr("mode", "parallel" if settings.tuning.workers > 1 else "sequential")
     trial.set_user_attr("worker", worker)
     try:
@@ -351,7 +383,13 @@ def _trial_loop(
         if taken >= budget or (any_complete and time.time() - started >= timeout):
             return
         study.sampler = _sampler(settings, finished, len(trials), parallel)
-        frozen = _run_trial(study, space, inner_frames, utilities, context, settings, cache, worker)
+        stage = None
+        if settings.tuning.model_trials is not None and any(refits_members(name) for name in space):
+            kept = model_stage_params(trials, space, settings)
+            stage = "models" if kept is None else "cheap"
+            if kept is not None and not any(t.state == TrialState.WAITING for t in trials):
+                study.enqueue_trial(kept, user_attrs={"stage": "cheap"})
+        frozen = _run_trial(study, space, inner_frames, utilities, context, settings, cache, worker, stage)
         value = "-" if frozen.value is None else f"{frozen.value:.4f}"
         best = f"{study.best_value:.4f}" if any_complete or frozen.state == TrialState.COMPLETE else "-"
         _say(
