@@ -23,10 +23,10 @@ out of range is refused naming the field, the value and the allowed range. Sourc
 first: defaults < profile < `<home>/allocator.toml` (or `--config FILE`) < environment
 (`ALLOCATOR_HOME`, `ALLOCATOR_PRICES`, `ALLOCATOR_STEP3`, `ALLOCATOR_PROFILE`) < command-line
 options. Profiles: `quick` (tests: small models; with tuning switched on 3 trials, 2 inner
-splits), `default` (tuning on, 12 trials per fold), `full` (larger models, tuning on over every group, 60 trials per fold; folds 2024 and 2025, the longest
-training windows, took 589-767 s together with one tuning worker on this 2-core machine while
-other work shared it; the 18 folds were not timed). Costs in basis points, windows in sessions,
-weights and drawdowns as fractions.
+splits), `default` (tuning on, 12 trials per fold), `full` (larger models, tuning on over every
+group, 60 trials per fold of which the first 12 refit the members; the 18 folds took 791 s with
+one worker and 434 s with two on this 2-core machine, docs/development.md). Costs in basis
+points, windows in sessions, weights and drawdowns as fractions.
 """
 
 
