@@ -24,17 +24,23 @@ from allocator_pipeline.core.folds.checks import usable_sessions
 from allocator_pipeline.core.folds.plan import FoldPlanError, plan_folds
 from allocator_pipeline.core.labels.utility import utility_labels
 from allocator_pipeline.core.tuning import study as tuning_module
-from allocator_pipeline.core.tuning.objective import evaluate_params, objective_terms
+from allocator_pipeline.core.tuning.objective import (
+    OBJECTIVE_FORMULA,
+    evaluate_params,
+    objective_terms,
+    robust_objective,
+)
 from allocator_pipeline.core.tuning.result import export_ledger, export_trial_returns
 from allocator_pipeline.core.tuning.space import GROUPS, SEARCH_PARAMETERS, default_params, resolve_groups, search_space
-from allocator_pipeline.core.tuning.study import (
-    OBJECTIVE_FORMULA,
-    inner_fold_frames,
-    robust_objective,
-    run_study,
+from allocator_pipeline.core.tuning.study import inner_fold_frames, run_study
+from allocator_pipeline.settings import (
+    PolicySettings,
+    Settings,
+    SettingsError,
+    TuningSettings,
+    load_settings,
     tuned_settings,
 )
-from allocator_pipeline.settings import PolicySettings, Settings, SettingsError, TuningSettings, load_settings
 from allocator_pipeline_tests.support.leakage import perturb_after
 
 FOLD = "2013"

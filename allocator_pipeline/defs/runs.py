@@ -58,7 +58,7 @@ def get_instance(settings: Settings, instance: str | Path | None = None) -> dg.D
         (home / "dagster.yaml").write_text(INSTANCE_FILE)
     os.environ["DAGSTER_HOME"] = str(home.resolve())
     if os.environ.get(POSTGRES_URL_ENV):  # the instance's database (instances/postgres/dagster.yaml)
-        from allocator_pipeline.core.tuning.study import psycopg2_url
+        from allocator_pipeline.core.tuning.storage import psycopg2_url
 
         os.environ[POSTGRES_URL_ENV] = psycopg2_url(os.environ[POSTGRES_URL_ENV])
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")

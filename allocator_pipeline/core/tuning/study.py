@@ -5,7 +5,7 @@ held-out blocks, each with its own purged train/validation layout, all before th
 window and its purge) and the leg panel rows up to the last inner block + H sessions: the outer
 test window is never read. Each trial evaluates one parameter set (``core/tuning/space.py``) on
 every inner split in order (``core/tuning/objective.py``) and scores it with the robust objective
-(:data:`OBJECTIVE_FORMULA`); the study maximises it.
+(``core/tuning/objective.py: OBJECTIVE_FORMULA``); the study maximises it.
 
 Search
     TPE sampler seeded per trial with ``tuning.seed + number of finished trials``, so each
@@ -15,15 +15,13 @@ Search
     defaults on the inner splits. Median pruning (after the second inner split, once 5 trials are
     complete) when ``tuning.pruning``. Startup (random) trials: ``max(3, min(10, n_trials // 3))``.
 Model and cheap trials
-    A trial that changes a model or label parameter refits the members on every inner split
-    (seconds to minutes); one that changes only the ensemble, policy or envelope reuses their
-    cached probabilities (tens of milliseconds). With ``tuning.model_trials`` set (12 in the full
-    profile) and model or label parameters in the space, the first ``model_trials`` finished
-    trials (the defaults trial included) search every parameter, exactly as a study without it
-    would; every later trial keeps the model and label parameters of the best complete one of
-    those (highest objective, the earliest on a tie; enqueued as fixed parameters, so the ledger
-    shows them) and the sampler proposes only the cheap ones, which cost no fit. The ledger's
-    ``stage`` says which: ``models`` or ``cheap`` (None when the study is not staged).
+    With ``tuning.model_trials`` set (12 in the full profile) and model or label parameters in the
+    space (their change refits the members on every inner split), the first ``model_trials``
+    finished trials, the defaults trial included, search every parameter as an unsplit study
+    would; every later one keeps the model and label parameters of the best complete one of them
+    (the earliest on a tie; enqueued as fixed parameters) and the sampler proposes the cheap ones
+    only, which reuse the cached member probabilities. The ledger's ``stage``: ``models`` /
+    ``cheap`` (None when the study is not split).
 Selection
     ``tuning.selection`` (``core/tuning/selection.py``): the defaults trade unless a trial beats
     them on the inner blocks as the allocator must beat the baseline; the result's ``best_*`` are
@@ -34,14 +32,10 @@ Budget
     trial always runs). Results are reproducible when the trial budget, not the timeout, ends the
     study.
 Storage
-    ``tuning.storage`` None: an Optuna journal file per fold,
-    ``<home>/step3_out/allocator/optuna/<fold>.journal`` (one process per fold file: trials left
-    ``RUNNING`` by a killed process are marked failed and redone; about 8 ms of storage a trial here,
-    against 46 ms for a SQLite file and 2 ms in memory, ``docs/research.md``). ``"journal:<path>"``: Optuna's journal file storage (relative paths under ``home``);
-    any other value: an RDB URL (e.g. ``postgresql://...``). The study name is
-    ``allocator-fold-<fold>``. A study stores a fingerprint of its problem (settings that change
-    the objective, search space, inner frames, the leg panel rows it reads); a stored study with
-    another fingerprint is started afresh in a per-fold file and refused in a shared storage.
+    ``tuning.storage`` (``core/tuning/storage.py``), study ``allocator-fold-<fold>``. A study stores a
+    fingerprint of its problem (settings that change the objective, search space, inner frames, the
+    leg panel rows it reads); a stored study with another fingerprint is started afresh in a
+    per-fold file and refused in a shared storage.
 Fit reuse
     ``tuning.fit_reuse`` (on by default): the members fitted on an inner split are stored in the
     home's fit store (``core/tuning/fit_cache.py``, ``<home>/step3_out/allocator/optuna/fit_cache/``)
@@ -70,38 +64,26 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 import optuna
 import pandas as pd
 from optuna.distributions import BaseDistribution
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from allocator_pipeline.core.common.errors import InputDataError
-from allocator_pipeline.core.common.storage import preserve_in_place
 from allocator_pipeline.core.folds.checks import fold_dataset
 from allocator_pipeline.core.tuning.fingerprint import problem_fingerprint
 from allocator_pipeline.core.tuning.fit_cache import fit_store, reuse_line, reuse_summary
-from allocator_pipeline.core.tuning.objective import OBJECTIVE_FORMULA, InnerFitCache, evaluate_params, robust_objective
+from allocator_pipeline.core.tuning.objective import InnerFitCache, evaluate_params
 from allocator_pipeline.core.tuning.result import INNER_BLOCKS, TuningResult, _duration, _result, inner_blocks_attr
 from allocator_pipeline.core.tuning.space import default_params, refits_members, resolve_groups, search_space
-from allocator_pipeline.settings import Settings, SettingsError, tuned_settings
+from allocator_pipeline.core.tuning.storage import study_storage
+from allocator_pipeline.settings import Settings, SettingsError
 
-__all__ = [
-    "OBJECTIVE_FORMULA",
-    "StudyMismatchError",
-    "evaluate_params",
-    "inner_fold_frames",
-    "model_stage_params",
-    "robust_objective",
-    "run_study",
-    "study_name",
-    "tuned_settings",
-]
+__all__ = ["StudyMismatchError", "evaluate_params", "inner_fold_frames", "model_stage", "run_study", "study_name"]
 
 Progress = Callable[[str], None] | None
 log = logging.getLogger(__name__)
@@ -125,31 +107,6 @@ def inner_fold_frames(
     if rows.empty:
         raise ValueError(f"fold {fold!r} has no inner splits in the plan")
     return [fold_dataset(features, labels, plan, str(fold), int(k)) for k in sorted(rows["inner"])]
-
-
-def _storage(fold: str, settings: Settings) -> tuple[BaseStorage, str, bool]:
-    """(storage, description without secrets, shared?) for the fold's study."""
-    url = settings.tuning.storage
-    if url is None:
-        path = settings.paths.optuna / f"{fold}.journal"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        preserve_in_place(path)  # a failed command puts the study back as it was
-        return JournalStorage(JournalFileBackend(str(path))), f"journal:{path}", False
-    if url.startswith("journal:"):
-        path = Path(url[len("journal:") :]).expanduser()
-        path = path if path.is_absolute() else settings.home.resolve() / path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path))), f"journal:{path}", True
-    from sqlalchemy.engine import make_url  # optuna's RDB storage depends on SQLAlchemy
-
-    url = psycopg2_url(url)
-    return RDBStorage(url), make_url(url).render_as_string(hide_password=True), True
-
-
-def psycopg2_url(url: str) -> str:
-    """A plain ``postgresql://`` URL with the installed driver, psycopg2, named (SQLAlchemy 2.1 would
-    otherwise pick psycopg 3); any other URL unchanged."""
-    return "postgresql+psycopg2://" + url[len("postgresql://") :] if url.startswith("postgresql://") else url
 
 
 def _open_study(
@@ -219,22 +176,21 @@ def _sampler(settings: Settings, finished: int, total: int, parallel: bool) -> o
     return optuna.samplers.TPESampler(seed=seed % (2**32), n_startup_trials=max(3, min(10, n_trials // 3)))
 
 
-def model_stage_params(
+def model_stage(
     trials: Sequence[FrozenTrial], space: Mapping[str, BaseDistribution], settings: Settings
-) -> dict[str, Any] | None:
-    """The model and label parameters every later trial keeps (module docstring, "Model and cheap
-    trials"): those of the best complete trial of the model stage, once ``tuning.model_trials``
-    trials have finished; None while the model stage runs, or when the study is not staged
-    (``tuning.model_trials`` None, or no such parameter in ``space``)."""
+) -> tuple[str | None, dict[str, Any] | None]:
+    """The next trial's stage and the model and label parameters it keeps (module docstring, "Model
+    and cheap trials"): ``(None, None)`` when the study is not split, ``("models", None)`` while the
+    model stage goes on (also while none of its trials completed), else ``("cheap", params)``."""
     names = [name for name in space if refits_members(name)]
     n_model = settings.tuning.model_trials
-    if n_model is None or not names or sum(t.state in FINISHED for t in trials) < n_model:
-        return None
+    if n_model is None or not names:
+        return None, None
     staged = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("stage") != "cheap"]
-    if not staged:  # only pruned model trials: keep searching every parameter
-        return None
+    if not staged or sum(t.state in FINISHED for t in trials) < n_model:
+        return "models", None
     best = max(staged, key=lambda t: (cast(float, t.value), -t.number))
-    return {name: best.params[name] for name in names}
+    return "cheap", {name: best.params[name] for name in names}
 
 
 def _run_trial(
@@ -329,7 +285,7 @@ def run_study(
     chosen = tuple(resolve_groups(settings, groups)) if space is None else ("custom",)
     space = dict(space) if space is not None else search_space(settings, groups)
     fingerprint = problem_fingerprint(inner_frames, utilities, context, settings, space)
-    storage, described, shared = _storage(str(fold), settings)
+    storage, described, shared = study_storage(str(fold), settings)
     try:
         study = _open_study(str(fold), storage, described, shared, settings, fingerprint, progress)
         _enqueue_defaults(study, default_params(settings, space))
@@ -383,12 +339,9 @@ def _trial_loop(
         if taken >= budget or (any_complete and time.time() - started >= timeout):
             return
         study.sampler = _sampler(settings, finished, len(trials), parallel)
-        stage = None
-        if settings.tuning.model_trials is not None and any(refits_members(name) for name in space):
-            kept = model_stage_params(trials, space, settings)
-            stage = "models" if kept is None else "cheap"
-            if kept is not None and not any(t.state == TrialState.WAITING for t in trials):
-                study.enqueue_trial(kept, user_attrs={"stage": "cheap"})
+        stage, kept = model_stage(trials, space, settings)
+        if kept is not None and not any(t.state == TrialState.WAITING for t in trials):
+            study.enqueue_trial(kept, user_attrs={"stage": "cheap"})
         frozen = _run_trial(study, space, inner_frames, utilities, context, settings, cache, worker, stage)
         value = "-" if frozen.value is None else f"{frozen.value:.4f}"
         best = f"{study.best_value:.4f}" if any_complete or frozen.state == TrialState.COMPLETE else "-"
@@ -403,7 +356,7 @@ def _helper_main(problem: tuple, worker: int, ready: Any) -> None:
     """A spawned worker process: load the fold's study from the shared storage and run trials."""
     optuna.logging.set_verbosity(logging.WARNING)
     fold, inner_frames, utilities, context, settings, space, started = problem
-    storage, _, _ = _storage(fold, settings)
+    storage, _, _ = study_storage(fold, settings)
     try:
         study = optuna.load_study(study_name=study_name(fold), storage=storage, pruner=_pruner(settings))
         ready.set()
