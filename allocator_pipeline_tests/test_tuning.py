@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, assume, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from optuna.distributions import FloatDistribution
+from optuna.trial import FrozenTrial, TrialState
 
 from allocator_pipeline.core.allocation.fold_model import fit_fold, fold_path, predict_split
 from allocator_pipeline.core.common.costs import CostModel
@@ -31,8 +32,15 @@ from allocator_pipeline.core.tuning.objective import (
     robust_objective,
 )
 from allocator_pipeline.core.tuning.result import export_ledger, export_trial_returns
-from allocator_pipeline.core.tuning.space import GROUPS, SEARCH_PARAMETERS, default_params, resolve_groups, search_space
-from allocator_pipeline.core.tuning.study import inner_fold_frames, run_study
+from allocator_pipeline.core.tuning.space import (
+    GROUPS,
+    SEARCH_PARAMETERS,
+    default_params,
+    refits_members,
+    resolve_groups,
+    search_space,
+)
+from allocator_pipeline.core.tuning.study import inner_fold_frames, model_stage, run_study
 from allocator_pipeline.settings import (
     PolicySettings,
     Settings,
@@ -496,32 +504,35 @@ def test_parallel_workers_share_a_journal_study(problem, tmp_path):
 
 
 def test_model_trials_then_cheap_trials_that_fit_nothing(problem, tmp_path):
-    """tuning.model_trials = 3 of 6: the first three trials are those of the study without it (every
-    parameter searched); the last three keep the linear member's parameters of the best of them,
-    search the policy's, and fit no member (the six inner fits are the three trials' two splits);
-    a staged study resumed proposes what the straight one did."""
+    """tuning.model_trials = 5 of 8: the first five trials are those of the study without it (every
+    parameter searched); the last three keep the linear member's parameters of the best of them
+    (here not the last one), search the policy's, and fit no member (the inner fits are the five
+    trials' two splits); a staged study resumed proposes what the straight one did. Every budget
+    here gives the TPE the same 3 startup trials (max(3, n_trials // 3)), so the studies differ only
+    by the split."""
     settings, panel, utilities, _, frames = problem
     space = search_space(settings, ["linear", "policy"])
     model = [name for name in space if name.startswith("models.")]
     assert model == ["models.linear.C", "models.linear.l1_ratio"]
     plain = run_study(
-        FOLD, frames, utilities, panel, with_budget(settings, tmp_path / "plain", n_trials=3), space=space
+        FOLD, frames, utilities, panel, with_budget(settings, tmp_path / "plain", n_trials=5), space=space
     )
-    staged_settings = with_budget(settings, tmp_path / "staged", n_trials=6, model_trials=3)
+    best = plain.ledger.loc[plain.ledger["objective"].idxmax()]
+    assert best["trial"] != 4  # a rule keeping the last model trial would fail below
+    staged_settings = with_budget(settings, tmp_path / "staged", n_trials=8, model_trials=5)
     staged = run_study(FOLD, frames, utilities, panel, staged_settings, space=space)
     ledger = staged.ledger
-    assert list(ledger["stage"]) == ["models"] * 3 + ["cheap"] * 3 and ledger["stage"].notna().all()
+    assert list(ledger["stage"]) == ["models"] * 5 + ["cheap"] * 3
     assert plain.ledger["stage"].isna().all()
-    pd.testing.assert_frame_equal(_params(ledger.iloc[:3]), _params(plain.ledger))
-    best = plain.ledger.loc[plain.ledger["objective"].idxmax()]
+    pd.testing.assert_frame_equal(_params(ledger.iloc[:5]), _params(plain.ledger))
     for name in model:
-        assert (ledger[f"param.{name}"].iloc[3:] == best[f"param.{name}"]).all()
-    assert ledger["param.policy.alpha"].iloc[3:].nunique() == 3  # the policy is still searched
-    assert plain.fit_reuse["fitted"] == staged.fit_reuse["fitted"] == 3 * len(frames)
+        assert (ledger[f"param.{name}"].iloc[5:] == best[f"param.{name}"]).all()
+    assert ledger["param.policy.alpha"].iloc[5:].nunique() == 3  # the policy is still searched
+    assert plain.fit_reuse["fitted"] == staged.fit_reuse["fitted"] == 5 * len(frames)
     assert staged.best_value >= plain.best_value
-    first = with_budget(settings, tmp_path / "resumed", n_trials=4, model_trials=3)
+    first = with_budget(settings, tmp_path / "resumed", n_trials=6, model_trials=5)
     run_study(FOLD, frames, utilities, panel, first, space=space)
-    resumed = run_study(FOLD, frames, utilities, panel, with_budget(first, first.home, n_trials=6), space=space)
+    resumed = run_study(FOLD, frames, utilities, panel, with_budget(first, first.home, n_trials=8), space=space)
     assert resumed.n_new == 2
     pd.testing.assert_frame_equal(_params(resumed.ledger), _params(ledger))
     # without model parameters in the space the setting changes nothing
@@ -533,6 +544,44 @@ def test_model_trials_then_cheap_trials_that_fit_nothing(problem, tmp_path):
     same = run_study(FOLD, frames, utilities, panel, unstaged, space=cheap_space)
     pd.testing.assert_frame_equal(_params(alone.ledger), _params(same.ledger))
     assert same.ledger["stage"].isna().all()
+
+
+def _trial(number: int, value: float | None, stage: str | None = "models", c: float = 1.0) -> FrozenTrial:
+    state = TrialState.PRUNED if value is None else TrialState.COMPLETE
+    trial = optuna.trial.create_trial(
+        state=state,
+        value=value,
+        params={"models.linear.C": c, "policy.alpha": 0.5},
+        distributions={
+            "models.linear.C": FloatDistribution(0.001, 10, log=True),
+            "policy.alpha": FloatDistribution(0, 0.9),
+        },
+        user_attrs={} if stage is None else {"stage": stage},
+    )
+    trial.number = number
+    return trial
+
+
+def test_the_model_stage_keeps_the_best_complete_model_trial(tmp_path):
+    """The rule by itself: the threshold counts finished model trials (pruned ones included, cheap
+    ones not), the kept parameters are the best complete model trial's (the earliest on a tie; a
+    cheap trial's higher objective does not count), and a space or settings without a split give
+    no stage."""
+    settings = with_budget(make_settings(tmp_path), tmp_path, model_trials=3)
+    space = dict(_trial(0, 1.0).distributions)
+    trials = [_trial(0, 1.0, c=0.1), _trial(1, None, c=0.2), _trial(2, 3.0, c=0.3)]
+    assert model_stage(trials[:2], space, settings) == ("models", None)
+    assert model_stage(trials, space, settings) == ("cheap", {"models.linear.C": 0.3})
+    tie = [*trials, _trial(3, 3.0, c=0.4), _trial(4, 9.0, "cheap", c=0.5)]
+    assert model_stage(tie, space, settings) == ("cheap", {"models.linear.C": 0.3})
+    # trials of an unsplit run (no stage) are model trials; cheap ones do not fill the stage
+    unlabelled = [_trial(0, 1.0, None, c=0.1), _trial(1, 2.0, "cheap"), _trial(2, 2.0, "cheap")]
+    assert model_stage(unlabelled, space, settings) == ("models", None)
+    assert model_stage([_trial(k, None) for k in range(4)], space, settings) == ("models", None)
+    assert model_stage(trials, {"policy.alpha": space["policy.alpha"]}, settings) == (None, None)
+    assert model_stage(trials, space, with_budget(settings, tmp_path, model_trials=None)) == (None, None)
+    assert refits_members("costs.fee_bps") and refits_members("labels.lambda_dd")
+    assert not refits_members("envelope.dd_soft")
 
 
 # --- tuning finds a known best -------------------------------------------------------------------

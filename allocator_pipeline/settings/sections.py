@@ -318,11 +318,11 @@ class TuningSettings(_Section):
         None,
         ge=1,
         le=5000,
-        description="When the search space holds model or label parameters (their change refits the members on "
-        "every inner split): the first model_trials finished trials of a fold (the defaults trial included) search "
-        "every group; the rest keep the model and label parameters of the best complete one of them and search the "
-        "cheap groups only, on its cached member probabilities (no refit). None: every trial searches every group. "
-        "12 in the full profile (of its 60 trials).",
+        description="When the search space holds parameters whose change refits the members on every inner split "
+        "(models, labels, costs): the first model_trials trials of a fold to finish (complete or pruned, the defaults "
+        "trial included) search every parameter; every later one keeps those parameters of the best complete one of "
+        "them and the sampler proposes the others given them, so it reuses that trial's fits instead of refitting. "
+        "None: every trial searches every parameter. 12 in the full profile (of its 60 trials).",
     )
     timeout_seconds: float = Field(90.0, gt=0, le=86400, description="Wall-clock budget per fold.")
     seed: int = Field(11, ge=0, le=2**31 - 1, description="TPE sampler seed.")

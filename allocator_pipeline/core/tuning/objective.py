@@ -49,7 +49,7 @@ from allocator_pipeline.core.evaluation.backtest import RETURN_COLUMNS, baseline
 from allocator_pipeline.core.evaluation.metrics import performance_metrics
 from allocator_pipeline.core.labels.utility import utility_labels
 from allocator_pipeline.core.tuning.fit_cache import FitStore, MemberOutputs, member_outputs
-from allocator_pipeline.core.tuning.space import tunes_labels
+from allocator_pipeline.core.tuning.space import MEMBER_SECTIONS, tunes_labels
 from allocator_pipeline.settings import Settings, TuningSettings, tuned_settings
 
 __all__ = [
@@ -201,7 +201,7 @@ class InnerFitCache:
     shared by the folds and runs of a home) when one is given, else they are fitted.
     """
 
-    members: dict[tuple[int, str, str], MemberOutputs] = field(default_factory=dict)
+    members: dict[tuple[int, str], MemberOutputs] = field(default_factory=dict)
     frames: dict[tuple[int, str], tuple[pd.DataFrame, pd.DataFrame]] = field(default_factory=dict)
     matrices: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     max_member_entries: int = 64
@@ -209,7 +209,7 @@ class InnerFitCache:
     fitted: int = 0
     """Member fits computed through this cache (the store's misses, or every fit without a store)."""
 
-    def remember(self, key: tuple[int, str, str], outputs: MemberOutputs) -> None:
+    def remember(self, key: tuple[int, str], outputs: MemberOutputs) -> None:
         if len(self.members) >= self.max_member_entries:  # drop the oldest (insertion order)
             self.members.pop(next(iter(self.members)))
         self.members[key] = outputs
@@ -227,6 +227,10 @@ class InnerFitCache:
 
 def _labels_key(settings: Settings) -> str:
     return _key({"labels": settings.labels.model_dump(mode="json"), "costs": settings.costs.model_dump(mode="json")})
+
+
+def _members_key(settings: Settings) -> str:
+    return _key({section: getattr(settings, section).model_dump(mode="json") for section in MEMBER_SECTIONS})
 
 
 def _split_inputs(
@@ -261,7 +265,7 @@ def evaluate_split(
     weight choice ``w_smoothed`` fully invested minus the baseline book, both net of costs, the
     deflated Sharpe's subject on this block; one row per session)."""
     frame, table, labels_key = _split_inputs(k, frame, utilities, context, base, s, cache)
-    member_key = (k, labels_key, _key(s.models.model_dump(mode="json")))
+    member_key = (k, _members_key(s))
     outputs = cache.members.get(member_key)
     if outputs is None:
         outputs = cache.member_outputs(frame, s, table)

@@ -59,6 +59,7 @@ from allocator_pipeline.settings.sections import TuningGroup
 __all__ = [
     "CHEAP_GROUPS",
     "GROUPS",
+    "MEMBER_SECTIONS",
     "MODEL_GROUPS",
     "PROFILE_GROUPS",
     "SEARCH_PARAMETERS",
@@ -180,6 +181,9 @@ GROUPS: tuple[str, ...] = get_args(TuningGroup)
 """Every group, in the order of the search space (the values ``tuning.groups`` accepts)."""
 MODEL_GROUPS: tuple[str, ...] = ("lightgbm", "linear", "catboost", "labels")
 """Groups whose change requires refitting the members on every inner split."""
+MEMBER_SECTIONS: tuple[str, ...] = ("models", "labels", "costs")
+"""Settings sections the members' fit reads (the labels are computed with the costs): the key of
+a fit in ``core/tuning/objective.py``'s cache; the parameters of :data:`MODEL_GROUPS` are in them."""
 CHEAP_GROUPS: tuple[str, ...] = ("ensemble", "policy", "envelope")
 """Groups evaluated on cached member probabilities (no refit)."""
 PROFILE_GROUPS: dict[str, tuple[str, ...]] = {
@@ -313,6 +317,6 @@ def tunes_labels(params: Mapping[str, Any]) -> bool:
 
 
 def refits_members(name: str) -> bool:
-    """True when the parameter ``name`` (a dotted settings path) changes the members, so a trial
-    changing it refits them on every inner split: the model and label groups (:data:`MODEL_GROUPS`)."""
-    return name.startswith(("models.", "labels."))
+    """True when the parameter ``name`` (a dotted settings path) is in a section the members' fit
+    reads (:data:`MEMBER_SECTIONS`), so a trial changing it refits them on every inner split."""
+    return name.split(".", 1)[0] in MEMBER_SECTIONS

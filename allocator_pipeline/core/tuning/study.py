@@ -15,13 +15,14 @@ Search
     defaults on the inner splits. Median pruning (after the second inner split, once 5 trials are
     complete) when ``tuning.pruning``. Startup (random) trials: ``max(3, min(10, n_trials // 3))``.
 Model and cheap trials
-    With ``tuning.model_trials`` set (12 in the full profile) and model or label parameters in the
-    space (their change refits the members on every inner split), the first ``model_trials``
-    finished trials, the defaults trial included, search every parameter as an unsplit study
-    would; every later one keeps the model and label parameters of the best complete one of them
-    (the earliest on a tie; enqueued as fixed parameters) and the sampler proposes the cheap ones
-    only, which reuse the cached member probabilities. The ledger's ``stage``: ``models`` /
-    ``cheap`` (None when the study is not split).
+    With ``tuning.model_trials`` set (12 in the full profile) and parameters in the space whose
+    change refits the members (``space.refits_members``), the first ``model_trials`` trials to
+    finish (complete or pruned, the defaults trial included) search every parameter as an unsplit
+    study would; every later one keeps the refitting parameters of the best complete one of them
+    (the earliest on a tie; Optuna's ``PartialFixedSampler`` over the TPE proposes the others given
+    them), so it reuses their fits (from the cache, or from the fit store in another process or
+    run). Parallel workers: trials still running when the stage ends finish as model trials, and
+    the kept parameters follow the best of them. The ledger's ``stage``: ``models`` / ``cheap``.
 Selection
     ``tuning.selection`` (``core/tuning/selection.py``): the defaults trade unless a trial beats
     them on the inner blocks as the allocator must beat the baseline; the result's ``best_*`` are
@@ -62,6 +63,7 @@ import logging
 import multiprocessing
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
@@ -186,10 +188,11 @@ def model_stage(
     n_model = settings.tuning.model_trials
     if n_model is None or not names:
         return None, None
-    staged = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("stage") != "cheap"]
-    if not staged or sum(t.state in FINISHED for t in trials) < n_model:
+    staged = [t for t in trials if t.state in FINISHED and t.user_attrs.get("stage") != "cheap"]
+    complete = [t for t in staged if t.state == TrialState.COMPLETE]
+    if not complete or len(staged) < n_model:
         return "models", None
-    best = max(staged, key=lambda t: (cast(float, t.value), -t.number))
+    best = max(complete, key=lambda t: (cast(float, t.value), -t.number))
     return "cheap", {name: best.params[name] for name in names}
 
 
@@ -206,7 +209,7 @@ def _run_trial(
 ) -> FrozenTrial:
     trial = study.ask(space)
     defaults = trial.user_attrs.get("role") == "defaults"
-    if stage is not None and "stage" not in trial.user_attrs:
+    if stage is not None:
         trial.set_user_attr("stage", stage)
     trial.set_user_attr("mode", "parallel" if settings.tuning.workers > 1 else "sequential")
     trial.set_user_attr("worker", worker)
@@ -340,8 +343,10 @@ def _trial_loop(
             return
         study.sampler = _sampler(settings, finished, len(trials), parallel)
         stage, kept = model_stage(trials, space, settings)
-        if kept is not None and not any(t.state == TrialState.WAITING for t in trials):
-            study.enqueue_trial(kept, user_attrs={"stage": "cheap"})
+        if kept is not None:  # the sampler proposes the other parameters given these
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.sampler = optuna.samplers.PartialFixedSampler(kept, study.sampler)
         frozen = _run_trial(study, space, inner_frames, utilities, context, settings, cache, worker, stage)
         value = "-" if frozen.value is None else f"{frozen.value:.4f}"
         best = f"{study.best_value:.4f}" if any_complete or frozen.state == TrialState.COMPLETE else "-"
