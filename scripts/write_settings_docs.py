@@ -24,8 +24,8 @@ first: defaults < profile < `<home>/allocator.toml` (or `--config FILE`) < envir
 (`ALLOCATOR_HOME`, `ALLOCATOR_PRICES`, `ALLOCATOR_STEP3`, `ALLOCATOR_PROFILE`) < command-line
 options. Profiles: `quick` (tests: small models; with tuning switched on 3 trials, 2 inner
 splits), `default` (tuning on, 12 trials per fold), `full` (larger models, tuning on over every
-group, 60 trials per fold of which the first 12 refit the members; the 18 folds took 791 s with
-one worker and 434 s with two on this 2-core machine, docs/development.md). Costs in basis
+group, 60 trials per fold of which the first 12 refit the members; the 18 folds took 744 s with
+one worker and 452 s with two on this 2-core machine, docs/development.md). Costs in basis
 points, windows in sessions, weights and drawdowns as fractions.
 """
 
